@@ -1,0 +1,30 @@
+# abdr: `make up` runs the orchestrator on its embedded default; `make test` runs the suite.
+# Both create or refresh .venv and install the project (a no-op when nothing changed).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: up test bench install clean-state
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: install
+	$(BIN)/abdr up
+
+test: install
+	bash scripts/ensure-postgres.sh
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install
+	bash scripts/install-bench-tools.sh
+	$(BIN)/python -m bench
+
+clean-state:
+	rm -rf .abdr

@@ -1,0 +1,312 @@
+"""The catalog store: typed reads and writes over the catalog tables. Takes and returns
+the pydantic domain models; rows never leave this module except as those models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, select
+
+from drivers.catalog.engine import make_engine, migrate
+from models.catalog import (
+    BackupPlanRow,
+    ClusterRow,
+    JobRow,
+    PlanVMRow,
+    ReplicationObjectRow,
+    ReplicationPlanRow,
+    RepositoryRow,
+    RestorePointRow,
+    SiteRow,
+    VMRow,
+    utcnow,
+)
+from models.inventory import VM, Cluster, Site
+from models.plans import BackupPlanSpec, PlanStatus, RunResult, VMRef
+from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec, StateChange
+from models.restore_points import RestorePointSummary
+from models.services import RepositorySpec
+
+RowT = TypeVar("RowT", bound=SQLModel)
+
+
+class CatalogError(Exception):
+    """Base of catalog errors; the message is meant for users as is."""
+
+
+class NotFound(CatalogError):
+    pass
+
+
+class AlreadyExists(CatalogError):
+    pass
+
+
+class InUse(CatalogError):
+    pass
+
+
+class Catalog:
+    def __init__(self, url: str, *, upgrade: bool = True) -> None:
+        self.url = url
+        if upgrade:
+            migrate(url)
+        self.engine = make_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield s
+            s.commit()
+
+    def ping(self) -> None:
+        with self.engine.connect() as c:
+            c.execute(text("SELECT 1"))
+
+    # -- generic helpers ---------------------------------------------------------------
+
+    def _insert(self, row: SQLModel, what: str) -> None:
+        try:
+            with self.session() as s:
+                s.add(row)
+        except IntegrityError:
+            raise AlreadyExists(f"{what} already exists") from None
+
+    def _get(self, s: Session, model: type[RowT], key: Any, what: str) -> RowT:
+        row = s.get(model, key)
+        if row is None:
+            raise NotFound(f"{what} not found")
+        return row
+
+    def _all(self, model: type[RowT], *where: Any, order: Any = None) -> Sequence[RowT]:
+        with self.session() as s:
+            q = select(model).where(*where)
+            return s.exec(q.order_by(order) if order is not None else q).all()
+
+    # -- sites, clusters, inventory cache ------------------------------------------------
+
+    def add_site(self, site: Site) -> None:
+        self._insert(SiteRow(**site.model_dump()), f"site {site.name!r}")
+
+    def list_sites(self) -> list[Site]:
+        return [Site(name=r.name, description=r.description) for r in self._all(SiteRow, order=SiteRow.name)]
+
+    def add_cluster(self, cluster: Cluster) -> None:
+        with self.session() as s:
+            self._get(s, SiteRow, cluster.site, f"site {cluster.site!r} (of cluster {cluster.name!r})")
+        self._insert(ClusterRow(**cluster.model_dump()), f"cluster {cluster.name!r}")
+
+    def get_cluster(self, name: str) -> Cluster:
+        with self.session() as s:
+            r = self._get(s, ClusterRow, name, f"cluster {name!r}")
+            return Cluster(name=r.name, site=r.site, driver=r.driver, endpoint=r.endpoint)
+
+    def list_clusters(self, site: str | None = None) -> list[Cluster]:
+        where = [ClusterRow.site == site] if site else []
+        rows = self._all(ClusterRow, *where, order=ClusterRow.name)
+        return [Cluster(name=r.name, site=r.site, driver=r.driver, endpoint=r.endpoint) for r in rows]
+
+    def cache_vms(self, cluster: str, vms: list[VM]) -> None:
+        """Replace the cluster's inventory cache with what the driver reported."""
+        now = utcnow()
+        with self.session() as s:
+            s.exec(delete(VMRow).where(VMRow.cluster == cluster))  # type: ignore[call-overload]
+            for vm in vms:
+                s.add(VMRow(cluster=cluster, name=vm.name, vm_id=vm.id, power_state=vm.power_state,
+                            config=vm.config.model_dump(mode="json"), seen_at=now))
+
+    def cached_vms(self, cluster: str) -> list[VM]:
+        rows = self._all(VMRow, VMRow.cluster == cluster, order=VMRow.name)
+        return [VM(id=r.vm_id, cluster=r.cluster, config=r.config, power_state=r.power_state) for r in rows]
+
+    # -- repositories ----------------------------------------------------------------------
+
+    def add_repository(self, repo: RepositorySpec) -> None:
+        self._insert(RepositoryRow(**repo.model_dump()), f"repository {repo.name!r}")
+
+    def get_repository(self, name: str) -> RepositorySpec:
+        with self.session() as s:
+            r = self._get(s, RepositoryRow, name, f"repository {name!r}")
+            return RepositorySpec(name=r.name, kind=r.kind, path=r.path, site=r.site, description=r.description)
+
+    def list_repositories(self) -> list[RepositorySpec]:
+        rows = self._all(RepositoryRow, order=RepositoryRow.name)
+        return [RepositorySpec(name=r.name, kind=r.kind, path=r.path, site=r.site, description=r.description)
+                for r in rows]
+
+    def delete_repository(self, name: str) -> None:
+        users = [p.name for p in self.list_backup_plans() if p.repository == name]
+        if users:
+            raise InUse(f"repository {name!r} is used by backup plans {users}")
+        with self.session() as s:
+            s.delete(self._get(s, RepositoryRow, name, f"repository {name!r}"))
+
+    # -- plans (backup and replication share the row shape) -------------------------------
+
+    def _set_plan_vms(self, s: Session, kind: str, plan: str, vms: list[VMRef]) -> None:
+        s.exec(delete(PlanVMRow).where(PlanVMRow.plan_kind == kind, PlanVMRow.plan == plan))  # type: ignore[call-overload]
+        for v in vms:
+            s.add(PlanVMRow(plan_kind=kind, plan=plan, cluster=v.cluster, vm=v.vm))
+
+    def add_backup_plan(self, spec: BackupPlanSpec) -> None:
+        with self.session() as s:
+            self._get(s, RepositoryRow, spec.repository, f"repository {spec.repository!r}")
+        try:
+            with self.session() as s:
+                s.add(BackupPlanRow(name=spec.name, spec=spec.model_dump(mode="json")))
+                s.flush()
+                self._set_plan_vms(s, "backup", spec.name, spec.vms)
+        except IntegrityError:
+            raise AlreadyExists(f"backup plan {spec.name!r} already exists") from None
+
+    def update_backup_plan(self, spec: BackupPlanSpec) -> None:
+        with self.session() as s:
+            self._get(s, RepositoryRow, spec.repository, f"repository {spec.repository!r}")
+            row = self._get(s, BackupPlanRow, spec.name, f"backup plan {spec.name!r}")
+            row.spec = spec.model_dump(mode="json")
+            row.updated_at = utcnow()
+            s.add(row)
+            self._set_plan_vms(s, "backup", spec.name, spec.vms)
+
+    def get_backup_plan(self, name: str) -> BackupPlanSpec:
+        with self.session() as s:
+            return BackupPlanSpec.model_validate(self._get(s, BackupPlanRow, name, f"backup plan {name!r}").spec)
+
+    def backup_plan_state(self, name: str) -> tuple[PlanStatus, RunResult, datetime | None]:
+        with self.session() as s:
+            r = self._get(s, BackupPlanRow, name, f"backup plan {name!r}")
+            return PlanStatus(r.status), RunResult(r.last_result), r.last_run_at
+
+    def set_backup_plan_state(self, name: str, status: PlanStatus | None = None,
+                              result: RunResult | None = None, run_at: datetime | None = None) -> None:
+        with self.session() as s:
+            r = self._get(s, BackupPlanRow, name, f"backup plan {name!r}")
+            r.status = status or r.status
+            r.last_result = result or r.last_result
+            r.last_run_at = run_at or r.last_run_at
+            r.updated_at = utcnow()
+            s.add(r)
+
+    def list_backup_plans(self) -> list[BackupPlanSpec]:
+        return [BackupPlanSpec.model_validate(r.spec) for r in self._all(BackupPlanRow, order=BackupPlanRow.name)]
+
+    def delete_backup_plan(self, name: str) -> None:
+        with self.session() as s:
+            s.delete(self._get(s, BackupPlanRow, name, f"backup plan {name!r}"))
+            self._set_plan_vms(s, "backup", name, [])
+
+    def plans_protecting(self, vm: VMRef) -> list[tuple[str, str]]:
+        rows = self._all(PlanVMRow, PlanVMRow.cluster == vm.cluster, PlanVMRow.vm == vm.vm)
+        return [(r.plan_kind, r.plan) for r in rows]
+
+    def add_replication_plan(self, spec: ReplicationPlanSpec) -> None:
+        try:
+            with self.session() as s:
+                s.add(ReplicationPlanRow(name=spec.name, spec=spec.model_dump(mode="json")))
+                s.flush()
+                self._set_plan_vms(s, "replication", spec.name, spec.vms)
+                for v in spec.vms:
+                    s.add(ReplicationObjectRow(
+                        plan=spec.name, source_cluster=v.cluster, source_vm=v.vm,
+                        replica_cluster=spec.target_cluster, replica_vm=spec.naming.replica_name(v.vm),
+                        history=[]))
+        except IntegrityError:
+            raise AlreadyExists(f"replication plan {spec.name!r} already exists") from None
+
+    def get_replication_plan(self, name: str) -> ReplicationPlanSpec:
+        with self.session() as s:
+            row = self._get(s, ReplicationPlanRow, name, f"replication plan {name!r}")
+            return ReplicationPlanSpec.model_validate(row.spec)
+
+    def list_replication_plans(self) -> list[ReplicationPlanSpec]:
+        rows = self._all(ReplicationPlanRow, order=ReplicationPlanRow.name)
+        return [ReplicationPlanSpec.model_validate(r.spec) for r in rows]
+
+    # -- replication objects ------------------------------------------------------------
+
+    @staticmethod
+    def _object(r: ReplicationObjectRow) -> ReplicationObject:
+        return ReplicationObject(
+            plan=r.plan, source=VMRef(cluster=r.source_cluster, vm=r.source_vm),
+            replica=VMRef(cluster=r.replica_cluster, vm=r.replica_vm), state=ReplicaState(r.state),
+            history=[StateChange.model_validate(h) for h in r.history], last_point_at=r.last_point_at)
+
+    def replication_objects(self, plan: str | None = None) -> list[ReplicationObject]:
+        where = [ReplicationObjectRow.plan == plan] if plan else []
+        rows = self._all(ReplicationObjectRow, *where, order=ReplicationObjectRow.source_vm)
+        return [self._object(r) for r in rows]
+
+    def save_replication_object(self, obj: ReplicationObject) -> None:
+        """Persist a replication object (state, history, newest point) after a transition."""
+        key = (obj.plan, obj.source.cluster, obj.source.vm)
+        with self.session() as s:
+            r = self._get(s, ReplicationObjectRow, key, f"replication object {obj.plan}/{obj.source}")
+            r.state = obj.state
+            r.history = [h.model_dump(mode="json") for h in obj.history]
+            r.last_point_at = obj.last_point_at
+            r.replica_cluster, r.replica_vm = obj.replica.cluster, obj.replica.vm
+            s.add(r)
+
+    # -- restore points -----------------------------------------------------------------
+
+    def add_restore_point(self, point: RestorePointSummary, base_id: str | None = None,
+                          snapshot_id: str | None = None) -> None:
+        """Idempotent: recording the same point twice (an activity retry) is not an error."""
+        with self.session() as s:
+            if s.get(RestorePointRow, point.id) is None:
+                s.add(RestorePointRow(**point.model_dump(), base_id=base_id, snapshot_id=snapshot_id))
+
+    def get_restore_point(self, point_id: str) -> RestorePointSummary:
+        with self.session() as s:
+            return self._summary(self._get(s, RestorePointRow, point_id, f"restore point {point_id!r}"))
+
+    def list_restore_points(self, plan: str | None = None, vm: VMRef | None = None) -> list[RestorePointSummary]:
+        where: list[Any] = []
+        if plan:
+            where.append(RestorePointRow.plan == plan)
+        if vm:
+            where += [RestorePointRow.cluster == vm.cluster, RestorePointRow.vm == vm.vm]
+        return [self._summary(r) for r in self._all(RestorePointRow, *where, order=RestorePointRow.created_at)]
+
+    def delete_restore_point(self, point_id: str) -> None:
+        with self.session() as s:
+            s.delete(self._get(s, RestorePointRow, point_id, f"restore point {point_id!r}"))
+
+    @staticmethod
+    def _summary(r: RestorePointRow) -> RestorePointSummary:
+        fields = RestorePointSummary.model_fields
+        return RestorePointSummary.model_validate({k: getattr(r, k) for k in fields})
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def record_job(self, workflow_id: str, run_id: str, operation: str, status: str,
+                   plan: str | None = None, vm: str | None = None, result: dict | None = None,
+                   finished: bool = False) -> None:
+        """Create or update the job row of one workflow run (idempotent under retries)."""
+        with self.session() as s:
+            row = s.get(JobRow, (workflow_id, run_id))
+            if row is None:
+                row = JobRow(workflow_id=workflow_id, run_id=run_id, operation=operation, plan=plan,
+                             vm=vm, status=status, result=result or {})
+            row.status = status
+            if result is not None:
+                row.result = result
+            if finished and row.finished_at is None:
+                row.finished_at = utcnow()
+            s.add(row)
+
+    def list_jobs(self, plan: str | None = None, limit: int = 50) -> list[JobRow]:
+        with self.session() as s:
+            q = select(JobRow)
+            if plan:
+                q = q.where(JobRow.plan == plan)
+            rows = s.exec(q.order_by(JobRow.started_at.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+            return [JobRow.model_validate(r) for r in rows]

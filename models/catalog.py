@@ -1,0 +1,157 @@
+"""The catalog's tables (sqlmodel). Only activities and the CLI/API read and write them;
+never sent as Temporal payloads (send the plain pydantic models instead). Specs are kept
+as JSON of their pydantic model so the validated model is the single source of truth;
+columns exist for what is filtered or joined on."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are stored as UTC and always read back tz-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the catalog; use UTC-aware datetimes")
+            value = value.astimezone(timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+def _ts(nullable: bool) -> Any:
+    """A tz-aware timestamp column; non-nullable ones default to now (UTC)."""
+    column = Column(UTCDateTime(), nullable=nullable)
+    return Field(default=None, sa_column=column) if nullable else Field(default_factory=utcnow, sa_column=column)
+
+
+class SiteRow(SQLModel, table=True):
+    __tablename__ = "sites"
+    name: str = Field(primary_key=True, max_length=63)
+    description: str = ""
+
+
+class ClusterRow(SQLModel, table=True):
+    __tablename__ = "clusters"
+    name: str = Field(primary_key=True, max_length=63)
+    site: str = Field(foreign_key="sites.name", index=True, max_length=63)
+    driver: str = Field(max_length=16)
+    endpoint: str = ""
+
+
+class VMRow(SQLModel, table=True):
+    """Inventory cache: what a driver last reported for a VM."""
+
+    __tablename__ = "vms"
+    cluster: str = Field(primary_key=True, foreign_key="clusters.name", max_length=63)
+    name: str = Field(primary_key=True, max_length=63)
+    vm_id: str = Field(index=True, max_length=128)
+    power_state: str = Field(max_length=16)
+    config: dict = Field(sa_column=Column(JSON, nullable=False))
+    seen_at: datetime = _ts(nullable=False)
+
+
+class RepositoryRow(SQLModel, table=True):
+    __tablename__ = "repositories"
+    name: str = Field(primary_key=True, max_length=63)
+    kind: str = Field(max_length=8)
+    path: str
+    site: str = Field(max_length=63)
+    description: str = ""
+    created_at: datetime = _ts(nullable=False)
+
+
+class BackupPlanRow(SQLModel, table=True):
+    __tablename__ = "backup_plans"
+    name: str = Field(primary_key=True, max_length=63)
+    spec: dict = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="WORKING", max_length=16)
+    last_result: str = Field(default="NEVER_EXECUTE", max_length=20)
+    last_run_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class PlanVMRow(SQLModel, table=True):
+    """The VMs of a plan (backup or replication), for 'which plans protect this VM'."""
+
+    __tablename__ = "plan_vms"
+    plan_kind: str = Field(primary_key=True, max_length=12)
+    plan: str = Field(primary_key=True, max_length=63)
+    cluster: str = Field(primary_key=True, max_length=63)
+    vm: str = Field(primary_key=True, max_length=63)
+
+
+class RestorePointRow(SQLModel, table=True):
+    __tablename__ = "restore_points"
+    __table_args__ = (Index("ix_restore_points_vm", "cluster", "vm", "created_at"),)
+    id: str = Field(primary_key=True, max_length=128)
+    plan: str | None = Field(default=None, index=True, max_length=63)
+    cluster: str = Field(max_length=63)
+    vm: str = Field(max_length=63)
+    repository: str | None = Field(default=None, max_length=63)
+    type: str = Field(max_length=12)
+    creation: str = Field(max_length=16)
+    state: str = Field(default="READY", max_length=12)
+    created_at: datetime = _ts(nullable=False)
+    logical_bytes: int = 0
+    stored_bytes: int = 0
+    base_id: str | None = Field(default=None, max_length=128)
+    snapshot_id: str | None = Field(default=None, max_length=128)
+
+
+class ReplicationPlanRow(SQLModel, table=True):
+    __tablename__ = "replication_plans"
+    name: str = Field(primary_key=True, max_length=63)
+    spec: dict = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="WORKING", max_length=16)
+    last_result: str = Field(default="NEVER_EXECUTE", max_length=20)
+    last_run_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class ReplicationObjectRow(SQLModel, table=True):
+    __tablename__ = "replication_objects"
+    plan: str = Field(primary_key=True, foreign_key="replication_plans.name", max_length=63)
+    source_cluster: str = Field(primary_key=True, max_length=63)
+    source_vm: str = Field(primary_key=True, max_length=63)
+    replica_cluster: str = Field(max_length=63)
+    replica_vm: str = Field(max_length=63)
+    state: str = Field(default="NOT_READY", max_length=20)
+    history: list = Field(sa_column=Column(JSON, nullable=False))
+    last_point_at: datetime | None = _ts(nullable=True)
+
+
+class JobRow(SQLModel, table=True):
+    """One run of an operation, linked to its Temporal workflow."""
+
+    __tablename__ = "jobs"
+    workflow_id: str = Field(primary_key=True, max_length=255)
+    run_id: str = Field(primary_key=True, max_length=64)
+    operation: str = Field(index=True, max_length=32)
+    plan: str | None = Field(default=None, index=True, max_length=63)
+    vm: str | None = Field(default=None, max_length=63)
+    status: str = Field(max_length=20)
+    started_at: datetime = _ts(nullable=False)
+    finished_at: datetime | None = _ts(nullable=True)
+    result: dict = Field(sa_column=Column(JSON, nullable=False))

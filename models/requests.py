@@ -1,0 +1,79 @@
+"""Requests of the operations users start: restore, failover, failover test, failback and
+permanent failover. One model per workflow input (Temporal convention)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field, model_validator
+
+from models.inventory import Name, ShutdownMode, Strict
+from models.replication import NetworkMapping
+
+
+class RestoreMode(StrEnum):
+    INPLACE = "INPLACE"
+    REBUILD = "REBUILD"
+
+
+class RestoreRequest(Strict):
+    point_id: str = Field(min_length=1)
+    mode: RestoreMode
+    power_on: bool = False
+    target_cluster: Name | None = Field(default=None, description="REBUILD: default the source's.")
+    new_name: Name | None = Field(default=None, description="REBUILD: the new VM's name.")
+    network_mapping: list[NetworkMapping] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> "RestoreRequest":
+        if self.mode == RestoreMode.REBUILD and not self.new_name:
+            raise ValueError("new_name is required for a REBUILD restore")
+        if self.mode == RestoreMode.INPLACE and (self.new_name or self.target_cluster or self.network_mapping):
+            raise ValueError("new_name, target_cluster and network_mapping apply to REBUILD only")
+        return self
+
+
+LATEST = "latest"
+NOW = "now"
+
+
+class FailoverRequest(Strict):
+    """`point`: 'latest', 'now' (final sync first; the source must be reachable) or a point id."""
+
+    plan: Name
+    vm: Name
+    point: str = LATEST
+    source_shutdown: ShutdownMode = ShutdownMode.NONE
+    shutdown_timeout_s: int = Field(default=300, ge=1, le=86400)
+    power_on: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "FailoverRequest":
+        if self.point == NOW and self.source_shutdown == ShutdownMode.NONE:
+            raise ValueError(
+                "point 'now' needs a source_shutdown mode: a final sync of a running source "
+                "would not be the last state"
+            )
+        return self
+
+
+class FailoverTestRequest(Strict):
+    plan: Name
+    vm: Name
+    point: str = LATEST
+    test_network: Name = "abdr-isolated"
+    cleanup_after_s: int | None = Field(default=3600, ge=60)
+    health_check_timeout_s: int = Field(default=300, ge=1)
+
+
+class FailbackRequest(Strict):
+    plan: Name
+    vm: Name
+    power_on: bool = True
+
+
+class PermanentFailoverRequest(Strict):
+    plan: Name
+    vm: Name
+    reprotect: bool = False
+    reprotect_plan: Name | None = None

@@ -1,0 +1,85 @@
+"""abdr's settings: one typed model read from `ABDR_*` environment variables and, optionally,
+a YAML file named by `ABDR_CONFIG` (environment wins over the file)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue  # noqa: F401  (re-exported)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ABDR_", extra="forbid")
+
+    data_dir: Path = Field(default=Path(".abdr"), description="State of the embedded stack.")
+    database_url: str | None = Field(default=None, description="Default: SQLite in data_dir.")
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_ui_url: str = "http://localhost:8233"
+    embedded_temporal: bool = Field(default=True, description="`abdr up` starts the dev server.")
+    ui_port: int = 8233
+    site: str = Field(default="default", description="The site this worker serves.")
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+    log_level: str = "INFO"
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+
+    @field_validator("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca")
+    @classmethod
+    def _exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"{v} is not a readable file")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get("ABDR_CONFIG")
+        if config:
+            if not Path(config).is_file():
+                raise ValueError(f"ABDR_CONFIG={config} is not a readable file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
+        return tuple(sources)
+
+    @property
+    def catalog_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'catalog.db'}"
+
+    @property
+    def temporal_port(self) -> int:
+        return int(self.temporal_address.rsplit(":", 1)[1])
+
+    def tls_config(self) -> Any:
+        """A temporalio TLSConfig when any TLS file is set, else False."""
+        if not (self.temporal_tls_cert or self.temporal_tls_ca):
+            return False
+        from temporalio.service import TLSConfig
+
+        def read(p: Path | None) -> bytes | None:
+            return p.read_bytes() if p else None
+
+        return TLSConfig(
+            server_root_ca_cert=read(self.temporal_tls_ca),
+            client_cert=read(self.temporal_tls_cert),
+            client_private_key=read(self.temporal_tls_key),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

