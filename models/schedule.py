@@ -24,7 +24,9 @@ from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, PlainSerializer, field_validator, model_validator
 
 from models.inventory import Strict
 
@@ -58,13 +60,24 @@ class Weekday(StrEnum):
 
 
 def parse_hhmm(value: str | time) -> time:
+    """HH:MM (HH:MM:00 accepted too); seconds are not part of a schedule."""
     if isinstance(value, time):
-        return value.replace(second=0, microsecond=0)
-    try:
-        hh, mm = value.split(":")
-        return time(int(hh), int(mm))
-    except (ValueError, AttributeError):
-        raise ValueError(f"time {value!r} is not HH:MM (00:00-23:59)") from None
+        parsed = value
+    else:
+        try:
+            parsed = time.fromisoformat(value) if isinstance(value, str) and len(value) in (5, 8) else None
+        except ValueError:
+            parsed = None
+    if parsed is None or parsed.second or parsed.microsecond:
+        raise ValueError(f"time {value!r} is not HH:MM (00:00-23:59)")
+    return parsed
+
+
+HHMM = Annotated[
+    time,
+    BeforeValidator(parse_hhmm),
+    PlainSerializer(lambda t: t.strftime("%H:%M"), return_type=str, when_used="json"),
+]
 
 
 def _minute_of_day(t: time) -> int:
@@ -81,13 +94,8 @@ def _zone(name: str) -> ZoneInfo:
 class Window(Strict):
     """Local time-of-day range a plan may run in; `end` is exclusive; may cross midnight."""
 
-    start: time
-    end: time
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _parse(cls, v: str | time) -> time:
-        return parse_hhmm(v)
+    start: HHMM
+    end: HHMM
 
     @model_validator(mode="after")
     def _long_enough(self) -> "Window":
@@ -119,15 +127,15 @@ class Schedule(Strict):
     kind: ScheduleKind
     interval: int = Field(default=1, description="N of 'every N minutes/hours/days'.")
     minute: int = Field(default=0, ge=0, le=59, description="HOURLY: minute past the hour.")
-    times: list[time] = Field(default_factory=list, description="DAILY/WEEKLY/MONTHLY: HH:MM.")
+    times: list[HHMM] = Field(default_factory=list, description="DAILY/WEEKLY/MONTHLY: HH:MM.")
     weekdays: list[Weekday] = Field(default_factory=list)
     days_of_month: list[int] = Field(default_factory=list)
     time_zone: str = "UTC"
 
-    @field_validator("times", mode="before")
+    @field_validator("times")
     @classmethod
-    def _parse_times(cls, v: list[str | time]) -> list[time]:
-        return sorted(parse_hhmm(t) for t in v)
+    def _sort_times(cls, v: list[time]) -> list[time]:
+        return sorted(v)
 
     @field_validator("time_zone")
     @classmethod

@@ -1,0 +1,129 @@
+"""The catalog suite, run on SQLite and on PostgreSQL (a throwaway database per test)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from drivers.catalog.store import AlreadyExists, Catalog, InUse, NotFound
+from models.inventory import VM, Cluster, Site, VMConfig
+from models.plans import BackupPlanSpec, PlanStatus, RunResult, VMRef
+from models.replication import ReplicaState, ReplicationPlanSpec
+from models.restore_points import PointCreation, PointType, RestorePointSummary
+from models.services import RepositorySpec
+
+T0 = datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def catalog(catalog_url: str) -> Catalog:
+    c = Catalog(catalog_url)
+    yield c
+    c.close()
+
+
+def seed(c: Catalog) -> BackupPlanSpec:
+    c.add_site(Site(name="a"))
+    c.add_cluster(Cluster(name="c1", site="a"))
+    c.add_repository(RepositorySpec(name="repo1", path="/srv/repo1", site="a"))
+    spec = BackupPlanSpec.model_validate({
+        "name": "gold", "vms": [{"cluster": "c1", "vm": "web"}, {"cluster": "c1", "vm": "db"}],
+        "repository": "repo1", "schedule": {"kind": "DAILY", "times": ["01:00"]},
+        "window": {"start": "22:00", "end": "06:00"}, "retention": {"kind": "COUNT", "value": 3}})
+    c.add_backup_plan(spec)
+    return spec
+
+
+def test_migrations_match_the_models(catalog: Catalog) -> None:
+    with catalog.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn)
+        assert ctx.get_current_revision() == "0001"
+        assert compare_metadata(ctx, SQLModel.metadata) == []
+
+
+def test_upgrade_in_place_is_idempotent(catalog_url: str) -> None:
+    c1 = Catalog(catalog_url)
+    seed(c1)
+    c1.close()
+    c2 = Catalog(catalog_url)  # a second start migrates again: nothing changes, nothing is lost
+    assert [p.name for p in c2.list_backup_plans()] == ["gold"]
+    c2.close()
+
+
+def test_plans_round_trip_and_refuse_duplicates(catalog: Catalog) -> None:
+    spec = seed(catalog)
+    assert catalog.get_backup_plan("gold") == spec
+    with pytest.raises(AlreadyExists, match="backup plan 'gold' already exists"):
+        catalog.add_backup_plan(spec)
+    with pytest.raises(NotFound, match="repository 'nope' not found"):
+        catalog.add_backup_plan(spec.model_copy(update={"name": "silver", "repository": "nope"}))
+    assert catalog.plans_protecting(VMRef(cluster="c1", vm="db")) == [("backup", "gold")]
+    catalog.update_backup_plan(spec.model_copy(update={"vms": [VMRef(cluster="c1", vm="web")]}))
+    assert catalog.plans_protecting(VMRef(cluster="c1", vm="db")) == []
+    assert catalog.backup_plan_state("gold") == (PlanStatus.WORKING, RunResult.NEVER_EXECUTE, None)
+    catalog.set_backup_plan_state("gold", PlanStatus.PAUSED, RunResult.SUCCESS, T0)
+    assert catalog.backup_plan_state("gold") == (PlanStatus.PAUSED, RunResult.SUCCESS, T0)
+    with pytest.raises(InUse, match="repository 'repo1' is used by backup plans \\['gold'\\]"):
+        catalog.delete_repository("repo1")
+    catalog.delete_backup_plan("gold")
+    with pytest.raises(NotFound, match="backup plan 'gold' not found"):
+        catalog.get_backup_plan("gold")
+    catalog.delete_repository("repo1")
+
+
+def test_cluster_needs_its_site(catalog: Catalog) -> None:
+    with pytest.raises(NotFound, match="site 'zz' \\(of cluster 'c9'\\) not found"):
+        catalog.add_cluster(Cluster(name="c9", site="zz"))
+
+
+def test_restore_points_are_tz_aware_and_idempotent(catalog: Catalog) -> None:
+    seed(catalog)
+    for i in range(3):
+        p = RestorePointSummary(id=f"p{i}", plan="gold", cluster="c1", vm="web", repository="repo1",
+                                type=PointType.FULL if i == 0 else PointType.INCREMENTAL,
+                                creation=PointCreation.AUTO, created_at=T0 + timedelta(hours=i),
+                                logical_bytes=10, stored_bytes=5)
+        catalog.add_restore_point(p, base_id=f"p{i-1}" if i else None)
+        catalog.add_restore_point(p)  # a retried activity records it again: no error, no duplicate
+    points = catalog.list_restore_points(vm=VMRef(cluster="c1", vm="web"))
+    assert [p.id for p in points] == ["p0", "p1", "p2"]
+    assert points[1].created_at == T0 + timedelta(hours=1) and points[1].created_at.tzinfo is not None
+    catalog.delete_restore_point("p1")
+    assert [p.id for p in catalog.list_restore_points(plan="gold")] == ["p0", "p2"]
+
+
+def test_inventory_cache(catalog: Catalog) -> None:
+    seed(catalog)
+    vm = VM(id="vm-1", cluster="c1", config=VMConfig(name="web"))
+    catalog.cache_vms("c1", [vm])
+    catalog.cache_vms("c1", [vm])
+    assert catalog.cached_vms("c1") == [vm]
+
+
+def test_replication_objects_keep_their_history(catalog: Catalog) -> None:
+    catalog.add_site(Site(name="a"))
+    catalog.add_site(Site(name="b"))
+    spec = ReplicationPlanSpec.model_validate({
+        "name": "dr", "kind": "CROSS_SITE", "source_site": "a", "source_cluster": "c1", "target_site": "b",
+        "target_cluster": "c2", "vms": [{"cluster": "c1", "vm": "web"}],
+        "schedule": {"kind": "MINUTELY", "interval": 15}, "retention": {"kind": "COUNT", "value": 3}})
+    catalog.add_replication_plan(spec)
+    [obj] = catalog.replication_objects("dr")
+    assert obj.replica == VMRef(cluster="c2", vm="web-replica") and obj.state == ReplicaState.NOT_READY
+    obj = obj.transition(ReplicaState.REPLICATING, T0).transition(ReplicaState.READY, T0 + timedelta(minutes=1))
+    obj = obj.model_copy(update={"last_point_at": T0 + timedelta(minutes=1)})
+    catalog.save_replication_object(obj)
+    [again] = catalog.replication_objects("dr")
+    assert again == obj
+    assert again.rpo_lag_seconds(T0 + timedelta(minutes=16)) == 900
+
+
+def test_jobs(catalog: Catalog) -> None:
+    catalog.record_job("backup/gold/1", "r1", "backup_plan", "RUNNING", plan="gold")
+    catalog.record_job("backup/gold/1", "r1", "backup_plan", "SUCCESS", plan="gold", result={"vms": 2}, finished=True)
+    [job] = catalog.list_jobs(plan="gold")
+    assert (job.status, job.result, job.finished_at is not None) == ("SUCCESS", {"vms": 2}, True)
