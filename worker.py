@@ -22,7 +22,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import workflows
+from activities.admin import AdminActivities
+from activities.backup import BackupActivities
+from activities.catalog import CatalogActivities
 from activities.health import HealthActivities
+from activities.resources import Resources
+from activities.restore import RestoreActivities
+from activities.site_admin import SiteAdminActivities
 from drivers.catalog.store import Catalog
 from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
 from starter.logging import configure_logging
@@ -35,8 +41,24 @@ ACTIVITY_THREADS = 16
 
 def site_activities(catalog: Catalog, site: str) -> list:
     """Every activity a site worker runs, bound to its injected catalog and drivers."""
-    health = HealthActivities(catalog, site)
-    return [health.site_worker_info]
+    res = Resources(catalog, site)
+    backup = BackupActivities(res)
+    restore = RestoreActivities(res)
+    admin = SiteAdminActivities(res, backup)
+    return [
+        HealthActivities(catalog, site).site_worker_info,
+        backup.find_vm, backup.prepare_backup, backup.create_snapshot, backup.transfer_backup,
+        backup.cleanup_backup, backup.release_snapshot, backup.apply_retention,
+        restore.set_power, restore.apply_config, restore.create_vm_for_restore, restore.restore_disks,
+        admin.create_repository, admin.list_vms, admin.delete_restore_points, admin.maintain_repository,
+    ]
+
+
+def catalog_activities(catalog: Catalog) -> list:
+    """Activities of the workflow queue: the catalog's, reachable while any site is down."""
+    cat = CatalogActivities(catalog)
+    return [cat.resolve_plan, cat.record_point, cat.set_plan_result, cat.record_job, cat.get_repository,
+            cat.resolve_restore, *AdminActivities(catalog).all()]
 
 
 def build_workers(client: Client, settings: Settings, catalog: Catalog, *, site: str | None,
@@ -45,6 +67,7 @@ def build_workers(client: Client, settings: Settings, catalog: Catalog, *, site:
     out: list[Worker] = []
     if run_workflows:
         out.append(Worker(client, task_queue=WORKFLOW_TASK_QUEUE, workflows=workflows.ALL,
+                          activities=catalog_activities(catalog), activity_executor=executor,
                           graceful_shutdown_timeout=grace))
     if site:
         out.append(Worker(client, task_queue=site_task_queue(site), activities=site_activities(catalog, site),

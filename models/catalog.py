@@ -117,6 +117,17 @@ class RestorePointRow(SQLModel, table=True):
     stored_bytes: int = 0
     base_id: str | None = Field(default=None, max_length=128)
     snapshot_id: str | None = Field(default=None, max_length=128)
+    vm_config: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ServiceRow(SQLModel, table=True):
+    """A site's backup or replication service and its limits (the model's JSON)."""
+
+    __tablename__ = "services"
+    kind: str = Field(primary_key=True, max_length=12)
+    name: str = Field(primary_key=True, max_length=63)
+    site: str = Field(max_length=63)
+    spec: dict = Field(sa_column=Column(JSON, nullable=False))
 
 
 class ReplicationPlanRow(SQLModel, table=True):

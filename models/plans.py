@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import Field, model_validator
@@ -70,6 +71,10 @@ class BackupPlanSpec(Strict):
     retention: Retention
     compression: bool = True
     consistency: Consistency = Consistency.CRASH_CONSISTENT
+
+    def full_due_at(self, scheduled_at: datetime | None) -> bool:
+        """Whether the run due at `scheduled_at` is a full backup by the full-backup schedule."""
+        return bool(self.full_schedule and scheduled_at and self.full_schedule.is_due_at(scheduled_at))
 
     @model_validator(mode="after")
     def _check(self) -> "BackupPlanSpec":

@@ -19,6 +19,7 @@ class RestoreMode(StrEnum):
 class RestoreRequest(Strict):
     point_id: str = Field(min_length=1)
     mode: RestoreMode
+    vm: str | None = Field(default=None, description="INPLACE: 'cluster/vm' the point must belong to.")
     power_on: bool = False
     target_cluster: Name | None = Field(default=None, description="REBUILD: default the source's.")
     new_name: Name | None = Field(default=None, description="REBUILD: the new VM's name.")
@@ -30,6 +31,8 @@ class RestoreRequest(Strict):
             raise ValueError("new_name is required for a REBUILD restore")
         if self.mode == RestoreMode.INPLACE and (self.new_name or self.target_cluster or self.network_mapping):
             raise ValueError("new_name, target_cluster and network_mapping apply to REBUILD only")
+        if self.vm is not None and self.vm.count("/") != 1:
+            raise ValueError(f"vm {self.vm!r} must be written cluster/vm")
         return self
 
 

@@ -202,6 +202,11 @@ class Schedule(Strict):
             return day.day in self.days_of_month
         return True
 
+    def is_due_at(self, at: datetime) -> bool:
+        """Whether `at` (tz-aware) is one of this schedule's due instants (to the minute)."""
+        local = at.astimezone(_zone(self.time_zone))
+        return self.is_due_day(local.date()) and local.hour * 60 + local.minute in self.minutes_of_day()
+
     def next_due(self, after: datetime, count: int, window: Window | None = None) -> list[datetime]:
         """The next `count` due instants strictly after `after` (tz-aware), in UTC."""
         if after.tzinfo is None:

@@ -22,15 +22,16 @@ from models.catalog import (
     ReplicationPlanRow,
     RepositoryRow,
     RestorePointRow,
+    ServiceRow,
     SiteRow,
     VMRow,
     utcnow,
 )
-from models.inventory import VM, Cluster, Site
+from models.inventory import VM, Cluster, Site, VMConfig
 from models.plans import BackupPlanSpec, PlanStatus, RunResult, VMRef
 from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec, StateChange
-from models.restore_points import RestorePointSummary
-from models.services import RepositorySpec
+from models.restore_points import PointState, RestorePointSummary
+from models.services import BackupService, ReplicationService, RepositorySpec
 
 RowT = TypeVar("RowT", bound=SQLModel)
 
@@ -258,11 +259,58 @@ class Catalog:
     # -- restore points -----------------------------------------------------------------
 
     def add_restore_point(self, point: RestorePointSummary, base_id: str | None = None,
-                          snapshot_id: str | None = None) -> None:
+                          snapshot_id: str | None = None, vm_config: VMConfig | None = None) -> None:
         """Idempotent: recording the same point twice (an activity retry) is not an error."""
         with self.session() as s:
             if s.get(RestorePointRow, point.id) is None:
-                s.add(RestorePointRow(**point.model_dump(), base_id=base_id, snapshot_id=snapshot_id))
+                s.add(RestorePointRow(**point.model_dump(), base_id=base_id, snapshot_id=snapshot_id,
+                                      vm_config=vm_config.model_dump(mode="json") if vm_config else {}))
+
+    def point_config(self, point_id: str) -> VMConfig:
+        with self.session() as s:
+            row = self._get(s, RestorePointRow, point_id, f"restore point {point_id!r}")
+            return VMConfig.model_validate(row.vm_config)
+
+    def backup_base(self, vm: VMRef, plan: str | None = None) -> tuple[str, str] | None:
+        """(point id, snapshot id) of the VM's newest ready point whose snapshot is kept:
+        what an incremental backup (or an in-place restore) builds on."""
+        with self.session() as s:
+            q = select(RestorePointRow).where(
+                RestorePointRow.cluster == vm.cluster, RestorePointRow.vm == vm.vm,
+                RestorePointRow.snapshot_id.is_not(None), RestorePointRow.state == PointState.READY)  # type: ignore[union-attr]
+            if plan is not None:
+                q = q.where(RestorePointRow.plan == plan)
+            row = s.exec(q.order_by(RestorePointRow.created_at.desc())).first()  # type: ignore[attr-defined]
+            return (row.id, row.snapshot_id) if row else None
+
+    def release_point_snapshot(self, point_id: str) -> None:
+        with self.session() as s:
+            row = s.get(RestorePointRow, point_id)
+            if row is not None:
+                row.snapshot_id = None
+                s.add(row)
+
+    def set_point_state(self, point_id: str, state: PointState) -> None:
+        with self.session() as s:
+            row = self._get(s, RestorePointRow, point_id, f"restore point {point_id!r}")
+            row.state = state
+            s.add(row)
+
+    # -- services -------------------------------------------------------------------------
+
+    def put_service(self, service: BackupService | ReplicationService) -> None:
+        kind = "backup" if isinstance(service, BackupService) else "replication"
+        with self.session() as s:
+            row = s.get(ServiceRow, (kind, service.name)) or ServiceRow(kind=kind, name=service.name,
+                                                                         site=service.site, spec={})
+            row.site, row.spec = service.site, service.model_dump(mode="json")
+            s.add(row)
+
+    def backup_service(self, name: str, site: str) -> BackupService:
+        """The named backup service's limits; an unconfigured service has the defaults."""
+        with self.session() as s:
+            row = s.get(ServiceRow, ("backup", name))
+            return BackupService.model_validate(row.spec) if row else BackupService(name=name, site=site)
 
     def get_restore_point(self, point_id: str) -> RestorePointSummary:
         with self.session() as s:

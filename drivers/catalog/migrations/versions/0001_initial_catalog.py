@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:56:31.689562
+Create Date: 2026-11-25 23:02:48.650985
 """
 from alembic import op
 import sqlalchemy as sa
@@ -84,12 +84,20 @@ def upgrade() -> None:
     sa.Column('stored_bytes', sa.Integer(), nullable=False),
     sa.Column('base_id', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
     sa.Column('snapshot_id', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+    sa.Column('vm_config', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('restore_points', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_restore_points_plan'), ['plan'], unique=False)
         batch_op.create_index('ix_restore_points_vm', ['cluster', 'vm', 'created_at'], unique=False)
 
+    op.create_table('services',
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
+    sa.Column('site', sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
+    sa.Column('spec', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('kind', 'name')
+    )
     op.create_table('sites',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -146,6 +154,7 @@ def downgrade() -> None:
 
     op.drop_table('clusters')
     op.drop_table('sites')
+    op.drop_table('services')
     with op.batch_alter_table('restore_points', schema=None) as batch_op:
         batch_op.drop_index('ix_restore_points_vm')
         batch_op.drop_index(batch_op.f('ix_restore_points_plan'))

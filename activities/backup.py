@@ -1,0 +1,174 @@
+"""Backup activities of a site worker: prepare (full or incremental, and why), snapshot,
+transfer (heartbeating; resumes from the repository's staging journal), cleanup, base
+rotation and retention. Thin: the driver and the repository do the work."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from temporalio import activity
+
+from activities.errors import translate_errors
+from activities.heartbeat import Heartbeater, resume_details
+from activities.resources import Resources
+from drivers.base import AlreadyExists, NotFound
+from drivers.repository.errors import PointNotFound
+from models.jobs import (
+    BackupBase,
+    CleanupInput,
+    DiskTransferStats,
+    PrepareBackupInput,
+    PrepareBackupResult,
+    RetentionInput,
+    SnapshotInput,
+    SnapshotRef,
+    TransferInput,
+    TransferProgress,
+    TransferResult,
+)
+from models.plans import VMRef
+from models.restore_points import PointState, PointType
+from models.retention import expired_points
+
+
+class BackupActivities:
+    def __init__(self, res: Resources) -> None:
+        self.res = res
+
+    def vm_id(self, vm: VMRef) -> str:
+        found = self.res.driver(vm.cluster).find_vm(vm.vm)
+        if found is None:
+            raise NotFound(f"VM {vm.vm!r} not found on cluster {vm.cluster!r}")
+        return found.id
+
+    @activity.defn(name="find_vm")
+    @translate_errors
+    def find_vm(self, vm: VMRef) -> str:
+        return self.vm_id(vm)
+
+    @activity.defn(name="prepare_backup")
+    @translate_errors
+    def prepare_backup(self, inp: PrepareBackupInput) -> PrepareBackupResult:
+        vm_id = self.vm_id(inp.vm)
+        known = self.res.catalog.backup_base(inp.vm, inp.plan)
+        base = BackupBase(point_id=known[0], snapshot_id=known[1]) if known else BackupBase()
+        if inp.force_full:
+            return PrepareBackupResult(vm_id=vm_id, type=PointType.FULL, reason=inp.full_reason, base=base)
+        if known is None:
+            return PrepareBackupResult(vm_id=vm_id, type=PointType.FULL, reason="first backup of this VM in the plan")
+        try:
+            self.res.driver(inp.vm.cluster).get_snapshot(vm_id, base.snapshot_id or "")
+        except NotFound:
+            reason = f"changed-block base snapshot {base.snapshot_id} is gone; tracking restarts with a full backup"
+            return PrepareBackupResult(vm_id=vm_id, type=PointType.FULL, reason=reason,
+                                       base=BackupBase(point_id=base.point_id))
+        return PrepareBackupResult(vm_id=vm_id, type=PointType.INCREMENTAL,
+                                   reason=f"changes since point {base.point_id}", base=base)
+
+    @activity.defn(name="create_snapshot")
+    @translate_errors
+    def create_snapshot(self, inp: SnapshotInput) -> SnapshotRef:
+        driver = self.res.driver(inp.cluster)
+        try:
+            snap = driver.create_snapshot(inp.vm_id, inp.name, inp.consistency)
+        except AlreadyExists:  # a retry after the snapshot was taken: use it
+            snap = next(s for s in driver.list_snapshots(inp.vm_id) if s.name == inp.name)
+        return SnapshotRef(cluster=inp.cluster, vm_id=inp.vm_id, snapshot_id=snap.id, config=snap.config)
+
+    @activity.defn(name="transfer_backup")
+    @translate_errors
+    def transfer_backup(self, inp: TransferInput) -> TransferResult:
+        driver = self.res.driver(inp.snapshot.cluster)
+        repo = self.res.repository(inp.repository_path)
+        snap = inp.snapshot
+        incremental = inp.type == PointType.INCREMENTAL
+        base_point = repo.get_point(inp.base.point_id) if incremental and inp.base.point_id else None
+        session = repo.begin_backup(vm_id=snap.vm_id, vm_config=snap.config, plan=inp.plan, creation=inp.creation,
+                                    base_point=base_point.id if base_point else None, point_id=inp.point_id,
+                                    created_at=inp.created_at)
+        resumed = resume_details(TransferProgress)
+        if resumed is not None:
+            activity.logger.info("resuming transfer of %s at disk %d chunk %d (%d bytes confirmed)",
+                                 inp.point_id, resumed.disk_index, resumed.chunk_index, resumed.bytes_done)
+        beat = Heartbeater()
+        total = sum(d.size_bytes for d in snap.config.disks)
+        done_before = 0
+        stats: list[DiskTransferStats] = []
+        try:
+            for index, disk in enumerate(snap.config.disks):
+                in_base = base_point is not None and any(d.name == disk.name for d in base_point.disks)
+                extents = (
+                    {"changed": driver.changed_extents(snap.vm_id, disk.name, inp.base.snapshot_id or "", snap.snapshot_id)}
+                    if in_base else {"allocated": driver.allocated_extents(snap.vm_id, disk.name, snap.snapshot_id)})
+
+                def progress(p: object, index: int = index, offset: int = done_before) -> None:
+                    beat(TransferProgress(disk_index=index, chunk_index=p.chunk_index,  # type: ignore[attr-defined]
+                                          bytes_done=offset + p.bytes_done, bytes_total=total),  # type: ignore[attr-defined]
+                         force=p.done)  # type: ignore[attr-defined]
+
+                with driver.open_disk(snap.vm_id, disk.name, snap.snapshot_id) as handle:
+                    dm = session.backup_disk(disk.name, disk.size_bytes, handle.read, on_progress=progress,
+                                             source_id=snap.snapshot_id, **extents)
+                s = dm.stats
+                stats.append(DiskTransferStats(disk=disk.name, size=disk.size_bytes, read_bytes=s.read_bytes,
+                                               new_bytes=s.new_bytes, new_chunks=s.new_chunks,
+                                               reused_chunks=s.reused_chunks, zero_chunks=s.zero_chunks,
+                                               carried_chunks=s.carried_chunks))
+                done_before += disk.size_bytes
+            point = session.commit()
+        finally:
+            session.close()  # keep staging (a retry resumes it); drop the lease
+        return TransferResult(point_id=point.id, disks=stats, logical_bytes=total,
+                              stored_bytes=sum(s.new_bytes for s in stats))
+
+    @activity.defn(name="cleanup_backup")
+    @translate_errors
+    def cleanup_backup(self, inp: CleanupInput) -> None:
+        """Undo an unfinished backup: its snapshot and its staging files. A committed point
+        is never touched (the transfer finished; only its recording did not)."""
+        repo = self.res.repository(inp.repository_path)
+        try:
+            repo.get_point(inp.point_id)
+            committed = True
+        except PointNotFound:
+            committed = False
+        if not committed:
+            repo.abort_backup(inp.point_id)
+        if inp.snapshot_id and not committed:
+            try:
+                self.res.driver(inp.cluster).delete_snapshot(inp.vm_id, inp.snapshot_id)
+            except NotFound:
+                pass
+
+    @activity.defn(name="release_snapshot")
+    @translate_errors
+    def release_snapshot(self, inp: CleanupInput) -> None:
+        """The previous base is superseded: forget it in the catalog first, then delete it,
+        so the catalog never names a snapshot that is gone."""
+        if inp.point_id:
+            self.res.catalog.release_point_snapshot(inp.point_id)
+        try:
+            self.res.driver(inp.cluster).delete_snapshot(inp.vm_id, inp.snapshot_id or "")
+        except NotFound:
+            pass
+
+    @activity.defn(name="apply_retention")
+    @translate_errors
+    def apply_retention(self, inp: RetentionInput) -> list[str]:
+        catalog = self.res.catalog
+        points = [p for p in catalog.list_restore_points(plan=inp.plan, vm=inp.vm)]
+        expired = expired_points(points, inp.retention, datetime.now(timezone.utc))
+        self.delete_points(inp.repository_path, expired)
+        return expired
+
+    def delete_points(self, repository_path: str, point_ids: list[str]) -> None:
+        """Catalog DELETING -> manifest removed -> catalog row removed: a crash in between
+        never leaves a READY point without its manifest."""
+        catalog, repo = self.res.catalog, self.res.repository(repository_path)
+        for pid in point_ids:
+            catalog.set_point_state(pid, PointState.DELETING)
+            try:
+                repo.delete_point(pid)
+            except PointNotFound:
+                pass
+            catalog.delete_restore_point(pid)

@@ -1,0 +1,305 @@
+"""Inputs and results of the backup, restore and maintenance workflows and their
+activities: one pydantic model per call. They carry ids, extents and digests, never data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from models.inventory import Consistency, Name, Strict, VMConfig
+from models.plans import BackupDelayOption, RunResult, VMRef
+from models.replication import NetworkMapping
+from models.requests import RestoreRequest
+from models.restore_points import PointCreation, PointType
+from models.retention import Retention
+from models.schedule import Window
+
+
+class Operation(StrEnum):
+    """Values of the AbdrOperation search attribute."""
+
+    BACKUP_PLAN = "backup_plan"
+    BACKUP = "backup"
+    RESTORE = "restore"
+    MAINTENANCE = "maintenance"
+    REPLICATION_PLAN = "replication_plan"
+    REPLICATION = "replication"
+    FAILOVER = "failover"
+    FAILOVER_TEST = "failover_test"
+    FAILBACK = "failback"
+    PERMANENT_FAILOVER = "permanent_failover"
+
+
+# -- plan runs -------------------------------------------------------------------------
+
+class PlanTickInput(Strict):
+    """What a plan's Temporal Schedule starts: it decides full vs incremental and starts the
+    plan run under the plan's one workflow id (so runs of one plan never overlap)."""
+
+    plan: Name
+
+
+class PlanRunInput(Strict):
+    plan: Name
+    manual: bool = False
+    full: bool = False
+    scheduled_at: datetime | None = None
+
+
+class ResolvedVM(Strict):
+    ref: VMRef
+    site: Name
+    vm_id: str | None = None
+    error: str = ""
+
+
+class ResolvedPlan(Strict):
+    """A plan as a run needs it, read from the catalog once at the run's start."""
+
+    plan: Name
+    repository: Name
+    repository_path: str
+    repository_site: Name
+    vms: list[ResolvedVM]
+    window: Window | None
+    time_zone: str
+    delay_option: BackupDelayOption
+    retention: Retention
+    consistency: Consistency
+    compression: bool
+    max_parallel: int = Field(ge=1)
+    max_retries: int = Field(ge=0)
+    retry_interval_s: int = Field(ge=1)
+    full_due: bool = False
+    paused: bool = False
+
+
+class VMBackupInput(Strict):
+    plan: Name
+    vm: ResolvedVM
+    repository: Name
+    repository_path: str
+    point_id: str
+    creation: PointCreation
+    force_full: bool = False
+    full_reason: str = ""
+    consistency: Consistency = Consistency.CRASH_CONSISTENT
+    compression: bool = True
+    retention: Retention | None = None
+    max_retries: int = 3
+    retry_interval_s: int = 30
+
+
+class DiskTransferStats(Strict):
+    disk: Name
+    size: int
+    read_bytes: int = 0
+    new_bytes: int = 0
+    new_chunks: int = 0
+    reused_chunks: int = 0
+    zero_chunks: int = 0
+    carried_chunks: int = 0
+
+
+class VMBackupResult(Strict):
+    vm: VMRef
+    ok: bool
+    point_id: str | None = None
+    type: PointType | None = None
+    full_reason: str = ""
+    disks: list[DiskTransferStats] = Field(default_factory=list)
+    error: str = ""
+    cancelled: bool = False
+
+
+class PlanRunResult(Strict):
+    plan: Name
+    result: RunResult
+    skipped_reason: str = ""
+    vms: list[VMBackupResult] = Field(default_factory=list)
+
+
+# -- backup activities -------------------------------------------------------------------
+
+class BackupBase(Strict):
+    """What a VM's next backup can build on: the newest point with a kept snapshot."""
+
+    point_id: str | None = None
+    snapshot_id: str | None = None
+
+
+class PrepareBackupInput(Strict):
+    plan: Name
+    vm: VMRef
+    force_full: bool
+    full_reason: str
+
+
+class PrepareBackupResult(Strict):
+    vm_id: str
+    type: PointType
+    reason: str
+    base: BackupBase = Field(default_factory=BackupBase)
+
+
+class SnapshotInput(Strict):
+    cluster: Name
+    vm_id: str
+    name: str
+    consistency: Consistency
+
+
+class SnapshotRef(Strict):
+    cluster: Name
+    vm_id: str
+    snapshot_id: str
+    config: VMConfig
+
+
+class TransferInput(Strict):
+    plan: Name
+    point_id: str
+    repository_path: str
+    snapshot: SnapshotRef
+    type: PointType
+    creation: PointCreation
+    base: BackupBase = Field(default_factory=BackupBase)
+    compression: bool = True
+    created_at: datetime
+
+
+class TransferProgress(Strict):
+    """Heartbeat details of a transfer: resume after the last confirmed unit."""
+
+    disk_index: int = 0
+    chunk_index: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+
+
+class TransferResult(Strict):
+    point_id: str
+    disks: list[DiskTransferStats]
+    logical_bytes: int
+    stored_bytes: int
+
+
+class RecordPointInput(Strict):
+    plan: Name | None
+    vm: VMRef
+    vm_config: VMConfig
+    repository: Name
+    point_id: str
+    type: PointType
+    creation: PointCreation
+    created_at: datetime
+    snapshot_id: str | None
+    base_point_id: str | None
+    logical_bytes: int
+    stored_bytes: int
+
+
+class CleanupInput(Strict):
+    cluster: Name
+    vm_id: str
+    snapshot_id: str | None
+    repository_path: str
+    point_id: str
+
+
+class RetentionInput(Strict):
+    plan: Name
+    vm: VMRef
+    repository: Name
+    repository_path: str
+    retention: Retention
+
+
+class DeletePointsInput(Strict):
+    repository_path: str
+    point_ids: list[str]
+
+
+class PlanResultInput(Strict):
+    plan: Name
+    result: RunResult
+    at: datetime
+
+
+class JobRecord(Strict):
+    workflow_id: str
+    run_id: str
+    operation: Operation
+    status: str
+    plan: str | None = None
+    vm: str | None = None
+    result: dict | None = None
+    finished: bool = False
+
+
+# -- restore ---------------------------------------------------------------------------
+
+class RestoreInput(Strict):
+    request: RestoreRequest
+
+
+class ResolvedRestore(Strict):
+    point_id: str
+    repository_path: str
+    source: VMRef
+    target: VMRef
+    site: Name
+    config: VMConfig
+    base: BackupBase = Field(default_factory=BackupBase, description="INPLACE: the VM's CBT base.")
+
+
+class RestoreDisksInput(Strict):
+    restore: ResolvedRestore
+    vm_id: str
+    new_vm: bool
+
+
+class RestoreDisksResult(Strict):
+    written_bytes: int
+    total_bytes: int
+
+
+class CreateVMInput(Strict):
+    cluster: Name
+    config: VMConfig
+    network_mapping: list[NetworkMapping] = Field(default_factory=list)
+
+
+class PowerInput(Strict):
+    cluster: Name
+    vm_id: str
+    on: bool
+
+
+class RestoreResult(Strict):
+    point_id: str
+    vm: VMRef
+    vm_id: str
+    written_bytes: int
+    total_bytes: int
+    powered_on: bool
+
+
+# -- maintenance -------------------------------------------------------------------------
+
+class MaintenanceInput(Strict):
+    repository: Name
+    verify: bool = True
+    prune: bool = True
+    gc: bool = True
+
+
+class MaintenanceResult(Strict):
+    repository: Name
+    verified_points: int = 0
+    damaged: list[dict] = Field(default_factory=list)
+    pruned_points: list[str] = Field(default_factory=list)
+    gc_removed_chunks: int = 0
+    gc_removed_bytes: int = 0

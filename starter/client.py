@@ -1,0 +1,195 @@
+"""The Python client of abdr, for the CLI, the REST API and other services. It needs only
+a Temporal connection: catalog calls run as `Admin` workflows on the workers, operations
+as their workflows, plans as Temporal Schedules.
+
+    client = await AbdrClient.connect()
+    await client.run_backup_plan("gold", full=True)
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from models.jobs import MaintenanceInput, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
+from models.plans import BackupPlanSpec, PlanStatus
+from models.queues import WORKFLOW_TASK_QUEUE
+from models.requests import RestoreRequest
+from models.services import RepositorySpec
+from starter import schedules
+from starter.settings import Settings, get_settings
+from starter.temporal_client import connect
+from workflows.admin import AdminCall
+from workflows.plan_run import plan_run_id
+from workflows.restore import restore_id
+
+
+class AbdrError(Exception):
+    """A failure to show the user as is (the message names what and why)."""
+
+
+def failure_message(e: BaseException) -> str:
+    while e.__cause__ is not None:
+        e = e.__cause__
+    return e.message if isinstance(e, ApplicationError) else str(e)
+
+
+class AbdrClient:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> "AbdrClient":
+        settings = settings or get_settings()
+        return cls(await connect(settings), settings)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def admin(self, operation: str, payload: dict[str, Any] | None = None, site: str | None = None) -> Any:
+        try:
+            return await self.client.execute_workflow(
+                "Admin", AdminCall(operation=operation, payload=payload or {}, site=site),
+                id=f"admin/{operation}/{uuid.uuid4().hex[:12]}", task_queue=WORKFLOW_TASK_QUEUE)
+        except WorkflowFailureError as e:
+            raise AbdrError(failure_message(e)) from None
+
+    async def _start(self, workflow: str, arg: Any, wf_id: str, busy: str) -> WorkflowHandle:
+        try:
+            return await self.client.start_workflow(workflow, arg, id=wf_id, task_queue=WORKFLOW_TASK_QUEUE)
+        except WorkflowAlreadyStartedError:
+            raise AbdrError(f"{busy} (workflow {wf_id} is running; see {self.ui_link(wf_id)})") from None
+
+    @staticmethod
+    async def result(handle: WorkflowHandle, result_type: type | None = None) -> Any:
+        try:
+            return await handle.result(type_hint=result_type) if result_type else await handle.result()
+        except WorkflowFailureError as e:
+            raise AbdrError(failure_message(e)) from None
+
+    def ui_link(self, workflow_id: str, run_id: str | None = None) -> str:
+        base = f"{self.settings.temporal_ui_url}/namespaces/{self.settings.temporal_namespace}/workflows/"
+        return base + quote(workflow_id, safe="") + (f"/{run_id}" if run_id else "")
+
+    # -- inventory ------------------------------------------------------------------------
+
+    async def add_site(self, name: str, description: str = "") -> dict:
+        return await self.admin("add_site", {"name": name, "description": description})
+
+    async def add_cluster(self, name: str, site: str, driver: str = "local", endpoint: str = "") -> dict:
+        return await self.admin("add_cluster", {"name": name, "site": site, "driver": driver, "endpoint": endpoint})
+
+    async def list_vms(self, cluster: str, site: str) -> list[dict]:
+        return await self.admin("list_vms", {"cluster": cluster}, site=site)
+
+    # -- repositories -----------------------------------------------------------------------
+
+    async def create_repository(self, spec: RepositorySpec) -> dict:
+        return await self.admin("create_repository", spec.model_dump(mode="json"), site=spec.site)
+
+    async def list_repositories(self) -> list[dict]:
+        return await self.admin("list_repositories")
+
+    async def maintain_repository(self, name: str, *, verify: bool = True, prune: bool = False,
+                                  gc: bool = False) -> WorkflowHandle:
+        return await self._start("RepositoryMaintenance", MaintenanceInput(repository=name, verify=verify, prune=prune,
+                                                                           gc=gc),
+                                 f"maintenance/{name}", f"maintenance of repository {name!r} is already running")
+
+    # -- backup plans ---------------------------------------------------------------------
+
+    async def create_backup_plan(self, spec: BackupPlanSpec) -> dict:
+        created = await self.admin("add_backup_plan", spec.model_dump(mode="json"))
+        try:
+            await schedules.upsert(self.client, spec)
+        except Exception:
+            await self.admin("delete_backup_plan", {"name": spec.name})  # no plan without its schedule
+            raise
+        return created
+
+    async def update_backup_plan(self, spec: BackupPlanSpec) -> dict:
+        current = await self.admin("get_backup_plan", {"name": spec.name})
+        updated = await self.admin("update_backup_plan", spec.model_dump(mode="json"))
+        await schedules.upsert(self.client, spec, paused=current["status"] != PlanStatus.WORKING)
+        return updated
+
+    async def get_backup_plan(self, name: str) -> dict:
+        return await self.admin("get_backup_plan", {"name": name})
+
+    async def list_backup_plans(self) -> list[dict]:
+        return await self.admin("list_backup_plans")
+
+    async def set_backup_plan_paused(self, name: str, paused: bool) -> dict:
+        status = PlanStatus.PAUSED if paused else PlanStatus.WORKING
+        result = await self.admin("set_backup_plan_status", {"name": name, "status": status.value})
+        await schedules.set_paused(self.client, name, paused, note=f"{status.value} by abdr")
+        return result
+
+    async def delete_backup_plan(self, name: str, delete_points: bool) -> dict:
+        plan = await self.get_backup_plan(name)
+        await schedules.delete(self.client, name)
+        deleted = await self.admin("delete_backup_plan", {"name": name})
+        if delete_points and deleted["points"]:
+            repo = next(r for r in await self.list_repositories() if r["name"] == plan["spec"]["repository"])
+            await self.admin("delete_restore_points", {"ids": deleted["points"]}, site=repo["site"])
+        return {**deleted, "points_deleted": delete_points}
+
+    async def run_backup_plan(self, name: str, full: bool = False) -> WorkflowHandle:
+        await self.get_backup_plan(name)  # unknown plan: a clear error, no workflow
+        return await self._start("BackupPlanRun", PlanRunInput(plan=name, manual=True, full=full), plan_run_id(name),
+                                 f"backup plan {name!r} is already running; a manual run never runs alongside it")
+
+    async def plan_run_result(self, handle: WorkflowHandle) -> PlanRunResult:
+        return await self.result(handle, PlanRunResult)
+
+    # -- restore points and restore -----------------------------------------------------------
+
+    async def list_restore_points(self, plan: str | None = None, vm: str | None = None) -> list[dict]:
+        ref = None
+        if vm:
+            cluster, _, name = vm.partition("/")
+            ref = {"cluster": cluster, "vm": name}
+        return await self.admin("list_restore_points", {"plan": plan, "vm": ref})
+
+    async def get_restore_point(self, point_id: str) -> dict:
+        return await self.admin("get_restore_point", {"id": point_id})
+
+    async def delete_restore_point(self, point_id: str) -> dict:
+        point = await self.get_restore_point(point_id)
+        repo = next(r for r in await self.list_repositories() if r["name"] == point["repository"])
+        return await self.admin("delete_restore_points", {"ids": [point_id]}, site=repo["site"])
+
+    async def restore(self, request: RestoreRequest) -> WorkflowHandle:
+        point = await self.get_restore_point(request.point_id)
+        cluster = request.target_cluster or point["cluster"]
+        vm = request.new_name or point["vm"]
+        return await self._start("Restore", RestoreInput(request=request), restore_id(cluster, vm),
+                                 f"a restore to {cluster}/{vm} is already running")
+
+    async def restore_result(self, handle: WorkflowHandle) -> RestoreResult:
+        return await self.result(handle, RestoreResult)
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    async def list_jobs(self, plan: str | None = None, limit: int = 50) -> list[dict]:
+        jobs = await self.admin("list_jobs", {"plan": plan, "limit": limit})
+        for j in jobs:
+            j["ui"] = self.ui_link(j["workflow_id"], j["run_id"])
+        return jobs
+
+    async def describe_job(self, workflow_id: str) -> dict:
+        handle = self.client.get_workflow_handle(workflow_id)
+        d = await handle.describe()
+        out: dict[str, Any] = {"workflow_id": workflow_id, "run_id": d.run_id, "type": d.workflow_type,
+                               "status": d.status.name if d.status else None,
+                               "started_at": d.start_time.isoformat(), "ui": self.ui_link(workflow_id, d.run_id),
+                               "closed_at": d.close_time.isoformat() if d.close_time else None}
+        if d.status == WorkflowExecutionStatus.COMPLETED:
+            out["result"] = await handle.result()
+        elif d.status == WorkflowExecutionStatus.RUNNING and d.workflow_type == "BackupPlanRun":
+            out["progress"] = await handle.query("progress")
+        return out

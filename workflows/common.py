@@ -1,0 +1,57 @@
+"""Shared workflow plumbing: activity options from a service's limits, search attributes,
+and the job record every operation writes. Deterministic; imports only temporalio + models."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+
+with workflow.unsafe.imports_passed_through():
+    from models import search_attributes as sa
+    from models.jobs import JobRecord, Operation
+    from models.queues import WORKFLOW_TASK_QUEUE
+
+# Errors no retry can fix: activities raise them as ApplicationError(type=...).
+NON_RETRYABLE = ["NotFound", "AlreadyExists", "InvalidState", "Unsupported", "GuestToolsMissing",
+                 "InvalidRequest", "PointNotFound", "CorruptChunk", "RepositoryNotFound", "PlanBusy"]
+
+
+def retry(max_retries: int = 3, interval_s: int = 30) -> RetryPolicy:
+    return RetryPolicy(initial_interval=timedelta(seconds=interval_s), backoff_coefficient=2.0,
+                       maximum_interval=timedelta(seconds=interval_s * 8), maximum_attempts=max_retries + 1,
+                       non_retryable_error_types=NON_RETRYABLE)
+
+
+QUICK = dict(start_to_close_timeout=timedelta(minutes=2), retry_policy=retry(5, 1))
+
+
+async def catalog(activity: str, arg: Any, result_type: type | None = None, summary: str | None = None) -> Any:
+    """Run a catalog activity (they live on the workflow queue: the catalog is central, and
+    they must work while a site is down)."""
+    return await workflow.execute_activity(activity, arg, task_queue=WORKFLOW_TASK_QUEUE, result_type=result_type,
+                                           summary=summary or activity, **QUICK)
+
+
+def tag(operation: Operation, *, plan: str | None = None, vm: str | None = None, site: str | None = None,
+        phase: str | None = None) -> None:
+    updates: list[SearchAttributeUpdate] = [sa.OPERATION.value_set(operation.value)]
+    for key, value in ((sa.PLAN, plan), (sa.VM, vm), (sa.SITE, site), (sa.PHASE, phase)):
+        if value is not None:
+            updates.append(key.value_set(value))
+    workflow.upsert_search_attributes(updates)
+
+
+def phase(name: str, details: str = "") -> None:
+    """Move the run to a new phase: search attribute (filterable) + current details (readable)."""
+    workflow.upsert_search_attributes([sa.PHASE.value_set(name)])
+    workflow.set_current_details(f"**{name}** {details}".strip())
+
+
+async def record_job(operation: Operation, status: str, *, plan: str | None = None, vm: str | None = None,
+                     result: dict | None = None, finished: bool = False) -> None:
+    info = workflow.info()
+    await catalog("record_job", JobRecord(workflow_id=info.workflow_id, run_id=info.run_id, operation=operation,
+                                          status=status, plan=plan, vm=vm, result=result, finished=finished))

@@ -1,0 +1,35 @@
+"""Repository maintenance: prune by every plan's retention, verify, garbage-collect, as one
+activity on the repository's site (the repository's own lock keeps two apart)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.jobs import MaintenanceInput, MaintenanceResult, Operation
+    from models.queues import site_task_queue
+    from models.services import RepositorySpec
+
+from workflows.common import catalog, phase, record_job, retry, tag
+
+
+@workflow.defn(name="RepositoryMaintenance")
+class RepositoryMaintenanceWorkflow:
+    @workflow.run
+    async def run(self, inp: MaintenanceInput) -> MaintenanceResult:
+        tag(Operation.MAINTENANCE, phase="resolve")
+        repo: RepositorySpec = await catalog("get_repository", inp, RepositorySpec)
+        tag(Operation.MAINTENANCE, site=repo.site)
+        await record_job(Operation.MAINTENANCE, "RUNNING")
+        steps = ", ".join(s for s, on in (("prune", inp.prune), ("verify", inp.verify), ("gc", inp.gc)) if on)
+        phase("maintain", f"{steps} on repository {repo.name}")
+        result: MaintenanceResult = await workflow.execute_activity(
+            "maintain_repository", inp, task_queue=site_task_queue(repo.site), result_type=MaintenanceResult,
+            start_to_close_timeout=timedelta(hours=12), heartbeat_timeout=timedelta(minutes=5),
+            retry_policy=retry(2, 60), summary=f"{steps} {repo.name}")
+        status = "SUCCESS" if not result.damaged else "DAMAGED"
+        await record_job(Operation.MAINTENANCE, status, result=result.model_dump(mode="json"), finished=True)
+        phase("done", status)
+        return result
