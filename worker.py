@@ -50,7 +50,7 @@ def site_activities(catalog: Catalog, site: str) -> list:
         backup.find_vm, backup.prepare_backup, backup.create_snapshot, backup.transfer_backup,
         backup.cleanup_backup, backup.release_snapshot, backup.apply_retention,
         restore.set_power, restore.apply_config, restore.create_vm_for_restore, restore.restore_disks,
-        admin.create_repository, admin.list_vms, admin.delete_restore_points, admin.maintain_repository,
+        admin.create_repository, admin.list_vms, admin.check_vms, admin.delete_restore_points, admin.maintain_repository,
     ]
 
 

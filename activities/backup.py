@@ -4,6 +4,7 @@ rotation and retention. Thin: the driver and the repository do the work."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timezone
 
 from temporalio import activity
@@ -11,8 +12,10 @@ from temporalio import activity
 from activities.errors import translate_errors
 from activities.heartbeat import Heartbeater, resume_details
 from activities.resources import Resources
+from activities.throttle import limit_iops
 from drivers.base import AlreadyExists, NotFound
 from drivers.repository.errors import PointNotFound
+from drivers.repository.manifest import check_point_id
 from models.jobs import (
     BackupBase,
     CleanupInput,
@@ -107,13 +110,14 @@ class BackupActivities:
                          force=p.done)  # type: ignore[attr-defined]
 
                 with driver.open_disk(snap.vm_id, disk.name, snap.snapshot_id) as handle:
-                    dm = session.backup_disk(disk.name, disk.size_bytes, handle.read, on_progress=progress,
-                                             source_id=snap.snapshot_id, **extents)
+                    writer = session.disk_writer(disk.name, disk.size_bytes, limit_iops(handle.read, inp.read_iops),
+                                                 source_id=snap.snapshot_id, **extents)
+                    dm = writer.run(progress)
                 s = dm.stats
                 stats.append(DiskTransferStats(disk=disk.name, size=disk.size_bytes, read_bytes=s.read_bytes,
                                                new_bytes=s.new_bytes, new_chunks=s.new_chunks,
                                                reused_chunks=s.reused_chunks, zero_chunks=s.zero_chunks,
-                                               carried_chunks=s.carried_chunks))
+                                               carried_chunks=s.carried_chunks, resumed_chunks=writer.resumed_at))
                 done_before += disk.size_bytes
             point = session.commit()
         finally:
@@ -133,7 +137,7 @@ class BackupActivities:
         except PointNotFound:
             committed = False
         if not committed:
-            repo.abort_backup(inp.point_id)
+            shutil.rmtree(repo.layout.staging / check_point_id(inp.point_id), ignore_errors=True)
         if inp.snapshot_id and not committed:
             try:
                 self.res.driver(inp.cluster).delete_snapshot(inp.vm_id, inp.snapshot_id)

@@ -47,7 +47,7 @@ class CatalogActivities:
             plan=spec.name, repository=repo.name, repository_path=repo.path, repository_site=repo.site, vms=vms,
             window=spec.window, time_zone=spec.schedule.time_zone, delay_option=spec.delay_option,
             retention=spec.retention, consistency=spec.consistency, compression=spec.compression,
-            max_parallel=service.max_parallel_backups, max_retries=service.max_retries,
+            max_parallel=service.max_parallel_backups, read_iops=service.backup_read_iops, max_retries=service.max_retries,
             retry_interval_s=service.retry_interval_s, full_due=spec.full_due_at(inp.scheduled_at),
             paused=status != PlanStatus.WORKING)
 

@@ -12,6 +12,7 @@ from temporalio import activity
 from activities.backup import BackupActivities
 from activities.errors import InvalidRequest, translate_errors
 from activities.resources import Resources
+from models.plans import VMRef
 from models.jobs import MaintenanceInput, MaintenanceResult
 from models.restore_points import PointState
 from models.retention import expired_points
@@ -48,6 +49,13 @@ class SiteAdminActivities:
         vms = self.res.driver(p["cluster"]).list_vms()
         self.res.catalog.cache_vms(p["cluster"], vms)
         return [v.model_dump(mode="json") for v in vms]
+
+    @activity.defn(name="admin_check_vms")
+    @translate_errors
+    def check_vms(self, p: dict) -> list[str]:
+        """Every VM named exists on its cluster (a plan over a VM that is not there is refused)."""
+        refs = [VMRef.model_validate(v) for v in p["vms"]]
+        return [self.backup.vm_id(ref) for ref in refs]
 
     @activity.defn(name="admin_delete_restore_points")
     @translate_errors

@@ -70,6 +70,7 @@ class ResolvedPlan(Strict):
     consistency: Consistency
     compression: bool
     max_parallel: int = Field(ge=1)
+    read_iops: int | None = None
     max_retries: int = Field(ge=0)
     retry_interval_s: int = Field(ge=1)
     full_due: bool = False
@@ -88,6 +89,7 @@ class VMBackupInput(Strict):
     consistency: Consistency = Consistency.CRASH_CONSISTENT
     compression: bool = True
     retention: Retention | None = None
+    read_iops: int | None = None
     max_retries: int = 3
     retry_interval_s: int = 30
 
@@ -101,6 +103,7 @@ class DiskTransferStats(Strict):
     reused_chunks: int = 0
     zero_chunks: int = 0
     carried_chunks: int = 0
+    resumed_chunks: int = Field(default=0, description="Chunks an earlier attempt had confirmed: not re-read.")
 
 
 class VMBackupResult(Strict):
@@ -168,6 +171,7 @@ class TransferInput(Strict):
     base: BackupBase = Field(default_factory=BackupBase)
     compression: bool = True
     created_at: datetime
+    read_iops: int | None = None
 
 
 class TransferProgress(Strict):

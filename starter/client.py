@@ -15,7 +15,7 @@ from urllib.parse import quote
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from models.jobs import MaintenanceInput, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
+from models.jobs import MaintenanceInput, MaintenanceResult, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
 from models.plans import BackupPlanSpec, PlanStatus
 from models.queues import WORKFLOW_TASK_QUEUE
 from models.requests import RestoreRequest
@@ -58,16 +58,18 @@ class AbdrClient:
         except WorkflowFailureError as e:
             raise AbdrError(failure_message(e)) from None
 
-    async def _start(self, workflow: str, arg: Any, wf_id: str, busy: str) -> WorkflowHandle:
+    async def _start(self, workflow: str, arg: Any, wf_id: str, busy: str,
+                     result_type: type | None = None) -> WorkflowHandle:
         try:
-            return await self.client.start_workflow(workflow, arg, id=wf_id, task_queue=WORKFLOW_TASK_QUEUE)
+            return await self.client.start_workflow(workflow, arg, id=wf_id, task_queue=WORKFLOW_TASK_QUEUE,
+                                                    result_type=result_type)
         except WorkflowAlreadyStartedError:
             raise AbdrError(f"{busy} (workflow {wf_id} is running; see {self.ui_link(wf_id)})") from None
 
     @staticmethod
-    async def result(handle: WorkflowHandle, result_type: type | None = None) -> Any:
+    async def result(handle: WorkflowHandle) -> Any:
         try:
-            return await handle.result(type_hint=result_type) if result_type else await handle.result()
+            return await handle.result()
         except WorkflowFailureError as e:
             raise AbdrError(failure_message(e)) from None
 
@@ -98,11 +100,24 @@ class AbdrClient:
                                   gc: bool = False) -> WorkflowHandle:
         return await self._start("RepositoryMaintenance", MaintenanceInput(repository=name, verify=verify, prune=prune,
                                                                            gc=gc),
-                                 f"maintenance/{name}", f"maintenance of repository {name!r} is already running")
+                                 f"maintenance/{name}", f"maintenance of repository {name!r} is already running",
+                                 MaintenanceResult)
 
     # -- backup plans ---------------------------------------------------------------------
 
+    async def check_vms(self, spec: BackupPlanSpec) -> None:
+        """Every VM of the plan exists: asked of each cluster's site worker."""
+        sites = {c["name"]: c["site"] for c in await self.admin("list_clusters")}
+        by_site: dict[str, list[dict]] = {}
+        for ref in spec.vms:
+            if ref.cluster not in sites:
+                raise AbdrError(f"cluster {ref.cluster!r} not found")
+            by_site.setdefault(sites[ref.cluster], []).append(ref.model_dump())
+        for site, vms in by_site.items():
+            await self.admin("check_vms", {"vms": vms}, site=site)
+
     async def create_backup_plan(self, spec: BackupPlanSpec) -> dict:
+        await self.check_vms(spec)
         created = await self.admin("add_backup_plan", spec.model_dump(mode="json"))
         try:
             await schedules.upsert(self.client, spec)
@@ -113,6 +128,7 @@ class AbdrClient:
 
     async def update_backup_plan(self, spec: BackupPlanSpec) -> dict:
         current = await self.admin("get_backup_plan", {"name": spec.name})
+        await self.check_vms(spec)
         updated = await self.admin("update_backup_plan", spec.model_dump(mode="json"))
         await schedules.upsert(self.client, spec, paused=current["status"] != PlanStatus.WORKING)
         return updated
@@ -141,10 +157,11 @@ class AbdrClient:
     async def run_backup_plan(self, name: str, full: bool = False) -> WorkflowHandle:
         await self.get_backup_plan(name)  # unknown plan: a clear error, no workflow
         return await self._start("BackupPlanRun", PlanRunInput(plan=name, manual=True, full=full), plan_run_id(name),
-                                 f"backup plan {name!r} is already running; a manual run never runs alongside it")
+                                 f"backup plan {name!r} is already running; a manual run never runs alongside it",
+                                 PlanRunResult)
 
     async def plan_run_result(self, handle: WorkflowHandle) -> PlanRunResult:
-        return await self.result(handle, PlanRunResult)
+        return await self.result(handle)
 
     # -- restore points and restore -----------------------------------------------------------
 
@@ -168,10 +185,10 @@ class AbdrClient:
         cluster = request.target_cluster or point["cluster"]
         vm = request.new_name or point["vm"]
         return await self._start("Restore", RestoreInput(request=request), restore_id(cluster, vm),
-                                 f"a restore to {cluster}/{vm} is already running")
+                                 f"a restore to {cluster}/{vm} is already running", RestoreResult)
 
     async def restore_result(self, handle: WorkflowHandle) -> RestoreResult:
-        return await self.result(handle, RestoreResult)
+        return await self.result(handle)
 
     # -- jobs ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from models import search_attributes as sa
@@ -45,7 +45,8 @@ def plan_schedule(spec: BackupPlanSpec, paused: bool = False) -> Schedule:
             "BackupPlanTick", PlanTickInput(plan=spec.name), id=f"backup-plan-tick/{spec.name}",
             task_queue=WORKFLOW_TASK_QUEUE,
             typed_search_attributes=TypedSearchAttributes([
-                sa.PLAN.value_set(spec.name), sa.OPERATION.value_set(Operation.BACKUP_PLAN.value)]),
+                SearchAttributePair(sa.PLAN, spec.name),
+                SearchAttributePair(sa.OPERATION, Operation.BACKUP_PLAN.value)]),
             static_summary=f"scheduled run of backup plan {spec.name}"),
         spec=plan_spec(spec),
         policy=skip_policy(),

@@ -75,7 +75,7 @@ class VMBackupWorkflow:
                 "transfer_backup",
                 TransferInput(plan=inp.plan, point_id=inp.point_id, repository_path=inp.repository_path,
                               snapshot=snap, type=prep.type, creation=inp.creation, base=prep.base,
-                              compression=inp.compression, created_at=workflow.now()),
+                              compression=inp.compression, created_at=workflow.now(), read_iops=inp.read_iops),
                 TransferResult, start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=TRANSFER_HEARTBEAT)
         except BaseException as e:
             # Stop or failure before the point exists: leave nothing behind that looks like a backup.

@@ -124,7 +124,7 @@ class BackupPlanRunWorkflow:
                     point_id=f"{rvm.ref.vm}.{stamp}.{workflow.uuid4().hex[:6]}",
                     creation=PointCreation.MANUAL if inp.manual else PointCreation.AUTO,
                     force_full=full, full_reason=full_reason, consistency=plan.consistency,
-                    compression=plan.compression, retention=plan.retention,
+                    compression=plan.compression, retention=plan.retention, read_iops=plan.read_iops,
                     max_retries=plan.max_retries, retry_interval_s=plan.retry_interval_s)
                 try:
                     h = await workflow.start_child_workflow(

@@ -1,0 +1,85 @@
+"""End-to-end fixtures: the session's real dev server, an in-process abdr worker (workflows
++ catalog + site "default") over a throwaway catalog, a local cluster and a repository."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from drivers.catalog.store import Catalog
+from drivers.local import LocalDriver
+from models.inventory import DiskSpec, Site, VMConfig
+from models.services import RepositorySpec
+from starter.client import AbdrClient
+from starter.settings import Settings
+from worker import build_workers
+
+MiB = 1 << 20
+
+
+@dataclass
+class Stack:
+    client: AbdrClient
+    catalog: Catalog
+    driver: LocalDriver
+    settings: Settings
+    tmp: Path
+    repo_path: Path
+
+    def make_vm(self, name: str, disks: int = 1, size: int = 8 * MiB, seed: int = 0) -> str:
+        """A VM whose disks hold deterministic data with holes (some blocks never written)."""
+        cfg = VMConfig(name=name, disks=[DiskSpec(name=f"disk{i}", size_bytes=size, boot=i == 0) for i in range(disks)])
+        vm = self.driver.create_vm(cfg)
+        for i in range(disks):
+            with self.driver.open_disk(vm.id, f"disk{i}", writable=True) as h:
+                for block in range(0, size, 256 << 10):
+                    if (block // (256 << 10) + seed) % 3:  # two thirds written, one third left as holes
+                        h.write(block, hashlib.shake_256(f"{name}/{i}/{block}/{seed}".encode()).digest(256 << 10))
+        return vm.id
+
+    def disk_bytes(self, vm_name: str, disk: str = "disk0", snap_id: str | None = None) -> bytes:
+        vm = self.driver.find_vm(vm_name)
+        assert vm is not None, vm_name
+        with self.driver.open_disk(vm.id, disk, snap_id) as h:
+            return h.read(0, h.size)
+
+
+async def _quiesce(env: WorkflowEnvironment) -> None:
+    """Leave the shared server clean for the next test: no schedules, no running workflows."""
+    client = env.client
+    async for s in await client.list_schedules():
+        await client.get_schedule_handle(s.id).delete()
+    async for wf in client.list_workflows("ExecutionStatus = 'Running'"):
+        if wf.status == WorkflowExecutionStatus.RUNNING:
+            await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("test finished")
+
+
+@pytest.fixture
+async def stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
+    await _quiesce(temporal_env)
+    settings = Settings(data_dir=tmp_path / "state", database_url=f"sqlite:///{tmp_path / 'catalog.db'}",
+                        temporal_address=temporal_env.client.service_client.config.target_host, site="default",
+                        shutdown_grace_s=1)
+    catalog = Catalog(settings.catalog_url)
+    catalog.add_site(Site(name="default"))
+    client = AbdrClient(temporal_env.client, settings)
+    async with AsyncExitStack() as stack:
+        executor = stack.enter_context(ThreadPoolExecutor(16))
+        for w in build_workers(temporal_env.client, settings, catalog, site="default", run_workflows=True,
+                               executor=executor):
+            await stack.enter_async_context(w)
+        cluster_dir = tmp_path / "clusters" / "c1"
+        await client.add_cluster("c1", "default", "local", str(cluster_dir))
+        repo_path = tmp_path / "repo"
+        await client.create_repository(RepositorySpec(name="r1", path=str(repo_path), site="default"))
+        yield Stack(client, catalog, LocalDriver(cluster_dir, "c1"), settings, tmp_path, repo_path)
+        await _quiesce(temporal_env)
+    catalog.close()

@@ -1,0 +1,92 @@
+"""Backup plans and restore end to end: the real dev server, the in-process worker, the
+local driver and the repository, every result checked byte for byte."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drivers.local.tools import rewrite_fraction
+from models.plans import BackupPlanSpec, RunResult
+from models.requests import RestoreMode, RestoreRequest
+from models.restore_points import PointCreation, PointType
+from tests.e2e.conftest import MiB, Stack
+
+
+def plan_spec(name: str, vms: list[str], **over: Any) -> BackupPlanSpec:
+    data: dict[str, Any] = {
+        "name": name, "vms": [{"cluster": "c1", "vm": v} for v in vms], "repository": "r1",
+        "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "COUNT", "value": 10}}
+    data.update(over)
+    return BackupPlanSpec.model_validate(data)
+
+
+async def run_plan(stack: Stack, plan: str, full: bool = False):
+    handle = await stack.client.run_backup_plan(plan, full=full)
+    return await stack.client.plan_run_result(handle)
+
+
+async def test_full_then_incremental_then_restores_are_byte_exact(stack: Stack) -> None:
+    stack.make_vm("web", disks=2, size=8 * MiB)
+    await stack.client.create_backup_plan(plan_spec("gold", ["web"]))
+    state1 = [stack.disk_bytes("web", d) for d in ("disk0", "disk1")]
+
+    first = await run_plan(stack, "gold")
+    assert first.result == RunResult.SUCCESS, first
+    [r1] = first.vms
+    assert r1.type == PointType.FULL and r1.full_reason == "first backup of this VM in the plan"
+    assert sum(d.zero_chunks for d in r1.disks) > 0  # the holes were not stored
+
+    vm = stack.driver.find_vm("web")
+    changed = rewrite_fraction(stack.driver, vm.id, "disk0", 0.05, seed=7)
+    state2 = [stack.disk_bytes("web", d) for d in ("disk0", "disk1")]
+    assert state2[0] != state1[0] and state2[1] == state1[1]
+
+    second = await run_plan(stack, "gold")
+    [r2] = second.vms
+    assert r2.type == PointType.INCREMENTAL and r2.ok
+    disk0, disk1 = r2.disks
+    changed_bytes = sum(e.length for e in changed)
+    assert 0 < disk0.read_bytes <= changed_bytes + len(changed) * 2 * MiB  # only changed chunks were read
+    assert disk1.read_bytes == 0 and disk1.carried_chunks > 0  # an untouched disk is not read at all
+
+    points = await stack.client.list_restore_points(plan="gold")
+    assert [(p["type"], p["creation"]) for p in points] == [("FULL", "MANUAL"), ("INCREMENTAL", "MANUAL")]
+    # Only the newest point keeps its snapshot (the next incremental's base).
+    assert [s.name for s in stack.driver.list_snapshots(vm.id)] == [f"abdr-{r2.point_id}"]
+
+    # REBUILD the first point as a new VM: equals the source at the first backup.
+    h = await stack.client.restore(RestoreRequest(point_id=r1.point_id, mode=RestoreMode.REBUILD, new_name="web-copy"))
+    rebuilt = await stack.client.restore_result(h)
+    assert [stack.disk_bytes("web-copy", d) for d in ("disk0", "disk1")] == state1
+    assert rebuilt.vm.vm == "web-copy" and not rebuilt.powered_on
+
+    # Write more on the VM, then restore the first point in place: only what differs is
+    # written (the changed blocks since the base snapshot and the blocks the points differ in).
+    rewrite_fraction(stack.driver, vm.id, "disk1", 0.02, seed=9)
+    h = await stack.client.restore(RestoreRequest(point_id=r1.point_id, mode=RestoreMode.INPLACE, vm="c1/web",
+                                                  power_on=True))
+    inplace = await stack.client.restore_result(h)
+    assert [stack.disk_bytes("web", d) for d in ("disk0", "disk1")] == state1
+    assert 0 < inplace.written_bytes < inplace.total_bytes / 4
+    assert stack.driver.get_vm(vm.id).power_state == "RUNNING"
+
+    # And the second point still restores exactly (points are independent).
+    h = await stack.client.restore(RestoreRequest(point_id=r2.point_id, mode=RestoreMode.REBUILD, new_name="web-2"))
+    await stack.client.restore_result(h)
+    assert [stack.disk_bytes("web-2", d) for d in ("disk0", "disk1")] == state2
+
+
+async def test_new_backup_after_base_snapshot_lost_is_full_with_reason(stack: Stack) -> None:
+    vm_id = stack.make_vm("db")
+    await stack.client.create_backup_plan(plan_spec("p", ["db"]))
+    first = await run_plan(stack, "p")
+    [snap] = stack.driver.list_snapshots(vm_id)
+    stack.driver.delete_snapshot(vm_id, snap.id)  # someone removed the CBT base
+    second = await run_plan(stack, "p")
+    [r] = second.vms
+    assert r.type == PointType.FULL and "is gone" in r.full_reason
+    assert first.vms[0].point_id != r.point_id
+    forced = await run_plan(stack, "p", full=True)
+    assert forced.vms[0].type == PointType.FULL and forced.vms[0].full_reason == "manual --full"
+    points = await stack.client.list_restore_points(plan="p")
+    assert all(p["creation"] == PointCreation.MANUAL for p in points) and len(points) == 3
