@@ -152,7 +152,7 @@ class BackupPlanRunWorkflow:
         if stop_at_close:
             left = max(timedelta(0), closes - workflow.now())
             timer = asyncio.ensure_future(workflow.sleep(left, summary="backup window closes"))
-            await asyncio.wait([everything, timer], return_when=asyncio.FIRST_COMPLETED)
+            await workflow.wait([everything, timer], return_when=asyncio.FIRST_COMPLETED)
             if not everything.done():
                 closing = True
                 phase("window-closed", "stopping running backups and cleaning up")

@@ -1,0 +1,185 @@
+"""Plans as schedules: a schedule that fires on its own, retention, the window's end,
+overlapping runs, and bad input refused with nothing changed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from temporalio.client import ScheduleOverlapPolicy
+
+from models.jobs import PlanRunResult
+from models.plans import RunResult, VMRef
+from models.requests import RestoreMode, RestoreRequest
+from models.services import BackupService, RepositorySpec
+from starter import schedules
+from starter.client import AbdrError
+from tests.e2e.conftest import MiB, Stack
+from tests.e2e.test_backup_restore import plan_spec, run_plan
+
+UTC = timezone.utc
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.5)
+
+
+async def trigger_and_wait(stack: Stack, plan: str) -> PlanRunResult:
+    """Fire the plan's schedule now (a real scheduled action: AUTO points) and wait for it."""
+    handle = stack.client.client.get_schedule_handle(schedules.schedule_id(plan))
+    before = (await handle.describe()).info.num_actions
+    await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
+    desc = await wait_for(lambda: _described_after(handle, before), 30, "the triggered action")
+    action = desc.info.recent_actions[-1].action
+    return await stack.client.client.get_workflow_handle(action.workflow_id, run_id=action.first_execution_run_id,
+                                                         result_type=PlanRunResult).result()
+
+
+async def _described_after(handle: Any, before: int) -> Any:
+    d = await handle.describe()
+    return d if d.info.num_actions > before else None
+
+
+def repo_point_ids(stack: Stack) -> set[str]:
+    return {p.name.removesuffix(".json") for p in (stack.repo_path / "points").glob("*.json")}
+
+
+async def test_schedule_fires_on_its_own(stack: Stack) -> None:
+    for name in ("a", "b", "c"):
+        stack.make_vm(name, size=2 * MiB)
+    due = (datetime.now(UTC) + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    if (due - datetime.now(UTC)).total_seconds() < 5:
+        due += timedelta(minutes=1)
+    await stack.client.create_backup_plan(plan_spec("auto", ["a", "b", "c"],
+                                                    schedule={"kind": "DAILY", "times": [due.strftime("%H:%M")]}))
+    desc = await stack.client.client.get_schedule_handle(schedules.schedule_id("auto")).describe()
+    assert desc.info.next_action_times[0] == due
+
+    async def points() -> list[dict]:
+        pts = await stack.client.list_restore_points(plan="auto")
+        return pts if len(pts) == 3 else []
+
+    found = await wait_for(points, 150, "the scheduled run's points")
+    assert {p["vm"] for p in found} == {"a", "b", "c"}
+    assert {(p["type"], p["creation"]) for p in found} == {("FULL", "AUTO")}
+    assert repo_point_ids(stack) == {p["id"] for p in found}
+    plan = await stack.client.get_backup_plan("auto")
+    assert plan["last_result"] == "SUCCESS"
+
+
+async def test_count_retention_keeps_last_n_automatic_and_all_manual(stack: Stack) -> None:
+    stack.make_vm("a", size=2 * MiB)
+    stack.make_vm("b", size=2 * MiB)
+    await stack.client.create_backup_plan(plan_spec("keep2", ["a", "b"], retention={"kind": "COUNT", "value": 2}))
+    manual = await run_plan(stack, "keep2")
+    autos = [await trigger_and_wait(stack, "keep2") for _ in range(3)]
+    assert all(r.result == RunResult.SUCCESS for r in autos)
+    points = await stack.client.list_restore_points(plan="keep2")
+    by_vm = {vm: [p for p in points if p["vm"] == vm] for vm in ("a", "b")}
+    for vm, pts in by_vm.items():
+        assert [p["creation"] for p in pts] == ["MANUAL", "AUTO", "AUTO"], vm
+        newest_two = {r.vms[[v.vm.vm for v in r.vms].index(vm)].point_id for r in autos[1:]}
+        assert {p["id"] for p in pts if p["creation"] == "AUTO"} == newest_two
+    assert {v.point_id for v in manual.vms} <= {p["id"] for p in points}
+    assert repo_point_ids(stack) == {p["id"] for p in points}  # manifests follow the catalog
+
+
+async def test_time_retention_expires_old_automatic_points(stack: Stack) -> None:
+    stack.make_vm("a", size=2 * MiB)
+    await stack.client.create_backup_plan(plan_spec("week", ["a"], retention={"kind": "TIME", "value": 7}))
+    old = await trigger_and_wait(stack, "week")
+    manual = await run_plan(stack, "week")
+    # Age the first two points to 10 days (the clock of a plan that has run for weeks).
+    with stack.catalog.session() as s:
+        from models.catalog import RestorePointRow
+
+        for pid in (old.vms[0].point_id, manual.vms[0].point_id):
+            row = s.get(RestorePointRow, pid)
+            row.created_at = datetime.now(UTC) - timedelta(days=10)
+            s.add(row)
+    new = await trigger_and_wait(stack, "week")
+    ids = {p["id"] for p in await stack.client.list_restore_points(plan="week")}
+    assert ids == {manual.vms[0].point_id, new.vms[0].point_id}  # old AUTO gone, old MANUAL kept
+    assert repo_point_ids(stack) == ids
+
+
+async def test_window_end_stops_the_backup_and_cleans_up(stack: Stack) -> None:
+    vm_id = stack.make_vm("big", size=16 * MiB)
+    stack.catalog.put_service(BackupService(name="default", site="default", backup_read_iops=2))
+    now = datetime.now(UTC)
+    end = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    if (end - now).total_seconds() < 20:
+        end += timedelta(minutes=1)
+    start = end - timedelta(minutes=15)
+    await stack.client.create_backup_plan(plan_spec(
+        "nightly", ["big"], window={"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M")},
+        schedule={"kind": "MINUTELY", "interval": 5}, delay_option="STOP_BACKUP"))
+    result = await trigger_and_wait(stack, "nightly")
+    assert result.result == RunResult.FAILED
+    [vm] = result.vms
+    assert vm.cancelled and vm.error == "stopped at the window's end"
+    assert await stack.client.list_restore_points(plan="nightly") == []
+    assert repo_point_ids(stack) == set()
+    assert stack.driver.list_snapshots(vm_id) == []  # the backup's snapshot was deleted
+    assert list((stack.repo_path / "staging").iterdir()) == []  # and its partial files
+
+
+async def test_overlapping_runs_are_skipped_or_refused(stack: Stack) -> None:
+    stack.make_vm("big", size=8 * MiB)
+    stack.catalog.put_service(BackupService(name="default", site="default", backup_read_iops=20))
+    await stack.client.create_backup_plan(plan_spec("slow", ["big"]))
+    running = await stack.client.run_backup_plan("slow")
+    with pytest.raises(AbdrError, match="backup plan 'slow' is already running; a manual run never runs alongside it"):
+        await stack.client.run_backup_plan("slow")
+    skipped = await trigger_and_wait(stack, "slow")
+    assert skipped.skipped_reason == "skipped: the previous run of this plan is still running"
+    done = await stack.client.plan_run_result(running)
+    assert done.result == RunResult.SUCCESS
+    assert len(await stack.client.list_restore_points(plan="slow")) == 1
+
+
+async def _state(stack: Stack) -> tuple:
+    plans = await stack.client.list_backup_plans()
+    scheds = [s.id async for s in await stack.client.client.list_schedules()]
+    return (plans, await stack.client.list_repositories(), sorted(scheds),
+            await stack.client.list_restore_points())
+
+
+async def test_bad_inputs_are_refused_and_change_nothing(stack: Stack) -> None:
+    stack.make_vm("a", size=2 * MiB)
+    stack.make_vm("b", size=2 * MiB)
+    await stack.client.create_backup_plan(plan_spec("gold", ["a"]))
+    point = (await run_plan(stack, "gold")).vms[0].point_id
+    before = await _state(stack)
+
+    with pytest.raises(AbdrError, match="VM 'ghost' not found on cluster 'c1'"):
+        await stack.client.create_backup_plan(plan_spec("silver", ["ghost"]))
+    with pytest.raises(AbdrError, match="cluster 'nowhere' not found"):
+        await stack.client.create_backup_plan(plan_spec("silver", ["a"]).model_copy(
+            update={"vms": [VMRef(cluster="nowhere", vm="a")]}))
+    with pytest.raises(AbdrError, match="backup plan 'gold' already exists"):
+        await stack.client.create_backup_plan(plan_spec("gold", ["b"]))
+    with pytest.raises(AbdrError, match="repository 'nope' not found"):
+        await stack.client.create_backup_plan(plan_spec("silver", ["a"], repository="nope"))
+    missing = stack.tmp / "not-mounted" / "repo"
+    with pytest.raises(AbdrError, match=f"parent directory {missing.parent} does not exist"):
+        await stack.client.create_repository(RepositorySpec(name="r2", path=str(missing), site="default"))
+    with pytest.raises(AbdrError, match=f"restore point '{point}' belongs to VM c1/a, not c1/b"):
+        h = await stack.client.restore(RestoreRequest(point_id=point, mode=RestoreMode.INPLACE, vm="c1/b"))
+        await stack.client.restore_result(h)
+    with pytest.raises(AbdrError, match="restore point 'no-such-point' not found"):
+        await stack.client.restore(RestoreRequest(point_id="no-such-point", mode=RestoreMode.INPLACE))
+    with pytest.raises(AbdrError, match="a VM named 'b' already exists on cluster 'c1'"):
+        h = await stack.client.restore(RestoreRequest(point_id=point, mode=RestoreMode.REBUILD, new_name="b"))
+        await stack.client.restore_result(h)
+
+    assert await _state(stack) == before
+    assert not missing.parent.exists()
