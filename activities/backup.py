@@ -34,6 +34,11 @@ from models.restore_points import PointState, PointType
 from models.retention import expired_points
 
 
+# Transfer progress is made durable (staging journal) this often: a killed worker loses at
+# most this much work, and the heartbeat only ever reports durable progress.
+CHECKPOINT_S = 2.0
+
+
 class BackupActivities:
     def __init__(self, res: Resources) -> None:
         self.res = res
@@ -111,7 +116,8 @@ class BackupActivities:
 
                 with driver.open_disk(snap.vm_id, disk.name, snap.snapshot_id) as handle:
                     writer = session.disk_writer(disk.name, disk.size_bytes, limit_iops(handle.read, inp.read_iops),
-                                                 source_id=snap.snapshot_id, **extents)
+                                                 source_id=snap.snapshot_id, checkpoint_seconds=CHECKPOINT_S,
+                                                 **extents)
                     dm = writer.run(progress)
                 s = dm.stats
                 stats.append(DiskTransferStats(disk=disk.name, size=disk.size_bytes, read_bytes=s.read_bytes,

@@ -100,5 +100,6 @@ class CatalogActivities:
             target = VMRef(cluster=req.target_cluster or source.cluster, vm=req.new_name)
             config = config.model_copy(update={"name": req.new_name})
         site = c.get_cluster(target.cluster).site
+        service = c.site_backup_service(site)
         return ResolvedRestore(point_id=point.id, repository_path=repo.path, source=source, target=target, site=site,
-                               config=config, base=base)
+                               config=config, base=base, write_iops=service.restore_write_iops)

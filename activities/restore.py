@@ -8,6 +8,7 @@ from temporalio import activity
 from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Heartbeater, resume_details
 from activities.resources import Resources
+from activities.throttle import limit_iops
 from drivers.base import ClusterDriver
 from drivers.repository.manifest import DIGEST_LEN, ChunkTable, DiskManifest
 from drivers.repository.reader import DiskRestorer
@@ -99,8 +100,8 @@ class RestoreActivities:
                      force=p.done)  # type: ignore[attr-defined]
 
             with driver.open_disk(inp.vm_id, dm.name, writable=True) as handle:
-                restorer = DiskRestorer(repo, point, dm.name, handle.write, target_is_zero=inp.new_vm,
-                                        current=current)
+                restorer = DiskRestorer(repo, point, dm.name, limit_iops(handle.write, r.write_iops),
+                                        target_is_zero=inp.new_vm, current=current)
                 result = restorer.run(resume_from=start, on_progress=progress)
                 handle.flush()
             written += result.bytes_written

@@ -257,6 +257,7 @@ class ResolvedRestore(Strict):
     site: Name
     config: VMConfig
     base: BackupBase = Field(default_factory=BackupBase, description="INPLACE: the VM's CBT base.")
+    write_iops: int | None = None
 
 
 class RestoreDisksInput(Strict):

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.common import catalog, phase, retry, tag
 
-TRANSFER_HEARTBEAT = timedelta(seconds=30)
+TRANSFER_HEARTBEAT = timedelta(seconds=10)  # the SDK sends at most every 8 s
 
 
 @workflow.defn(name="VMBackup")

@@ -61,7 +61,7 @@ class RestoreWorkflow:
         phase("write", f"point {r.point_id} -> {r.target}")
         written: RestoreDisksResult = await site(
             "restore_disks", RestoreDisksInput(restore=r, vm_id=vm_id, new_vm=req.mode == RestoreMode.REBUILD), RestoreDisksResult,
-            start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=timedelta(seconds=30))
+            start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=timedelta(seconds=10))
         if req.power_on:
             phase("power-on")
             await site("set_power", PowerInput(cluster=r.target.cluster, vm_id=vm_id, on=True))

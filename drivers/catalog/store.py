@@ -306,6 +306,11 @@ class Catalog:
             row.site, row.spec = service.site, service.model_dump(mode="json")
             s.add(row)
 
+    def site_backup_service(self, site: str) -> BackupService:
+        """The backup service of a site (the first configured, else one with the defaults)."""
+        rows = self._all(ServiceRow, ServiceRow.kind == "backup", ServiceRow.site == site, order=ServiceRow.name)
+        return BackupService.model_validate(rows[0].spec) if rows else BackupService(name=site, site=site)
+
     def backup_service(self, name: str, site: str) -> BackupService:
         """The named backup service's limits; an unconfigured service has the defaults."""
         with self.session() as s:
