@@ -1,0 +1,218 @@
+"""The cluster driver contract: one narrow, block-oriented protocol every hypervisor backend
+(local, libvirt/QEMU, AOC REST) implements, its error hierarchy, and small extent helpers.
+
+Drivers are synchronous: activities call them from a thread pool. Semantics of every method
+are written down in docs/driver-contract.md; the contract suite in tests/drivers checks them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from models.inventory import VM, Consistency, Extent, SnapshotInfo, VMConfig
+
+
+# ---------------------------------------------------------------------------- errors
+class DriverError(Exception):
+    """Base of every error a driver raises on purpose. Messages name the VM/disk/snapshot and
+    the rule that was broken, so they can be shown to an operator as they are."""
+
+
+class NotFound(DriverError):
+    """The VM, disk or snapshot does not exist (or no longer exists)."""
+
+
+class AlreadyExists(DriverError):
+    """A VM (in the cluster) or snapshot (in the VM) with that name exists already."""
+
+
+class InvalidState(DriverError):
+    """The object exists but is in the wrong state for the operation (e.g. rollback of a
+    running VM, an interrupted rollback not yet redone)."""
+
+
+class ResourceLocked(DriverError):
+    """Another task holds the resource; retrying later may succeed."""
+
+
+class Unsupported(DriverError):
+    """The driver or the request's parameters cannot do this (e.g. shrinking a disk)."""
+
+
+class GuestToolsMissing(Unsupported):
+    """A FILE_SYSTEM_CONSISTENT snapshot was asked of a VM without guest tools."""
+
+
+class OperationTimeout(DriverError):
+    """The operation did not finish in time (e.g. the guest ignored a graceful shutdown)."""
+
+
+class OutOfRange(DriverError, ValueError):
+    """A read or write outside the disk, or a negative/misaligned argument."""
+
+
+class InvalidName(DriverError, ValueError):
+    """A user-given name (VM, disk, snapshot, NIC, network) breaks the naming rules."""
+
+
+# ---------------------------------------------------------------------------- handles
+Bytes = bytes | bytearray | memoryview
+"""What writes accept: any contiguous byte buffer (not copied; do not change it mid-call)."""
+
+
+@runtime_checkable
+class DiskHandle(Protocol):
+    """An open disk (live or a snapshot's view). Keep it open for many reads: opening costs
+    metadata loads, reads do not. A handle is used by one thread at a time."""
+
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Exactly `length` bytes at `offset` (holes read as zeros). Out of range: OutOfRange."""
+        ...
+
+    def write(self, offset: int, data: Bytes) -> None:
+        """Write into the live disk (writable handles only; snapshots are read-only)."""
+        ...
+
+    def write_many(self, writes: Iterable[tuple[int, Bytes]]) -> None:
+        """Several writes as one batch (one durability barrier instead of one per write)."""
+        ...
+
+    def flush(self) -> None:
+        """Make every completed write durable."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+# ---------------------------------------------------------------------------- driver
+@runtime_checkable
+class ClusterDriver(Protocol):
+    """One cluster's VMs, their snapshots and their disk blocks."""
+
+    cluster: str
+    """The cluster's name (VM.cluster of every VM returned)."""
+    block_size: int
+    """Changed-block-tracking granularity in bytes; every extent returned is aligned to it
+    (except that the last one may end at the disk's size)."""
+
+    # inventory
+    def list_vms(self) -> list[VM]: ...
+    def get_vm(self, vm_id: str) -> VM: ...
+    def find_vm(self, name: str) -> VM | None: ...
+
+    # lifecycle
+    def create_vm(self, config: VMConfig) -> VM: ...
+    def delete_vm(self, vm_id: str) -> None: ...
+    def update_vm_config(self, vm_id: str, config: VMConfig) -> VM: ...
+
+    # power and network
+    def power_on(self, vm_id: str) -> VM: ...
+    def power_off(self, vm_id: str) -> VM: ...
+    def shutdown(self, vm_id: str, timeout_s: float) -> VM: ...
+    def attach_network(self, vm_id: str, nic_name: str, network: str) -> VM: ...
+
+    # snapshots
+    def create_snapshot(
+        self, vm_id: str, name: str, consistency: Consistency = Consistency.CRASH_CONSISTENT
+    ) -> SnapshotInfo: ...
+    def list_snapshots(self, vm_id: str) -> list[SnapshotInfo]: ...
+    def get_snapshot(self, vm_id: str, snap_id: str) -> SnapshotInfo: ...
+    def delete_snapshot(self, vm_id: str, snap_id: str) -> None: ...
+    def rollback(self, vm_id: str, snap_id: str) -> VM: ...
+
+    # extents (changed-block tracking)
+    def allocated_extents(self, vm_id: str, disk: str, snap_id: str | None = None) -> list[Extent]: ...
+    def changed_extents(
+        self, vm_id: str, disk: str, base_snap_id: str, snap_id: str | None = None
+    ) -> list[Extent]: ...
+
+    # data
+    def open_disk(
+        self, vm_id: str, disk: str, snap_id: str | None = None, writable: bool = False
+    ) -> DiskHandle: ...
+    def read(self, vm_id: str, disk: str, offset: int, length: int, snap_id: str | None = None) -> bytes: ...
+    def write(self, vm_id: str, disk: str, offset: int, data: Bytes) -> None: ...
+
+
+# ---------------------------------------------------------------------------- helpers
+MAX_NAME = 63
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def validate_name(value: object, what: str) -> str:
+    """Refuse names that could escape a directory or surprise a shell, saying which rule
+    broke (same alphabet as models.inventory.NAME_PATTERN). Drivers call it on every name
+    they get as a plain string."""
+    if not isinstance(value, str):
+        raise InvalidName(f"{what} must be a string, got {type(value).__name__}")
+    if value == "":
+        raise InvalidName(f"{what} is empty; give 1-{MAX_NAME} characters")
+    if len(value) > MAX_NAME:
+        raise InvalidName(f"{what} {value[:20]!r}... is {len(value)} characters long; the limit is {MAX_NAME}")
+    if "/" in value or "\\" in value or value in (".", ".."):
+        raise InvalidName(f"{what} {value!r} looks like a path ('/', '\\' or '..'); names cannot be paths")
+    if value.startswith((".", "-")):
+        raise InvalidName(f"{what} {value!r} starts with {value[0]!r}; names start with a letter, digit or '_'")
+    if not _NAME_RE.match(value):
+        bad = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "_.-"))})
+        raise InvalidName(f"{what} {value!r} contains {bad}; use letters, digits, '.', '_' or '-'")
+    return value
+
+
+def block_runs_to_extents(
+    runs: Iterable[tuple[int, int]], block_size: int, size: int
+) -> list[Extent]:
+    """[start_block, end_block) runs (any order, may overlap) -> merged, sorted extents,
+    clipped to `size` bytes."""
+    out: list[Extent] = []
+    cur_s = cur_e = -1
+    for s, e in sorted(runs):
+        if s >= e:
+            continue
+        if s <= cur_e:
+            cur_e = max(cur_e, e)
+            continue
+        if cur_e > cur_s:
+            out.extend(_extent(cur_s, cur_e, block_size, size))
+        cur_s, cur_e = s, e
+    if cur_e > cur_s:
+        out.extend(_extent(cur_s, cur_e, block_size, size))
+    return out
+
+
+def blocks_to_extents(blocks: Iterable[int], block_size: int, size: int) -> list[Extent]:
+    """Block numbers -> merged, sorted extents clipped to `size`."""
+    runs: list[tuple[int, int]] = []
+    for b in sorted(set(blocks)):
+        if runs and runs[-1][1] == b:
+            runs[-1] = (runs[-1][0], b + 1)
+        else:
+            runs.append((b, b + 1))
+    return block_runs_to_extents(runs, block_size, size)
+
+
+def extents_to_blocks(extents: Iterable[Extent], block_size: int) -> set[int]:
+    """Every block an extent touches (for tests and small disks; O(blocks))."""
+    out: set[int] = set()
+    for e in extents:
+        out.update(range(e.offset // block_size, (e.end + block_size - 1) // block_size))
+    return out
+
+
+def _extent(s: int, e: int, block_size: int, size: int) -> list[Extent]:
+    off, end = s * block_size, min(e * block_size, size)
+    return [Extent(offset=off, length=end - off)] if end > off else []

@@ -1,0 +1,147 @@
+"""Where a local cluster keeps things, how user names are kept inside it, and the locks and
+atomic-file helpers every other module of the local driver relies on.
+
+    <root>/cluster.json           {"format": ..., "name": ..., "block_size": ...}
+    <root>/cluster.lock           flock: VM create/delete/rename (name uniqueness)
+    <root>/tmp/                   staging for create_vm, trash for delete_vm (garbage when
+                                  nobody holds cluster.lock)
+    <root>/vms/<vm-id>/vm.json    VMRecord (config, power state, snapshot chain)
+    <root>/vms/<vm-id>/vm.lock    flock: metadata changes and writes (EX), snapshot reads (SH)
+    <root>/vms/<vm-id>/disks/<disk>.raw          live disk, sparse raw file
+    <root>/vms/<vm-id>/snaps/<snap-id>/<disk>.undo|.idx   undo store (see undo.py)
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from drivers.base import NotFound, ResourceLocked, validate_name
+
+safe_name = validate_name  # user names become file names here: see validate_name
+
+FORMAT = "abdr-local/1"
+VM_ID_RE = re.compile(r"^vm-[0-9a-f]{12}$")
+SNAP_ID_RE = re.compile(r"^snap-[0-9a-f]{12}$")
+
+
+def check_vm_id(vm_id: object) -> str:
+    if not isinstance(vm_id, str) or not VM_ID_RE.match(vm_id):
+        raise NotFound(f"no VM with id {vm_id!r} (local VM ids look like vm-<12 hex digits>)")
+    return vm_id
+
+
+def check_snap_id(vm_id: str, snap_id: object) -> str:
+    if not isinstance(snap_id, str) or not SNAP_ID_RE.match(snap_id):
+        raise NotFound(f"VM {vm_id} has no snapshot {snap_id!r} (ids look like snap-<12 hex digits>)")
+    return snap_id
+
+
+class ClusterPaths:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.meta = root / "cluster.json"
+        self.lock = root / "cluster.lock"
+        self.tmp = root / "tmp"
+        self.vms = root / "vms"
+
+    def vm(self, vm_id: str) -> "VMPaths":
+        return VMPaths(self.vms / check_vm_id(vm_id))
+
+
+class VMPaths:
+    def __init__(self, d: Path) -> None:
+        self.dir = d
+        self.meta = d / "vm.json"
+        self.lock = d / "vm.lock"
+        self.disks = d / "disks"
+        self.snaps = d / "snaps"
+
+    def live(self, disk: str) -> Path:
+        return self.disks / f"{disk}.raw"
+
+    def snap(self, snap_id: str) -> Path:
+        return self.snaps / snap_id
+
+
+# ---------------------------------------------------------------------------- files
+def fsync_dir(path: Path) -> None:
+    """A rename or create is durable only once its directory is fsynced."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write-to-temp, fsync, rename, fsync dir: readers see the old or the new file, never a
+    torn one, and after a crash exactly one of them."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    data = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    """pwrite until everything is written (a regular file may take less per call)."""
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def remove_tmp_files(d: Path) -> None:
+    """Temp files of atomic_write_json left by a killed writer."""
+    for p in d.glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------- locks
+def acquire(fd: int, exclusive: bool, timeout_s: float, what: str) -> None:
+    """flock with a deadline: a stuck holder becomes ResourceLocked, never a silent hang.
+    Polls LOCK_NB with a short backoff (flock itself has no timeout)."""
+    op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    deadline = time.monotonic() + timeout_s
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, op | fcntl.LOCK_NB)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+        if time.monotonic() >= deadline:
+            raise ResourceLocked(f"{what} is locked by another task for more than {timeout_s:g}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.005)
+
+
+@contextmanager
+def locked(path: Path, exclusive: bool, timeout_s: float, what: str) -> Iterator[int]:
+    """Hold flock on `path` (a fresh open file description, so threads of one process
+    exclude each other too)."""
+    try:
+        fd = os.open(path, os.O_RDWR)  # no O_CREAT: a deleted VM must not get a new lock file
+    except FileNotFoundError:
+        raise NotFound(f"{what} does not exist") from None
+    try:
+        acquire(fd, exclusive, timeout_s, what)
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the flock
