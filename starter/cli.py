@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from typing import Annotated
 
 import typer
 
-from drivers.catalog.store import CatalogError
+from starter import cli_apply, cli_backup, cli_inventory
+from starter.cli_common import JsonOpt, cli_errors
 from starter.logging import configure_logging
-from starter.output import console, emit, user_errors
+from starter.output import console, emit, err_console
 from starter.settings import get_settings
-from starter.stack import StackError
 
 app = typer.Typer(name="abdr", help="abdr: disaster recovery for virtual machines, on Temporal.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-KNOWN_ERRORS: tuple[type[BaseException], ...] = (CatalogError, StackError, RuntimeError, OSError, ValueError)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 @app.command()
 def up() -> None:
     """Run abdr in the foreground: Temporal dev server + Web UI, catalog, workers."""
-    with user_errors(*KNOWN_ERRORS):
+    with cli_errors():
         settings = get_settings()
         configure_logging(settings.log_level, settings.log_format)
         from starter.stack import run_stack
@@ -37,7 +37,7 @@ def status(
     probe: Annotated[bool, typer.Option(help="Run a health-check workflow through each site worker.")] = True,
 ) -> None:
     """Is Temporal reachable, which workers poll which queues, is the catalog reachable."""
-    with user_errors(*KNOWN_ERRORS):
+    with cli_errors():
         settings = get_settings()
         from starter.status import gather_status
 
@@ -64,8 +64,46 @@ def _render_status(r: dict) -> None:
     console.print("healthy" if r["healthy"] else "[red]unhealthy[/red]")
 
 
+# One command tree: a sub-app per noun (their modules hold the commands).
+app.add_typer(cli_inventory.site_app, name="site")
+app.add_typer(cli_inventory.cluster_app, name="cluster")
+app.add_typer(cli_inventory.vm_app, name="vm")
+app.add_typer(cli_inventory.repo_app, name="repository")
+app.add_typer(cli_backup.plan_app, name="backup-plan")
+app.add_typer(cli_backup.point_app, name="restore-point")
+app.command("restore")(cli_backup.restore)
+app.add_typer(cli_backup.job_app, name="job")
+app.command("apply")(cli_apply.apply)
+
+
 def main() -> None:
-    app()
+    """Run the CLI, then leave without interpreter finalization: the Temporal client's Rust
+    threads can abort a finishing interpreter ("PyGILState_Release", temporalio/sdk-python
+    #300), which would turn a successful command into exit 134."""
+    try:
+        rv = app(standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except typer.TyperException as e:  # click's usage errors (missing option, bad value): one line too
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        if e.format_message():  # empty: no arguments, and the help was shown
+            err_console.print(f"[red]error:[/red] {e.format_message()}{hint}", highlight=False)
+        code = getattr(e, "exit_code", 2)
+    except typer.Abort:
+        err_console.print("aborted", highlight=False)
+        code = 1
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -9,23 +9,39 @@ as their workflows, plans as Temporal Schedules.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, TimeoutError, WorkflowAlreadyStartedError
 
 from models.jobs import MaintenanceInput, MaintenanceResult, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
 from models.plans import BackupPlanSpec, PlanStatus
 from models.queues import WORKFLOW_TASK_QUEUE
-from models.requests import RestoreRequest
+from models.replication import ReplicationPlanSpec
+from models.replication_jobs import DrOperationResult, ReplicationRunInput, ReplicationRunResult
+from models.requests import (
+    FailbackRequest,
+    FailoverRequest,
+    FailoverTestRequest,
+    PermanentFailoverRequest,
+    RestoreRequest,
+    UndoFailoverRequest,
+)
 from models.services import RepositorySpec
 from starter import schedules
 from starter.settings import Settings, get_settings
 from starter.temporal_client import connect
 from workflows.admin import AdminCall
 from workflows.plan_run import plan_run_id
+from workflows.drill import drill_id
+from workflows.failover import dr_id
+from workflows.replication import replication_run_id
 from workflows.restore import restore_id
+
+
+ADMIN_TIMEOUT = timedelta(seconds=60)
 
 
 class AbdrError(Exception):
@@ -54,8 +70,13 @@ class AbdrClient:
         try:
             return await self.client.execute_workflow(
                 "Admin", AdminCall(operation=operation, payload=payload or {}, site=site),
-                id=f"admin/{operation}/{uuid.uuid4().hex[:12]}", task_queue=WORKFLOW_TASK_QUEUE)
+                id=f"admin/{operation}/{uuid.uuid4().hex[:12]}", task_queue=WORKFLOW_TASK_QUEUE,
+                execution_timeout=ADMIN_TIMEOUT)
         except WorkflowFailureError as e:
+            if isinstance(e.cause, TimeoutError):
+                where = f"site {site!r}'s worker" if site else "an abdr worker"
+                raise AbdrError(f"{operation}: {where} did not answer within {ADMIN_TIMEOUT.seconds} s "
+                                "(is it running? `abdr status`)") from None
             raise AbdrError(failure_message(e)) from None
 
     async def _start(self, workflow: str, arg: Any, wf_id: str, busy: str,
@@ -84,6 +105,12 @@ class AbdrClient:
 
     async def add_cluster(self, name: str, site: str, driver: str = "local", endpoint: str = "") -> dict:
         return await self.admin("add_cluster", {"name": name, "site": site, "driver": driver, "endpoint": endpoint})
+
+    async def list_sites(self) -> list[dict]:
+        return await self.admin("list_sites")
+
+    async def list_clusters(self, site: str | None = None) -> list[dict]:
+        return await self.admin("list_clusters", {"site": site})
 
     async def list_vms(self, cluster: str, site: str) -> list[dict]:
         return await self.admin("list_vms", {"cluster": cluster}, site=site)
@@ -188,6 +215,76 @@ class AbdrClient:
                                  f"a restore to {cluster}/{vm} is already running", RestoreResult)
 
     async def restore_result(self, handle: WorkflowHandle) -> RestoreResult:
+        return await self.result(handle)
+
+    # -- replication ------------------------------------------------------------------------
+
+    async def create_replication_plan(self, spec: ReplicationPlanSpec) -> dict:
+        created = await self.admin("add_replication_plan", spec.model_dump(mode="json"))
+        await self.admin("check_vms", {"vms": [v.model_dump() for v in spec.vms]}, site=spec.source_site)
+        try:
+            await schedules.upsert(self.client, spec)
+        except Exception:
+            await self.admin("delete_replication_plan", {"name": spec.name})
+            raise
+        return created
+
+    async def update_replication_plan(self, spec: ReplicationPlanSpec) -> dict:
+        current = await self.admin("get_replication_plan", {"name": spec.name})
+        updated = await self.admin("update_replication_plan", spec.model_dump(mode="json"))
+        await schedules.upsert(self.client, spec, paused=current["status"] != PlanStatus.WORKING)
+        return updated
+
+    async def get_replication_plan(self, name: str) -> dict:
+        return await self.admin("get_replication_plan", {"name": name})
+
+    async def list_replication_plans(self) -> list[dict]:
+        return await self.admin("list_replication_plans")
+
+    async def set_replication_plan_paused(self, name: str, paused: bool) -> dict:
+        status = PlanStatus.PAUSED if paused else PlanStatus.WORKING
+        result = await self.admin("set_replication_plan_status", {"name": name, "status": status.value})
+        await schedules.set_paused(self.client, name, paused, note=f"{status.value} by abdr", kind="replication")
+        return result
+
+    async def delete_replication_plan(self, name: str) -> dict:
+        await self.get_replication_plan(name)
+        await schedules.delete(self.client, name, kind="replication")
+        return await self.admin("delete_replication_plan", {"name": name})
+
+    async def run_replication_plan(self, name: str) -> WorkflowHandle:
+        await self.get_replication_plan(name)
+        return await self._start("ReplicationPlanRun", ReplicationRunInput(plan=name, manual=True),
+                                 replication_run_id(name), f"replication plan {name!r} is already running",
+                                 ReplicationRunResult)
+
+    async def list_replicas(self, plan: str | None = None) -> list[dict]:
+        return await self.admin("list_replicas", {"plan": plan})
+
+    async def _dr(self, workflow: str, req: Any, wf_id: str) -> WorkflowHandle:
+        return await self._start(workflow, req, wf_id,
+                                 f"another disaster-recovery operation on {req.plan}/{req.vm} is running",
+                                 DrOperationResult)
+
+    async def failover(self, req: FailoverRequest) -> WorkflowHandle:
+        return await self._dr("Failover", req, dr_id(req.plan, req.vm))
+
+    async def undo_failover(self, req: UndoFailoverRequest) -> WorkflowHandle:
+        return await self._dr("UndoFailover", req, dr_id(req.plan, req.vm))
+
+    async def failback(self, req: FailbackRequest) -> WorkflowHandle:
+        return await self._dr("Failback", req, dr_id(req.plan, req.vm))
+
+    async def permanent_failover(self, req: PermanentFailoverRequest) -> WorkflowHandle:
+        return await self._dr("PermanentFailover", req, dr_id(req.plan, req.vm))
+
+    async def start_failover_test(self, req: FailoverTestRequest) -> WorkflowHandle:
+        return await self._start("FailoverTest", req, drill_id(req.plan, req.vm),
+                                 f"a failover test of {req.plan}/{req.vm} is already running", DrOperationResult)
+
+    async def cleanup_failover_test(self, plan: str, vm: str) -> DrOperationResult:
+        handle = self.client.get_workflow_handle(drill_id(plan, vm), result_type=DrOperationResult)
+        await handle.signal("cleanup")
         return await self.result(handle)
 
     # -- jobs ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays ONE line, however long
 
 
 def _plain(value: Any) -> Any:

@@ -31,8 +31,18 @@ class Settings(BaseSettings):
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "INFO"
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    transport_listen: str = Field(default="127.0.0.1:0", description="host:port of this site's transport server.")
+    transport_url: str = Field(default="", description="URL other sites reach it at (default: from listen).")
+    transport_token: str = Field(default="", description="Shared secret of the sites' transport (default: a "
+                                 "token generated once in data_dir/transport.token).")
+    transport_tls_cert: Path | None = None
+    transport_tls_key: Path | None = None
+    transport_ca: Path | None = None
+    demo: bool = Field(default=True, description="`abdr up` seeds a demo cluster, VMs, repository and plan "
+                                                 "when the catalog has no backup plan.")
 
-    @field_validator("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca")
+    @field_validator("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca", "transport_tls_cert",
+                     "transport_tls_key", "transport_ca")
     @classmethod
     def _exists(cls, v: Path | None) -> Path | None:
         if v is not None and not v.is_file():
@@ -55,6 +65,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"ABDR_CONFIG={config} is not a readable file")
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
         return tuple(sources)
+
+    def transport_secret(self) -> str:
+        """The transport token: configured, or generated once and kept in the data dir."""
+        if self.transport_token:
+            return self.transport_token
+        path = self.data_dir / "transport.token"
+        if not path.exists():
+            import secrets
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
     @property
     def catalog_url(self) -> str:

@@ -108,7 +108,7 @@ def prepare_catalog(settings: Settings) -> None:
         catalog.close()
 
 
-def banner(settings: Settings) -> str:
+def banner(settings: Settings, extra: list[str] | None = None) -> str:
     return "\n".join([
         "",
         "abdr is up.",
@@ -116,6 +116,7 @@ def banner(settings: Settings) -> str:
         f"  Temporal        : {settings.temporal_address} (namespace {settings.temporal_namespace})",
         f"  Catalog         : {settings.catalog_url}",
         f"  Site worker     : {settings.site}",
+        *(extra or []),
         "Try, in another shell (after `source .venv/bin/activate`):",
         "  abdr status",
         "  abdr status --json",
@@ -146,7 +147,9 @@ async def run_stack(settings: Settings) -> None:
         if workers in done:
             workers.result()  # raises the reason the workers could not start
             return
-        print(banner(settings), flush=True)
+        from starter.demo import seed_in_stack
+
+        print(banner(settings, await seed_in_stack(settings, workers, stop) if settings.demo else None), flush=True)
         await workers
     finally:
         if server is not None:

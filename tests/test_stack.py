@@ -51,18 +51,20 @@ def alive(pid: int) -> bool:
 def stack_env(tmp_path: Path) -> dict[str, str]:
     port, ui = free_port(), free_port()
     return {**os.environ, "ABDR_DATA_DIR": str(tmp_path / "state"), "ABDR_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
-            "ABDR_UI_PORT": str(ui), "ABDR_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui}", "ABDR_LOG_FORMAT": "json"}
+            "ABDR_UI_PORT": str(ui), "ABDR_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui}", "ABDR_LOG_FORMAT": "json",
+            "ABDR_DEMO": "false"}
 
 
 class Up:
     def __init__(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([ABDR, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.log = open(Path(env["ABDR_DATA_DIR"]).parent / "up.log", "a")
+        self.proc = subprocess.Popen([ABDR, "up"], env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.banner = ""
         deadline = time.monotonic() + 90
         while "Ctrl-C stops everything" not in self.banner:
             line = self.proc.stdout.readline()
             if not line and self.proc.poll() is not None:
-                raise AssertionError(f"abdr up exited {self.proc.returncode}: {self.proc.stderr.read()}")
+                raise AssertionError(f"abdr up exited {self.proc.returncode}: see {self.log.name}")
             self.banner += line
             assert time.monotonic() < deadline, "abdr up did not come up"
 
@@ -72,7 +74,7 @@ class Up:
             return self.proc.wait(60)
         finally:
             self.proc.stdout.close()
-            self.proc.stderr.close()
+            self.log.close()
 
 
 def status(env: dict[str, str]) -> tuple[int, dict]:

@@ -1,0 +1,89 @@
+"""`abdr apply -f plans.yaml`: declare sites, clusters, repositories and backup plans in a
+file; create what is missing, update plans that differ, leave the rest. Applying the same
+file twice changes nothing the second time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from models.plans import BackupPlanSpec
+from starter.cli_common import JsonOpt, cli_errors, say, table, with_client
+from starter.client import AbdrClient
+from starter.output import emit
+from starter.plan_files import ApplyFile, load_apply_file
+from starter.settings import get_settings
+
+CANNOT_UPDATE = "differs from the catalog ({}); abdr cannot change a {} in place: left as is"
+
+
+def _differs(have: dict, want: dict, fields: tuple[str, ...]) -> list[str]:
+    return [f for f in fields if have.get(f) != want.get(f)]
+
+
+async def apply_file(c: AbdrClient, f: ApplyFile, done: list[dict[str, Any]]) -> None:
+    """Apply in dependency order, appending one row per object to `done` as it goes."""
+
+    def record(kind: str, name: str, action: str, note: str = "") -> None:
+        done.append({"kind": kind, "name": name, "action": action, "note": note})
+
+    sections: list[tuple[str, list[Any], Any, tuple[str, ...]]] = [
+        ("site", f.sites, c.list_sites, ("description",)),
+        ("cluster", f.clusters, c.list_clusters, ("site", "driver", "endpoint")),
+        ("repository", f.repositories, c.list_repositories, ("kind", "path", "site", "description")),
+    ]
+    for kind, wanted, lister, fields in sections:
+        existing = {x["name"]: x for x in await lister()} if wanted else {}
+        for obj in wanted:
+            if obj.name not in existing:
+                if kind == "site":
+                    await c.add_site(obj.name, obj.description)
+                elif kind == "cluster":
+                    await c.add_cluster(obj.name, obj.site, obj.driver, obj.endpoint)
+                else:
+                    await c.create_repository(obj)
+                record(kind, obj.name, "created")
+                continue
+            declared = obj.model_dump(mode="json", exclude_unset=True)  # compare what the file says
+            diff = _differs(existing[obj.name], declared, tuple(f for f in fields if f in declared))
+            record(kind, obj.name, "unchanged", CANNOT_UPDATE.format(", ".join(diff), kind) if diff else "")
+    plans = {p["spec"]["name"]: p["spec"] for p in await c.list_backup_plans()} if f.backup_plans else {}
+    for spec in f.backup_plans:
+        if spec.name not in plans:
+            await c.create_backup_plan(spec)
+            record("backup_plan", spec.name, "created")
+            continue
+        have = BackupPlanSpec.model_validate(plans[spec.name]).model_dump(mode="json")
+        want = spec.model_dump(mode="json")
+        if have == want:
+            record("backup_plan", spec.name, "unchanged")
+        else:
+            await c.update_backup_plan(spec)
+            changed = sorted(k for k in want if have.get(k) != want[k])
+            record("backup_plan", spec.name, "updated", f"changed: {', '.join(changed)}")
+
+
+def _render(rows: list[dict]) -> None:
+    table(rows, ["kind", "name", "action", "note"], "apply")
+    counts = {a: sum(r["action"] == a for r in rows) for a in ("created", "updated", "unchanged")}
+    say(", ".join(f"{n} {a}" for a, n in counts.items()))
+
+
+def apply(
+    file: Annotated[Path, typer.Option("--file", "-f", help="YAML with sites:, clusters:, repositories:, "
+                                                            "backup_plans: lists.", exists=True, dir_okay=False)],
+    as_json: JsonOpt = False,
+) -> None:
+    """Create what the file declares and is missing; update plans that differ (idempotent)."""
+    with cli_errors():
+        declared = load_apply_file(file, get_settings().data_dir)
+        done: list[dict[str, Any]] = []
+        try:
+            with_client(lambda c: apply_file(c, declared, done))
+        except BaseException:
+            if done and not as_json:
+                _render(done)  # what was applied before the failure
+            raise
+        emit(done, as_json, _render)

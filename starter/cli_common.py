@@ -1,0 +1,107 @@
+"""What every `abdr` command shares: the errors shown as one line, `--json`, and running a
+coroutine with a connected AbdrClient."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+from temporalio.service import RPCError
+
+from drivers.base import DriverError
+from drivers.catalog.store import CatalogError
+from starter.client import AbdrClient, AbdrError
+from starter.output import console, err_console, user_errors
+from starter.plan_files import UsageError
+from starter.stack import StackError
+
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (AbdrError, CatalogError, DriverError, StackError, RPCError,
+                                                 RuntimeError, OSError, ValueError)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+T = TypeVar("T")
+
+
+def _repository_errors() -> tuple[type[BaseException], ...]:
+    from drivers.repository.errors import RepositoryError
+
+    return (RepositoryError,)
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Expected failures: one line on stderr; exit 2 for bad input, 1 for everything else.
+    A command's own `typer.Exit` passes through (it is a RuntimeError, which
+    `user_errors` would otherwise report as "error: 1")."""
+    code: int | None = None
+    known = (*KNOWN_ERRORS, *_repository_errors())
+    with user_errors(*known):
+        try:
+            yield
+        except typer.Exit as e:
+            code = e.exit_code
+        except UsageError as e:
+            err_console.print(f"[red]error:[/red] {e}", highlight=False)
+            code = 2
+        except KeyboardInterrupt:
+            err_console.print("interrupted (a workflow already started keeps running; see `abdr job list`)",
+                              highlight=False)
+            code = 130
+        except Exception as e:  # a bug: still one line; ABDR_TRACEBACK=1 shows where
+            if isinstance(e, (*known, ValidationError)) or os.environ.get("ABDR_TRACEBACK"):
+                raise
+            err_console.print(f"[red]error:[/red] unexpected {type(e).__name__}: {e} "
+                              "(a bug in abdr; ABDR_TRACEBACK=1 shows the traceback)", highlight=False)
+            code = 1
+    if code is not None:
+        raise typer.Exit(code)
+
+
+async def _connect() -> AbdrClient:
+    from starter.settings import get_settings
+
+    settings = get_settings()
+    try:
+        return await AbdrClient.connect(settings)
+    except RuntimeError as e:
+        text = str(e) or type(e).__name__
+        found = re.search(r'message: "([^"]+)"', text)  # the OS's reason inside tonic's error
+        detail = found[1] if found else text.splitlines()[0][:200]
+        raise AbdrError(f"cannot reach Temporal at {settings.temporal_address}: {detail} "
+                        "(is `abdr up` running? see ABDR_TEMPORAL_ADDRESS)") from None
+
+
+def with_client(fn: Callable[[AbdrClient], Awaitable[T]]) -> T:
+    """Connect (settings from ABDR_*), run `fn(client)`, return its result."""
+
+    async def main() -> T:
+        return await fn(await _connect())
+
+    return asyncio.run(main())
+
+
+def need_choice(value: Any, message: str) -> Any:
+    if value is None:
+        raise UsageError(message)
+    return value
+
+
+def say(text: str) -> None:
+    """A line for people; long lines (links, ids) are not broken at the terminal's width."""
+    console.print(text, soft_wrap=True, highlight=False)
+
+
+def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
+    """A rich table whose cells fold instead of being cut short: ids stay copyable."""
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    console.print(t)

@@ -1,0 +1,96 @@
+"""The demo `abdr up` seeds on a fresh catalog (ABDR_DEMO, default on): a local cluster with
+three small VMs holding deterministic data, a repository, and a backup plan over them that
+runs every 5 minutes. Skipped as soon as any backup plan exists; each step also checks
+what exists, so a seed interrupted halfway completes on the next start."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+
+from drivers.local.tools import rewrite_fraction
+from models.inventory import DiskSpec, VMConfig
+from models.plans import BackupPlanSpec, VMRef
+from models.retention import Retention
+from models.schedule import Schedule, ScheduleKind
+from models.services import RepositorySpec
+from starter.client import AbdrClient
+from starter.settings import Settings
+
+log = structlog.get_logger("abdr.demo")
+CLUSTER, REPOSITORY, PLAN = "local", "main", "demo"
+SEED_TIMEOUT_S = 300
+VMS = ("web", "db", "app")
+DISK_BYTES = 64 << 20
+
+
+def _make_vms(root: Path) -> list[str]:
+    """Create the demo VMs that are missing, each disk written through the driver's
+    copy-on-write path with `rewrite_fraction` (seeded: the same data on every machine)."""
+    from drivers.local import LocalDriver
+
+    driver = LocalDriver(root, CLUSTER)
+    made = []
+    for seed, name in enumerate(VMS, start=1):
+        if driver.find_vm(name) is not None:
+            continue
+        vm = driver.create_vm(VMConfig(name=name, disks=[DiskSpec(name="disk0", size_bytes=DISK_BYTES, boot=True)]))
+        rewrite_fraction(driver, vm.id, "disk0", 1.0, seed=seed)
+        made.append(name)
+    return made
+
+
+def demo_plan() -> BackupPlanSpec:
+    return BackupPlanSpec(
+        name=PLAN, description="demo plan seeded by abdr up", backup_service="default",
+        vms=[VMRef(cluster=CLUSTER, vm=v) for v in VMS], repository=REPOSITORY,
+        schedule=Schedule(kind=ScheduleKind.MINUTELY, interval=5), retention=Retention.count(6))
+
+
+async def seed_demo(client: AbdrClient, settings: Settings) -> list[str]:
+    """Seed the demo if the catalog has no backup plan; returns lines saying what was done."""
+    if await client.list_backup_plans():
+        return []
+    data = settings.data_dir.absolute()
+    cluster_dir = data / "clusters" / CLUSTER
+    if CLUSTER not in {c["name"] for c in await client.list_clusters()}:
+        await client.add_cluster(CLUSTER, settings.site, "local", str(cluster_dir))
+    made = await asyncio.to_thread(_make_vms, cluster_dir)  # keep the workers' event loop free
+    repo_dir = data / "repositories" / REPOSITORY
+    if REPOSITORY not in {r["name"] for r in await client.list_repositories()}:
+        repo_dir.parent.mkdir(parents=True, exist_ok=True)
+        await client.create_repository(RepositorySpec(name=REPOSITORY, path=str(repo_dir), site=settings.site))
+    await client.create_backup_plan(demo_plan())
+    return [
+        f"Demo seeded (ABDR_DEMO=false to skip): cluster {CLUSTER} at {cluster_dir}",
+        f"  VMs {', '.join(VMS)} ({DISK_BYTES >> 20} MiB each{'' if made else ', already there'}), "
+        f"repository {REPOSITORY} at {repo_dir}",
+        f"  backup plan {PLAN}: every 5 minutes, keep the last 6 points per VM",
+        f"  abdr backup-plan run {PLAN} --wait   # a backup now",
+    ]
+
+
+async def seed_in_stack(settings: Settings, workers: asyncio.Task, stop: asyncio.Event) -> list[str]:
+    """`abdr up`'s call: seed while the workers run. A failure is reported, never fatal; a
+    stop (Ctrl-C) or the workers ending abandons the seed instead of waiting on it."""
+    seed = asyncio.ensure_future(_connect_and_seed(settings))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait({seed, workers, stopped}, timeout=SEED_TIMEOUT_S,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if seed not in done:
+        seed.cancel()
+        return [] if stop.is_set() or workers.done() else [f"Demo seed did not finish in {SEED_TIMEOUT_S} s"]
+    try:
+        return seed.result()
+    except Exception as e:
+        log.warning("demo seed failed", error=str(e))
+        return [f"Demo seed failed: {e}"]
+
+
+async def _connect_and_seed(settings: Settings) -> list[str]:
+    return await seed_demo(await AbdrClient.connect(settings), settings)
