@@ -27,9 +27,12 @@ from activities.backup import BackupActivities
 from activities.catalog import CatalogActivities
 from activities.health import HealthActivities
 from activities.resources import Resources
+from activities.replication import ReplicationActivities
+from activities.replication_catalog import ReplicationCatalogActivities
 from activities.restore import RestoreActivities
 from activities.site_admin import SiteAdminActivities
 from drivers.catalog.store import Catalog
+from drivers.transport.server import TransportServer, make_app
 from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
 from starter.logging import configure_logging
 from starter.settings import Settings, get_settings
@@ -39,13 +42,17 @@ log = structlog.get_logger("abdr.worker")
 ACTIVITY_THREADS = 16
 
 
-def site_activities(catalog: Catalog, site: str) -> list:
+def site_activities(catalog: Catalog, site: str, settings: Settings) -> list:
     """Every activity a site worker runs, bound to its injected catalog and drivers."""
     res = Resources(catalog, site)
     backup = BackupActivities(res)
     restore = RestoreActivities(res)
     admin = SiteAdminActivities(res, backup)
+    rep = ReplicationActivities(res, settings.transport_secret(),
+                                str(settings.transport_ca) if settings.transport_ca else None)
     return [
+        rep.ensure_replica, rep.pull_extents, rep.drop_snapshot, rep.rollback_vm, rep.power_state, rep.shutdown_vm,
+        rep.clone_vm_at, rep.delete_vm, rep.disk_digest, rep.replica_retention,
         HealthActivities(catalog, site).site_worker_info,
         backup.find_vm, backup.prepare_backup, backup.create_snapshot, backup.transfer_backup,
         backup.cleanup_backup, backup.release_snapshot, backup.apply_retention,
@@ -54,11 +61,25 @@ def site_activities(catalog: Catalog, site: str) -> list:
     ]
 
 
-def catalog_activities(catalog: Catalog) -> list:
+def catalog_activities(catalog: Catalog, client: Client) -> list:
     """Activities of the workflow queue: the catalog's, reachable while any site is down."""
     cat = CatalogActivities(catalog)
     return [cat.resolve_plan, cat.record_point, cat.set_plan_result, cat.record_job, cat.get_repository,
-            cat.resolve_restore, *AdminActivities(catalog).all()]
+            cat.resolve_restore, *AdminActivities(catalog).all(), *ReplicationCatalogActivities(catalog, client).all()]
+
+
+def start_transport(settings: Settings, catalog: Catalog, site: str) -> TransportServer:
+    """Serve this site's snapshot reads to the other sites' workers and announce where."""
+    res = Resources(catalog, site)
+    host, _, port = settings.transport_listen.rpartition(":")
+    app = make_app(res.driver, settings.transport_secret(), site)
+    server = TransportServer(app, host, int(port), settings.transport_tls_cert, settings.transport_tls_key).start()
+    bound = server.server.servers[0].sockets[0].getsockname()[1]
+    scheme = "https" if settings.transport_tls_cert else "http"
+    url = settings.transport_url or f"{scheme}://{host}:{bound}"
+    catalog.set_site_transport(site, url)
+    log.info("transport serving", site=site, url=url)
+    return server
 
 
 def build_workers(client: Client, settings: Settings, catalog: Catalog, *, site: str | None,
@@ -67,10 +88,10 @@ def build_workers(client: Client, settings: Settings, catalog: Catalog, *, site:
     out: list[Worker] = []
     if run_workflows:
         out.append(Worker(client, task_queue=WORKFLOW_TASK_QUEUE, workflows=workflows.ALL,
-                          activities=catalog_activities(catalog), activity_executor=executor,
+                          activities=catalog_activities(catalog, client), activity_executor=executor,
                           graceful_shutdown_timeout=grace))
     if site:
-        out.append(Worker(client, task_queue=site_task_queue(site), activities=site_activities(catalog, site),
+        out.append(Worker(client, task_queue=site_task_queue(site), activities=site_activities(catalog, site, settings),
                           activity_executor=executor, max_concurrent_activities=ACTIVITY_THREADS,
                           graceful_shutdown_timeout=grace))
     return out
@@ -83,6 +104,9 @@ async def run_workers(settings: Settings, *, site: str | None, run_workflows: bo
     client = await connect(settings, wait_s=30)
     async with AsyncExitStack() as stack:
         executor = stack.enter_context(ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="abdr-act"))
+        if site:
+            transport = start_transport(settings, catalog, site)
+            stack.callback(transport.stop)
         workers = build_workers(client, settings, catalog, site=site, run_workflows=run_workflows,
                                 executor=executor)
         for w in workers:

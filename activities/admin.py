@@ -8,10 +8,13 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.errors import translate_errors
+from datetime import datetime, timezone
+
+from activities.errors import InvalidRequest, translate_errors
 from drivers.catalog.store import Catalog
 from models.inventory import Cluster, Site
 from models.plans import BackupPlanSpec, PlanStatus, VMRef
+from models.replication import ReplicationPlanSpec
 from models.services import BackupService
 
 
@@ -120,6 +123,59 @@ class AdminActivities:
     @translate_errors
     def list_jobs(self, p: dict) -> list[dict]:
         return [j.model_dump(mode="json") for j in self.catalog.list_jobs(plan=p.get("plan"), limit=p.get("limit", 50))]
+
+    @activity.defn(name="admin_add_replication_plan")
+    @translate_errors
+    def add_replication_plan(self, p: dict) -> dict:
+        spec = ReplicationPlanSpec.model_validate(p)
+        for cluster, site in ((spec.source_cluster, spec.source_site), (spec.target_cluster, spec.target_site)):
+            if self.catalog.get_cluster(cluster).site != site:
+                raise InvalidRequest(f"cluster {cluster!r} is not in site {site!r}")
+        self.catalog.add_replication_plan(spec)
+        return spec.model_dump(mode="json")
+
+    @activity.defn(name="admin_update_replication_plan")
+    @translate_errors
+    def update_replication_plan(self, p: dict) -> dict:
+        spec = ReplicationPlanSpec.model_validate(p)
+        self.catalog.update_replication_plan(spec)
+        return spec.model_dump(mode="json")
+
+    @activity.defn(name="admin_get_replication_plan")
+    @translate_errors
+    def get_replication_plan(self, p: dict) -> dict:
+        spec = self.catalog.get_replication_plan(p["name"])
+        status, result, last = self.catalog.replication_plan_state(p["name"])
+        return {"spec": spec.model_dump(mode="json"), "status": status.value, "last_result": result.value,
+                "last_run_at": last.isoformat() if last else None}
+
+    @activity.defn(name="admin_list_replication_plans")
+    @translate_errors
+    def list_replication_plans(self, p: dict) -> list[dict]:
+        return [self.get_replication_plan({"name": s.name}) for s in self.catalog.list_replication_plans()]
+
+    @activity.defn(name="admin_set_replication_plan_status")
+    @translate_errors
+    def set_replication_plan_status(self, p: dict) -> dict:
+        self.catalog.set_replication_plan_state(p["name"], status=PlanStatus(p["status"]))
+        return self.get_replication_plan({"name": p["name"]})
+
+    @activity.defn(name="admin_delete_replication_plan")
+    @translate_errors
+    def delete_replication_plan(self, p: dict) -> dict:
+        self.catalog.delete_replication_plan(p["name"])
+        return {"deleted": p["name"]}
+
+    @activity.defn(name="admin_list_replicas")
+    @translate_errors
+    def list_replicas(self, p: dict) -> list[dict]:
+        """Replication objects with state, newest point and RPO lag (seconds)."""
+        now = datetime.now(timezone.utc)
+        out = []
+        for obj in self.catalog.replication_objects(p.get("plan")):
+            out.append({**obj.model_dump(mode="json", exclude={"history"}), "rpo_lag_s": obj.rpo_lag_seconds(now),
+                        "transitions": len(obj.history)})
+        return out
 
     def all(self) -> list[Any]:
         return [getattr(self, name) for name in dir(self)

@@ -12,7 +12,7 @@ from temporalio import activity
 from activities.errors import translate_errors
 from activities.heartbeat import Heartbeater, resume_details
 from activities.resources import Resources
-from activities.throttle import limit_iops
+from drivers.ratelimit import limit_iops
 from drivers.base import AlreadyExists, NotFound
 from drivers.repository.errors import PointNotFound
 from drivers.repository.manifest import check_point_id

@@ -5,6 +5,7 @@ retry cannot fix are non-retryable, so a bad request fails at once with its mess
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,13 +31,35 @@ def _repository_errors() -> tuple[type[BaseException], ...]:
     return (errors.RepositoryError,)
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    from drivers.transport.client import TransportError
+
+    return (TransportError,)
+
+
 def as_application_error(e: BaseException) -> ApplicationError:
-    retryable = isinstance(e, RETRYABLE)
+    from drivers.transport.client import TransportError
+
+    # A remote site that does not answer may come back: retry. Anything else is final.
+    retryable = isinstance(e, RETRYABLE) or (isinstance(e, TransportError) and "unreachable" in str(e))
     return ApplicationError(str(e), type=type(e).__name__, non_retryable=not retryable)
 
 
 def translate_errors(fn: F) -> F:
     """Decorator for activity methods: known errors become typed ApplicationErrors."""
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except ApplicationError:
+                raise
+            except (*KNOWN, InvalidRequest, *_repository_errors(), *_transport_errors()) as e:
+                raise as_application_error(e) from e
+
+        return async_wrapper  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -44,7 +67,7 @@ def translate_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except ApplicationError:
             raise
-        except (*KNOWN, InvalidRequest, *_repository_errors()) as e:
+        except (*KNOWN, InvalidRequest, *_repository_errors(), *_transport_errors()) as e:
             raise as_application_error(e) from e
 
     return wrapper  # type: ignore[return-value]

@@ -8,7 +8,7 @@ from temporalio import activity
 from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Heartbeater, resume_details
 from activities.resources import Resources
-from activities.throttle import limit_iops
+from drivers.ratelimit import limit_iops
 from drivers.base import ClusterDriver
 from drivers.repository.manifest import DIGEST_LEN, ChunkTable, DiskManifest
 from drivers.repository.reader import DiskRestorer

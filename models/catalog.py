@@ -48,6 +48,7 @@ class SiteRow(SQLModel, table=True):
     __tablename__ = "sites"
     name: str = Field(primary_key=True, max_length=63)
     description: str = ""
+    transport_url: str = Field(default="", description="Where this site's worker serves snapshot reads.")
 
 
 class ClusterRow(SQLModel, table=True):
@@ -151,6 +152,12 @@ class ReplicationObjectRow(SQLModel, table=True):
     state: str = Field(default="NOT_READY", max_length=20)
     history: list = Field(sa_column=Column(JSON, nullable=False))
     last_point_at: datetime | None = _ts(nullable=True)
+    # The replication base pair: the source snapshot and the replica point equal to it.
+    source_vm_id: str | None = Field(default=None, max_length=128)
+    replica_vm_id: str | None = Field(default=None, max_length=128)
+    source_snapshot: str | None = Field(default=None, max_length=128)
+    replica_point: str | None = Field(default=None, max_length=128)
+    failover_snapshot: str | None = Field(default=None, max_length=128)
 
 
 class JobRow(SQLModel, table=True):

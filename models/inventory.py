@@ -132,6 +132,7 @@ class Site(Strict):
 
     name: Name
     description: str = ""
+    transport_url: str = Field(default="", description="Where the site's worker serves snapshot reads.")
 
 
 class Cluster(Strict):

@@ -157,6 +157,11 @@ class ReplicationObject(Strict):
     state: ReplicaState = ReplicaState.NOT_READY
     history: list[StateChange] = Field(default_factory=list)
     last_point_at: datetime | None = None
+    source_vm_id: str | None = None
+    replica_vm_id: str | None = None
+    source_snapshot: str | None = Field(default=None, description="Source snapshot equal to replica_point.")
+    replica_point: str | None = Field(default=None, description="Newest replica point (a replica snapshot id).")
+    failover_snapshot: str | None = Field(default=None, description="Replica snapshot taken at failover.")
 
     def transition(self, to: ReplicaState, at: datetime, reason: str = "") -> "ReplicationObject":
         """Return a copy in state `to`; an illegal move raises IllegalTransition."""

@@ -60,13 +60,20 @@ class FailoverRequest(Strict):
         return self
 
 
+class UndoFailoverRequest(Strict):
+    plan: Name
+    vm: Name
+
+
 class FailoverTestRequest(Strict):
+    """Start a copy of the replica at a point on an isolated network; it is cleaned up on
+    request (`abdr failover-test cleanup`) or after `cleanup_after_s`."""
+
     plan: Name
     vm: Name
     point: str = LATEST
     test_network: Name = "abdr-isolated"
-    cleanup_after_s: int | None = Field(default=3600, ge=60)
-    health_check_timeout_s: int = Field(default=300, ge=1)
+    cleanup_after_s: int = Field(default=3600, ge=1, le=30 * 86400)
 
 
 class FailbackRequest(Strict):

@@ -2,17 +2,29 @@
 
 from workflows.admin import AdminWorkflow
 from workflows.backup import VMBackupWorkflow
+from workflows.drill import FailoverTestWorkflow
+from workflows.failback import FailbackWorkflow, PermanentFailoverWorkflow
+from workflows.failover import FailoverWorkflow, UndoFailoverWorkflow
 from workflows.health import HealthCheckWorkflow
 from workflows.maintenance import RepositoryMaintenanceWorkflow
 from workflows.plan_run import BackupPlanRunWorkflow, BackupPlanTickWorkflow
+from workflows.replication import ReplicateWorkflow, ReplicationPlanRunWorkflow, ReplicationPlanTickWorkflow
 from workflows.restore import RestoreWorkflow
 
 ALL: list[type] = [
     AdminWorkflow,
     BackupPlanRunWorkflow,
     BackupPlanTickWorkflow,
+    FailbackWorkflow,
+    FailoverTestWorkflow,
+    FailoverWorkflow,
     HealthCheckWorkflow,
+    PermanentFailoverWorkflow,
+    ReplicateWorkflow,
+    ReplicationPlanRunWorkflow,
+    ReplicationPlanTickWorkflow,
     RepositoryMaintenanceWorkflow,
     RestoreWorkflow,
+    UndoFailoverWorkflow,
     VMBackupWorkflow,
 ]

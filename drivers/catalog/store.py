@@ -34,6 +34,7 @@ from models.restore_points import PointState, RestorePointSummary
 from models.services import BackupService, ReplicationService, RepositorySpec
 
 RowT = TypeVar("RowT", bound=SQLModel)
+OBJECT_REFS = ("source_vm_id", "replica_vm_id", "source_snapshot", "replica_point", "failover_snapshot")
 
 
 class CatalogError(Exception):
@@ -98,7 +99,20 @@ class Catalog:
         self._insert(SiteRow(**site.model_dump()), f"site {site.name!r}")
 
     def list_sites(self) -> list[Site]:
-        return [Site(name=r.name, description=r.description) for r in self._all(SiteRow, order=SiteRow.name)]
+        return [Site(name=r.name, description=r.description, transport_url=r.transport_url)
+                for r in self._all(SiteRow, order=SiteRow.name)]
+
+    def get_site(self, name: str) -> Site:
+        with self.session() as s:
+            r = self._get(s, SiteRow, name, f"site {name!r}")
+            return Site(name=r.name, description=r.description, transport_url=r.transport_url)
+
+    def set_site_transport(self, name: str, url: str) -> None:
+        """A site worker announces where it serves snapshot reads (creating the site if new)."""
+        with self.session() as s:
+            row = s.get(SiteRow, name) or SiteRow(name=name)
+            row.transport_url = url
+            s.add(row)
 
     def add_cluster(self, cluster: Cluster) -> None:
         with self.session() as s:
@@ -208,7 +222,10 @@ class Catalog:
         rows = self._all(PlanVMRow, PlanVMRow.cluster == vm.cluster, PlanVMRow.vm == vm.vm)
         return [(r.plan_kind, r.plan) for r in rows]
 
-    def add_replication_plan(self, spec: ReplicationPlanSpec) -> None:
+    def add_replication_plan(self, spec: ReplicationPlanSpec, replicas: dict[str, VMRef] | None = None) -> None:
+        """`replicas` names a VM's replica explicitly (reprotect: the old original), else
+        the plan's naming rule does."""
+        replicas = replicas or {}
         try:
             with self.session() as s:
                 s.add(ReplicationPlanRow(name=spec.name, spec=spec.model_dump(mode="json")))
@@ -217,7 +234,8 @@ class Catalog:
                 for v in spec.vms:
                     s.add(ReplicationObjectRow(
                         plan=spec.name, source_cluster=v.cluster, source_vm=v.vm,
-                        replica_cluster=spec.target_cluster, replica_vm=spec.naming.replica_name(v.vm),
+                        replica_cluster=spec.target_cluster,
+                        replica_vm=replicas[v.vm].vm if v.vm in replicas else spec.naming.replica_name(v.vm),
                         history=[]))
         except IntegrityError:
             raise AlreadyExists(f"replication plan {spec.name!r} already exists") from None
@@ -238,7 +256,15 @@ class Catalog:
         return ReplicationObject(
             plan=r.plan, source=VMRef(cluster=r.source_cluster, vm=r.source_vm),
             replica=VMRef(cluster=r.replica_cluster, vm=r.replica_vm), state=ReplicaState(r.state),
-            history=[StateChange.model_validate(h) for h in r.history], last_point_at=r.last_point_at)
+            history=[StateChange.model_validate(h) for h in r.history], last_point_at=r.last_point_at,
+            **{k: getattr(r, k) for k in OBJECT_REFS})
+
+    def replication_object(self, plan: str, vm: str) -> ReplicationObject:
+        """The object of `plan` whose source VM is named `vm`."""
+        for obj in self.replication_objects(plan):
+            if obj.source.vm == vm:
+                return obj
+        raise NotFound(f"VM {vm!r} is not protected by replication plan {plan!r}")
 
     def replication_objects(self, plan: str | None = None) -> list[ReplicationObject]:
         where = [ReplicationObjectRow.plan == plan] if plan else []
@@ -254,6 +280,8 @@ class Catalog:
             r.history = [h.model_dump(mode="json") for h in obj.history]
             r.last_point_at = obj.last_point_at
             r.replica_cluster, r.replica_vm = obj.replica.cluster, obj.replica.vm
+            for k in OBJECT_REFS:
+                setattr(r, k, getattr(obj, k))
             s.add(r)
 
     # -- restore points -----------------------------------------------------------------
@@ -283,6 +311,10 @@ class Catalog:
             row = s.exec(q.order_by(RestorePointRow.created_at.desc())).first()  # type: ignore[attr-defined]
             return (row.id, row.snapshot_id) if row else None
 
+    def point_snapshot(self, point_id: str) -> str | None:
+        with self.session() as s:
+            return self._get(s, RestorePointRow, point_id, f"restore point {point_id!r}").snapshot_id
+
     def release_point_snapshot(self, point_id: str) -> None:
         with self.session() as s:
             row = s.get(RestorePointRow, point_id)
@@ -310,6 +342,47 @@ class Catalog:
         """The backup service of a site (the first configured, else one with the defaults)."""
         rows = self._all(ServiceRow, ServiceRow.kind == "backup", ServiceRow.site == site, order=ServiceRow.name)
         return BackupService.model_validate(rows[0].spec) if rows else BackupService(name=site, site=site)
+
+    def site_replication_service(self, site: str) -> ReplicationService:
+        rows = self._all(ServiceRow, ServiceRow.kind == "replication", ServiceRow.site == site, order=ServiceRow.name)
+        return ReplicationService.model_validate(rows[0].spec) if rows else ReplicationService(name=site, site=site)
+
+    def set_replication_plan_state(self, name: str, status: PlanStatus | None = None,
+                                   result: RunResult | None = None, run_at: datetime | None = None) -> None:
+        with self.session() as s:
+            r = self._get(s, ReplicationPlanRow, name, f"replication plan {name!r}")
+            r.status = status or r.status
+            r.last_result = result or r.last_result
+            r.last_run_at = run_at or r.last_run_at
+            r.updated_at = utcnow()
+            s.add(r)
+
+    def replication_plan_state(self, name: str) -> tuple[PlanStatus, RunResult, datetime | None]:
+        with self.session() as s:
+            r = self._get(s, ReplicationPlanRow, name, f"replication plan {name!r}")
+            return PlanStatus(r.status), RunResult(r.last_result), r.last_run_at
+
+    def update_replication_plan(self, spec: ReplicationPlanSpec) -> None:
+        """New settings; objects are added for new VMs and kept (with their history) for old ones."""
+        with self.session() as s:
+            row = self._get(s, ReplicationPlanRow, spec.name, f"replication plan {spec.name!r}")
+            row.spec = spec.model_dump(mode="json")
+            row.updated_at = utcnow()
+            s.add(row)
+            self._set_plan_vms(s, "replication", spec.name, spec.vms)
+            for v in spec.vms:
+                if s.get(ReplicationObjectRow, (spec.name, v.cluster, v.vm)) is None:
+                    s.add(ReplicationObjectRow(plan=spec.name, source_cluster=v.cluster, source_vm=v.vm,
+                                               replica_cluster=spec.target_cluster,
+                                               replica_vm=spec.naming.replica_name(v.vm), history=[]))
+
+    def delete_replication_plan(self, name: str) -> None:
+        with self.session() as s:
+            for row in s.exec(select(ReplicationObjectRow).where(ReplicationObjectRow.plan == name)).all():
+                s.delete(row)
+            s.flush()
+            s.delete(self._get(s, ReplicationPlanRow, name, f"replication plan {name!r}"))
+            self._set_plan_vms(s, "replication", name, [])
 
     def backup_service(self, name: str, site: str) -> BackupService:
         """The named backup service's limits; an unconfigured service has the defaults."""

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 23:02:48.650985
+Create Date: 2026-11-25 23:18:32.969758
 """
 from alembic import op
 import sqlalchemy as sa
@@ -101,6 +101,7 @@ def upgrade() -> None:
     op.create_table('sites',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('transport_url', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
     op.create_table('clusters',
@@ -123,6 +124,11 @@ def upgrade() -> None:
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('history', sa.JSON(), nullable=False),
     sa.Column('last_point_at', models.catalog.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('source_vm_id', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+    sa.Column('replica_vm_id', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+    sa.Column('source_snapshot', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+    sa.Column('replica_point', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+    sa.Column('failover_snapshot', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
     sa.ForeignKeyConstraint(['plan'], ['replication_plans.name'], ),
     sa.PrimaryKeyConstraint('plan', 'source_cluster', 'source_vm')
     )

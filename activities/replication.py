@@ -1,0 +1,236 @@
+"""Replication activities of a site worker: replica VMs, snapshots, power and the pull of
+extents from the other site's transport. The same pull serves replication (the target
+pulls from the source), failback and reprotect (the original pulls from the replica)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+
+from temporalio import activity
+
+from activities.errors import InvalidRequest, translate_errors
+from activities.heartbeat import Heartbeater, resume_details
+from activities.resources import Resources
+from drivers.base import NotFound, OperationTimeout
+from drivers.transport.client import TransportClient, batches
+from drivers.transport.protocol import ExtentsRequest, ReadRequest
+from models.inventory import NIC, PowerState, ShutdownMode, VMConfig
+from models.replication_jobs import (
+    CloneInput,
+    EnsureReplicaInput,
+    PowerStateReply,
+    PullInput,
+    PullProgress,
+    PullResult,
+    ReplicaRetentionInput,
+    ShutdownInput,
+    SnapshotDrop,
+    VMAt,
+)
+from models.restore_points import PointState
+from models.retention import expired_points
+
+
+def merge_extents(extents: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for off, n in sorted(extents):
+        if out and off <= out[-1][0] + out[-1][1]:
+            start, length = out[-1]
+            out[-1] = (start, max(length, off + n - start))
+        else:
+            out.append((off, n))
+    return out
+
+
+def replica_mac(mac: str, replica_name: str) -> str:
+    """A stable, locally administered MAC for a replica NIC that must not keep the original's."""
+    h = hashlib.blake2b(f"{replica_name}/{mac}".encode(), digest_size=5).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in h)
+
+
+def replica_config(inp: EnsureReplicaInput) -> VMConfig:
+    spec, src = inp.spec, inp.source_config
+    table = {m.source: m.target for m in spec.network_mapping}
+    ips = {m.source_ip: m.target_ip for m in spec.ip_mapping}
+    nics = [NIC(name=n.name, network=table.get(n.network, n.network),
+                mac=n.mac if spec.keep_mac else replica_mac(n.mac, inp.replica.vm),
+                ip=ips.get(n.ip or "", n.ip)) for n in src.nics]
+    return src.model_copy(update={"name": inp.replica.vm, "nics": nics,
+                                  "description": f"abdr replica of {spec.source_cluster}/{src.name} (plan {spec.name})"})
+
+
+class ReplicationActivities:
+    def __init__(self, res: Resources, token: str, ca: str | None = None) -> None:
+        self.res = res
+        self.token = token
+        self.ca = ca
+
+    @activity.defn(name="ensure_replica")
+    @translate_errors
+    def ensure_replica(self, inp: EnsureReplicaInput) -> str:
+        """The replica VM (created powered off on first use). Disks the source gained are added."""
+        driver = self.res.driver(inp.replica.cluster)
+        wanted = replica_config(inp)
+        found = driver.find_vm(inp.replica.vm)
+        if found is None:
+            return driver.create_vm(wanted).id
+        if found.id != inp.known_vm_id and not found.config.description.startswith("abdr replica of"):
+            raise InvalidRequest(f"VM {inp.replica} exists and is not an abdr replica: choose another naming rule")
+        if {d.name: d.size_bytes for d in found.config.disks} != {d.name: d.size_bytes for d in wanted.disks}:
+            driver.update_vm_config(found.id, wanted)
+        return found.id
+
+    @activity.defn(name="pull_extents")
+    @translate_errors
+    def pull_extents(self, inp: PullInput) -> PullResult:
+        site = self.res.catalog.get_site(inp.remote_site)
+        if not site.transport_url:
+            raise InvalidRequest(f"site {inp.remote_site!r} announces no transport address (is its worker running?)")
+        client = TransportClient(site.transport_url, self.token, ca=self.ca, bandwidth_mbps=inp.bandwidth_mbps)
+        local = self.res.driver(inp.local.cluster)
+        config = local.get_vm(inp.local.vm_id).config
+        resumed = resume_details(PullProgress) or PullProgress()
+        beat = Heartbeater()
+        moved = resumed.moved_bytes
+        disk_bytes = extents_count = 0
+        try:
+            for di, disk in enumerate(config.disks):
+                disk_bytes += disk.size_bytes
+                reply = client.extents(ExtentsRequest(cluster=inp.remote.cluster, vm_id=inp.remote.vm_id, disk=disk.name,
+                                                      snapshot_id=inp.remote.snapshot_id or "",
+                                                      base_snapshot_id=inp.remote_base))
+                wanted = list(reply.extents)
+                if inp.local_base:
+                    wanted += [(e.offset, e.length) for e in
+                               local.changed_extents(inp.local.vm_id, disk.name, inp.local_base, None)]
+                wanted = [(o, min(n, reply.size - o)) for o, n in merge_extents(wanted) if o < reply.size]
+                extents_count += len(wanted)
+                if di < resumed.disk_index:
+                    continue
+                with local.open_disk(inp.local.vm_id, disk.name, writable=True) as handle:
+                    for bi, batch in enumerate(batches(wanted)):
+                        if di == resumed.disk_index and bi < resumed.batch_index:
+                            continue  # confirmed by an earlier attempt (writes are idempotent anyway)
+                        data = client.read(ReadRequest(cluster=inp.remote.cluster, vm_id=inp.remote.vm_id,
+                                                       disk=disk.name, snapshot_id=inp.remote.snapshot_id,
+                                                       extents=batch))
+                        writes, pos = [], 0
+                        for off, n in batch:
+                            writes.append((off, data[pos:pos + n]))
+                            pos += n
+                        handle.write_many(writes)
+                        moved += pos
+                        beat(PullProgress(disk_index=di, batch_index=bi + 1, moved_bytes=moved))
+                    handle.flush()
+                beat(PullProgress(disk_index=di + 1, batch_index=0, moved_bytes=moved), force=True)
+        finally:
+            client.close()
+        return PullResult(moved_bytes=moved, wire_bytes=client.wire_bytes, disk_bytes=disk_bytes, extents=extents_count)
+
+    @activity.defn(name="drop_snapshot")
+    @translate_errors
+    def drop_snapshot(self, inp: SnapshotDrop) -> None:
+        try:
+            self.res.driver(inp.at.cluster).delete_snapshot(inp.at.vm_id, inp.at.snapshot_id or "")
+        except NotFound:
+            pass
+
+    @activity.defn(name="rollback_vm")
+    @translate_errors
+    def rollback_vm(self, at: VMAt) -> None:
+        self.res.driver(at.cluster).rollback(at.vm_id, at.snapshot_id or "")
+
+    @activity.defn(name="power_state")
+    @translate_errors
+    def power_state(self, at: VMAt) -> PowerStateReply:
+        return PowerStateReply(state=self.res.driver(at.cluster).get_vm(at.vm_id).power_state)
+
+    @activity.defn(name="shutdown_vm")
+    @translate_errors
+    def shutdown_vm(self, inp: ShutdownInput) -> PowerStateReply:
+        """Fence a VM: graceful shutdown, forced power-off, or graceful then forced."""
+        driver, vm_id = self.res.driver(inp.at.cluster), inp.at.vm_id
+        if driver.get_vm(vm_id).power_state == PowerState.STOPPED or inp.mode == ShutdownMode.NONE:
+            return PowerStateReply(state=driver.get_vm(vm_id).power_state)
+        if inp.mode == ShutdownMode.POWEROFF:
+            return PowerStateReply(state=driver.power_off(vm_id).power_state)
+        try:
+            return PowerStateReply(state=driver.shutdown(vm_id, inp.timeout_s).power_state)
+        except OperationTimeout:
+            if inp.mode == ShutdownMode.SHUTDOWN_WITH_POWEROFF:
+                return PowerStateReply(state=driver.power_off(vm_id).power_state)
+            raise
+
+    @activity.defn(name="clone_vm_at")
+    @translate_errors
+    def clone_vm_at(self, inp: CloneInput) -> str:
+        """A copy of a VM at a snapshot with every NIC on an isolated network (failover test).
+        A half-made copy left by an earlier attempt is replaced."""
+        driver, src = self.res.driver(inp.source.cluster), inp.source
+        snap = driver.get_snapshot(src.vm_id, src.snapshot_id or "")
+        existing = driver.find_vm(inp.name)
+        if existing is not None:
+            if not existing.config.description.startswith("abdr test copy"):
+                raise InvalidRequest(f"VM {inp.name!r} exists and is not an abdr test copy")
+            self.delete_vm(VMAt(cluster=inp.source.cluster, vm_id=existing.id))
+        nics = [n.model_copy(update={"network": inp.network}) for n in snap.config.nics]
+        config = snap.config.model_copy(update={"name": inp.name, "nics": nics,
+                                                "description": f"abdr test copy of {src.vm_id}@{snap.id}"})
+        copy = driver.create_vm(config)
+        for disk in config.disks:
+            with driver.open_disk(src.vm_id, disk.name, snap.id) as s, \
+                    driver.open_disk(copy.id, disk.name, writable=True) as d:
+                for e in driver.allocated_extents(src.vm_id, disk.name, snap.id):
+                    for off in range(e.offset, e.end, 8 << 20):
+                        d.write(off, s.read(off, min(8 << 20, e.end - off)))
+                d.flush()
+            activity.heartbeat(disk.name)
+        return copy.id
+
+    @activity.defn(name="delete_vm")
+    @translate_errors
+    def delete_vm(self, at: VMAt) -> None:
+        driver = self.res.driver(at.cluster)
+        try:
+            if driver.get_vm(at.vm_id).power_state != PowerState.STOPPED:
+                driver.power_off(at.vm_id)
+            driver.delete_vm(at.vm_id)
+        except NotFound:
+            pass
+
+    @activity.defn(name="disk_digest")
+    @translate_errors
+    def disk_digest(self, at: VMAt) -> dict[str, str]:
+        """BLAKE2b of every disk of a VM (at a snapshot): evidence of what a drill booted."""
+        driver = self.res.driver(at.cluster)
+        out = {}
+        for disk in driver.get_vm(at.vm_id).config.disks:
+            h = hashlib.blake2b(digest_size=32)
+            with driver.open_disk(at.vm_id, disk.name, at.snapshot_id) as d:
+                for off in range(0, d.size, 8 << 20):
+                    h.update(d.read(off, min(8 << 20, d.size - off)))
+            out[disk.name] = h.hexdigest()
+        return out
+
+    @activity.defn(name="replica_retention")
+    @translate_errors
+    def replica_retention(self, inp: ReplicaRetentionInput) -> list[str]:
+        """Expire replica points by the plan's retention: catalog DELETING -> snapshot gone ->
+        row gone. The point that is the replication base is never expired."""
+        catalog = self.res.catalog
+        spec = catalog.get_replication_plan(inp.plan)
+        points = [p for p in catalog.list_restore_points(plan=inp.plan, vm=inp.replica)]
+        keep = {p.id for p in points if p.id == inp.keep_snapshot}
+        expired = [pid for pid in expired_points(points, spec.retention, datetime.now(timezone.utc)) if pid not in keep]
+        driver = self.res.driver(inp.replica.cluster)
+        for pid in expired:
+            snap = catalog.point_snapshot(pid)
+            catalog.set_point_state(pid, PointState.DELETING)
+            if snap:
+                try:
+                    driver.delete_snapshot(inp.replica_vm_id, snap)
+                except NotFound:
+                    pass
+            catalog.delete_restore_point(pid)
+        return expired

@@ -1,0 +1,137 @@
+"""Catalog activities of replication (workflow queue: they work while a site is down):
+resolve plans and objects, move objects through the replica state machine, record points."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.errors import InvalidRequest, translate_errors
+from temporalio.client import Client
+
+from drivers.catalog.store import AlreadyExists, Catalog
+from models.plans import PlanStatus
+from models.replication import IllegalTransition, ReplicationObject, ReplicationPlanSpec
+from models.replication_jobs import (
+    ObjectChange,
+    ObjectRef,
+    PointQuery,
+    ReplicaPoint,
+    ReplicaPointRecord,
+    ReplicationRunInput,
+    ResolvedObject,
+    ResolvedReplicationPlan,
+)
+from models.requests import LATEST, NOW
+from models.restore_points import PointType, RestorePointSummary
+
+
+def reverse_spec(spec: ReplicationPlanSpec, obj: ReplicationObject) -> ReplicationPlanSpec:
+    """The reprotect plan: the old replica (now production) replicated back to the old site."""
+    name = f"{spec.name}-rp-{obj.source.vm}"[:63]
+    return spec.model_copy(update={
+        "name": name, "description": f"reprotect of {obj.source} after permanent failover of plan {spec.name}",
+        "source_site": spec.target_site, "source_cluster": spec.target_cluster, "target_site": spec.source_site,
+        "target_cluster": spec.source_cluster, "vms": [obj.replica], "source_service": spec.target_service,
+        "target_service": spec.source_service,
+        "network_mapping": [m.model_copy(update={"source": m.target, "target": m.source}) for m in spec.network_mapping],
+        "ip_mapping": [m.model_copy(update={"source_ip": m.target_ip, "target_ip": m.source_ip}) for m in spec.ip_mapping]})
+
+
+class ReplicationCatalogActivities:
+    def __init__(self, catalog: Catalog, client: Client | None = None) -> None:
+        self.catalog = catalog
+        self.client = client
+
+    @activity.defn(name="create_reverse_plan")
+    @translate_errors
+    async def create_reverse_plan(self, ref: ObjectRef) -> str:
+        """Create (idempotently) the reprotect plan and its schedule; returns its name."""
+        from starter import schedules
+
+        spec = self.catalog.get_replication_plan(ref.plan)
+        obj = self.catalog.replication_object(ref.plan, ref.vm)
+        reverse = reverse_spec(spec, obj)
+        try:
+            self.catalog.add_replication_plan(reverse, replicas={obj.replica.vm: obj.source})
+        except AlreadyExists:
+            pass
+        if self.client is not None:
+            await schedules.upsert(self.client, reverse)
+        return reverse.name
+
+    @activity.defn(name="resolve_replication_plan")
+    @translate_errors
+    def resolve_replication_plan(self, inp: ReplicationRunInput) -> ResolvedReplicationPlan:
+        spec = self.catalog.get_replication_plan(inp.plan)
+        status, _, _ = self.catalog.replication_plan_state(inp.plan)
+        svc = self.catalog.site_replication_service(spec.target_site)
+        return ResolvedReplicationPlan(spec=spec, objects=self.catalog.replication_objects(inp.plan),
+                                       paused=status != PlanStatus.WORKING, max_jobs=svc.max_replication_jobs,
+                                       bandwidth_mbps=svc.replication_bandwidth_mbps, max_retries=svc.max_retries,
+                                       retry_interval_s=svc.retry_interval_s)
+
+    @activity.defn(name="get_replica")
+    @translate_errors
+    def get_replica(self, ref: ObjectRef) -> ResolvedObject:
+        spec = self.catalog.get_replication_plan(ref.plan)
+        svc = self.catalog.site_replication_service(spec.target_site)
+        return ResolvedObject(spec=spec, obj=self.catalog.replication_object(ref.plan, ref.vm),
+                              bandwidth_mbps=svc.replication_bandwidth_mbps,
+                              failback_bandwidth_mbps=svc.failback_bandwidth_mbps)
+
+    @activity.defn(name="change_replica")
+    @translate_errors
+    def change_replica(self, ch: ObjectChange) -> ReplicationObject:
+        obj = self.catalog.replication_object(ch.plan, ch.vm)
+        if ch.to is not None and ch.to != obj.state:
+            try:
+                obj = obj.transition(ch.to, ch.at, ch.reason)
+            except IllegalTransition as e:
+                raise InvalidRequest(str(e)) from None
+        update = dict(ch.updates)
+        if ch.last_point_at is not None:
+            update["last_point_at"] = ch.last_point_at  # type: ignore[assignment]
+        obj = obj.model_copy(update=update)
+        self.catalog.save_replication_object(obj)
+        return obj
+
+    @activity.defn(name="record_replica_point")
+    @translate_errors
+    def record_replica_point(self, r: ReplicaPointRecord) -> None:
+        self.catalog.add_restore_point(
+            RestorePointSummary(id=r.point_id, plan=r.plan, cluster=r.replica.cluster, vm=r.replica.vm,
+                                type=PointType.INCREMENTAL, creation=r.creation, created_at=r.created_at,
+                                logical_bytes=r.logical_bytes, stored_bytes=r.stored_bytes),
+            snapshot_id=r.snapshot_id, vm_config=r.config)
+
+    @activity.defn(name="find_replica_point")
+    @translate_errors
+    def find_replica_point(self, q: PointQuery) -> ReplicaPoint:
+        obj = self.catalog.replication_object(q.plan, q.vm)
+        points = [p for p in self.catalog.list_restore_points(plan=q.plan, vm=obj.replica)
+                  if self.catalog.point_snapshot(p.id)]
+        if not points:
+            raise InvalidRequest(f"replica {obj.replica} has no restore point yet: nothing to fail over to")
+        if q.point in (LATEST, NOW):
+            chosen = points[-1]
+        else:
+            chosen = next((p for p in points if p.id == q.point), None)
+            if chosen is None:
+                raise InvalidRequest(f"restore point {q.point!r} is not a point of replica {obj.replica}")
+        return ReplicaPoint(point_id=chosen.id, snapshot_id=self.catalog.point_snapshot(chosen.id) or "")
+
+    @activity.defn(name="exclude_from_plan")
+    @translate_errors
+    def exclude_from_plan(self, ref: ObjectRef) -> None:
+        """Permanent failover: the original leaves the plan (its object keeps its history)."""
+        spec = self.catalog.get_replication_plan(ref.plan)
+        keep = [v for v in spec.vms if v.vm != ref.vm]
+        if keep:
+            self.catalog.update_replication_plan(spec.model_copy(update={"vms": keep}))
+        else:
+            self.catalog.set_replication_plan_state(ref.plan, status=PlanStatus.STOPPED)
+
+    def all(self) -> list:
+        return [self.resolve_replication_plan, self.get_replica, self.change_replica, self.record_replica_point,
+                self.find_replica_point, self.exclude_from_plan, self.create_reverse_plan]
+

@@ -1,0 +1,41 @@
+"""Wire format of the transport (version 1).
+
+POST /v1/extents  {cluster, vm_id, disk, snapshot_id, base_snapshot_id?} ->
+                  {size, block_size, extents: [[offset, length], ...]}
+                  (changed since the base, or allocated when there is no base)
+POST /v1/read     {cluster, vm_id, disk, snapshot_id, extents: [[offset, length], ...]} ->
+                  zstd frame of the extents' bytes concatenated in order;
+                  header X-Abdr-Blake3 = BLAKE3 of the uncompressed bytes (end-to-end check)
+GET  /v1/health   {ok, site}
+Every request carries `Authorization: Bearer <token>`; a read asks for at most
+MAX_READ_BYTES, so a retry after a dropped connection repeats little.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+MAX_READ_BYTES = 8 << 20
+DIGEST_HEADER = "X-Abdr-Blake3"
+
+
+class ExtentsRequest(BaseModel):
+    cluster: str
+    vm_id: str
+    disk: str
+    snapshot_id: str
+    base_snapshot_id: str | None = None
+
+
+class ExtentsReply(BaseModel):
+    size: int
+    block_size: int
+    extents: list[tuple[int, int]]
+
+
+class ReadRequest(BaseModel):
+    cluster: str
+    vm_id: str
+    disk: str
+    snapshot_id: str | None = Field(default=None, description="None: the live disk (failback pre-sync of a running VM is not allowed; callers pass a snapshot).")
+    extents: list[tuple[int, int]]

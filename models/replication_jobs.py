@@ -1,0 +1,202 @@
+"""Inputs and results of the replication and disaster-recovery workflows and activities."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from models.inventory import Extent, Name, ShutdownMode, Strict, VMConfig
+from models.plans import RunResult, VMRef
+from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec
+from models.restore_points import PointCreation
+
+
+class ReplicationTickInput(Strict):
+    plan: Name
+
+
+class ReplicationRunInput(Strict):
+    plan: Name
+    manual: bool = False
+    scheduled_at: datetime | None = None
+
+
+class ResolvedReplicationPlan(Strict):
+    spec: ReplicationPlanSpec
+    objects: list[ReplicationObject]
+    paused: bool
+    max_jobs: int = Field(ge=1)
+    bandwidth_mbps: int | None = None
+    max_retries: int = 3
+    retry_interval_s: int = 30
+
+
+class ReplicateInput(Strict):
+    spec: ReplicationPlanSpec
+    vm: Name
+    point_id: str
+    creation: PointCreation = PointCreation.AUTO
+    bandwidth_mbps: int | None = None
+    max_retries: int = 3
+    retry_interval_s: int = 30
+
+
+class ReplicateResult(Strict):
+    vm: VMRef
+    ok: bool
+    point_id: str | None = None
+    seeded: bool = False
+    moved_bytes: int = 0
+    wire_bytes: int = 0
+    disk_bytes: int = 0
+    error: str = ""
+
+
+class ReplicationRunResult(Strict):
+    plan: Name
+    result: RunResult
+    skipped_reason: str = ""
+    vms: list[ReplicateResult] = Field(default_factory=list)
+
+
+class ObjectRef(Strict):
+    plan: str
+    vm: str
+
+
+class ResolvedObject(Strict):
+    spec: ReplicationPlanSpec
+    obj: ReplicationObject
+    bandwidth_mbps: int | None = None
+    failback_bandwidth_mbps: int | None = None
+
+
+class PointQuery(Strict):
+    plan: str
+    vm: str
+    point: str
+
+
+class ReplicaPoint(Strict):
+    point_id: str
+    snapshot_id: str
+
+
+# -- activities ----------------------------------------------------------------------------
+
+class VMAt(Strict):
+    """A VM (by id) on a cluster, optionally at a snapshot."""
+
+    cluster: Name
+    vm_id: str
+    snapshot_id: str | None = None
+
+
+class EnsureReplicaInput(Strict):
+    spec: ReplicationPlanSpec
+    replica: VMRef
+    source_config: VMConfig
+    known_vm_id: str | None = Field(default=None, description="The replica the object already tracks.")
+
+
+class PullInput(Strict):
+    """Copy extents of a remote site's VM snapshot into a local VM.
+
+    Extents: those changed on the remote between `remote_base` and the snapshot (all
+    allocated ones when there is no base), plus those changed on the local VM since
+    `local_base` (so the local copy loses whatever it did on its own)."""
+
+    remote_site: Name
+    remote: VMAt
+    remote_base: str | None = None
+    local: VMAt
+    local_base: str | None = None
+    bandwidth_mbps: int | None = None
+
+
+class PullResult(Strict):
+    moved_bytes: int
+    wire_bytes: int
+    disk_bytes: int
+    extents: int
+
+
+class PullProgress(Strict):
+    disk_index: int = 0
+    batch_index: int = 0
+    moved_bytes: int = 0
+
+
+class SnapshotTake(Strict):
+    at: VMAt
+    name: str
+
+
+class SnapshotDrop(Strict):
+    at: VMAt
+
+
+class ObjectChange(Strict):
+    """A replication object's transition (validated by the state machine) and/or new refs."""
+
+    plan: Name
+    vm: Name
+    to: ReplicaState | None = None
+    reason: str = ""
+    at: datetime
+    updates: dict[str, str | None] = Field(default_factory=dict)
+    last_point_at: datetime | None = None
+
+
+class ReplicaPointRecord(Strict):
+    plan: Name
+    replica: VMRef
+    point_id: str
+    snapshot_id: str
+    creation: PointCreation
+    created_at: datetime
+    config: VMConfig
+    logical_bytes: int = 0
+    stored_bytes: int = 0
+
+
+class ReplicaRetentionInput(Strict):
+    plan: Name
+    replica: VMRef
+    replica_vm_id: str
+    keep_snapshot: str | None = None
+
+
+class ShutdownInput(Strict):
+    at: VMAt
+    mode: ShutdownMode
+    timeout_s: int
+
+
+class PowerStateReply(Strict):
+    state: str
+    reachable: bool = True
+
+
+class DrOperationResult(Strict):
+    operation: str
+    plan: Name
+    vm: Name
+    state: ReplicaState
+    point_id: str | None = None
+    moved_bytes: int = 0
+    disk_bytes: int = 0
+    details: dict = Field(default_factory=dict)
+
+
+class CloneInput(Strict):
+    """A copy of a VM at a snapshot, every NIC on `network` (a failover test's isolated net)."""
+
+    source: VMAt
+    name: Name
+    network: Name
+
+
+class ExtentList(Strict):
+    extents: list[Extent]

@@ -1,0 +1,208 @@
+"""Replication: plan ticks and runs (as for backup plans) and one VM's replication:
+source snapshot -> the target pulls the changed extents (all allocated ones on the first
+run) from the source site's transport -> replica snapshot = replica restore point -> the
+new source snapshot becomes the base, the old one goes -> retention on replica points."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from models.jobs import Operation, SnapshotInput, SnapshotRef
+    from models.plans import RunResult, VMRef
+    from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
+    from models.replication import ReplicaState, ReplicationObject
+    from models.replication_jobs import (
+        EnsureReplicaInput,
+        ObjectChange,
+        ObjectRef,
+        PullInput,
+        PullResult,
+        ReplicaPointRecord,
+        ReplicaRetentionInput,
+        ReplicateInput,
+        ReplicateResult,
+        ReplicationRunInput,
+        ReplicationRunResult,
+        ReplicationTickInput,
+        ResolvedObject,
+        ResolvedReplicationPlan,
+        SnapshotDrop,
+        VMAt,
+    )
+    from models.restore_points import PointCreation
+    from models.schedule import window_close
+
+from workflows.backup import failure_text
+from workflows.common import catalog, phase, record_job, retry, tag
+from workflows.plan_run import SCHEDULED_START
+
+PULL_HEARTBEAT = timedelta(seconds=10)
+REPLICABLE = {ReplicaState.NOT_READY, ReplicaState.READY, ReplicaState.FAILOVER_TEST}
+
+
+def replication_run_id(plan: str) -> str:
+    return f"replication-plan/{plan}"
+
+
+def replicate_id(plan: str, vm: str) -> str:
+    return f"replication/{plan}/{vm}"
+
+
+class Sites:
+    """Activity calls routed to a site's queue. Calls to a site that is down fail after
+    `reach` instead of waiting forever (unplanned failover must not hang on the source)."""
+
+    def __init__(self, max_retries: int = 3, interval_s: int = 30) -> None:
+        self.policy = retry(max_retries, interval_s)
+
+    async def call(self, site: str, activity: str, arg: object, result_type: type | None = None,
+                   reach: timedelta = timedelta(minutes=10), **kw: object) -> object:
+        opts: dict[str, object] = dict(start_to_close_timeout=timedelta(minutes=10), retry_policy=self.policy,
+                                       schedule_to_close_timeout=reach)
+        opts.update(kw)
+        return await workflow.execute_activity(activity, arg, task_queue=site_task_queue(site),
+                                               result_type=result_type, summary=f"{activity} @{site}", **opts)
+
+    async def pull(self, site: str, inp: PullInput) -> PullResult:
+        return await self.call(site, "pull_extents", inp, PullResult, reach=timedelta(hours=24),
+                               start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=PULL_HEARTBEAT)
+
+
+async def change(plan: str, vm: str, to: ReplicaState | None = None, reason: str = "",
+                 **updates: object) -> ReplicationObject:
+    """Move a replication object (state machine enforced by the catalog activity) / set refs."""
+    last = updates.pop("last_point_at", None)
+    return await catalog("change_replica", ObjectChange(plan=plan, vm=vm, to=to, reason=reason, at=workflow.now(),
+                                                        updates=updates, last_point_at=last), ReplicationObject)
+
+
+@workflow.defn(name="Replicate")
+class ReplicateWorkflow:
+    @workflow.run
+    async def run(self, inp: ReplicateInput) -> ReplicateResult:
+        spec = inp.spec
+        r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=spec.name, vm=inp.vm), ResolvedObject)
+        obj = r.obj
+        tag(Operation.REPLICATION, plan=spec.name, vm=str(obj.source), site=spec.target_site)
+        if obj.state not in REPLICABLE:
+            raise ApplicationError(f"replica {obj.replica} is in state {obj.state}: replication is suspended",
+                                   type="InvalidState", non_retryable=True)
+        sites = Sites(inp.max_retries, inp.retry_interval_s)
+        src, tgt = spec.source_site, spec.target_site
+        phase("snapshot", f"{obj.source} on site {src}")
+        source_vm_id: str = await sites.call(src, "find_vm", obj.source, str, reach=timedelta(minutes=5))
+        snap: SnapshotRef = await sites.call(src, "create_snapshot", SnapshotInput(
+            cluster=spec.source_cluster, vm_id=source_vm_id, name=f"abdr-rep-{inp.point_id}",
+            consistency=spec.consistency), SnapshotRef)
+        drilling = obj.state == ReplicaState.FAILOVER_TEST
+        if not drilling:
+            await change(spec.name, inp.vm, ReplicaState.REPLICATING, f"run {inp.point_id}")
+        try:
+            replica_vm_id: str = await sites.call(tgt, "ensure_replica", EnsureReplicaInput(
+                spec=spec, replica=obj.replica, source_config=snap.config, known_vm_id=obj.replica_vm_id), str)
+            base = obj.source_snapshot if obj.replica_point else None
+            phase("transfer", f"{'changes since the last point' if base else 'initial seed'} -> {obj.replica}")
+            moved = await sites.pull(tgt, PullInput(
+                remote_site=src, remote=VMAt(cluster=spec.source_cluster, vm_id=source_vm_id,
+                                             snapshot_id=snap.snapshot_id),
+                remote_base=base, local=VMAt(cluster=spec.target_cluster, vm_id=replica_vm_id),
+                bandwidth_mbps=inp.bandwidth_mbps))
+            phase("replica-point")
+            rsnap: SnapshotRef = await sites.call(tgt, "create_snapshot", SnapshotInput(
+                cluster=spec.target_cluster, vm_id=replica_vm_id, name=f"abdr-rp-{inp.point_id}",
+                consistency=spec.consistency), SnapshotRef)
+            now = workflow.now()
+            await catalog("record_replica_point", ReplicaPointRecord(
+                plan=spec.name, replica=obj.replica, point_id=inp.point_id, snapshot_id=rsnap.snapshot_id,
+                creation=inp.creation, created_at=now, config=rsnap.config, logical_bytes=moved.disk_bytes,
+                stored_bytes=moved.moved_bytes))
+        except BaseException:
+            await sites.call(src, "drop_snapshot", SnapshotDrop(at=VMAt(cluster=spec.source_cluster,
+                                                                        vm_id=source_vm_id,
+                                                                        snapshot_id=snap.snapshot_id)),
+                             reach=timedelta(minutes=5))
+            if not drilling:
+                back = ReplicaState.READY if obj.replica_point else ReplicaState.NOT_READY
+                await change(spec.name, inp.vm, back, "run failed")
+            raise
+        await change(spec.name, inp.vm, None if drilling else ReplicaState.READY, f"point {inp.point_id}",
+                     source_snapshot=snap.snapshot_id, replica_point=inp.point_id, source_vm_id=source_vm_id,
+                     replica_vm_id=replica_vm_id, last_point_at=now)
+        if obj.source_snapshot and obj.source_snapshot != snap.snapshot_id:
+            await sites.call(src, "drop_snapshot", SnapshotDrop(at=VMAt(
+                cluster=spec.source_cluster, vm_id=source_vm_id, snapshot_id=obj.source_snapshot)))
+        await sites.call(tgt, "replica_retention", ReplicaRetentionInput(
+            plan=spec.name, replica=obj.replica, replica_vm_id=replica_vm_id, keep_snapshot=inp.point_id), list)
+        phase("done")
+        return ReplicateResult(vm=obj.source, ok=True, point_id=inp.point_id, seeded=base is None,
+                               moved_bytes=moved.moved_bytes, wire_bytes=moved.wire_bytes, disk_bytes=moved.disk_bytes)
+
+
+@workflow.defn(name="ReplicationPlanTick")
+class ReplicationPlanTickWorkflow:
+    @workflow.run
+    async def run(self, inp: ReplicationTickInput) -> ReplicationRunResult:
+        scheduled_at = workflow.info().typed_search_attributes.get(SCHEDULED_START) or workflow.now()
+        tag(Operation.REPLICATION_PLAN, plan=inp.plan, phase="tick")
+        try:
+            handle = await workflow.start_child_workflow(
+                ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=inp.plan, scheduled_at=scheduled_at),
+                id=replication_run_id(inp.plan), task_queue=WORKFLOW_TASK_QUEUE,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                static_summary=f"scheduled run of replication plan {inp.plan}")
+        except WorkflowAlreadyStartedError:
+            reason = "skipped: the previous run of this plan is still running"
+            return ReplicationRunResult(plan=inp.plan, result=RunResult.RUNNING, skipped_reason=reason)
+        return await handle
+
+
+@workflow.defn(name="ReplicationPlanRun")
+class ReplicationPlanRunWorkflow:
+    @workflow.run
+    async def run(self, inp: ReplicationRunInput) -> ReplicationRunResult:
+        tag(Operation.REPLICATION_PLAN, plan=inp.plan, phase="resolve")
+        plan: ResolvedReplicationPlan = await catalog("resolve_replication_plan", inp, ResolvedReplicationPlan)
+        spec = plan.spec
+        if not inp.manual:
+            if plan.paused:
+                return ReplicationRunResult(plan=inp.plan, result=RunResult.PAUSED, skipped_reason="plan is paused")
+            if spec.window is not None and window_close(spec.window, spec.schedule.time_zone, workflow.now()) is None:
+                return ReplicationRunResult(plan=inp.plan, result=RunResult.NEVER_EXECUTE,
+                                            skipped_reason="skipped: outside the window")
+        await record_job(Operation.REPLICATION_PLAN, "RUNNING", plan=inp.plan)
+        gate = asyncio.Semaphore(plan.max_jobs)
+        stamp = workflow.now().strftime("%Y%m%dT%H%M%SZ")
+        wanted = {v.vm for v in spec.vms}
+        objects = [o for o in plan.objects if o.source.vm in wanted]
+        phase("replicate", f"{len(objects)} VMs, {plan.max_jobs} at a time")
+
+        async def one(vm: str, source: VMRef) -> ReplicateResult:
+            async with gate:
+                child = ReplicateInput(spec=spec, vm=vm, point_id=f"{vm}.r{stamp}.{workflow.uuid4().hex[:6]}",
+                                       creation=PointCreation.MANUAL if inp.manual else PointCreation.AUTO,
+                                       bandwidth_mbps=plan.bandwidth_mbps, max_retries=plan.max_retries,
+                                       retry_interval_s=plan.retry_interval_s)
+                try:
+                    return await workflow.execute_child_workflow(
+                        ReplicateWorkflow.run, child, id=replicate_id(spec.name, vm), task_queue=WORKFLOW_TASK_QUEUE,
+                        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                        static_summary=f"replicate {source} -> {spec.target_cluster}")
+                except WorkflowAlreadyStartedError:
+                    return ReplicateResult(vm=source, ok=False, error=f"a replication of {source} is already running")
+                except Exception as e:
+                    return ReplicateResult(vm=source, ok=False, error=failure_text(e))
+
+        results = list(await asyncio.gather(*(one(o.source.vm, o.source) for o in objects)))
+        ok = sum(r.ok for r in results)
+        outcome = RunResult.SUCCESS if ok == len(results) else RunResult.PARTIAL_SUCCESS if ok else RunResult.FAILED
+        final = ReplicationRunResult(plan=inp.plan, result=outcome, vms=results)
+        await record_job(Operation.REPLICATION_PLAN, outcome.value, plan=inp.plan,
+                         result=final.model_dump(mode="json"), finished=True)
+        phase("done", outcome.value)
+        return final
