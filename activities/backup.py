@@ -5,6 +5,7 @@ rotation and retention. Thin: the driver and the repository do the work."""
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import datetime, timezone
 
 from temporalio import activity
@@ -14,7 +15,7 @@ from activities.heartbeat import Heartbeater, resume_details
 from activities.resources import Resources
 from drivers.ratelimit import limit_iops
 from drivers.base import AlreadyExists, NotFound
-from drivers.repository.errors import PointNotFound
+from drivers.repository.errors import PointNotFound, RepositoryLocked
 from drivers.repository.manifest import check_point_id
 from models.jobs import (
     BackupBase,
@@ -37,6 +38,7 @@ from models.retention import expired_points
 # Transfer progress is made durable (staging journal) this often: a killed worker loses at
 # most this much work, and the heartbeat only ever reports durable progress.
 CHECKPOINT_S = 2.0
+LOCK_WAIT_S = 60.0  # how long a point deletion waits for the repository's maintenance lock
 
 
 class BackupActivities:
@@ -177,8 +179,17 @@ class BackupActivities:
         catalog, repo = self.res.catalog, self.res.repository(repository_path)
         for pid in point_ids:
             catalog.set_point_state(pid, PointState.DELETING)
-            try:
-                repo.delete_point(pid)
-            except PointNotFound:
-                pass
+            deadline = time.monotonic() + LOCK_WAIT_S
+            while True:
+                try:
+                    repo.delete_point(pid)
+                    break
+                except PointNotFound:
+                    break
+                except RepositoryLocked:
+                    # Another VM's retention (a short delete) or a GC holds the lock: wait a
+                    # little, then let the activity's retry policy take over.
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
             catalog.delete_restore_point(pid)

@@ -40,8 +40,11 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 def as_application_error(e: BaseException) -> ApplicationError:
     from drivers.transport.client import TransportError
 
-    # A remote site that does not answer may come back: retry. Anything else is final.
-    retryable = isinstance(e, RETRYABLE) or (isinstance(e, TransportError) and "unreachable" in str(e))
+    from drivers.repository.errors import RepositoryLocked
+
+    # A remote site that does not answer may come back, a lock is released: retry those.
+    retryable = (isinstance(e, (*RETRYABLE, RepositoryLocked))
+                 or (isinstance(e, TransportError) and "unreachable" in str(e)))
     return ApplicationError(str(e), type=type(e).__name__, non_retryable=not retryable)
 
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, TimeoutError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from models.jobs import MaintenanceInput, MaintenanceResult, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
 from models.plans import BackupPlanSpec, PlanStatus
@@ -297,7 +298,12 @@ class AbdrClient:
 
     async def describe_job(self, workflow_id: str) -> dict:
         handle = self.client.get_workflow_handle(workflow_id)
-        d = await handle.describe()
+        try:
+            d = await handle.describe()
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                raise AbdrError(f"job {workflow_id!r} not found") from None
+            raise
         out: dict[str, Any] = {"workflow_id": workflow_id, "run_id": d.run_id, "type": d.workflow_type,
                                "status": d.status.name if d.status else None,
                                "started_at": d.start_time.isoformat(), "ui": self.ui_link(workflow_id, d.run_id),

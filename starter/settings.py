@@ -6,11 +6,18 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
+from models.inventory import check_name
 from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue  # noqa: F401  (re-exported)
 
 
@@ -28,6 +35,9 @@ class Settings(BaseSettings):
     embedded_temporal: bool = Field(default=True, description="`abdr up` starts the dev server.")
     ui_port: int = 8233
     site: str = Field(default="default", description="The site this worker serves.")
+    extra_sites: Annotated[list[str], NoDecode] = Field(
+        default=["dr"], description="`abdr up` also runs these sites' activity workers in its process "
+                                    "(comma-separated in ABDR_EXTRA_SITES; empty for none).")
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "INFO"
     shutdown_grace_s: float = Field(default=30.0, ge=0)
@@ -35,11 +45,21 @@ class Settings(BaseSettings):
     transport_url: str = Field(default="", description="URL other sites reach it at (default: from listen).")
     transport_token: str = Field(default="", description="Shared secret of the sites' transport (default: a "
                                  "token generated once in data_dir/transport.token).")
+    api_token: str = Field(default="", description="Bearer token of the REST API (`abdr api`).")
     transport_tls_cert: Path | None = None
     transport_tls_key: Path | None = None
     transport_ca: Path | None = None
     demo: bool = Field(default=True, description="`abdr up` seeds a demo cluster, VMs, repository and plan "
                                                  "when the catalog has no backup plan.")
+
+    @field_validator("extra_sites", mode="before")
+    @classmethod
+    def _sites(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [s.strip() for s in v.split(",") if s.strip()]
+        if isinstance(v, list):
+            v = [check_name(s, "extra site") if isinstance(s, str) else s for s in dict.fromkeys(v)]
+        return v
 
     @field_validator("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca", "transport_tls_cert",
                      "transport_tls_key", "transport_ca")

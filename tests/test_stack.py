@@ -110,7 +110,7 @@ def test_up_status_ctrl_c_and_restart(stack_env: dict[str, str]) -> None:
     again = Up(stack_env)  # the second start finds its state: catalog and workflow history
     try:
         code, report = status(stack_env)
-        assert code == 0 and report["catalog"]["sites"] == ["default"]
+        assert code == 0 and "default" in report["catalog"]["sites"]
         listed = subprocess.run(
             [str(Path(sys.executable).parent / "temporal"), "workflow", "list", "--address",
              stack_env["ABDR_TEMPORAL_ADDRESS"], "--query", "WorkflowType='HealthCheck'", "--output", "json"],

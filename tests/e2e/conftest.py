@@ -15,6 +15,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from drivers.catalog.store import Catalog
+from tests.e2e.histories import export_histories
 from drivers.local import LocalDriver
 from models.inventory import DiskSpec, Site, VMConfig
 from models.services import RepositorySpec
@@ -55,6 +56,7 @@ class Stack:
 async def _quiesce(env: WorkflowEnvironment) -> None:
     """Leave the shared server clean for the next test: no schedules, no running workflows."""
     client = env.client
+    await export_histories(client)
     async for s in await client.list_schedules():
         await client.get_schedule_handle(s.id).delete()
     async for wf in client.list_workflows("ExecutionStatus = 'Running'"):

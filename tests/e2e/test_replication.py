@@ -32,6 +32,7 @@ from models.requests import (
 from models.services import ReplicationService
 from starter.client import AbdrClient, AbdrError
 from starter.settings import Settings
+from tests.e2e.histories import export_histories
 from tests.e2e.processes import DevServer, WorkerProcess
 
 MiB = 1 << 20
@@ -100,6 +101,7 @@ async def dr(server: DevServer, tmp_path: Path) -> Any:
 
 
 async def _terminate_all(client: Client) -> None:
+    await export_histories(client)
     async for s in await client.list_schedules():
         await client.get_schedule_handle(s.id).delete()
     async for wf in client.list_workflows("ExecutionStatus = 'Running'"):

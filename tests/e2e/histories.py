@@ -1,0 +1,23 @@
+"""Recording workflow histories for the replay tests (tests/replay): with
+ABDR_RECORD_HISTORIES=DIR set, e2e tests save the history of every completed workflow
+they ran, one JSON file per workflow type (the newest wins)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowExecutionStatus
+
+
+async def export_histories(client: Client) -> None:
+    target = os.environ.get("ABDR_RECORD_HISTORIES")
+    if not target:
+        return
+    out = Path(target)
+    out.mkdir(parents=True, exist_ok=True)
+    async for wf in client.list_workflows("ExecutionStatus = 'Completed'"):
+        if wf.status != WorkflowExecutionStatus.COMPLETED or wf.workflow_type == "HealthCheck":
+            continue
+        history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+        (out / f"{wf.workflow_type}.json").write_text(history.to_json())

@@ -1,0 +1,66 @@
+"""The REST API on a real HTTP server on loopback, over the e2e stack: token auth, the
+OpenAPI document, and a plan created, run and followed through HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+
+from starter.api import make_api
+from tests.e2e.conftest import MiB, Stack
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def connect():  # the API process would connect itself; here it shares the stack's client
+        return stack.client
+
+    server = uvicorn.Server(uvicorn.Config(make_api(stack.settings, TOKEN, connect), host="127.0.0.1", port=port,
+                                          log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client:
+        yield client
+    server.should_exit = True
+    await task
+
+
+async def test_rest_api_runs_a_plan_end_to_end(stack: Stack, api: httpx.AsyncClient) -> None:
+    stack.make_vm("web", size=2 * MiB)
+    assert (await api.get("/v1/backup-plans", headers={"Authorization": "Bearer wrong"})).status_code == 401
+    doc = (await api.get("/openapi.json")).json()
+    assert {"/v1/backup-plans", "/v1/failover", "/v1/failback", "/v1/restores"} <= set(doc["paths"])
+
+    plan = {"name": "api", "vms": [{"cluster": "c1", "vm": "web"}], "repository": "r1",
+            "schedule": {"kind": "DAILY", "times": ["01:00"]}, "retention": {"kind": "COUNT", "value": 3}}
+    assert (await api.post("/v1/backup-plans", json=plan)).status_code == 201
+    dup = await api.post("/v1/backup-plans", json=plan)
+    assert dup.status_code == 409 and "already exists" in dup.json()["error"]
+    bad = await api.post("/v1/backup-plans", json={**plan, "name": "x", "retention": {"kind": "COUNT"}})
+    assert bad.status_code == 422 and "retention COUNT needs a number" in bad.text
+
+    run = await api.post("/v1/backup-plans/api/run")
+    assert run.status_code == 202 and run.json()["workflow_id"] == "backup-plan/api"
+    for _ in range(200):
+        job = (await api.get("/v1/jobs/backup-plan/api")).json()
+        if job["status"] == "COMPLETED":
+            break
+        await asyncio.sleep(0.2)
+    assert job["result"]["result"] == "SUCCESS"
+    points = (await api.get("/v1/restore-points", params={"plan": "api"})).json()
+    assert len(points) == 1 and points[0]["vm"] == "web"
+    missing = await api.get("/v1/jobs/backup-plan/nope")
+    assert missing.status_code == 404

@@ -1,0 +1,32 @@
+"""Replay recorded histories against today's workflow code: a change that would break a
+run already in flight fails here (use `workflow.patched` for compatible changes).
+
+The histories were recorded by running the e2e suite with ABDR_RECORD_HISTORIES set
+(tests/e2e/histories.py); re-record them only for a deliberate, versioned change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+import workflows
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+EXPECTED_TYPES = {"Admin", "BackupPlanRun", "BackupPlanTick", "VMBackup", "Restore", "Replicate",
+                  "ReplicationPlanRun", "Failover", "UndoFailover", "FailoverTest", "Failback", "PermanentFailover"}
+
+
+def test_every_workflow_type_has_a_recorded_history() -> None:
+    recorded = {p.stem for p in HISTORIES}
+    assert EXPECTED_TYPES <= recorded, f"missing: {sorted(EXPECTED_TYPES - recorded)}"
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=workflows.ALL, data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
