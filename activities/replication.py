@@ -8,6 +8,7 @@ import hashlib
 from datetime import datetime, timezone
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Heartbeater, resume_details
@@ -157,10 +158,11 @@ class ReplicationActivities:
             return PowerStateReply(state=driver.power_off(vm_id).power_state)
         try:
             return PowerStateReply(state=driver.shutdown(vm_id, inp.timeout_s).power_state)
-        except OperationTimeout:
+        except OperationTimeout as e:
             if inp.mode == ShutdownMode.SHUTDOWN_WITH_POWEROFF:
                 return PowerStateReply(state=driver.power_off(vm_id).power_state)
-            raise
+            # The guest had its timeout; retrying the same request would only delay the answer.
+            raise ApplicationError(str(e), type="SourceNotStopped", non_retryable=True) from e
 
     @activity.defn(name="clone_vm_at")
     @translate_errors

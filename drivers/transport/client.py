@@ -3,6 +3,7 @@ with a bandwidth cap and retries of dropped connections (reads are idempotent)."
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,9 +40,10 @@ def batches(extents: list[tuple[int, int]], limit: int = MAX_READ_BYTES) -> Iter
 class TransportClient:
     def __init__(self, base_url: str, token: str, *, ca: Path | None = None, bandwidth_mbps: int | None = None,
                  retries: int = 5, timeout_s: float = 60) -> None:
-        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"},
-                                 verify=str(ca) if ca else True, timeout=timeout_s,
-                                 transport=httpx.HTTPTransport(retries=retries))
+        verify = ssl.create_default_context(cafile=str(ca)) if ca else True
+        # The transport object carries the TLS settings (a Client's own `verify` would be ignored).
+        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s,
+                                 transport=httpx.HTTPTransport(retries=retries, verify=verify))
         # Bandwidth counted on the wire (compressed bytes), in 64 KiB tokens.
         self.bucket = TokenBucket(bandwidth_mbps * 1_000_000 / 8 / 65536) if bandwidth_mbps else None
         self.retries = retries

@@ -51,6 +51,11 @@ async def test_full_then_incremental_then_restores_are_byte_exact(stack: Stack) 
 
     points = await stack.client.list_restore_points(plan="gold")
     assert [(p["type"], p["creation"]) for p in points] == [("FULL", "MANUAL"), ("INCREMENTAL", "MANUAL")]
+    # What a user filtering by plan in the Web UI sees: the plan's runs and its VMs' backups, done.
+    runs = [w async for w in stack.client.client.list_workflows("AbdrPlan = 'gold'")]
+    assert {w.workflow_type for w in runs} == {"BackupPlanRun", "VMBackup"}
+    backups = [w async for w in stack.client.client.list_workflows("AbdrVM = 'c1/web' AND AbdrPhase = 'done'")]
+    assert len(backups) == 2
     # Only the newest point keeps its snapshot (the next incremental's base).
     assert [s.name for s in stack.driver.list_snapshots(vm.id)] == [f"abdr-{r2.point_id}"]
 

@@ -246,6 +246,25 @@ async def test_failover_refuses_a_running_source_without_fencing(dr: DR) -> None
     assert (await replica(dr))["state"] == "READY" and dr.power(dr.b, "web-replica") == "STOPPED"
 
 
+async def test_planned_failover_now_fences_the_source_and_syncs_last_changes(dr: DR) -> None:
+    src_id = make_vm(dr.a, "web")
+    await dr.client.create_replication_plan(plan())
+    await replicate(dr)
+    rewrite_fraction(dr.a, src_id, "disk0", 0.03, seed=12)  # changes since the last point: not lost with 'now'
+    dr.a.set_guest_behavior(src_id, refuse_shutdown=True)
+    with pytest.raises(AbdrError, match="failover aborted: the source VM ca/web could not be stopped"):
+        await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web", point="now",
+                                                                 source_shutdown=ShutdownMode.SHUTDOWN)))
+    assert dr.power(dr.a, "web") == "RUNNING" and (await replica(dr))["state"] == "READY"  # nothing changed
+    fo = await dr_result(await dr.client.failover(FailoverRequest(
+        plan="dr", vm="web", point="now", source_shutdown=ShutdownMode.SHUTDOWN_WITH_POWEROFF)))
+    assert fo.state == "FAILOVER" and fo.details["final_sync_bytes"] > 0
+    assert dr.power(dr.a, "web") == "STOPPED" and dr.power(dr.b, "web-replica") == "RUNNING"
+    assert dr.disk(dr.b, "web-replica") == dr.disk(dr.a, "web")
+    points = await dr.client.list_restore_points(plan="dr")
+    assert points[-1]["creation"] == "FAILOVER" and points[-1]["id"] == fo.point_id
+
+
 async def test_unplanned_failover_with_the_source_site_down(dr: DR) -> None:
     make_vm(dr.a, "web")
     await dr.client.create_replication_plan(plan())
