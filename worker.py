@@ -36,7 +36,7 @@ from drivers.transport.server import TransportServer, make_app
 from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
 from starter.logging import configure_logging
 from starter.settings import Settings, get_settings
-from starter.temporal_client import connect
+from starter.temporal_client import connect, metrics_runtime
 
 log = structlog.get_logger("abdr.worker")
 ACTIVITY_THREADS = 16
@@ -101,7 +101,8 @@ async def run_workers(settings: Settings, *, site: str | None, run_workflows: bo
                       stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
     """Run until `stop` is set, then shut down gracefully."""
     catalog = Catalog(settings.catalog_url)
-    client = await connect(settings, wait_s=30)
+    runtime = metrics_runtime(settings.metrics_address) if settings.metrics_address else None
+    client = await connect(settings, wait_s=30, runtime=runtime)
     async with AsyncExitStack() as stack:
         executor = stack.enter_context(ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="abdr-act"))
         if site:

@@ -130,6 +130,11 @@ class BackupActivities:
             point = session.commit()
         finally:
             session.close()  # keep staging (a retry resumes it); drop the lease
+        meter = activity.metric_meter()
+        meter.create_counter("abdr_backup_read_bytes", "bytes read from VM disks by backups", "By").add(
+            sum(s.read_bytes for s in stats))
+        meter.create_counter("abdr_backup_stored_bytes", "new bytes stored in repositories", "By").add(
+            sum(s.new_bytes for s in stats))
         return TransferResult(point_id=point.id, disks=stats, logical_bytes=total,
                               stored_bytes=sum(s.new_bytes for s in stats))
 

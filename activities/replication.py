@@ -127,6 +127,8 @@ class ReplicationActivities:
                 beat(PullProgress(disk_index=di + 1, batch_index=0, moved_bytes=moved), force=True)
         finally:
             client.close()
+        activity.metric_meter().create_counter(
+            "abdr_replication_moved_bytes", "bytes pulled from another site into local VMs", "By").add(moved)
         return PullResult(moved_bytes=moved, wire_bytes=client.wire_bytes, disk_bytes=disk_bytes, extents=extents_count)
 
     @activity.defn(name="drop_snapshot")

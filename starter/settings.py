@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     transport_url: str = Field(default="", description="URL other sites reach it at (default: from listen).")
     transport_token: str = Field(default="", description="Shared secret of the sites' transport (default: a "
                                  "token generated once in data_dir/transport.token).")
+    metrics_address: str = Field(default="", description="host:port for Prometheus metrics of a worker.")
     api_token: str = Field(default="", description="Bearer token of the REST API (`abdr api`).")
     transport_tls_cert: Path | None = None
     transport_tls_key: Path | None = None

@@ -6,11 +6,17 @@ import asyncio
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from starter.settings import Settings
 
 
-async def connect(settings: Settings, *, wait_s: float = 0.0) -> Client:
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal runtime exporting the SDK's and abdr's metrics for Prometheus."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+
+
+async def connect(settings: Settings, *, wait_s: float = 0.0, runtime: Runtime | None = None) -> Client:
     """Connect with the pydantic converter; retry for up to `wait_s` while the server starts."""
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
@@ -20,6 +26,7 @@ async def connect(settings: Settings, *, wait_s: float = 0.0) -> Client:
                 namespace=settings.temporal_namespace,
                 tls=settings.tls_config(),
                 data_converter=pydantic_data_converter,
+                runtime=runtime,
             )
         except RuntimeError:
             if asyncio.get_running_loop().time() >= deadline:

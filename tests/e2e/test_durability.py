@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -24,7 +25,7 @@ from models.requests import RestoreMode, RestoreRequest
 from models.services import BackupService, RepositorySpec
 from starter.client import AbdrClient
 from starter.settings import Settings
-from tests.e2e.processes import DevServer, WorkerProcess
+from tests.e2e.processes import DevServer, WorkerProcess, free_port
 
 MiB = 1 << 20
 
@@ -141,6 +142,8 @@ async def test_worker_killed_mid_transfer_resumes_and_restores_exactly(world: Wo
 
 
 async def test_temporal_restart_mid_plan_run_and_mid_restore(world: World) -> None:
+    metrics_port = free_port()
+    world.env["ABDR_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
     world.worker()
     client = await world.client()
     data = {name: world.make_vm(name, 24 * MiB) for name in ("a", "b")}
@@ -167,3 +170,8 @@ async def test_temporal_restart_mid_plan_run_and_mid_restore(world: World) -> No
     assert restored["vm"]["vm"] == "a2"
     assert world.disk("a2") == data["a"]
     assert world.disk("a") == data["a"] and world.disk("b") == data["b"]
+    # The worker exports Temporal's metrics and abdr's own for Prometheus.
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    read = [line for line in metrics.splitlines() if line.startswith("abdr_backup_read_bytes")]
+    assert read and float(read[0].rsplit(" ", 1)[1]) >= 2 * 24 * MiB
+    assert "temporal_activity_execution_latency" in metrics
