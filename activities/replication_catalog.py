@@ -9,6 +9,7 @@ from activities.errors import InvalidRequest, translate_errors
 from temporalio.client import Client
 
 from drivers.catalog.store import AlreadyExists, Catalog
+from models.jobs import PlanResultInput
 from models.plans import PlanStatus
 from models.replication import IllegalTransition, ReplicationObject, ReplicationPlanSpec
 from models.replication_jobs import (
@@ -69,6 +70,11 @@ class ReplicationCatalogActivities:
                                        paused=status != PlanStatus.WORKING, max_jobs=svc.max_replication_jobs,
                                        bandwidth_mbps=svc.replication_bandwidth_mbps, max_retries=svc.max_retries,
                                        retry_interval_s=svc.retry_interval_s)
+
+    @activity.defn(name="set_replication_plan_result")
+    @translate_errors
+    def set_replication_plan_result(self, inp: PlanResultInput) -> None:
+        self.catalog.set_replication_plan_state(inp.plan, result=inp.result, run_at=inp.at)
 
     @activity.defn(name="get_replica")
     @translate_errors
@@ -132,6 +138,6 @@ class ReplicationCatalogActivities:
             self.catalog.set_replication_plan_state(ref.plan, status=PlanStatus.STOPPED)
 
     def all(self) -> list:
-        return [self.resolve_replication_plan, self.get_replica, self.change_replica, self.record_replica_point,
+        return [self.resolve_replication_plan, self.set_replication_plan_result, self.get_replica, self.change_replica, self.record_replica_point,
                 self.find_replica_point, self.exclude_from_plan, self.create_reverse_plan]
 

@@ -8,8 +8,9 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from starter import cli_apply, cli_backup, cli_inventory
+from starter import cli_apply, cli_backup, cli_inventory, cli_replication
 from starter.cli_common import JsonOpt, cli_errors
 from starter.logging import configure_logging
 from starter.output import console, emit, err_console
@@ -41,7 +42,7 @@ def status(
         settings = get_settings()
         from starter.status import gather_status
 
-        report = asyncio.run(gather_status(settings, site or [settings.site], probe))
+        report = asyncio.run(gather_status(settings, site or [settings.site, *settings.extra_sites], probe))
         emit(report, as_json, _render_status)
         if not report["healthy"]:
             raise typer.Exit(1)
@@ -73,6 +74,12 @@ app.add_typer(cli_backup.plan_app, name="backup-plan")
 app.add_typer(cli_backup.point_app, name="restore-point")
 app.command("restore")(cli_backup.restore)
 app.add_typer(cli_backup.job_app, name="job")
+app.add_typer(cli_replication.plan_app, name="replication-plan")
+app.add_typer(cli_replication.replica_app, name="replica")
+app.add_typer(cli_replication.failover_app, name="failover")  # `failover PLAN VM` and `failover undo PLAN VM`
+app.add_typer(cli_replication.test_app, name="failover-test")
+app.command("failback", no_args_is_help=True)(cli_replication.failback)
+app.command("permanent-failover", no_args_is_help=True)(cli_replication.permanent_failover)
 app.command("apply")(cli_apply.apply)
 
 
@@ -87,7 +94,7 @@ def main() -> None:
         ctx = getattr(e, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         if e.format_message():  # empty: no arguments, and the help was shown
-            err_console.print(f"[red]error:[/red] {e.format_message()}{hint}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(e.format_message())}{hint}", highlight=False)
         code = getattr(e, "exit_code", 2)
     except typer.Abort:
         err_console.print("aborted", highlight=False)

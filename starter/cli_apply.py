@@ -1,6 +1,6 @@
-"""`abdr apply -f plans.yaml`: declare sites, clusters, repositories and backup plans in a
-file; create what is missing, update plans that differ, leave the rest. Applying the same
-file twice changes nothing the second time."""
+"""`abdr apply -f plans.yaml`: declare sites, clusters, repositories, backup plans and
+replication plans in a file; create what is missing, update plans that differ, leave the
+rest. Applying the same file twice changes nothing the second time."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from models.plans import BackupPlanSpec
+from models.replication import ReplicationPlanSpec
 from starter.cli_common import JsonOpt, cli_errors, say, table, with_client
 from starter.client import AbdrClient
 from starter.output import emit
@@ -49,20 +50,27 @@ async def apply_file(c: AbdrClient, f: ApplyFile, done: list[dict[str, Any]]) ->
             declared = obj.model_dump(mode="json", exclude_unset=True)  # compare what the file says
             diff = _differs(existing[obj.name], declared, tuple(f for f in fields if f in declared))
             record(kind, obj.name, "unchanged", CANNOT_UPDATE.format(", ".join(diff), kind) if diff else "")
-    plans = {p["spec"]["name"]: p["spec"] for p in await c.list_backup_plans()} if f.backup_plans else {}
-    for spec in f.backup_plans:
-        if spec.name not in plans:
-            await c.create_backup_plan(spec)
-            record("backup_plan", spec.name, "created")
-            continue
-        have = BackupPlanSpec.model_validate(plans[spec.name]).model_dump(mode="json")
-        want = spec.model_dump(mode="json")
-        if have == want:
-            record("backup_plan", spec.name, "unchanged")
-        else:
-            await c.update_backup_plan(spec)
-            changed = sorted(k for k in want if have.get(k) != want[k])
-            record("backup_plan", spec.name, "updated", f"changed: {', '.join(changed)}")
+    plan_sections: list[tuple[str, list[Any], Any, Any, Any, Any]] = [
+        ("backup_plan", f.backup_plans, BackupPlanSpec, c.list_backup_plans, c.create_backup_plan,
+         c.update_backup_plan),
+        ("replication_plan", f.replication_plans, ReplicationPlanSpec, c.list_replication_plans,
+         c.create_replication_plan, c.update_replication_plan),
+    ]
+    for kind, wanted, model, lister, create, update in plan_sections:
+        plans = {p["spec"]["name"]: p["spec"] for p in await lister()} if wanted else {}
+        for spec in wanted:
+            if spec.name not in plans:
+                await create(spec)
+                record(kind, spec.name, "created")
+                continue
+            have = model.model_validate(plans[spec.name]).model_dump(mode="json")
+            want = spec.model_dump(mode="json")
+            if have == want:
+                record(kind, spec.name, "unchanged")
+            else:
+                await update(spec)
+                changed = sorted(k for k in want if have.get(k) != want[k])
+                record(kind, spec.name, "updated", f"changed: {', '.join(changed)}")
 
 
 def _render(rows: list[dict]) -> None:
@@ -73,7 +81,8 @@ def _render(rows: list[dict]) -> None:
 
 def apply(
     file: Annotated[Path, typer.Option("--file", "-f", help="YAML with sites:, clusters:, repositories:, "
-                                                            "backup_plans: lists.", exists=True, dir_okay=False)],
+                                                            "backup_plans:, replication_plans: lists.",
+                                       exists=True, dir_okay=False)],
     as_json: JsonOpt = False,
 ) -> None:
     """Create what the file declares and is missing; update plans that differ (idempotent)."""

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 from temporalio.service import RPCError
 
@@ -47,7 +48,7 @@ def cli_errors() -> Iterator[None]:
         except typer.Exit as e:
             code = e.exit_code
         except UsageError as e:
-            err_console.print(f"[red]error:[/red] {e}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
             code = 2
         except KeyboardInterrupt:
             err_console.print("interrupted (a workflow already started keeps running; see `abdr job list`)",
@@ -56,7 +57,7 @@ def cli_errors() -> Iterator[None]:
         except Exception as e:  # a bug: still one line; ABDR_TRACEBACK=1 shows where
             if isinstance(e, (*known, ValidationError)) or os.environ.get("ABDR_TRACEBACK"):
                 raise
-            err_console.print(f"[red]error:[/red] unexpected {type(e).__name__}: {e} "
+            err_console.print(f"[red]error:[/red] unexpected {type(e).__name__}: {escape(str(e))} "
                               "(a bug in abdr; ABDR_TRACEBACK=1 shows the traceback)", highlight=False)
             code = 1
     if code is not None:

@@ -1,7 +1,12 @@
 """The demo `abdr up` seeds on a fresh catalog (ABDR_DEMO, default on): a local cluster with
 three small VMs holding deterministic data, a repository, and a backup plan over them that
 runs every 5 minutes. Skipped as soon as any backup plan exists; each step also checks
-what exists, so a seed interrupted halfway completes on the next start."""
+what exists, so a seed interrupted halfway completes on the next start.
+
+Its disaster-recovery half: when `abdr up` runs an extra site (ABDR_EXTRA_SITES, default
+`dr`), a local cluster `<site>-local` there and a CROSS_SITE replication plan `demo-dr`
+replicating `web` and `db` to it every 5 minutes. Skipped as soon as any replication plan
+exists, or when the demo VMs are not there."""
 
 from __future__ import annotations
 
@@ -13,17 +18,20 @@ import structlog
 from drivers.local.tools import rewrite_fraction
 from models.inventory import DiskSpec, VMConfig
 from models.plans import BackupPlanSpec, VMRef
+from models.replication import ReplicationKind, ReplicationPlanSpec
 from models.retention import Retention
 from models.schedule import Schedule, ScheduleKind
 from models.services import RepositorySpec
 from starter.client import AbdrClient
 from starter.settings import Settings
+from starter.stack import extra_sites
 
 log = structlog.get_logger("abdr.demo")
 CLUSTER, REPOSITORY, PLAN = "local", "main", "demo"
 SEED_TIMEOUT_S = 300
 VMS = ("web", "db", "app")
 DISK_BYTES = 64 << 20
+DR_PLAN, DR_VMS = "demo-dr", ("web", "db")
 
 
 def _make_vms(root: Path) -> list[str]:
@@ -72,6 +80,44 @@ async def seed_demo(client: AbdrClient, settings: Settings) -> list[str]:
     ]
 
 
+def demo_dr_plan(source_site: str, target_site: str, target_cluster: str) -> ReplicationPlanSpec:
+    return ReplicationPlanSpec(
+        name=DR_PLAN, description="demo replication plan seeded by abdr up", kind=ReplicationKind.CROSS_SITE,
+        source_site=source_site, source_cluster=CLUSTER, target_site=target_site, target_cluster=target_cluster,
+        vms=[VMRef(cluster=CLUSTER, vm=v) for v in DR_VMS],
+        schedule=Schedule(kind=ScheduleKind.MINUTELY, interval=5), retention=Retention.count(3))
+
+
+async def seed_dr_demo(client: AbdrClient, settings: Settings) -> list[str]:
+    """Seed the DR half if the catalog has no replication plan and `abdr up` runs an extra
+    site; returns lines saying what was done."""
+    served = [settings.site, *extra_sites(settings)]
+    if len(served) < 2 or await client.list_replication_plans():
+        return []
+    clusters = {c["name"]: c for c in await client.list_clusters()}
+    source = clusters.get(CLUSTER)
+    if source is None or source["site"] not in served:
+        return []
+    target_site = next(s for s in served if s != source["site"])
+    have = {v["config"]["name"] for v in await client.list_vms(CLUSTER, source["site"])}
+    if not set(DR_VMS) <= have:
+        return []
+    target = f"{target_site}-local"
+    target_dir = settings.data_dir.absolute() / "clusters" / target
+    if target not in clusters:
+        await client.add_cluster(target, target_site, "local", str(target_dir))
+    elif clusters[target]["site"] != target_site:
+        return [f"Demo DR seed skipped: cluster {target} is in site {clusters[target]['site']}, not {target_site}"]
+    await client.create_replication_plan(demo_dr_plan(source["site"], target_site, target))
+    return [
+        f"Demo DR seeded: site {target_site}, cluster {target} at {target_dir}",
+        f"  replication plan {DR_PLAN}: {', '.join(DR_VMS)} from {CLUSTER} (site {source['site']}) to {target}, "
+        "every 5 minutes, keep the last 3 replica points",
+        f"  abdr replication-plan run {DR_PLAN} --wait   # replicate now",
+        f"  abdr failover {DR_PLAN} web --source-shutdown poweroff --wait; abdr failback {DR_PLAN} web --wait",
+    ]
+
+
 async def seed_in_stack(settings: Settings, workers: asyncio.Task, stop: asyncio.Event) -> list[str]:
     """`abdr up`'s call: seed while the workers run. A failure is reported, never fatal; a
     stop (Ctrl-C) or the workers ending abandons the seed instead of waiting on it."""
@@ -93,4 +139,10 @@ async def seed_in_stack(settings: Settings, workers: asyncio.Task, stop: asyncio
 
 
 async def _connect_and_seed(settings: Settings) -> list[str]:
-    return await seed_demo(await AbdrClient.connect(settings), settings)
+    client = await AbdrClient.connect(settings)
+    lines = await seed_demo(client, settings)
+    try:
+        return lines + await seed_dr_demo(client, settings)
+    except Exception as e:  # the backup half stands on its own
+        log.warning("demo DR seed failed", error=str(e))
+        return [*lines, f"Demo DR seed failed: {e}"]

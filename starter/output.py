@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -60,8 +61,8 @@ def user_errors(*known: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except ValidationError as e:
-        err_console.print(f"[red]error:[/red] {validation_message(e)}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(validation_message(e))}", highlight=False)
         raise typer.Exit(2) from None
     except known as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(1) from None

@@ -13,6 +13,11 @@ Schedules (case-insensitive; `--tz`/`time_zone` gives the zone, default UTC):
 
 Windows `22:00-06:00`; retention `count:7`, `days:30`, `forever`; delay option
 `keep-go-on` / `stop-backup`; consistency `crash` / `fs`; VMs `cluster/vm`.
+
+Replication plans add: kind `intra` / `cross`; replica naming `origin`, `prefix:TEXT`,
+`suffix:TEXT`; network maps `prod=dr-prod`; IP maps `10.0.0.5=192.168.1.5[/24][@192.168.1.1]`
+(target prefix length and gateway optional); shutdown modes `none`, `shutdown`, `poweroff`,
+`shutdown-with-poweroff`; durations `3600`, `90s`, `30m`, `2h`, `1d`.
 """
 
 from __future__ import annotations
@@ -25,9 +30,16 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from models.inventory import Cluster, Consistency, Site
+from models.inventory import Cluster, Consistency, ShutdownMode, Site
 from models.plans import BackupDelayOption, BackupPlanSpec, VMRef
-from models.replication import NetworkMapping
+from models.replication import (
+    IPMapping,
+    NamingRule,
+    NetworkMapping,
+    ReplicaNaming,
+    ReplicationKind,
+    ReplicationPlanSpec,
+)
 from models.retention import Retention, RetentionKind
 from models.schedule import Schedule, ScheduleKind, Weekday, Window
 from models.services import RepositorySpec
@@ -219,6 +231,68 @@ def parse_network_map(text: str) -> NetworkMapping:
         raise _model_error("network map", text, e) from None
 
 
+def parse_kind(text: str) -> ReplicationKind:
+    intra, cross = ReplicationKind.INTRA_SITE, ReplicationKind.CROSS_SITE
+    return _choice(text, "kind", {"intra": intra, "intra-site": intra, "cross": cross, "cross-site": cross},
+                   "intra, cross")
+
+
+def parse_naming(text: str) -> ReplicaNaming:
+    """`origin` (the replica keeps the VM's name), `prefix:TEXT` or `suffix:TEXT`."""
+    rule, sep, value = text.strip().partition(":")
+    if not sep:
+        rule, sep, value = text.strip().partition("=")
+    rules = {"origin": NamingRule.ORIGIN, "prefix": NamingRule.PREFIX, "suffix": NamingRule.SUFFIX}
+    key = rule.strip().lower()
+    if key not in rules or (key == "origin") == bool(sep):
+        raise UsageError(f"naming {text!r} is not understood; use origin, prefix:TEXT or suffix:TEXT")
+    if key == "origin":
+        return ReplicaNaming(rule=NamingRule.ORIGIN, text="")
+    if not value:
+        raise UsageError(f"naming {text!r}: {key} needs a text, e.g. {key}:{'dr-' if key == 'prefix' else '-dr'}")
+    try:
+        return ReplicaNaming(rule=rules[key], text=value)
+    except ValidationError as e:
+        raise _model_error("naming", text, e) from None
+
+
+def format_naming(n: ReplicaNaming | dict) -> str:
+    n = ReplicaNaming.model_validate(n) if isinstance(n, dict) else n
+    return "origin" if n.rule is NamingRule.ORIGIN else f"{n.rule.value.lower()}:{n.text}"
+
+
+def parse_ip_map(text: str) -> IPMapping:
+    """`SRC=DST[/PREFIX][@GATEWAY]`: the replica's address for a source address."""
+    m = re.fullmatch(r"\s*([^=\s]+)\s*=\s*([^/@\s]+)(?:/(\d{1,3}))?(?:@([^\s]+))?\s*", text)
+    if not m:
+        raise UsageError(f"ip map {text!r}: write it source_ip=target_ip[/prefix][@gateway]")
+    data: dict[str, Any] = {"source_ip": m[1], "target_ip": m[2], "gateway": m[4]}
+    if m[3] is not None:
+        data["prefix_length"] = int(m[3])
+    try:
+        return IPMapping(**data)
+    except ValidationError as e:
+        raise _model_error("ip map", text, e) from None
+
+
+def format_ip_map(m: IPMapping | dict) -> str:
+    m = IPMapping.model_validate(m) if isinstance(m, dict) else m
+    return f"{m.source_ip}={m.target_ip}/{m.prefix_length}" + (f"@{m.gateway}" if m.gateway else "")
+
+
+def parse_shutdown(text: str) -> ShutdownMode:
+    return _choice(text, "source shutdown", {m.value.lower().replace("_", "-"): m for m in ShutdownMode},
+                   "none, shutdown, poweroff, shutdown-with-poweroff")
+
+
+def parse_duration(text: str, what: str = "duration") -> int:
+    """Seconds from `3600`, `90s`, `30m`, `2h` or `1d`."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text.lower())
+    if not m:
+        raise UsageError(f"{what} {text!r} is not understood; use seconds or N[s|m|h|d] (e.g. 2h)")
+    return int(m[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+
+
 # -- plans from options --------------------------------------------------------------------
 
 @dataclass
@@ -282,6 +356,112 @@ def plan_from_options(name: str, o: PlanOptions, current: dict | None = None) ->
     return BackupPlanSpec.model_validate(data)
 
 
+@dataclass
+class ReplicationOptions:
+    """What `replication-plan create/update` were given; None means "not given". The list
+    options (`network_maps`, `ip_maps`) replace the plan's list; `["none"]` empties it."""
+
+    kind: str | None = None
+    source_site: str | None = None
+    source_cluster: str | None = None
+    target_site: str | None = None
+    target_cluster: str | None = None
+    vms: list[str] | None = None
+    schedule: str | None = None
+    window: str | None = None  # "none" clears it (update)
+    retention: str | None = None
+    tz: str | None = None
+    network_maps: list[str] | None = None
+    ip_maps: list[str] | None = None
+    keep_mac: bool | None = None
+    naming: str | None = None
+    compression: bool | None = None
+    consistency: str | None = None
+    description: str | None = None
+
+    def given(self) -> bool:
+        return any(v is not None and v != [] for v in vars(self).values())
+
+    def check(self) -> None:
+        """Parse every compact value given (a UsageError names the first bad one): run
+        before anything is contacted."""
+        _replication_fields(self, None)
+
+
+def _cleared(values: list[str] | None) -> bool:
+    return values is not None and [v.strip().lower() for v in values] == ["none"]
+
+
+def _infer(data: dict[str, Any]) -> None:
+    """Fill what follows from the rest: the source cluster from the VMs (when they share
+    one), the kind from the sites (same site: INTRA_SITE, else CROSS_SITE)."""
+    vms = data.get("vms")
+    if not data.get("source_cluster") and isinstance(vms, list):
+        clusters = {v.get("cluster") for v in vms if isinstance(v, dict)}
+        if len(clusters) == 1:
+            data["source_cluster"] = clusters.pop()
+    if not data.get("kind") and isinstance(data.get("source_site"), str) and isinstance(data.get("target_site"), str):
+        same = data["source_site"] == data["target_site"]
+        data["kind"] = ReplicationKind.INTRA_SITE if same else ReplicationKind.CROSS_SITE
+
+
+def _replication_fields(o: ReplicationOptions, current: dict | None) -> dict[str, Any]:
+    """The fields the options set, parsed (spec JSON); `current` gives the zone to keep."""
+    data: dict[str, Any] = {}
+    zone = o.tz or (current or {}).get("schedule", {}).get("time_zone") or "UTC"
+    if o.kind is not None:
+        data["kind"] = parse_kind(o.kind)
+    for field in ("source_site", "source_cluster", "target_site", "target_cluster", "description"):
+        if getattr(o, field) is not None:
+            data[field] = getattr(o, field)
+    if o.vms:
+        data["vms"] = [parse_vm(v).model_dump() for v in o.vms]
+    if o.schedule is not None:
+        data["schedule"] = parse_schedule(o.schedule, zone, "--schedule").model_dump(mode="json")
+    elif o.tz and current:
+        data["schedule"] = {**current["schedule"], "time_zone": o.tz}
+    elif o.tz:
+        parse_schedule("every 15m", o.tz, "--tz")  # the zone alone is checked too
+    if o.window is not None:
+        data["window"] = None if o.window.strip().lower() == "none" else parse_window(o.window).model_dump(mode="json")
+    if o.retention is not None:
+        data["retention"] = parse_retention(o.retention).model_dump()
+    if o.network_maps is not None:
+        data["network_mapping"] = [] if _cleared(o.network_maps) else [
+            parse_network_map(m).model_dump() for m in o.network_maps]
+    if o.ip_maps is not None:
+        data["ip_mapping"] = [] if _cleared(o.ip_maps) else [parse_ip_map(m).model_dump() for m in o.ip_maps]
+    if o.keep_mac is not None:
+        data["keep_mac"] = o.keep_mac
+    if o.naming is not None:
+        data["naming"] = parse_naming(o.naming).model_dump(mode="json")
+    if o.compression is not None:
+        data["compression"] = o.compression
+    if o.consistency is not None:
+        data["consistency"] = parse_consistency(o.consistency)
+    return data
+
+
+def replication_plan_from_options(name: str, o: ReplicationOptions, current: dict | None = None) -> ReplicationPlanSpec:
+    """A new replication plan from options (create), or `current` (a spec as JSON) with the
+    given options applied (update). `--kind` may be left out (it follows from the sites;
+    on update, from the new sites when they change), and so may `--source-cluster` on
+    create (it follows from the VMs). Validated by ReplicationPlanSpec."""
+    if current is None:
+        missing = [opt for opt, v in (("--source-site", o.source_site), ("--target-site", o.target_site),
+                                      ("--target-cluster", o.target_cluster), ("--vm", o.vms),
+                                      ("--schedule", o.schedule), ("--retention", o.retention)) if not v]
+        if missing:
+            raise UsageError(f"replication plan {name!r} needs {', '.join(missing)} (or -f plan.yaml)")
+    data: dict[str, Any] = {**(current or {"name": name}), **_replication_fields(o, current)}
+    if current is None:
+        _infer(data)
+    elif o.kind is None and (o.source_site is not None or o.target_site is not None):
+        data.pop("kind", None)
+        _infer(data)
+    return ReplicationPlanSpec.model_validate(data)
+
+
 # -- plans and inventories in YAML files ---------------------------------------------------------
 
 def expand_plan(raw: Any, where: str) -> dict:
@@ -308,6 +488,40 @@ def expand_plan(raw: Any, where: str) -> dict:
         data["delay_option"] = parse_delay(data["delay_option"])
     if isinstance(data.get("consistency"), str) and data["consistency"] not in set(Consistency):
         data["consistency"] = parse_consistency(data["consistency"])
+    return data
+
+
+def expand_replication_plan(raw: Any, where: str) -> dict:
+    """A replication plan as written in a file, shorthands expanded: `vms` as "cluster/vm",
+    compact `schedule`/`window`/`retention`/`consistency`, `kind` as intra/cross (or left
+    out: it follows from the sites), `source_cluster` left out (it follows from the VMs),
+    `naming` as origin/prefix:TEXT/suffix:TEXT, `network_mapping` and `ip_mapping` entries
+    as "src=dst" strings, and a plan-level `time_zone`."""
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: a replication plan is a mapping of fields, not {type(raw).__name__}")
+    data = dict(raw)
+    zone = data.pop("time_zone", None)
+    if isinstance(data.get("vms"), list):
+        data["vms"] = [parse_vm(v).model_dump() if isinstance(v, str) else v for v in data["vms"]]
+    value = data.get("schedule")
+    if isinstance(value, str):
+        data["schedule"] = parse_schedule(value, zone, "schedule").model_dump(mode="json")
+    elif isinstance(value, dict) and zone and "time_zone" not in value:
+        data["schedule"] = {**value, "time_zone": zone}
+    if isinstance(data.get("window"), str):
+        data["window"] = parse_window(data["window"]).model_dump(mode="json")
+    if isinstance(data.get("retention"), str):
+        data["retention"] = parse_retention(data["retention"]).model_dump()
+    if isinstance(data.get("consistency"), str) and data["consistency"] not in set(Consistency):
+        data["consistency"] = parse_consistency(data["consistency"])
+    if isinstance(data.get("kind"), str) and data["kind"] not in set(ReplicationKind):
+        data["kind"] = parse_kind(data["kind"])
+    if isinstance(data.get("naming"), str):
+        data["naming"] = parse_naming(data["naming"]).model_dump(mode="json")
+    for key, parse in (("network_mapping", parse_network_map), ("ip_mapping", parse_ip_map)):
+        if isinstance(data.get(key), list):
+            data[key] = [parse(m).model_dump() if isinstance(m, str) else m for m in data[key]]
+    _infer(data)
     return data
 
 
@@ -343,15 +557,29 @@ def load_plan_file(path: str | Path, name: str | None = None) -> BackupPlanSpec:
     return _validated(BackupPlanSpec, data, str(path))
 
 
+def load_replication_plan_file(path: str | Path, name: str | None = None) -> ReplicationPlanSpec:
+    """One ReplicationPlanSpec from YAML (shorthands allowed); `name` fills or must match its name."""
+    raw = read_yaml(path)
+    try:
+        data = expand_replication_plan(raw, str(path)) if raw is not None else {}
+    except UsageError as e:
+        raise UsageError(e.args[0] if str(e).startswith(str(path)) else f"{path}: {e}") from None
+    if name is not None:
+        if data.setdefault("name", name) != name:
+            raise UsageError(f"{path} describes plan {data['name']!r}, not {name!r}")
+    return _validated(ReplicationPlanSpec, data, str(path))
+
+
 @dataclass
 class ApplyFile:
     sites: list[Site]
     clusters: list[Cluster]
     repositories: list[RepositorySpec]
     backup_plans: list[BackupPlanSpec]
+    replication_plans: list[ReplicationPlanSpec]
 
 
-SECTIONS = ("sites", "clusters", "repositories", "backup_plans")
+SECTIONS = ("sites", "clusters", "repositories", "backup_plans", "replication_plans")
 
 
 def local_cluster_dir(data_dir: Path, name: str) -> str:
@@ -407,11 +635,20 @@ def load_apply_file(path: str | Path, data_dir: Path) -> ApplyFile:
             raise UsageError(e.args[0] if str(e).startswith(w) else f"{w}: {e}") from None
         return _validated(BackupPlanSpec, data, w)
 
+    def replication_plan(item: Any, w: str) -> ReplicationPlanSpec:
+        try:
+            data = expand_replication_plan(item, w)
+        except UsageError as e:
+            raise UsageError(e.args[0] if str(e).startswith(w) else f"{w}: {e}") from None
+        return _validated(ReplicationPlanSpec, data, w)
+
     out = ApplyFile(
         sites=[_validated(Site, s, where("sites", i, s)) for i, s in enumerate(lists["sites"])],
         clusters=[cluster_from(c, where("clusters", i, c), data_dir, base) for i, c in enumerate(lists["clusters"])],
         repositories=[repo(r, where("repositories", i, r)) for i, r in enumerate(lists["repositories"])],
         backup_plans=[plan(p, where("backup_plans", i, p)) for i, p in enumerate(lists["backup_plans"])],
+        replication_plans=[replication_plan(p, where("replication_plans", i, p))
+                           for i, p in enumerate(lists["replication_plans"])],
     )
     for section in SECTIONS:
         names = [x.name for x in getattr(out, section)]

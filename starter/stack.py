@@ -13,7 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -98,31 +100,61 @@ def lock_data_dir(data_dir: Path) -> int:
     return fd
 
 
+def extra_sites(settings: Settings) -> list[str]:
+    """The sites whose activity workers `abdr up` runs besides ABDR_SITE's (ABDR_EXTRA_SITES)."""
+    return [s for s in settings.extra_sites if s != settings.site]
+
+
+def site_settings(settings: Settings, site: str) -> Settings:
+    """An extra site's settings: its own site name, and its own transport server on a free
+    port of the same host (two servers cannot share one fixed port or announced URL)."""
+    host, _, _ = settings.transport_listen.rpartition(":")
+    return settings.model_copy(update={"site": site, "transport_listen": f"{host}:0", "transport_url": ""})
+
+
 def prepare_catalog(settings: Settings) -> None:
-    """Create or upgrade the catalog and make sure this worker's site exists."""
+    """Create or upgrade the catalog and make sure the sites `abdr up` serves exist."""
     catalog = Catalog(settings.catalog_url)
     try:
-        if settings.site not in {s.name for s in catalog.list_sites()}:
-            catalog.add_site(Site(name=settings.site, description="created by abdr up"))
+        have = {s.name for s in catalog.list_sites()}
+        for site in (settings.site, *extra_sites(settings)):
+            if site not in have:
+                catalog.add_site(Site(name=site, description="created by abdr up"))
     finally:
         catalog.close()
 
 
 def banner(settings: Settings, extra: list[str] | None = None) -> str:
+    sites = [settings.site, *extra_sites(settings)]
     return "\n".join([
         "",
         "abdr is up.",
         f"  Temporal Web UI : {settings.temporal_ui_url}",
         f"  Temporal        : {settings.temporal_address} (namespace {settings.temporal_namespace})",
         f"  Catalog         : {settings.catalog_url}",
-        f"  Site worker     : {settings.site}",
+        f"  Site workers    : {', '.join(sites)}",
         *(extra or []),
         "Try, in another shell (after `source .venv/bin/activate`):",
         "  abdr status",
-        "  abdr status --json",
+        f"  abdr status --json{''.join(f' --site {s}' for s in sites) if len(sites) > 1 else ''}",
         "Ctrl-C stops everything.",
         "",
     ])
+
+
+async def _all_workers(runs: list[Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
+    """Run the worker sets together; the first to fail stops the others, then its error is raised."""
+    tasks = [asyncio.ensure_future(r) for r in runs]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+        if failed:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise failed[0].exception()  # type: ignore[misc]
+    finally:
+        for t in tasks:
+            t.cancel()
 
 
 async def run_stack(settings: Settings) -> None:
@@ -139,12 +171,18 @@ async def run_stack(settings: Settings) -> None:
         if settings.embedded_temporal:
             server = start_dev_server(settings)
             log.info("temporal dev server starting", pid=server.pid, log=str(settings.data_dir / "temporal.log"))
-        ready = asyncio.Event()
-        workers = asyncio.create_task(
-            run_workers(settings, site=settings.site, run_workflows=True, stop=stop, ready=ready))
-        waiter = asyncio.create_task(ready.wait())
+        # The main worker (workflows + ABDR_SITE's activities) and, in this same process, one
+        # activity worker per extra site (ABDR_EXTRA_SITES), all stopped by the one event.
+        roles = [(settings, settings.site, True)] + [(site_settings(settings, s), s, False)
+                                                     for s in extra_sites(settings)]
+        readies = [asyncio.Event() for _ in roles]
+        workers = asyncio.ensure_future(_all_workers([
+            run_workers(cfg, site=site, run_workflows=flows, stop=stop, ready=ready)
+            for (cfg, site, flows), ready in zip(roles, readies)], stop))
+        waiter = asyncio.ensure_future(asyncio.gather(*(r.wait() for r in readies)))
         done, _ = await asyncio.wait({workers, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if workers in done:
+            waiter.cancel()
             workers.result()  # raises the reason the workers could not start
             return
         from starter.demo import seed_in_stack

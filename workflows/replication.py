@@ -13,7 +13,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from models.jobs import Operation, SnapshotInput, SnapshotRef
+    from models.jobs import Operation, PlanResultInput, SnapshotInput, SnapshotRef
     from models.plans import RunResult, VMRef
     from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
     from models.replication import ReplicaState, ReplicationObject
@@ -164,6 +164,15 @@ class ReplicationPlanTickWorkflow:
 
 @workflow.defn(name="ReplicationPlanRun")
 class ReplicationPlanRunWorkflow:
+    def __init__(self) -> None:
+        self._done: list[ReplicateResult] = []
+        self._total = 0
+
+    @workflow.query
+    def progress(self) -> dict:
+        return {"vms_total": self._total, "vms_done": len(self._done),
+                "results": [r.model_dump(mode="json") for r in self._done]}
+
     @workflow.run
     async def run(self, inp: ReplicationRunInput) -> ReplicationRunResult:
         tag(Operation.REPLICATION_PLAN, plan=inp.plan, phase="resolve")
@@ -176,13 +185,22 @@ class ReplicationPlanRunWorkflow:
                 return ReplicationRunResult(plan=inp.plan, result=RunResult.NEVER_EXECUTE,
                                             skipped_reason="skipped: outside the window")
         await record_job(Operation.REPLICATION_PLAN, "RUNNING", plan=inp.plan)
+        await catalog("set_replication_plan_result", PlanResultInput(plan=inp.plan, result=RunResult.RUNNING,
+                                                                     at=workflow.now()))
         gate = asyncio.Semaphore(plan.max_jobs)
         stamp = workflow.now().strftime("%Y%m%dT%H%M%SZ")
         wanted = {v.vm for v in spec.vms}
         objects = [o for o in plan.objects if o.source.vm in wanted]
         phase("replicate", f"{len(objects)} VMs, {plan.max_jobs} at a time")
 
+        self._total = len(objects)
+
         async def one(vm: str, source: VMRef) -> ReplicateResult:
+            result = await replicate_one(vm, source)
+            self._done.append(result)
+            return result
+
+        async def replicate_one(vm: str, source: VMRef) -> ReplicateResult:
             async with gate:
                 child = ReplicateInput(spec=spec, vm=vm, point_id=f"{vm}.r{stamp}.{workflow.uuid4().hex[:6]}",
                                        creation=PointCreation.MANUAL if inp.manual else PointCreation.AUTO,
@@ -202,6 +220,7 @@ class ReplicationPlanRunWorkflow:
         ok = sum(r.ok for r in results)
         outcome = RunResult.SUCCESS if ok == len(results) else RunResult.PARTIAL_SUCCESS if ok else RunResult.FAILED
         final = ReplicationRunResult(plan=inp.plan, result=outcome, vms=results)
+        await catalog("set_replication_plan_result", PlanResultInput(plan=inp.plan, result=outcome, at=workflow.now()))
         await record_job(Operation.REPLICATION_PLAN, outcome.value, plan=inp.plan,
                          result=final.model_dump(mode="json"), finished=True)
         phase("done", outcome.value)
