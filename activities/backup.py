@@ -15,7 +15,8 @@ from activities.heartbeat import Heartbeater, resume_details
 from activities.resources import Resources
 from drivers.ratelimit import limit_iops
 from drivers.base import AlreadyExists, NotFound
-from drivers.repository.errors import PointNotFound, RepositoryLocked
+from drivers.repository import Repository
+from drivers.repository.errors import PointBusy, PointNotFound, RepositoryLocked
 from drivers.repository.manifest import check_point_id
 from models.jobs import (
     BackupBase,
@@ -184,17 +185,26 @@ class BackupActivities:
         catalog, repo = self.res.catalog, self.res.repository(repository_path)
         for pid in point_ids:
             catalog.set_point_state(pid, PointState.DELETING)
-            deadline = time.monotonic() + LOCK_WAIT_S
-            while True:
-                try:
-                    repo.delete_point(pid)
-                    break
-                except PointNotFound:
-                    break
-                except RepositoryLocked:
-                    # Another VM's retention (a short delete) or a GC holds the lock: wait a
-                    # little, then let the activity's retry policy take over.
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-            catalog.delete_restore_point(pid)
+            if remove_manifest(repo, pid):
+                catalog.delete_restore_point(pid)
+            else:  # the base of a backup running now: kept; the next retention pass takes it
+                catalog.set_point_state(pid, PointState.READY)
+
+
+def remove_manifest(repo: Repository, point_id: str) -> bool:
+    """Remove a point's manifest; False if it must stay (a running backup builds on it).
+    Waits a little for the maintenance lock (another VM's short delete, or a GC), then
+    leaves it to the activity's retry policy."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            repo.delete_point(point_id)
+            return True
+        except PointNotFound:
+            return True
+        except PointBusy:
+            return False
+        except RepositoryLocked:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
