@@ -93,7 +93,8 @@ def test_up_status_ctrl_c_and_restart(stack_env: dict[str, str]) -> None:
         code, report = status(stack_env)
         assert code == 0, report
         assert report["healthy"] and report["temporal"]["ok"] and report["catalog"]["ok"]
-        assert {w["task_queue"] for w in report["workers"] if w["pollers"]} == {"abdr-workflows", "abdr-site-default"}
+        polled = {w["task_queue"] for w in report["workers"] if w["pollers"]}
+        assert polled == {"abdr-workflows", "abdr-site-default", "abdr-site-dr"}  # the demo's second site too
         assert report["probe"][0]["ok"] and report["probe"][0]["identity"]
         first_probe = report["probe"][0]
     finally:

@@ -3,6 +3,7 @@ local driver and the repository, every result checked byte for byte."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from drivers.local.tools import rewrite_fraction
@@ -26,6 +27,7 @@ async def run_plan(stack: Stack, plan: str, full: bool = False):
 
 
 async def test_full_then_incremental_then_restores_are_byte_exact(stack: Stack) -> None:
+    started = datetime.now(timezone.utc)
     stack.make_vm("web", disks=2, size=8 * MiB)
     await stack.client.create_backup_plan(plan_spec("gold", ["web"]))
     state1 = [stack.disk_bytes("web", d) for d in ("disk0", "disk1")]
@@ -54,7 +56,9 @@ async def test_full_then_incremental_then_restores_are_byte_exact(stack: Stack) 
     # What a user filtering by plan in the Web UI sees: the plan's runs and its VMs' backups, done.
     runs = [w async for w in stack.client.client.list_workflows("AbdrPlan = 'gold'")]
     assert {w.workflow_type for w in runs} == {"BackupPlanRun", "VMBackup"}
-    backups = [w async for w in stack.client.client.list_workflows("AbdrVM = 'c1/web' AND AbdrPhase = 'done'")]
+    backups = [w async for w in stack.client.client.list_workflows(
+        "AbdrPlan = 'gold' AND AbdrVM = 'c1/web' AND AbdrPhase = 'done' AND WorkflowType = 'VMBackup' "
+        f"AND StartTime >= '{started.isoformat()}'")]
     assert len(backups) == 2
     # Only the newest point keeps its snapshot (the next incremental's base).
     assert [s.name for s in stack.driver.list_snapshots(vm.id)] == [f"abdr-{r2.point_id}"]
