@@ -32,6 +32,22 @@ def up() -> None:
 
 
 @app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve the REST API (OpenAPI at /openapi.json, docs at /docs); needs ABDR_API_TOKEN."""
+    with cli_errors():
+        import uvicorn
+
+        from starter.api import make_api
+
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        uvicorn.run(make_api(settings, settings.api_token), host=host, port=port, log_level="warning")
+
+
+@app.command()
 def status(
     as_json: JsonOpt = False,
     site: Annotated[list[str] | None, typer.Option("--site", help="Sites to check (default ABDR_SITE).")] = None,

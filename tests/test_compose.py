@@ -36,7 +36,8 @@ def test_validator_rejects_a_broken_file(tmp_path: Path) -> None:
 def test_compose_runs_what_make_up_runs() -> None:
     doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = doc["services"]
-    assert {"temporal", "temporal-ui", "postgresql", "abdr-worker", "register-search-attributes"} <= set(services)
+    assert {"temporal", "temporal-ui", "postgresql", "abdr-worker", "abdr-worker-dr",
+            "register-search-attributes"} <= set(services)
     assert "8233:8080" in services["temporal-ui"]["ports"]  # the UI where `make up` puts it
     script = " ".join(services["register-search-attributes"]["command"])
     assert all(k.name in script for k in search_attributes.ALL)
@@ -44,6 +45,14 @@ def test_compose_runs_what_make_up_runs() -> None:
     assert worker["command"][:2] == ["python", "worker.py"]
     assert worker["environment"]["ABDR_TEMPORAL_ADDRESS"] == "temporal:7233"
     assert worker["environment"]["ABDR_DATABASE_URL"].startswith("postgresql://")
+    # The same sites as `make up` (ABDR_SITE and ABDR_EXTRA_SITES' defaults), one worker each.
+    from starter.settings import Settings
+
+    defaults = Settings()
+    dr = services["abdr-worker-dr"]
+    assert worker["environment"]["ABDR_SITE"] == defaults.site
+    assert dr["command"] == ["python", "worker.py", "--site", defaults.extra_sites[0], "--no-workflows"]
+    assert dr["environment"]["ABDR_TRANSPORT_TOKEN"] == worker["environment"]["ABDR_TRANSPORT_TOKEN"]
     dockerfile = (ROOT / "Dockerfile").read_text()
     for top in ("models", "workflows", "activities", "drivers", "starter", "worker.py"):
         assert f"COPY {top}" in dockerfile
