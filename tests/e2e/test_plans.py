@@ -183,3 +183,34 @@ async def test_bad_inputs_are_refused_and_change_nothing(stack: Stack) -> None:
 
     assert await _state(stack) == before
     assert not missing.parent.exists()
+
+
+async def test_deleting_a_plan_keeps_or_deletes_its_points_as_asked(stack: Stack) -> None:
+    stack.make_vm("a", size=2 * MiB)
+    for name in ("keep", "drop"):
+        await stack.client.create_backup_plan(plan_spec(name, ["a"]))
+        await run_plan(stack, name)
+    kept = {p["id"] for p in await stack.client.list_restore_points(plan="keep")}
+    dropped = {p["id"] for p in await stack.client.list_restore_points(plan="drop")}
+    await stack.client.delete_backup_plan("keep", delete_points=False)
+    await stack.client.delete_backup_plan("drop", delete_points=True)
+    assert {p["id"] for p in await stack.client.list_restore_points()} == kept
+    assert repo_point_ids(stack) == kept and not dropped & repo_point_ids(stack)
+    assert [s.id async for s in await stack.client.client.list_schedules()] == []
+    with pytest.raises(AbdrError, match="backup plan 'keep' not found"):
+        await stack.client.get_backup_plan("keep")
+
+
+async def test_maintenance_verifies_and_marks_damaged_points(stack: Stack) -> None:
+    stack.make_vm("a", size=2 * MiB)
+    await stack.client.create_backup_plan(plan_spec("m", ["a"]))
+    point = (await run_plan(stack, "m")).vms[0].point_id
+    clean = await stack.client.result(await stack.client.maintain_repository("r1", verify=True, prune=True, gc=True))
+    assert clean.verified_points == 1 and clean.damaged == []
+    chunk = max((stack.repo_path / "chunks").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else -1)
+    blob = bytearray(chunk.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # one flipped byte on the storage
+    chunk.write_bytes(bytes(blob))
+    report = await stack.client.result(await stack.client.maintain_repository("r1"))
+    assert {d["point_id"] for d in report.damaged} == {point}
+    assert (await stack.client.get_restore_point(point))["state"] == "DAMAGED"
