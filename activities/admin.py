@@ -13,13 +13,20 @@ from datetime import datetime, timezone
 from activities.errors import InvalidRequest, translate_errors
 from drivers.catalog.store import Catalog
 from models.inventory import Cluster, Site
-from models.plans import BackupPlanSpec, PlanStatus, VMRef
+from models.plans import BackupPlanSpec, PlanStatus, RunResult, VMRef
 from models.replication import ReplicationPlanSpec
 from models.services import BackupService
 
 
 def _dump(items: list[Any]) -> list[dict]:
     return [i.model_dump(mode="json") for i in items]
+
+
+def plan_view(spec: Any, state: tuple[PlanStatus, RunResult, datetime | None]) -> dict:
+    """A plan as the CLI and the API show it: its spec and its run state."""
+    status, result, last = state
+    return {"spec": spec.model_dump(mode="json"), "status": status.value, "last_result": result.value,
+            "last_run_at": last.isoformat() if last else None}
 
 
 class AdminActivities:
@@ -83,10 +90,7 @@ class AdminActivities:
     @activity.defn(name="admin_get_backup_plan")
     @translate_errors
     def get_backup_plan(self, p: dict) -> dict:
-        spec = self.catalog.get_backup_plan(p["name"])
-        status, result, last = self.catalog.backup_plan_state(p["name"])
-        return {"spec": spec.model_dump(mode="json"), "status": status.value, "last_result": result.value,
-                "last_run_at": last.isoformat() if last else None}
+        return plan_view(self.catalog.get_backup_plan(p["name"]), self.catalog.backup_plan_state(p["name"]))
 
     @activity.defn(name="admin_list_backup_plans")
     @translate_errors
@@ -144,10 +148,8 @@ class AdminActivities:
     @activity.defn(name="admin_get_replication_plan")
     @translate_errors
     def get_replication_plan(self, p: dict) -> dict:
-        spec = self.catalog.get_replication_plan(p["name"])
-        status, result, last = self.catalog.replication_plan_state(p["name"])
-        return {"spec": spec.model_dump(mode="json"), "status": status.value, "last_result": result.value,
-                "last_run_at": last.isoformat() if last else None}
+        return plan_view(self.catalog.get_replication_plan(p["name"]),
+                         self.catalog.replication_plan_state(p["name"]))
 
     @activity.defn(name="admin_list_replication_plans")
     @translate_errors

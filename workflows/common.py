@@ -7,7 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
@@ -33,6 +34,27 @@ async def catalog(activity: str, arg: Any, result_type: type | None = None, summ
     they must work while a site is down)."""
     return await workflow.execute_activity(activity, arg, task_queue=WORKFLOW_TASK_QUEUE, result_type=result_type,
                                            summary=summary or activity, **QUICK)
+
+
+SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+SKIPPED_BUSY = "skipped: the previous run of this plan is still running"
+
+
+def scheduled_time() -> Any:
+    """When the schedule meant this run to start (now, for a run nobody scheduled)."""
+    return workflow.info().typed_search_attributes.get(SCHEDULED_START) or workflow.now()
+
+
+async def start_plan_run(run: Any, arg: Any, wf_id: str, summary: str) -> Any:
+    """Start a plan's run under the plan's one workflow id; None while a run is going (the
+    due run is skipped, not queued: ABDR's rule, and Temporal's id uniqueness enforces it)."""
+    try:
+        return await workflow.start_child_workflow(run, arg, id=wf_id, task_queue=WORKFLOW_TASK_QUEUE,
+                                                   id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                                                   static_summary=summary)
+    except WorkflowAlreadyStartedError:
+        workflow.set_current_details(SKIPPED_BUSY)
+        return None
 
 
 def tag(operation: Operation, *, plan: str | None = None, vm: str | None = None, site: str | None = None,

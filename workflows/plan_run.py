@@ -8,7 +8,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
@@ -28,10 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from models.schedule import window_close
 
 from workflows.backup import VMBackupWorkflow, failure_text
-from workflows.common import catalog, phase, record_job, tag
-
-SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
-
+from workflows.common import SKIPPED_BUSY, catalog, phase, record_job, scheduled_time, start_plan_run, tag
 
 def plan_run_id(plan: str) -> str:
     return f"backup-plan/{plan}"
@@ -52,18 +49,11 @@ def aggregate(results: list[VMBackupResult]) -> RunResult:
 class BackupPlanTickWorkflow:
     @workflow.run
     async def run(self, inp: PlanTickInput) -> PlanRunResult:
-        scheduled_at = workflow.info().typed_search_attributes.get(SCHEDULED_START) or workflow.now()
         tag(Operation.BACKUP_PLAN, plan=inp.plan, phase="tick")
-        try:
-            handle = await workflow.start_child_workflow(
-                BackupPlanRunWorkflow.run, PlanRunInput(plan=inp.plan, scheduled_at=scheduled_at),
-                id=plan_run_id(inp.plan), task_queue=WORKFLOW_TASK_QUEUE,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                static_summary=f"scheduled run of backup plan {inp.plan}")
-        except WorkflowAlreadyStartedError:
-            reason = "skipped: the previous run of this plan is still running"
-            workflow.set_current_details(reason)
-            return PlanRunResult(plan=inp.plan, result=RunResult.RUNNING, skipped_reason=reason)
+        handle = await start_plan_run(BackupPlanRunWorkflow.run, PlanRunInput(plan=inp.plan, scheduled_at=scheduled_time()),
+                                      plan_run_id(inp.plan), f"scheduled run of backup plan {inp.plan}")
+        if handle is None:
+            return PlanRunResult(plan=inp.plan, result=RunResult.RUNNING, skipped_reason=SKIPPED_BUSY)
         return await handle
 
 

@@ -39,8 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from models.schedule import window_close
 
 from workflows.backup import failure_text
-from workflows.common import catalog, phase, record_job, retry, tag
-from workflows.plan_run import SCHEDULED_START
+from workflows.common import SKIPPED_BUSY, catalog, phase, record_job, retry, scheduled_time, start_plan_run, tag
 
 PULL_HEARTBEAT = timedelta(seconds=10)
 REPLICABLE = {ReplicaState.NOT_READY, ReplicaState.READY, ReplicaState.FAILOVER_TEST}
@@ -148,17 +147,12 @@ class ReplicateWorkflow:
 class ReplicationPlanTickWorkflow:
     @workflow.run
     async def run(self, inp: ReplicationTickInput) -> ReplicationRunResult:
-        scheduled_at = workflow.info().typed_search_attributes.get(SCHEDULED_START) or workflow.now()
         tag(Operation.REPLICATION_PLAN, plan=inp.plan, phase="tick")
-        try:
-            handle = await workflow.start_child_workflow(
-                ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=inp.plan, scheduled_at=scheduled_at),
-                id=replication_run_id(inp.plan), task_queue=WORKFLOW_TASK_QUEUE,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                static_summary=f"scheduled run of replication plan {inp.plan}")
-        except WorkflowAlreadyStartedError:
-            reason = "skipped: the previous run of this plan is still running"
-            return ReplicationRunResult(plan=inp.plan, result=RunResult.RUNNING, skipped_reason=reason)
+        handle = await start_plan_run(ReplicationPlanRunWorkflow.run,
+                                      ReplicationRunInput(plan=inp.plan, scheduled_at=scheduled_time()),
+                                      replication_run_id(inp.plan), f"scheduled run of replication plan {inp.plan}")
+        if handle is None:
+            return ReplicationRunResult(plan=inp.plan, result=RunResult.RUNNING, skipped_reason=SKIPPED_BUSY)
         return await handle
 
 

@@ -34,6 +34,7 @@ from models.restore_points import PointState, RestorePointSummary
 from models.services import BackupService, ReplicationService, RepositorySpec
 
 RowT = TypeVar("RowT", bound=SQLModel)
+PlanRow = BackupPlanRow | ReplicationPlanRow
 OBJECT_REFS = ("source_vm_id", "replica_vm_id", "source_snapshot", "replica_point", "failover_snapshot")
 
 
@@ -195,20 +196,27 @@ class Catalog:
         with self.session() as s:
             return BackupPlanSpec.model_validate(self._get(s, BackupPlanRow, name, f"backup plan {name!r}").spec)
 
-    def backup_plan_state(self, name: str) -> tuple[PlanStatus, RunResult, datetime | None]:
+    def _plan_state(self, model: type[PlanRow], what: str, name: str) -> tuple[PlanStatus, RunResult, datetime | None]:
         with self.session() as s:
-            r = self._get(s, BackupPlanRow, name, f"backup plan {name!r}")
+            r = self._get(s, model, name, f"{what} {name!r}")
             return PlanStatus(r.status), RunResult(r.last_result), r.last_run_at
 
-    def set_backup_plan_state(self, name: str, status: PlanStatus | None = None,
-                              result: RunResult | None = None, run_at: datetime | None = None) -> None:
+    def _set_plan_state(self, model: type[PlanRow], what: str, name: str, status: PlanStatus | None,
+                        result: RunResult | None, run_at: datetime | None) -> None:
         with self.session() as s:
-            r = self._get(s, BackupPlanRow, name, f"backup plan {name!r}")
+            r = self._get(s, model, name, f"{what} {name!r}")
             r.status = status or r.status
             r.last_result = result or r.last_result
             r.last_run_at = run_at or r.last_run_at
             r.updated_at = utcnow()
             s.add(r)
+
+    def backup_plan_state(self, name: str) -> tuple[PlanStatus, RunResult, datetime | None]:
+        return self._plan_state(BackupPlanRow, "backup plan", name)
+
+    def set_backup_plan_state(self, name: str, status: PlanStatus | None = None,
+                              result: RunResult | None = None, run_at: datetime | None = None) -> None:
+        self._set_plan_state(BackupPlanRow, "backup plan", name, status, result, run_at)
 
     def list_backup_plans(self) -> list[BackupPlanSpec]:
         return [BackupPlanSpec.model_validate(r.spec) for r in self._all(BackupPlanRow, order=BackupPlanRow.name)]
@@ -349,18 +357,10 @@ class Catalog:
 
     def set_replication_plan_state(self, name: str, status: PlanStatus | None = None,
                                    result: RunResult | None = None, run_at: datetime | None = None) -> None:
-        with self.session() as s:
-            r = self._get(s, ReplicationPlanRow, name, f"replication plan {name!r}")
-            r.status = status or r.status
-            r.last_result = result or r.last_result
-            r.last_run_at = run_at or r.last_run_at
-            r.updated_at = utcnow()
-            s.add(r)
+        self._set_plan_state(ReplicationPlanRow, "replication plan", name, status, result, run_at)
 
     def replication_plan_state(self, name: str) -> tuple[PlanStatus, RunResult, datetime | None]:
-        with self.session() as s:
-            r = self._get(s, ReplicationPlanRow, name, f"replication plan {name!r}")
-            return PlanStatus(r.status), RunResult(r.last_result), r.last_run_at
+        return self._plan_state(ReplicationPlanRow, "replication plan", name)
 
     def update_replication_plan(self, spec: ReplicationPlanSpec) -> None:
         """New settings; objects are added for new VMs and kept (with their history) for old ones."""

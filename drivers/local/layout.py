@@ -26,6 +26,8 @@ from typing import Any
 
 from drivers.base import NotFound, ResourceLocked, validate_name
 
+from drivers.fsio import fsync_dir  # noqa: F401  (re-exported)
+
 safe_name = validate_name  # user names become file names here: see validate_name
 
 FORMAT = "abdr-local/1"
@@ -73,15 +75,6 @@ class VMPaths:
 
 
 # ---------------------------------------------------------------------------- files
-def fsync_dir(path: Path) -> None:
-    """A rename or create is durable only once its directory is fsynced."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Write-to-temp, fsync, rename, fsync dir: readers see the old or the new file, never a
     torn one, and after a crash exactly one of them."""

@@ -9,6 +9,8 @@ import os
 import secrets
 from pathlib import Path
 
+from drivers.fsio import fsync_dir  # noqa: F401  (re-exported)
+
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
@@ -27,15 +29,6 @@ def syncfs(path: Path) -> None:
         if fn(fd) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"syncfs({path}) failed: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename/create in `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
     finally:
         os.close(fd)
 
