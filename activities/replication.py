@@ -5,6 +5,10 @@ pulls from the source), failback and reprotect (the original pulls from the repl
 from __future__ import annotations
 
 import hashlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 from datetime import datetime, timezone
 
 from temporalio import activity
@@ -31,6 +35,28 @@ from models.replication_jobs import (
 )
 from models.restore_points import PointState
 from models.retention import expired_points
+
+T = TypeVar("T")
+
+
+PREFETCH = 3  # batches in flight ahead of the writer (each at most MAX_READ_BYTES)
+
+
+def prefetch(fetch: Callable[[T], bytes], items: list[T], depth: int) -> Iterator[bytes]:
+    """fetch(item) for each item, in order, with up to `depth` fetches running ahead."""
+    with ThreadPoolExecutor(depth, thread_name_prefix="abdr-pull") as pool:
+        pending: deque[Future[bytes]] = deque()
+        feed = iter(items)
+        for item in feed:
+            pending.append(pool.submit(fetch, item))
+            if len(pending) >= depth:
+                break
+        while pending:
+            data = pending.popleft().result()
+            nxt = next(feed, None)
+            if nxt is not None:
+                pending.append(pool.submit(fetch, nxt))
+            yield data
 
 
 def merge_extents(extents: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -109,16 +135,20 @@ class ReplicationActivities:
                 extents_count += len(wanted)
                 if di < resumed.disk_index:
                     continue
+                todo = [(bi, b) for bi, b in enumerate(batches(wanted))
+                        if not (di == resumed.disk_index and bi < resumed.batch_index)]  # confirmed before
+
+                def fetch(batch: list[tuple[int, int]], disk_name: str = disk.name) -> bytes:
+                    return client.read(ReadRequest(cluster=inp.remote.cluster, vm_id=inp.remote.vm_id,
+                                                   disk=disk_name, snapshot_id=inp.remote.snapshot_id, extents=batch))
+
                 with local.open_disk(inp.local.vm_id, disk.name, writable=True) as handle:
-                    for bi, batch in enumerate(batches(wanted)):
-                        if di == resumed.disk_index and bi < resumed.batch_index:
-                            continue  # confirmed by an earlier attempt (writes are idempotent anyway)
-                        data = client.read(ReadRequest(cluster=inp.remote.cluster, vm_id=inp.remote.vm_id,
-                                                       disk=disk.name, snapshot_id=inp.remote.snapshot_id,
-                                                       extents=batch))
-                        writes, pos = [], 0
+                    # The next batches are fetched while this one is written (network and disk overlap);
+                    # writes stay in order, so "batch_index" always means "everything before is written".
+                    for (bi, batch), data in zip(todo, prefetch(fetch, [b for _, b in todo], PREFETCH)):
+                        writes, pos, view = [], 0, memoryview(data)
                         for off, n in batch:
-                            writes.append((off, data[pos:pos + n]))
+                            writes.append((off, view[pos:pos + n]))
                             pos += n
                         handle.write_many(writes)
                         moved += pos
