@@ -16,7 +16,7 @@ from temporalio.worker import Replayer
 import workflows
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-EXPECTED_TYPES = {"Admin", "BackupPlanRun", "BackupPlanTick", "VMBackup", "Restore", "Replicate",
+EXPECTED_TYPES = {"Admin", "BackupPlanRun", "BackupPlanTick", "VMBackup", "Restore", "RepositoryMaintenance", "Replicate",
                   "ReplicationPlanRun", "Failover", "UndoFailover", "FailoverTest", "Failback", "PermanentFailover"}
 
 
