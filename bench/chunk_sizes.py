@@ -1,9 +1,9 @@
 """Repository benchmark (not a test: pytest does not collect this file).
 
-    python3 /work/shared/bench/make_image.py create /tmp/bench.img --size 2GiB --seed 1
+    python3 bench/make_image.py create /tmp/bench.img --size 2GiB --seed 1
     cp /tmp/bench.img /tmp/bench2.img
-    python3 /work/shared/bench/make_image.py mutate /tmp/bench2.img --fraction 0.05 --seed 2
-    .venv/bin/python tests/repository/bench_repository.py --chunk-sizes 64K,128K,256K,1M
+    python3 bench/make_image.py mutate /tmp/bench2.img --fraction 0.05 --seed 2
+    .venv/bin/python -m bench.chunk_sizes --chunk-sizes 64K,128K,256K,1M
 
 Each configuration runs in a fresh subprocess (so peak RSS is its own) against a fresh
 repository under --workdir: full backup of bench.img from page cache, incremental backup of
