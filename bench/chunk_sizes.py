@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drivers.repository import Repository  # noqa: E402
 from models.inventory import DiskSpec, Extent, VMConfig  # noqa: E402

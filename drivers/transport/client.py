@@ -3,6 +3,7 @@ with a bandwidth cap and retries of dropped connections (reads are idempotent)."
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from collections.abc import Iterator
@@ -52,22 +53,27 @@ class TransportClient:
     def close(self) -> None:
         self.http.close()
 
-    def _post(self, path: str, body: dict) -> httpx.Response:
+    def _post(self, path: str, body: dict) -> tuple[bytes, httpx.Headers]:
+        """POST and return the body and headers. The body is read by streaming into our own
+        buffer: a Response keeping its content sits in reference cycles until the garbage
+        collector runs, which let a seed pull's memory grow batch by batch."""
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             try:
-                r = self.http.post(path, json=body)
+                with self.http.stream("POST", path, json=body) as r:
+                    content = b"".join(r.iter_raw())
+                    status, headers = r.status_code, r.headers
             except httpx.TransportError as e:
                 last = e
                 time.sleep(min(2.0, 0.1 * 2 ** attempt))
                 continue
-            if r.status_code != 200:
+            if status != 200:
                 try:
-                    msg = r.json().get("error", r.text)
+                    msg = json.loads(content).get("error", content.decode(errors="replace"))
                 except ValueError:
-                    msg = r.text
-                raise TransportError(f"{path}: HTTP {r.status_code}: {msg}")
-            return r
+                    msg = content.decode(errors="replace")
+                raise TransportError(f"{path}: HTTP {status}: {msg}")
+            return content, headers
         raise TransportError(f"{path}: the remote site's transport is unreachable: {last}")
 
     def health(self) -> dict:
@@ -76,15 +82,15 @@ class TransportClient:
         return r.json()
 
     def extents(self, req: ExtentsRequest) -> ExtentsReply:
-        return ExtentsReply.model_validate(self._post("/v1/extents", req.model_dump()).json())
+        return ExtentsReply.model_validate_json(self._post("/v1/extents", req.model_dump())[0])
 
     def read(self, req: ReadRequest) -> bytes:
-        r = self._post("/v1/read", req.model_dump())
+        content, headers = self._post("/v1/read", req.model_dump())
         if self.bucket is not None:
-            self.bucket.take(max(1, len(r.content) // 65536))
-        self.wire_bytes += len(r.content)
-        data = zstandard.ZstdDecompressor().decompress(r.content, max_output_size=MAX_READ_BYTES)
-        if blake3.blake3(data).hexdigest() != r.headers.get(DIGEST_HEADER):
+            self.bucket.take(max(1, len(content) // 65536))
+        self.wire_bytes += len(content)
+        data = zstandard.ZstdDecompressor().decompress(content, max_output_size=MAX_READ_BYTES)
+        if blake3.blake3(data).hexdigest() != headers.get(DIGEST_HEADER):
             raise TransportError("a read arrived corrupted (digest mismatch)")
         expected = sum(n for _, n in req.extents)
         if len(data) != expected:
