@@ -71,7 +71,7 @@ async def test_drill_cleans_up_by_itself_after_its_time(time_skipping_env: Workf
     replica_with_a_point(catalog, driver)
     client = AbdrClient(env.client, settings)
     async with AsyncExitStack() as stack:
-        executor = stack.enter_context(ThreadPoolExecutor(8))
+        executor = stack.enter_context(ThreadPoolExecutor(16))
         for w in build_workers(env.client, settings, catalog, site="b", run_workflows=True, executor=executor):
             await stack.enter_async_context(w)
         handle = await client.start_failover_test(FailoverTestRequest(plan="dr", vm="web", cleanup_after_s=3600))
