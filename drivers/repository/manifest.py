@@ -173,11 +173,9 @@ class DiskManifest(_Model):
         return off, min(self.chunk_size, self.size - off)
 
 
-class RestorePoint(_Model):
-    """A committed restore point. Every point lists every chunk of every disk: restoring it
-    needs no other point, and deleting another point never breaks it."""
+class PointDraft(_Model):
+    """A point being written: everything of RestorePoint but the disks (kept in staging)."""
 
-    version: int = MANIFEST_VERSION
     id: str
     vm_id: str
     vm_name: str
@@ -188,13 +186,25 @@ class RestorePoint(_Model):
     plan: str | None = None
     base_point: str | None = None  # the point an incremental carried unchanged chunks from
     labels: dict[str, str] = Field(default_factory=dict)
-    disks: list[DiskManifest] = Field(default_factory=list)
-    committed_at: datetime | None = None
 
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
         return check_point_id(v)
+
+    @field_validator("created_at")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        return v.replace(tzinfo=UTC) if v.tzinfo is None else v
+
+
+class RestorePoint(PointDraft):
+    """A committed restore point: its draft plus every chunk of every disk. Restoring it
+    needs no other point, and deleting another point never breaks it."""
+
+    version: int = MANIFEST_VERSION
+    disks: list[DiskManifest] = Field(default_factory=list)
+    committed_at: datetime | None = None
 
     @field_validator("version")
     @classmethod
@@ -203,9 +213,9 @@ class RestorePoint(_Model):
             raise ValueError(f"manifest version {v} is newer than this abdr reads ({MANIFEST_VERSION}): upgrade abdr")
         return v
 
-    @field_validator("created_at", "committed_at")
+    @field_validator("committed_at")
     @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
+    def _committed_aware(cls, v: datetime | None) -> datetime | None:
         return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
 
     def disk(self, name: str) -> DiskManifest:
@@ -227,28 +237,3 @@ class RestorePoint(_Model):
         for d in self.disks:
             out |= d.chunks.digests()
         return out
-
-
-class PointDraft(_Model):
-    """A point being written: everything of RestorePoint but the disks (kept in staging)."""
-
-    id: str
-    vm_id: str
-    vm_name: str
-    vm_config: VMConfig
-    created_at: datetime
-    type: PointType
-    creation: PointCreation = PointCreation.AUTO
-    plan: str | None = None
-    base_point: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        return check_point_id(v)
-
-    @field_validator("created_at")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        return v.replace(tzinfo=UTC) if v.tzinfo is None else v
