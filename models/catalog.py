@@ -173,3 +173,18 @@ class JobRow(SQLModel, table=True):
     started_at: datetime = _ts(nullable=False)
     finished_at: datetime | None = _ts(nullable=True)
     result: dict = Field(sa_column=Column(JSON, nullable=False))
+
+
+class ServiceSlotRow(SQLModel, table=True):
+    """A lease on one of a service's transfer slots (its limit per kind: backup, restore,
+    replication, failback). `slot` runs 0..limit-1, so the primary key itself refuses a
+    second holder of a slot (compare-and-set on SQLite and PostgreSQL alike); a lease
+    whose holder stopped renewing it is reclaimable after `expires_at`."""
+
+    __tablename__ = "service_slots"
+    kind: str = Field(primary_key=True, max_length=16)
+    service: str = Field(primary_key=True, max_length=63)
+    slot: int = Field(primary_key=True)
+    holder: str = Field(index=True, max_length=400, description="workflow id/run id/activity id")
+    acquired_at: datetime = _ts(nullable=False)
+    expires_at: datetime = _ts(nullable=False)
