@@ -17,7 +17,7 @@ async def export_histories(client: Client) -> None:
     out = Path(target)
     out.mkdir(parents=True, exist_ok=True)
     async for wf in client.list_workflows("ExecutionStatus = 'Completed'"):
-        if wf.status != WorkflowExecutionStatus.COMPLETED or wf.workflow_type == "HealthCheck":
+        if wf.status != WorkflowExecutionStatus.COMPLETED:
             continue
         history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
         (out / f"{wf.workflow_type}.json").write_text(history.to_json())

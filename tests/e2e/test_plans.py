@@ -14,7 +14,7 @@ from models.jobs import PlanRunResult
 from models.plans import RunResult, VMRef
 from models.requests import RestoreMode, RestoreRequest
 from models.services import BackupService, RepositorySpec
-from starter import schedules
+from starter import schedules, status
 from starter.client import AbdrError
 from tests.e2e.conftest import MiB, Stack
 from tests.e2e.test_backup_restore import plan_spec, run_plan
@@ -32,15 +32,15 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> Any:
         await asyncio.sleep(0.5)
 
 
-async def trigger_and_wait(stack: Stack, plan: str) -> PlanRunResult:
+async def trigger_and_wait(stack: Any, plan: str, kind: str = "backup", result_type: type = PlanRunResult) -> Any:
     """Fire the plan's schedule now (a real scheduled action: AUTO points) and wait for it."""
-    handle = stack.client.client.get_schedule_handle(schedules.schedule_id(plan))
+    handle = stack.client.client.get_schedule_handle(schedules.schedule_id(plan, kind))
     before = (await handle.describe()).info.num_actions
     await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
     desc = await wait_for(lambda: _described_after(handle, before), 30, "the triggered action")
     action = desc.info.recent_actions[-1].action
     return await stack.client.client.get_workflow_handle(action.workflow_id, run_id=action.first_execution_run_id,
-                                                         result_type=PlanRunResult).result()
+                                                         result_type=result_type).result()
 
 
 async def _described_after(handle: Any, before: int) -> Any:
@@ -214,3 +214,8 @@ async def test_maintenance_verifies_and_marks_damaged_points(stack: Stack) -> No
     report = await stack.client.result(await stack.client.maintain_repository("r1"))
     assert {d["point_id"] for d in report.damaged} == {point}
     assert (await stack.client.get_restore_point(point))["state"] == "DAMAGED"
+
+
+async def test_health_probe_runs_on_the_site_worker(stack: Stack) -> None:
+    probe = await status.run_probe(stack.client.client, "default")
+    assert probe["ok"] and probe["site"] == "default" and probe["task_queue"] == "abdr-site-default", probe

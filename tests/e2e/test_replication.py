@@ -34,6 +34,7 @@ from starter.client import AbdrClient, AbdrError
 from starter.settings import Settings
 from tests.e2e.histories import export_histories
 from tests.e2e.processes import DevServer, WorkerProcess
+from tests.e2e.test_plans import trigger_and_wait
 
 MiB = 1 << 20
 SIZE = 16 * MiB
@@ -188,6 +189,19 @@ async def test_replicate_failover_failback_and_replicate_again(dr: DR) -> None:
     assert not third.vms[0].seeded and dr.disk(dr.b, "web-replica") == dr.disk(dr.a, "web")
     history = [h["to_state"] for h in (await dr.client.admin("list_replicas", {"plan": "dr"}))[0].get("history", [])]
     assert history == [] or "FAILBACK" in history
+
+
+async def test_scheduled_replication_fires_and_the_replica_matches(dr: DR) -> None:
+    src_id = make_vm(dr.a, "web")
+    await dr.client.create_replication_plan(plan())
+    await replicate(dr)
+    rewrite_fraction(dr.a, src_id, "disk0", 0.05, seed=21)
+    at_point = dr.disk(dr.a, "web")  # the oracle: the source's bytes when the scheduled run starts
+    tick = await trigger_and_wait(dr, "dr", kind="replication", result_type=ReplicationRunResult)
+    assert tick.result == RunResult.SUCCESS and len(tick.vms) == 1 and tick.vms[0].ok, tick
+    assert dr.disk(dr.b, "web-replica") == at_point
+    points = await dr.client.list_restore_points(plan="dr")
+    assert points[-1]["creation"] == "AUTO" and points[-1]["id"] == tick.vms[0].point_id
 
 
 async def test_failover_test_runs_beside_replication_and_cleans_up(dr: DR) -> None:
