@@ -186,5 +186,7 @@ class ServiceSlotRow(SQLModel, table=True):
     service: str = Field(primary_key=True, max_length=63)
     slot: int = Field(primary_key=True)
     holder: str = Field(index=True, max_length=400, description="workflow id/run id/activity id")
+    attempt: int = Field(default=1, description="The holder's activity attempt: a retry takes over, "
+                         "and a stale attempt can no longer renew or release the lease.")
     acquired_at: datetime = _ts(nullable=False)
     expires_at: datetime = _ts(nullable=False)

@@ -5,6 +5,7 @@ carry its limits, which workflows and activities honour."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import Field, field_validator
@@ -62,3 +63,37 @@ class ReplicationService(ServiceLimits):
     max_failback_jobs: int = Field(default=2, ge=1, le=256)
     replication_bandwidth_mbps: int | None = Field(default=None, ge=1)
     failback_bandwidth_mbps: int | None = Field(default=None, ge=1)
+
+
+class TransferKind(StrEnum):
+    """What a service slot is held for: each kind has its own limit on its service."""
+
+    BACKUP = "backup"
+    RESTORE = "restore"
+    REPLICATION = "replication"
+    FAILBACK = "failback"
+
+
+SLOT_LIMITS: dict[TransferKind, str] = {
+    TransferKind.BACKUP: "max_parallel_backups",
+    TransferKind.RESTORE: "max_parallel_restores",
+    TransferKind.REPLICATION: "max_replication_jobs",
+    TransferKind.FAILBACK: "max_failback_jobs",
+}
+
+
+def slot_limit(service: BackupService | ReplicationService, kind: TransferKind) -> int:
+    """The service's limit on concurrent transfers of `kind` (across all plans and runs)."""
+    return int(getattr(service, SLOT_LIMITS[kind]))
+
+
+class SlotLease(Strict):
+    """A held slot of a service, as the catalog lists it."""
+
+    kind: TransferKind
+    service: Name
+    slot: int
+    holder: str
+    attempt: int
+    acquired_at: datetime
+    expires_at: datetime

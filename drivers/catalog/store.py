@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, select
 
 from drivers.catalog.engine import make_engine, migrate
@@ -23,6 +23,7 @@ from models.catalog import (
     RepositoryRow,
     RestorePointRow,
     ServiceRow,
+    ServiceSlotRow,
     SiteRow,
     VMRow,
     utcnow,
@@ -31,7 +32,7 @@ from models.inventory import VM, Cluster, Site, VMConfig
 from models.plans import BackupPlanSpec, PlanStatus, RunResult, VMRef
 from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec, StateChange
 from models.restore_points import PointState, RestorePointSummary
-from models.services import BackupService, ReplicationService, RepositorySpec
+from models.services import BackupService, ReplicationService, RepositorySpec, SlotLease, TransferKind
 
 RowT = TypeVar("RowT", bound=SQLModel)
 PlanRow = BackupPlanRow | ReplicationPlanRow
@@ -436,3 +437,74 @@ class Catalog:
                 q = q.where(JobRow.plan == plan)
             rows = s.exec(q.order_by(JobRow.started_at.desc()).limit(limit)).all()  # type: ignore[attr-defined]
             return [JobRow.model_validate(r) for r in rows]
+
+    # -- service slots: leases that hold a service's limits across plans and runs --------
+
+    def acquire_slot(self, kind: TransferKind, service: str, limit: int, holder: str, attempt: int,
+                     ttl_s: float, now: datetime | None = None) -> int | None:
+        """Take one of the service's `limit` slots of `kind` for `holder`; None while all
+        are held by live leases. Idempotent: a holder that has a slot keeps it (a retried
+        activity, a later attempt, takes its own lease over). Safe against concurrent
+        acquirers on any database: slots are numbered 0..limit-1 and the primary key
+        refuses a second row per slot; an expired lease is taken over by compare-and-set."""
+        now = now or utcnow()
+        expires = now + timedelta(seconds=ttl_s)
+        key = (ServiceSlotRow.kind == kind, ServiceSlotRow.service == service)
+        try:
+            with self.session() as s:
+                rows = s.exec(select(ServiceSlotRow).where(*key)).all()
+                mine = next((r for r in rows if r.holder == holder), None)
+                if mine is not None:
+                    if mine.attempt > attempt:
+                        return None  # a newer attempt of this activity holds it
+                    mine.attempt, mine.expires_at = attempt, expires
+                    s.add(mine)
+                    return mine.slot
+                live = {r.slot for r in rows if r.expires_at > now}
+                if len(live) >= limit:
+                    return None
+                free = next(i for i in range(limit) if i not in live)
+                stale = next((r for r in rows if r.slot == free), None)
+                if stale is None:
+                    s.add(ServiceSlotRow(kind=kind, service=service, slot=free, holder=holder, attempt=attempt,
+                                         acquired_at=now, expires_at=expires))
+                    s.flush()
+                    return free
+                taken = s.exec(update(ServiceSlotRow).where(  # type: ignore[call-overload]
+                    *key, ServiceSlotRow.slot == free, ServiceSlotRow.holder == stale.holder,
+                    ServiceSlotRow.expires_at <= now).values(holder=holder, attempt=attempt, acquired_at=now,
+                                                             expires_at=expires))
+                return free if taken.rowcount == 1 else None
+        except (IntegrityError, OperationalError):
+            return None  # another acquirer took that slot at the same moment (or held the lock): try again
+
+    def renew_slot(self, kind: TransferKind, service: str, holder: str, attempt: int, ttl_s: float,
+                   now: datetime | None = None) -> bool:
+        """Extend the holder's lease; False if it is no longer this attempt's (expired and
+        taken over, or a newer attempt of the activity holds it)."""
+        now = now or utcnow()
+        with self.session() as s:
+            done = s.exec(update(ServiceSlotRow).where(  # type: ignore[call-overload]
+                ServiceSlotRow.kind == kind, ServiceSlotRow.service == service, ServiceSlotRow.holder == holder,
+                ServiceSlotRow.attempt == attempt).values(expires_at=now + timedelta(seconds=ttl_s)))
+            return bool(done.rowcount)
+
+    def release_slot(self, kind: TransferKind, service: str, holder: str, attempt: int) -> None:
+        """Give the slot back (only this attempt's lease: an older attempt never frees a newer one's)."""
+        with self.session() as s:
+            s.exec(delete(ServiceSlotRow).where(  # type: ignore[call-overload]
+                ServiceSlotRow.kind == kind, ServiceSlotRow.service == service, ServiceSlotRow.holder == holder,
+                ServiceSlotRow.attempt == attempt))
+
+    def slot_leases(self, kind: TransferKind | None = None, service: str | None = None,
+                    now: datetime | None = None) -> list[SlotLease]:
+        """The live leases (expired ones are free), by kind, service and slot."""
+        now = now or utcnow()
+        where: list[Any] = [ServiceSlotRow.expires_at > now]
+        if kind is not None:
+            where.append(ServiceSlotRow.kind == kind)
+        if service is not None:
+            where.append(ServiceSlotRow.service == service)
+        rows = self._all(ServiceSlotRow, *where, order=ServiceSlotRow.slot)
+        return [SlotLease.model_validate(r, from_attributes=True)
+                for r in sorted(rows, key=lambda r: (r.kind, r.service, r.slot))]

@@ -21,6 +21,7 @@ def upgrade() -> None:
     sa.Column('service', sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
     sa.Column('slot', sa.Integer(), nullable=False),
     sa.Column('holder', sqlmodel.sql.sqltypes.AutoString(length=400), nullable=False),
+    sa.Column('attempt', sa.Integer(), nullable=False),
     sa.Column('acquired_at', models.catalog.UTCDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', models.catalog.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('kind', 'service', 'slot')
