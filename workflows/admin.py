@@ -1,7 +1,12 @@
 """Administrative calls (plans, repositories, sites, listings) as short workflows, so the
 CLI, the API and services need only a Temporal connection: the catalog stays behind the
 workers. A call runs one activity on the queue that owns the I/O: the catalog's (the
-workflow queue) or a site's (repository initialisation, restore-point deletion)."""
+workflow queue) or a site's (repository initialisation, restore-point deletion).
+
+Anyone who can reach Temporal can start this workflow, so it runs only the operations of
+the closed list in `models.admin`, with the payload validated by the operation's model
+before any activity is scheduled; anything else fails the workflow at once, non-retryable,
+having changed nothing."""
 
 from __future__ import annotations
 
@@ -9,17 +14,21 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from models.admin import AdminRefused, admin_request
     from models.inventory import Strict
     from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
 
 from workflows.common import retry
 
+CLOSED_OPERATIONS_PATCH = "admin-closed-operations"
+
 
 class AdminCall(Strict):
-    """`operation` names an activity `admin_<operation>`; `site` routes it to that site's
-    worker (None: the catalog's)."""
+    """`operation` names one of `models.admin.ADMIN_OPS` (run as activity `admin_<operation>`);
+    `site` routes it to that site's worker (None: the catalog's)."""
 
     operation: str
     payload: dict[str, Any] = {}
@@ -30,9 +39,17 @@ class AdminCall(Strict):
 class AdminWorkflow:
     @workflow.run
     async def run(self, call: AdminCall) -> Any:
+        try:
+            payload: dict[str, Any] = admin_request(call.operation, call.payload, call.site).model_dump(mode="json")
+        except AdminRefused as e:
+            # Runs recorded before the closed list scheduled whatever they were given; replaying
+            # them must do the same. Every new run takes the patched branch and is refused.
+            if workflow.patched(CLOSED_OPERATIONS_PATCH):
+                raise ApplicationError(str(e), type="InvalidRequest", non_retryable=True) from None
+            payload = call.payload
         queue = site_task_queue(call.site) if call.site else WORKFLOW_TASK_QUEUE
         workflow.set_current_details(f"{call.operation} on {queue}")
         return await workflow.execute_activity(
-            f"admin_{call.operation}", call.payload, task_queue=queue, summary=call.operation,
+            f"admin_{call.operation}", payload, task_queue=queue, summary=call.operation,
             start_to_close_timeout=timedelta(minutes=5), schedule_to_close_timeout=timedelta(minutes=10),
             retry_policy=retry(3, 1))

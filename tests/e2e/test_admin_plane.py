@@ -1,0 +1,141 @@
+"""The Admin workflow is a closed list of typed operations: anyone who reaches Temporal can
+start it, so an unknown operation or a bad payload is refused before any activity runs
+and changes nothing. And a local cluster's --path must be an abdr cluster or empty/new."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+import worker
+from models.admin import ADMIN_OPS
+from models.queues import WORKFLOW_TASK_QUEUE
+from tests.e2e.conftest import Stack
+from workflows.admin import AdminCall
+
+ABDR = str(Path(sys.executable).parent / "abdr")
+
+
+async def refused(client: Client, call: AdminCall) -> ApplicationError:
+    """Start Admin with `call` as any Temporal client could; it must fail at once,
+    non-retryable, with no activity scheduled."""
+    handle = await client.start_workflow("Admin", call, id=f"admin/attack/{uuid.uuid4().hex[:8]}",
+                                         task_queue=WORKFLOW_TASK_QUEUE)
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidRequest" and cause.non_retryable
+    events = [e.event_type async for e in handle.fetch_history_events()]
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in events
+    return cause
+
+
+async def test_unknown_operation_is_refused_and_runs_nothing(stack: Stack) -> None:
+    client = stack.client.client
+    before = await stack.client.list_clusters()
+    # An activity that exists on the worker but is no admin operation, and one that does not exist.
+    for op in ("resolve_plan", "drop_everything"):
+        err = await refused(client, AdminCall(operation=op, payload={"name": "x"}))
+        assert f"unknown admin operation {op!r}" in err.message
+    # A site operation sent to the catalog queue, a catalog operation sent to a site.
+    err = await refused(client, AdminCall(operation="delete_restore_points", payload={"ids": ["p"]}))
+    assert "runs on a site's worker" in err.message
+    err = await refused(client, AdminCall(operation="add_site", payload={"name": "s2"}, site="default"))
+    assert "runs on the catalog's worker" in err.message
+    assert await stack.client.list_clusters() == before
+
+
+async def test_malformed_payload_is_refused_and_changes_nothing(stack: Stack) -> None:
+    client = stack.client.client
+    sites = await stack.client.list_sites()
+    err = await refused(client, AdminCall(operation="add_site", payload={"name": "../../etc", "admin": True}))
+    assert "invalid payload" in err.message and "name" in err.message and "admin" in err.message
+    err = await refused(client, AdminCall(operation="list_jobs", payload={"limit": 10**9}))
+    assert "limit" in err.message
+    err = await refused(client, AdminCall(operation="add_cluster",
+                                          payload={"name": "c9", "site": "default", "driver": "shell"}))
+    assert "driver" in err.message
+    assert await stack.client.list_sites() == sites
+    assert "c9" not in {c["name"] for c in await stack.client.list_clusters()}
+    # The same operations with good payloads run.
+    assert (await stack.client.add_site("s2"))["name"] == "s2"
+
+
+def test_every_admin_activity_is_a_listed_operation() -> None:
+    """The closed list and the workers agree: an `admin_*` activity without a request model
+    would be unreachable, a listed operation without an activity would hang."""
+    from drivers.catalog.store import Catalog
+    from starter.settings import Settings
+
+    names: dict[str, bool] = {}
+    catalog = Catalog("sqlite://")
+    try:
+        for fn in worker.catalog_activities(catalog, None):  # type: ignore[arg-type]
+            names[fn.__temporal_activity_definition.name] = False
+        for fn in worker.site_activities(catalog, "default", Settings(transport_token="t" * 32)):
+            names[fn.__temporal_activity_definition.name] = True
+    finally:
+        catalog.close()
+    admin = {n.removeprefix("admin_"): on_site for n, on_site in names.items() if n.startswith("admin_")}
+    assert admin == {op: spec.on_site for op, spec in ADMIN_OPS.items()}
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+async def test_cluster_path_that_is_not_a_cluster_is_refused(stack: Stack, tmp_path: Path) -> None:
+    # A directory like /var: other software's files, among them a tmp/ the driver would empty.
+    foreign = tmp_path / "var"
+    (foreign / "tmp").mkdir(parents=True)
+    (foreign / "tmp" / "session").write_bytes(b"someone else's data")
+    (foreign / "log").mkdir()
+    (foreign / "log" / "syslog").write_bytes(b"x" * 1000)
+    before = tree_digest(foreign)
+    env = {**os.environ, "ABDR_TEMPORAL_ADDRESS": stack.settings.temporal_address,
+           "ABDR_DATA_DIR": str(tmp_path / "cli")}
+
+    async def abdr(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(ABDR, *args, env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode()
+
+    code, out = await abdr("cluster", "add", "c9", "--site", "default", "--path", str(foreign))
+    assert code != 0 and "is not empty and is not an abdr cluster" in out and "Traceback" not in out
+    assert tree_digest(foreign) == before
+    assert "c9" not in {c["name"] for c in await stack.client.list_clusters()}
+    # A new directory, and an existing abdr cluster (c1 of the stack, with a VM), are accepted.
+    code, out = await abdr("cluster", "add", "c10", "--site", "default", "--path", str(tmp_path / "new"))
+    assert code == 0, out
+    from drivers.local import LocalDriver
+
+    LocalDriver(tmp_path / "existing", "c12").create_vm(stack.driver.get_vm(stack.make_vm("keep", size=1 << 20)).config)
+    code, out = await abdr("cluster", "add", "c12", "--site", "default", "--path", str(tmp_path / "existing"))
+    assert code == 0, out
+    # Another cluster's directory under a different name is refused too (two names, one cluster).
+    code, out = await abdr("cluster", "add", "c13", "--site", "default", "--path", str(stack.driver.paths.root))
+    assert code != 0 and "holds cluster 'c1', not 'c13'" in out
+
+
+def test_driver_never_adopts_a_foreign_directory(tmp_path: Path) -> None:
+    """Wherever a driver is opened (a site worker on another machine), not only at `add`."""
+    from drivers.base import DriverError
+    from drivers.local import LocalDriver
+
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / "keep").write_text("keep me")
+    with pytest.raises(DriverError, match="not an abdr cluster"):
+        LocalDriver(tmp_path, "c1")
+    assert (tmp_path / "tmp" / "keep").read_text() == "keep me"
+    assert not (tmp_path / "cluster.json").exists()
