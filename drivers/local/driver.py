@@ -34,6 +34,7 @@ from drivers.local.layout import (
     ClusterPaths,
     VMPaths,
     atomic_write_json,
+    check_cluster_root,
     check_snap_id,
     fsync_dir,
     locked,
@@ -62,6 +63,7 @@ class LocalDriver:
     def _open_or_init(self, cluster: str | None) -> dict:  # type: ignore[type-arg]
         p = self.paths
         if not p.meta.exists():
+            check_cluster_root(p.root)  # never adopt a foreign directory (its tmp/ would be emptied)
             name = safe_name(cluster or p.root.name, "cluster name")
             p.root.mkdir(parents=True, exist_ok=True)
             os.close(os.open(p.lock, os.O_RDWR | os.O_CREAT, 0o644))

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from drivers.base import NotFound, ResourceLocked, validate_name
+from drivers.base import DriverError, NotFound, ResourceLocked, validate_name
 
 from drivers.fsio import fsync_dir  # noqa: F401  (re-exported)
 
@@ -45,6 +45,47 @@ def check_snap_id(vm_id: str, snap_id: object) -> str:
     if not isinstance(snap_id, str) or not SNAP_ID_RE.match(snap_id):
         raise NotFound(f"VM {vm_id} has no snapshot {snap_id!r} (ids look like snap-<12 hex digits>)")
     return snap_id
+
+
+def _only_init_leftovers(p: Path) -> bool:
+    """Empty, or holding only what an init killed before writing cluster.json leaves: the
+    lock file, empty vms/ and tmp/, and the marker's temp file."""
+    for e in p.iterdir():
+        if e.name in ("vms", "tmp") and e.is_dir() and not e.is_symlink():
+            if any(e.iterdir()):
+                return False
+        elif not (e.name == "cluster.lock" or (e.name.startswith(".cluster.json.") and e.name.endswith(".tmp"))):
+            return False
+    return True
+
+
+def check_cluster_root(root: str | os.PathLike[str], name: str | None = None) -> None:
+    """A cluster directory is an abdr cluster (its marker cluster.json is there) or empty or
+    new: the driver takes over <root>/tmp/ and <root>/vms/ (it empties tmp/ on every VM
+    create and delete), so `--path /var` must never be adopted. `name`: the cluster an
+    existing one must hold. Changes nothing."""
+    p = Path(root)
+    if not p.is_absolute():
+        raise DriverError(f"cluster path {p} must be absolute")
+    if not p.exists():
+        return
+    if not p.is_dir():
+        raise DriverError(f"cluster path {p} is not a directory")
+    marker = p / "cluster.json"
+    if marker.is_file():
+        try:
+            meta = json.loads(marker.read_text())
+            fmt, held = meta.get("format"), meta.get("name")
+        except (OSError, ValueError, AttributeError):
+            fmt = held = None
+        if fmt != FORMAT:
+            raise DriverError(f"cluster path {p} holds a cluster.json that is not an abdr cluster's ({FORMAT})")
+        if name is not None and held != name:
+            raise DriverError(f"cluster path {p} holds cluster {held!r}, not {name!r}")
+        return
+    if not _only_init_leftovers(p):
+        raise DriverError(f"cluster path {p} is not empty and is not an abdr cluster (no cluster.json): "
+                          "give a new or empty directory, or an existing abdr cluster's")
 
 
 class ClusterPaths:
