@@ -48,6 +48,7 @@ from drivers.repository.gc import GC_MARGIN, GCHooks, GCReport, collect_garbage
 from drivers.repository.locks import MaintenanceLock
 from drivers.repository.manifest import ChunkTable, DiskManifest, DiskStats, PointDraft, RestorePoint
 from drivers.repository.points import PointStore
+from drivers.repository.progress import PROGRESS_INTERVAL, MaintenanceProgress, ProgressFn
 from drivers.repository.prune import PruneReport, delete_point, prune, select_points
 from drivers.repository.reader import PROGRESS_BYTES, DiskImage, DiskRestorer, RestoreProgress, WriteAt, ZeroAt
 from drivers.repository.stats import PointStats, RepoStats, repo_stats
@@ -60,7 +61,7 @@ from models.retention import Retention
 __all__ = [
     "BackupSession", "ChunkProblem", "ChunkTable", "CorruptChunk", "CorruptManifest", "DamagedRange",
     "DiskImage", "DiskManifest", "DiskRestorer", "DiskStats", "DiskWriter", "EncryptionError", "GCHooks",
-    "GCReport", "MaintenanceLock", "PointBusy", "PointCreation", "PointExists", "PointNotFound", "PointStats",
+    "GCReport", "MaintenanceLock", "MaintenanceProgress", "PointBusy", "PointCreation", "PointExists", "PointNotFound", "PointStats",
     "PointType", "Progress", "PruneReport", "ReadAt", "RepoConfig", "RepoKey", "RepoStats", "Repository",
     "RepositoryError", "RepositoryExists", "RepositoryLocked", "RepositoryNotFound", "RestorePoint",
     "RestoreProgress", "SourceChanged", "SyncMode", "UnsupportedFormat", "VerifyReport", "WriteAt", "ZeroAt",
@@ -193,12 +194,16 @@ class Repository:
         return DiskImage(self, self.points.read(point_id), disk)
 
     # -- maintenance ----------------------------------------------------------------------
-    def verify(self, point_ids: list[str] | None = None, *, workers: int | None = None) -> VerifyReport:
-        return verify(self, point_ids, workers=workers)
+    def verify(self, point_ids: list[str] | None = None, *, workers: int | None = None,
+               expected: set[str] | None = None, quarantine: bool = True, progress: ProgressFn | None = None,
+               progress_interval: float = PROGRESS_INTERVAL, read_iops: int | None = None) -> VerifyReport:
+        """Re-hash what the points reference (see drivers/repository/verify.py)."""
+        return verify(self, point_ids, workers=workers, expected=expected, quarantine=quarantine,
+                      progress=progress, progress_interval=progress_interval, read_iops=read_iops)
 
     def gc(self, *, margin: float = GC_MARGIN, dry_run: bool = False, hooks: GCHooks | None = None,
-           **kw: float) -> GCReport:
-        return collect_garbage(self, margin=margin, dry_run=dry_run, hooks=hooks, **kw)
+           progress: ProgressFn | None = None, **kw: float) -> GCReport:
+        return collect_garbage(self, margin=margin, dry_run=dry_run, hooks=hooks, progress=progress, **kw)
 
     def stats(self) -> RepoStats:
         return repo_stats(self)

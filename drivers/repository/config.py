@@ -103,11 +103,15 @@ class Layout:
     def gc_runs(self) -> Path:
         return self.root / "gc"
 
+    @property
+    def verify_runs(self) -> Path:
+        return self.root / "verify"
+
     def point(self, point_id: str) -> Path:
         return self.points / f"{point_id}.json"
 
     def dirs(self) -> list[Path]:
-        return [self.chunks, self.points, self.staging, self.leases, self.locks, self.gc_runs]
+        return [self.chunks, self.points, self.staging, self.leases, self.locks, self.gc_runs, self.verify_runs]
 
 
 def init_repository(root: Path, config: RepoConfig) -> None:

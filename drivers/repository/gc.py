@@ -22,6 +22,8 @@ from drivers.repository.fsutil import atomic_write, server_now
 from drivers.repository.journal import read_entries
 from drivers.repository.locks import LEASE_EXPIRY, MaintenanceLock, live_leases
 from drivers.repository.manifest import DIGEST_LEN, ZERO
+from drivers.repository.progress import PROGRESS_INTERVAL, IOCap, MaintenanceProgress, ProgressFn, Ticker
+from drivers.repository.verify import BAD_SUFFIX
 
 if TYPE_CHECKING:
     from drivers.repository import Repository
@@ -41,6 +43,7 @@ class GCReport(BaseModel):
     swept_bytes: int = 0
     rescued: int = 0  # touched by a backup between selection and removal: put back
     tmp_removed: int = 0
+    bad_removed: int = 0  # damaged copies verify moved aside (<digest>.bad), past the cutoff
     trash_recovered: int = 0
     staging_removed: list[str] = []
     dry_run: bool = False
@@ -55,10 +58,13 @@ class GCHooks:
     after_condemn: Callable[[Path], None] | None = None  # chunk moved to trash, not yet checked
 
 
-def _mark(repo: "Repository") -> tuple[set[bytes], int]:
+def _mark(repo: "Repository", tick: Ticker, cap: IOCap) -> tuple[set[bytes], int]:
     marked: set[bytes] = set()
     n = 0
-    for pid in repo.points.ids():
+    ids = repo.points.ids()
+    for i, pid in enumerate(ids):
+        tick(lambda: MaintenanceProgress(op="gc", phase="mark", done=i, total=len(ids)))
+        cap.take()
         try:
             point = repo.points.read(pid)
         except PointNotFound:
@@ -99,8 +105,14 @@ def collect_garbage(
     staging_expiry: float = STAGING_EXPIRY,
     dry_run: bool = False,
     hooks: GCHooks | None = None,
+    progress: ProgressFn | None = None,
+    progress_interval: float = PROGRESS_INTERVAL,
+    iops: int | None = None,
 ) -> GCReport:
+    """`progress` is called every `progress_interval` seconds of elapsed time; `iops` caps
+    GC's file operations (one manifest read or one chunk judged is one I/O)."""
     t0 = time.monotonic()
+    tick, cap = Ticker(progress, progress_interval), IOCap(iops)
     layout, store = repo.layout, repo.store
     hooks = hooks or GCHooks()
     with MaintenanceLock(layout, "gc"):
@@ -108,11 +120,24 @@ def collect_garbage(
         t_gc = server_now(layout.gc_runs)  # 2: GC start, by the file server's clock
         leases = live_leases(layout, expiry=lease_expiry, now=t_gc)  # 3: read after t_gc
         cutoff = min([t_gc] + [lease.started for lease in leases]) - margin
-        marked, npoints = _mark(repo)  # 4
+        marked, npoints = _mark(repo, tick, cap)  # 4
         report = GCReport(cutoff=cutoff, live_leases=len(leases), points=npoints, marked_chunks=len(marked),
                           trash_recovered=recovered, dry_run=dry_run)
+        judged = 0
         for e in store.iter_files():  # 5: sweep
+            judged += 1
+            tick(lambda: MaintenanceProgress(op="gc", phase="sweep", done=judged, bytes_done=report.swept_bytes,
+                                             damaged=report.swept_chunks))
+            cap.take()
             name = e.name
+            if name.endswith(BAD_SUFFIX):  # a damaged copy verify moved aside: only evidence
+                try:
+                    if e.stat().st_mtime < cutoff and not dry_run:
+                        os.unlink(e.path)
+                        report.bad_removed += 1
+                except FileNotFoundError:
+                    pass
+                continue
             if name.startswith("."):
                 if not name.startswith(TRASH_PREFIX) and name.endswith(".tmp"):
                     try:
@@ -164,6 +189,8 @@ def collect_garbage(
             report.staging_removed = _drop_stale_staging(repo, {lease.point_id for lease in leases},
                                                          t_gc - staging_expiry)
         report.seconds = time.monotonic() - t0
+        tick(lambda: MaintenanceProgress(op="gc", phase="done", done=judged, bytes_done=report.swept_bytes,
+                                         damaged=report.swept_chunks), force=True)
         atomic_write(layout.gc_runs / "last.json", report.model_dump_json(indent=1).encode(), durable=False)
         return report
 

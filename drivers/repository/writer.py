@@ -30,6 +30,7 @@ from drivers.repository.extents import ReadPlan, merge
 from drivers.repository.fsutil import atomic_write, syncfs
 from drivers.repository.journal import Journal
 from drivers.repository.locks import BackupLease
+from drivers.repository.verify import known_bad
 from drivers.repository.manifest import (
     DIGEST_LEN,
     ZERO,
@@ -137,6 +138,7 @@ class DiskWriter:
                 # Resized disk: the base's last chunk and anything beyond it must be read.
                 tail = (min(bdisk.size, size) // self.cs) * self.cs
                 ranges = merge([(a, b - a) for a, b in ranges] + [(tail, size - tail)], size)
+            ranges = merge([(a, b - a) for a, b in ranges] + self._bad_carried(table), size)
             self.base_table = bytes(table)
             self.plan = ReadPlan(size, self.cs, ranges, whole_chunks=True)
             self.mode = "incremental"
@@ -152,6 +154,18 @@ class DiskWriter:
         n = self.plan.chunk_count
         self._progress = Progress(disk=name, chunk_index=0, chunk_count=n, bytes_done=0, bytes_total=size)
         self.resumed_at = 0
+
+    def _bad_carried(self, table: bytearray) -> list[tuple[int, int]]:
+        """Chunks the base names that a verify found damaged or missing and that no backup
+        has stored anew since: read them from the source instead of carrying a bad entry."""
+        out = []
+        for d in known_bad(self.repo):
+            pos = table.find(d)
+            while pos != -1:
+                if pos % DIGEST_LEN == 0 and not self.repo.store.present(d, 0.0):
+                    out.append((pos // DIGEST_LEN * self.cs, self.cs))
+                pos = table.find(d, pos + 1)
+        return out
 
     # -- public ---------------------------------------------------------------------------
     @property

@@ -30,7 +30,7 @@ def test_config_and_layout(tmp_path: Path) -> None:
     assert cfg["chunk_size"] == 256 * KiB and cfg["hash"] == "blake3" and cfg["compression"] == "zstd"
     assert cfg["sync"] == "syncfs" and cfg["encryption"] is None
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(
-        ["config.json", "chunks", "points", "staging", "leases", "locks", "gc"])
+        ["config.json", "chunks", "points", "staging", "leases", "locks", "gc", "verify"])
     assert len(list((tmp_path / "r" / "chunks").iterdir())) == 256
     assert Repository.open(tmp_path / "r").config == repo.config
     with pytest.raises(RepositoryExists):
