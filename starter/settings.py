@@ -62,6 +62,26 @@ class Settings(BaseSettings):
             v = [check_name(s, "extra site") if isinstance(s, str) else s for s in dict.fromkeys(v)]
         return v
 
+    @field_validator("transport_token", "api_token")
+    @classmethod
+    def _secret(cls, v: str, info: Any) -> str:
+        # Empty is allowed here (a generated transport token; `abdr api` refuses no token);
+        # a well-known placeholder never is.
+        from drivers.secrets import check_secret
+
+        return check_secret(v, info.field_name, f"ABDR_{info.field_name.upper()}") if v else v
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_password(cls, v: str | None) -> str | None:
+        from drivers.secrets import PLACEHOLDERS, url_password
+
+        password = url_password(v) if v else None
+        if password is not None and password.lower() in PLACEHOLDERS:
+            raise ValueError("the database password in ABDR_DATABASE_URL is a well-known placeholder: "
+                             "choose your own")
+        return v
+
     @field_validator("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca", "transport_tls_cert",
                      "transport_tls_key", "transport_ca")
     @classmethod

@@ -1,5 +1,6 @@
 """The transport server a site worker runs: read-only access to its clusters' snapshots
-for the other site's worker. Token-authenticated; TLS when given a certificate."""
+(never live disks) for the other site's worker. Token-authenticated; TLS when given a
+certificate."""
 
 from __future__ import annotations
 
@@ -18,14 +19,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from drivers.base import ClusterDriver, DriverError, NotFound
+from drivers.secrets import check_secret
 from drivers.transport.protocol import DIGEST_HEADER, MAX_READ_BYTES, ExtentsReply, ExtentsRequest, ReadRequest
 
 DriverLookup = Callable[[str], ClusterDriver]
 
 
+def snapshot_only(snapshot_id: str | None) -> None:
+    """Only snapshots are served: a live disk changes under the reader (a torn copy) and is
+    the running VM's data, which no pull needs."""
+    if not snapshot_id:
+        raise ValueError("the transport serves snapshots only: the request names no snapshot_id")
+
+
 def make_app(drivers: DriverLookup, token: str, site: str) -> Starlette:
-    if not token:
-        raise ValueError("the transport needs a token (ABDR_TRANSPORT_TOKEN)")
+    check_secret(token, "the transport token", "ABDR_TRANSPORT_TOKEN")
 
     def authorised(request: Request) -> bool:
         given = request.headers.get("authorization", "")
@@ -48,6 +56,7 @@ def make_app(drivers: DriverLookup, token: str, site: str) -> Starlette:
 
     async def extents(request: Request) -> Response:
         req = ExtentsRequest.model_validate(await request.json())
+        snapshot_only(req.snapshot_id)
 
         def work() -> ExtentsReply:
             d = drivers(req.cluster)
@@ -61,6 +70,7 @@ def make_app(drivers: DriverLookup, token: str, site: str) -> Starlette:
 
     async def read(request: Request) -> Response:
         req = ReadRequest.model_validate(await request.json())
+        snapshot_only(req.snapshot_id)
         total = sum(n for _, n in req.extents)
         if total > MAX_READ_BYTES:
             raise ValueError(f"a read asks for at most {MAX_READ_BYTES} bytes, not {total}")
