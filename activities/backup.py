@@ -13,6 +13,7 @@ from temporalio import activity
 from activities.errors import translate_errors
 from activities.heartbeat import Heartbeater, resume_details
 from activities.resources import Resources
+from activities.slots import SlotRequest, TransferKind, holds_slot
 from drivers.ratelimit import limit_iops
 from drivers.base import AlreadyExists, NotFound
 from drivers.repository import Repository
@@ -88,6 +89,7 @@ class BackupActivities:
 
     @activity.defn(name="transfer_backup")
     @translate_errors
+    @holds_slot(lambda inp: SlotRequest(TransferKind.BACKUP, inp.snapshot.cluster, inp.plan))
     def transfer_backup(self, inp: TransferInput) -> TransferResult:
         driver = self.res.driver(inp.snapshot.cluster)
         repo = self.res.repository(inp.repository_path)

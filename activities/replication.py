@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Heartbeater, resume_details
 from activities.resources import Resources
+from activities.slots import SlotRequest, holds_slot
 from drivers.base import NotFound, OperationTimeout
 from drivers.transport.client import TransportClient, batches
 from drivers.transport.protocol import ExtentsRequest, ReadRequest
@@ -110,6 +111,7 @@ class ReplicationActivities:
 
     @activity.defn(name="pull_extents")
     @translate_errors
+    @holds_slot(lambda inp: SlotRequest(inp.kind, inp.local.cluster))
     def pull_extents(self, inp: PullInput) -> PullResult:
         site = self.res.catalog.get_site(inp.remote_site)
         if not site.transport_url:

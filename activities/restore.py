@@ -8,6 +8,7 @@ from temporalio import activity
 from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Heartbeater, resume_details
 from activities.resources import Resources
+from activities.slots import SlotRequest, TransferKind, holds_slot
 from drivers.ratelimit import limit_iops
 from drivers.base import ClusterDriver
 from drivers.repository.manifest import DIGEST_LEN, ChunkTable, DiskManifest
@@ -72,6 +73,7 @@ class RestoreActivities:
 
     @activity.defn(name="restore_disks")
     @translate_errors
+    @holds_slot(lambda inp: SlotRequest(TransferKind.RESTORE, inp.restore.target.cluster))
     def restore_disks(self, inp: RestoreDisksInput) -> RestoreDisksResult:
         r = inp.restore
         repo = self.res.repository(r.repository_path)

@@ -10,6 +10,7 @@ from models.inventory import Extent, Name, ShutdownMode, Strict, VMConfig
 from models.plans import RunResult, VMRef
 from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec
 from models.restore_points import PointCreation
+from models.services import TransferKind
 
 
 class ReplicationTickInput(Strict):
@@ -113,6 +114,8 @@ class PullInput(Strict):
     local: VMAt
     local_base: str | None = None
     bandwidth_mbps: int | None = None
+    kind: TransferKind = Field(default=TransferKind.REPLICATION, description="Whose limit the pull counts "
+                               "against on the local site's replication service: replication or failback.")
 
 
 class PullResult(Strict):
