@@ -191,8 +191,9 @@ class AdminActivities:
         now = datetime.now(timezone.utc)
         out = []
         for obj in self.catalog.replication_objects(p.plan):
-            out.append({**obj.model_dump(mode="json", exclude={"history"}), "rpo_lag_s": obj.rpo_lag_seconds(now),
-                        "transitions": len(obj.history)})
+            _, transitions = self.catalog.replica_history(obj.plan, obj.source.vm, limit=1)
+            out.append({**obj.model_dump(mode="json"), "rpo_lag_s": obj.rpo_lag_seconds(now),
+                        "transitions": transitions})
         return out
 
     def all(self) -> list[Any]:

@@ -9,6 +9,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 from drivers import base as driver_errors
@@ -17,8 +18,10 @@ from drivers.catalog import store as catalog_errors
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Transient by nature: a retry may succeed.
-RETRYABLE = (driver_errors.ResourceLocked, driver_errors.OperationTimeout)
+RETRYABLE = (driver_errors.ResourceLocked, driver_errors.OperationTimeout, catalog_errors.ConcurrentChange)
 KNOWN: tuple[type[BaseException], ...] = (driver_errors.DriverError, catalog_errors.CatalogError)
+# Bad input: a request (or a reply parsed as one) that no retry makes valid.
+BAD_INPUT: tuple[type[BaseException], ...] = (ValidationError, KeyError, ValueError)
 
 
 class InvalidRequest(Exception):
@@ -37,15 +40,24 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (TransportError,)
 
 
-def as_application_error(e: BaseException) -> ApplicationError:
-    from drivers.transport.client import TransportError
-
+def _retryable() -> tuple[type[BaseException], ...]:
     from drivers.repository.errors import RepositoryLocked
+    from drivers.transport.client import TransportTransient, TransportUnreachable
 
-    # A remote site that does not answer may come back, a lock is released: retry those.
-    retryable = (isinstance(e, (*RETRYABLE, RepositoryLocked))
-                 or (isinstance(e, TransportError) and "unreachable" in str(e)))
-    return ApplicationError(str(e), type=type(e).__name__, non_retryable=not retryable)
+    # A remote site that does not answer may come back, a lock is released, a corrupted
+    # read is read again.
+    return (*RETRYABLE, RepositoryLocked, TransportUnreachable, TransportTransient)
+
+
+def as_application_error(e: BaseException) -> ApplicationError:
+    message = str(e)
+    if isinstance(e, KeyError):  # str(KeyError('x')) is "'x'": say what it is
+        message = f"unknown key {e.args[0]!r}" if e.args else "unknown key"
+    return ApplicationError(message, type=type(e).__name__, non_retryable=not isinstance(e, _retryable()))
+
+
+def _translated() -> tuple[type[BaseException], ...]:
+    return (*KNOWN, InvalidRequest, *_repository_errors(), *_transport_errors(), *BAD_INPUT)
 
 
 def translate_errors(fn: F) -> F:
@@ -59,7 +71,7 @@ def translate_errors(fn: F) -> F:
                 return await fn(*args, **kwargs)
             except ApplicationError:
                 raise
-            except (*KNOWN, InvalidRequest, *_repository_errors(), *_transport_errors()) as e:
+            except _translated() as e:
                 raise as_application_error(e) from e
 
         return async_wrapper  # type: ignore[return-value]
@@ -70,7 +82,7 @@ def translate_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except ApplicationError:
             raise
-        except (*KNOWN, InvalidRequest, *_repository_errors(), *_transport_errors()) as e:
+        except _translated() as e:
             raise as_application_error(e) from e
 
     return wrapper  # type: ignore[return-value]

@@ -13,6 +13,8 @@ from models.jobs import PlanResultInput
 from models.plans import PlanStatus
 from models.replication import IllegalTransition, ReplicationObject, ReplicationPlanSpec
 from models.replication_jobs import (
+    HistoryPage,
+    HistoryQuery,
     ObjectChange,
     ObjectRef,
     PointQuery,
@@ -88,18 +90,17 @@ class ReplicationCatalogActivities:
     @activity.defn(name="change_replica")
     @translate_errors
     def change_replica(self, ch: ObjectChange) -> ReplicationObject:
-        obj = self.catalog.replication_object(ch.plan, ch.vm)
-        if ch.to is not None and ch.to != obj.state:
-            try:
-                obj = obj.transition(ch.to, ch.at, ch.reason)
-            except IllegalTransition as e:
-                raise InvalidRequest(str(e)) from None
-        update = dict(ch.updates)
-        if ch.last_point_at is not None:
-            update["last_point_at"] = ch.last_point_at  # type: ignore[assignment]
-        obj = obj.model_copy(update=update)
-        self.catalog.save_replication_object(obj)
-        return obj
+        try:
+            return self.catalog.change_replication_object(ch)
+        except (IllegalTransition, ValueError) as e:
+            raise InvalidRequest(str(e)) from None
+
+    @activity.defn(name="replica_history")
+    @translate_errors
+    def replica_history(self, q: HistoryQuery) -> HistoryPage:
+        page, total = self.catalog.replica_history(q.plan, q.vm, q.limit, q.before)
+        full = len(page) == q.limit  # there may be older entries: page on from the oldest seen
+        return HistoryPage(entries=[c for _, c in page], total=total, next_before=page[-1][0] if full else None)
 
     @activity.defn(name="record_replica_point")
     @translate_errors
@@ -138,6 +139,6 @@ class ReplicationCatalogActivities:
             self.catalog.set_replication_plan_state(ref.plan, status=PlanStatus.STOPPED)
 
     def all(self) -> list:
-        return [self.resolve_replication_plan, self.set_replication_plan_result, self.get_replica, self.change_replica, self.record_replica_point,
-                self.find_replica_point, self.exclude_from_plan, self.create_reverse_plan]
+        return [self.resolve_replication_plan, self.set_replication_plan_result, self.get_replica, self.change_replica,
+                self.replica_history, self.record_replica_point, self.find_replica_point, self.exclude_from_plan, self.create_reverse_plan]
 

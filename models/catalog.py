@@ -150,7 +150,9 @@ class ReplicationObjectRow(SQLModel, table=True):
     replica_cluster: str = Field(max_length=63)
     replica_vm: str = Field(max_length=63)
     state: str = Field(default="NOT_READY", max_length=20)
-    history: list = Field(sa_column=Column(JSON, nullable=False))
+    # Compare-and-set: every change is `UPDATE ... WHERE version = <read version>`.
+    version: int = Field(default=0)
+    owner: str | None = Field(default=None, max_length=255)
     last_point_at: datetime | None = _ts(nullable=True)
     # The replication base pair: the source snapshot and the replica point equal to it.
     source_vm_id: str | None = Field(default=None, max_length=128)
@@ -158,6 +160,24 @@ class ReplicationObjectRow(SQLModel, table=True):
     source_snapshot: str | None = Field(default=None, max_length=128)
     replica_point: str | None = Field(default=None, max_length=128)
     failover_snapshot: str | None = Field(default=None, max_length=128)
+
+
+class ReplicaChangeRow(SQLModel, table=True):
+    """A replica's history, one row per state change or claim; read a page at a time.
+    `change_id` (unique) makes a retried change apply once."""
+
+    __tablename__ = "replica_changes"
+    __table_args__ = (Index("ix_replica_changes_object", "plan", "source_cluster", "source_vm", "seq"),)
+    seq: int | None = Field(default=None, primary_key=True)
+    plan: str = Field(max_length=63)
+    source_cluster: str = Field(max_length=63)
+    source_vm: str = Field(max_length=63)
+    from_state: str = Field(max_length=20)
+    to_state: str = Field(max_length=20)
+    at: datetime = _ts(nullable=False)
+    reason: str = Field(default="", max_length=1024)
+    owner: str | None = Field(default=None, max_length=255)
+    change_id: str | None = Field(default=None, max_length=255, unique=True)
 
 
 class JobRow(SQLModel, table=True):

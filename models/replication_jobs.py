@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import Field
 
 from models.inventory import Extent, Name, ShutdownMode, Strict, VMConfig
 from models.plans import RunResult, VMRef
-from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec
+from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec, StateChange
 from models.restore_points import PointCreation
 from models.services import TransferKind
 
@@ -41,6 +42,8 @@ class ReplicateInput(Strict):
     bandwidth_mbps: int | None = None
     max_retries: int = 3
     retry_interval_s: int = 30
+    claimed_by: str | None = Field(default=None, description="Run under this operation's claim of the replica "
+                                   "(a failover's final sync) instead of taking one.")
 
 
 class ReplicateResult(Strict):
@@ -140,8 +143,19 @@ class SnapshotDrop(Strict):
     at: VMAt
 
 
+class Claim(StrEnum):
+    """What a change does with the replica's claim (see ReplicationObject.owner)."""
+
+    TAKE = "take"  # the replica must be unclaimed (or already ours); it becomes ours
+    HOLD = "hold"  # the replica must be claimed by us and stays so
+    RELEASE = "release"  # the replica must be claimed by us; it becomes unclaimed
+
+
 class ObjectChange(Strict):
-    """A replication object's transition (validated by the state machine) and/or new refs."""
+    """A compare-and-set change of a replication object, applied in one catalog transaction:
+    the object must be in one of `expect` (when given) and its claim must allow `claim`;
+    then it moves `to` (validated by the state machine) and/or gets new refs. `change_id`
+    makes a retried activity apply the change once."""
 
     plan: Name
     vm: Name
@@ -150,6 +164,23 @@ class ObjectChange(Strict):
     at: datetime
     updates: dict[str, str | None] = Field(default_factory=dict)
     last_point_at: datetime | None = None
+    expect: list[ReplicaState] | None = None
+    owner: str | None = None
+    claim: Claim | None = None
+    change_id: str | None = None
+
+
+class HistoryQuery(Strict):
+    plan: Name
+    vm: Name
+    limit: int = Field(default=50, ge=1, le=1000)
+    before: int | None = Field(default=None, description="Page: entries older than this sequence number.")
+
+
+class HistoryPage(Strict):
+    entries: list[StateChange]
+    total: int
+    next_before: int | None = None
 
 
 class ReplicaPointRecord(Strict):

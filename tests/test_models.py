@@ -12,8 +12,8 @@ from models.inventory import NIC, DiskSpec, VMConfig, check_name
 from models.plans import BackupPlanSpec
 from models.replication import (
     IllegalTransition,
+    check_transition,
     ReplicaState,
-    ReplicationObject,
     ReplicationPlanSpec,
     TRANSITIONS,
 )
@@ -119,16 +119,15 @@ def test_replication_plan_rules() -> None:
 
 
 def test_replica_state_machine() -> None:
-    obj = ReplicationObject(plan="dr", source=VMRef(cluster="c1", vm="web"), replica=VMRef(cluster="c2", vm="web-r"))
+    replica = VMRef(cluster="c2", vm="web-r")
     with pytest.raises(IllegalTransition, match="cannot go from NOT_READY to FAILOVER; allowed: REPLICATING"):
-        obj.transition(ReplicaState.FAILOVER, NOW)
-    path = [ReplicaState.REPLICATING, ReplicaState.READY, ReplicaState.FAILOVER, ReplicaState.FAILBACK,
-            ReplicaState.READY, ReplicaState.FAILOVER, ReplicaState.PERMANENT_FAILOVER]
-    for s in path:
-        obj = obj.transition(s, NOW, reason="test")
-    assert [h.to_state for h in obj.history] == path
+        check_transition(replica, ReplicaState.NOT_READY, ReplicaState.FAILOVER)
+    path = [ReplicaState.NOT_READY, ReplicaState.REPLICATING, ReplicaState.READY, ReplicaState.FAILOVER,
+            ReplicaState.FAILBACK, ReplicaState.READY, ReplicaState.FAILOVER, ReplicaState.PERMANENT_FAILOVER]
+    for frm, to in zip(path, path[1:]):
+        check_transition(replica, frm, to)
     with pytest.raises(IllegalTransition, match="none \\(final state\\)"):
-        obj.transition(ReplicaState.READY, NOW)
+        check_transition(replica, ReplicaState.PERMANENT_FAILOVER, ReplicaState.READY)
     # Every state but the final one can move somewhere; every target is a known state.
     assert all(TRANSITIONS[s] for s in ReplicaState if s != ReplicaState.PERMANENT_FAILOVER)
 

@@ -17,7 +17,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Errors no retry can fix: activities raise them as ApplicationError(type=...).
 NON_RETRYABLE = ["NotFound", "AlreadyExists", "InvalidState", "Unsupported", "GuestToolsMissing",
-                 "InvalidRequest", "PointNotFound", "CorruptChunk", "RepositoryNotFound", "PlanBusy"]
+                 "InvalidRequest", "PointNotFound", "CorruptChunk", "RepositoryNotFound", "PlanBusy",
+                 "StateConflict", "SourceRunning", "SourceUnknown", "SourceNotStopped"]
 
 
 def retry(max_retries: int = 3, interval_s: int = 30) -> RetryPolicy:

@@ -1,6 +1,10 @@
 """Failover test (drill): a copy of the replica at a point, on an isolated network, powered
 on and checked, while replication goes on; cleaned up on request (signal `cleanup`) or
-after the set time. The point is marked tested with the evidence."""
+after the set time. The point is marked tested with the evidence.
+
+The replica goes READY -> FAILOVER_TEST -> READY by compare-and-set: if a real failover
+takes the replica during the drill, the cleanup removes the test copy and leaves the
+replica's state to the failover."""
 
 from __future__ import annotations
 
@@ -8,15 +12,15 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from models.jobs import Operation, PowerInput
+    from models.jobs import Operation
     from models.replication import ReplicaState
     from models.replication_jobs import (
         CloneInput,
         DrOperationResult,
         ObjectRef,
-        PointQuery,
         PowerStateReply,
         ReplicaPoint,
         ResolvedObject,
@@ -24,9 +28,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.requests import FailoverTestRequest
 
+from workflows import v1
+from workflows.backup import failure_text
 from workflows.common import catalog, phase, record_job, tag
-from workflows.failover import refuse
-from workflows.replication import Sites, change
+from workflows.failover import find_point
+from workflows.replica_state import change
+from workflows.sites import Sites, refuse
+
+COPY_HEARTBEAT = timedelta(minutes=2)
 
 
 def drill_id(plan: str, vm: str) -> str:
@@ -49,33 +58,25 @@ class FailoverTestWorkflow:
 
     @workflow.run
     async def run(self, req: FailoverTestRequest) -> DrOperationResult:
+        sites = Sites()
         r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+        if not workflow.patched(v1.CLAIM_FIRST):
+            return await v1.failover_test(self, req, r, sites)
         spec, obj = r.spec, r.obj
         tag(Operation.FAILOVER_TEST, plan=req.plan, vm=str(obj.source), site=spec.target_site, phase="start")
         if obj.state != ReplicaState.READY:
             raise refuse(f"cannot test failover of {obj.source}: its replica is {obj.state} (needs READY)")
-        point: ReplicaPoint = await catalog("find_replica_point", PointQuery(plan=req.plan, vm=req.vm, point=req.point),
-                                            ReplicaPoint)
-        await change(req.plan, req.vm, ReplicaState.FAILOVER_TEST, f"drill of point {point.point_id}")
-        sites, tgt = Sites(), spec.target_site
-        name = f"{obj.replica.vm}-test"[:63]
-        copy_id = ""
+        point = await find_point(req.plan, req.vm, req.point)
         try:
-            phase("copy", f"{obj.replica} @ {point.point_id} -> {name} on {req.test_network}")
-            source = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
-            copy_id = await sites.call(tgt, "clone_vm_at", CloneInput(source=source, name=name,
-                                                                      network=req.test_network), str,
-                                       start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(minutes=2))
-            copy = VMAt(cluster=spec.target_cluster, vm_id=copy_id)
-            await sites.call(tgt, "set_power", PowerInput(cluster=spec.target_cluster, vm_id=copy_id, on=True))
-            phase("health-check", name)
-            state: PowerStateReply = await sites.call(tgt, "power_state", copy, PowerStateReply)
-            booted = await sites.call(tgt, "disk_digest", copy, dict)
-            expected = await sites.call(tgt, "disk_digest", source, dict)
-            self._evidence = {"point": point.point_id, "test_vm": name, "network": req.test_network,
-                              "power_state": state.state, "disks_match_point": booted == expected,
-                              "disk_digests": booted, "checked_at": workflow.now().isoformat()}
-            healthy = state.state == "RUNNING" and booted == expected
+            await change(req.plan, req.vm, ReplicaState.FAILOVER_TEST, f"drill of point {point.point_id}",
+                         expect=[ReplicaState.READY])
+        except ActivityError as e:
+            raise refuse(f"failover test of {obj.source} refused: {failure_text(e)}", "StateConflict") from None
+        tgt, name = spec.target_site, f"{obj.replica.vm}-test"[:63]
+        copy_id, healthy = "", False
+        try:
+            copy_id = await self.boot_copy(sites, r, point, name, req.test_network)
+            healthy = await self.check(sites, r, point, copy_id, name, req.test_network)
             await record_job(Operation.FAILOVER_TEST, "RUNNING" if healthy else "UNHEALTHY", plan=req.plan,
                              vm=req.vm, result=self._evidence)
             phase("running", f"test copy {name} up; cleanup on request or in {req.cleanup_after_s} s")
@@ -87,9 +88,47 @@ class FailoverTestWorkflow:
             phase("cleanup", name)
             if copy_id:
                 await sites.call(tgt, "delete_vm", VMAt(cluster=spec.target_cluster, vm_id=copy_id))
-            obj = await change(req.plan, req.vm, ReplicaState.READY, f"drill of {point.point_id} ended")
-        result = DrOperationResult(operation="failover_test", plan=req.plan, vm=req.vm, state=obj.state,
+            state = await self.end_drill(req, point)
+        result = DrOperationResult(operation="failover_test", plan=req.plan, vm=req.vm, state=state,
                                    point_id=point.point_id, details={**self._evidence, "tested": healthy})
         await record_job(Operation.FAILOVER_TEST, "TESTED" if healthy else "FAILED", plan=req.plan, vm=req.vm,
                          result=result.model_dump(mode="json"), finished=True)
         return result
+
+    @staticmethod
+    async def boot_copy(sites: Sites, r: ResolvedObject, point: ReplicaPoint, name: str, network: str) -> str:
+        phase("copy", f"{r.obj.replica} @ {point.point_id} -> {name} on {network}")
+        cluster = r.spec.target_cluster
+        source = VMAt(cluster=cluster, vm_id=r.obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
+        copy_id: str = await sites.call(r.spec.target_site, "clone_vm_at", CloneInput(
+            source=source, name=name, network=network), str,
+            start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=COPY_HEARTBEAT)
+        await sites.power(r.spec.target_site, VMAt(cluster=cluster, vm_id=copy_id), on=True)
+        return copy_id
+
+    async def check(self, sites: Sites, r: ResolvedObject, point: ReplicaPoint, copy_id: str, name: str,
+                    network: str) -> bool:
+        phase("health-check", name)
+        tgt, cluster = r.spec.target_site, r.spec.target_cluster
+        copy = VMAt(cluster=cluster, vm_id=copy_id)
+        source = VMAt(cluster=cluster, vm_id=r.obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
+        state: PowerStateReply = await sites.call(tgt, "power_state", copy, PowerStateReply)
+        digest = dict(start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=COPY_HEARTBEAT)
+        booted = await sites.call(tgt, "disk_digest", copy, dict, **digest)
+        expected = await sites.call(tgt, "disk_digest", source, dict, **digest)
+        self._evidence = {"point": point.point_id, "test_vm": name, "network": network,
+                          "power_state": state.state, "disks_match_point": booted == expected,
+                          "disk_digests": booted, "checked_at": workflow.now().isoformat()}
+        return state.state == "RUNNING" and booted == expected
+
+    @staticmethod
+    async def end_drill(req: FailoverTestRequest, point: ReplicaPoint) -> ReplicaState:
+        """FAILOVER_TEST -> READY, unless another operation (a real failover) moved it meanwhile."""
+        try:
+            obj = await change(req.plan, req.vm, ReplicaState.READY, f"drill of {point.point_id} ended",
+                               expect=[ReplicaState.FAILOVER_TEST])
+            return obj.state
+        except ActivityError as e:
+            phase("cleanup", f"replica left as it is: {failure_text(e)}")
+            r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+            return r.obj.state

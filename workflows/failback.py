@@ -5,17 +5,20 @@ the replica changed since failover plus those the original changed after its las
 replicated snapshot: a pre-sync while the replica still serves, then a short final sync
 with the replica stopped; then the original starts and replication resumes in the
 original direction from the new base pair (original snapshot, FAILBACK replica point).
-The source site's worker does the writing (the source replication service's role)."""
+The source site's worker does the writing (the source replication service's role).
+
+A failure before the switch undoes exactly what was done: the replica is powered on again
+if failback stopped it, the failback snapshots are dropped, and the replica keeps serving
+(FAILOVER). The original, never started, is re-synced by the next failback."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models.inventory import ShutdownMode
-    from models.jobs import Operation, PowerInput, SnapshotInput, SnapshotRef
+    from models.jobs import Operation, SnapshotRef
     from models.replication import ReplicaState
     from models.replication_jobs import (
         DrOperationResult,
@@ -25,79 +28,100 @@ with workflow.unsafe.imports_passed_through():
         PullResult,
         ReplicaPointRecord,
         ResolvedObject,
-        ShutdownInput,
-        SnapshotDrop,
         VMAt,
     )
     from models.requests import FailbackRequest, PermanentFailoverRequest
     from models.restore_points import PointCreation
+    from models.services import TransferKind
 
+from workflows import v1
+from workflows.backup import failure_text
 from workflows.common import catalog, phase, record_job, tag
-from workflows.failover import refuse
-from workflows.replication import Sites, change
+from workflows.replica_state import change, claim, hold, release
+from workflows.sites import Sites, refuse
+
+
+async def ensure_stopped(sites: Sites, site: str, at: VMAt, what: str) -> None:
+    """Refuse unless `what` is known not to run (an unreachable site proves nothing here)."""
+    power: PowerStateReply = await sites.probe(site, at)
+    if not power.reachable:
+        raise refuse(f"cannot fail back: site {site} does not answer, so {what} may be running", "SourceUnknown")
+    if power.state == "RUNNING":
+        raise refuse(f"cannot fail back: {what} is running; stop it first "
+                     "(two running copies of one VM are never allowed)", "SourceRunning")
 
 
 @workflow.defn(name="Failback")
 class FailbackWorkflow:
     @workflow.run
     async def run(self, req: FailbackRequest) -> DrOperationResult:
+        sites = Sites()
         r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+        if not workflow.patched(v1.CLAIM_FIRST):
+            return await v1.failback(req, r, sites)
         spec, obj = r.spec, r.obj
         src, tgt = spec.source_site, spec.target_site
         tag(Operation.FAILBACK, plan=req.plan, vm=str(obj.source), site=src, phase="check")
         if obj.state != ReplicaState.FAILOVER:
             raise refuse(f"cannot fail back {obj.source}: its replica is {obj.state} (needs FAILOVER)")
-        sites = Sites()
         original = VMAt(cluster=spec.source_cluster, vm_id=obj.source_vm_id or "")
         replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "")
-        power: PowerStateReply = await sites.call(src, "power_state", original, PowerStateReply)
-        if power.state == "RUNNING":
-            raise refuse(f"cannot fail back: the original VM {obj.source} is running while its replica serves; "
-                         "stop it first (two running copies of one VM are never allowed)", "SourceRunning")
-        await change(req.plan, req.vm, ReplicaState.FAILBACK, "failback started")
+        await ensure_stopped(sites, src, original, f"the original VM {obj.source}")
+        try:
+            await claim(req.plan, req.vm, [ReplicaState.FAILOVER], ReplicaState.FAILBACK, "failback started")
+        except ActivityError as e:
+            raise refuse(f"failback of {obj.source} refused, nothing was changed: {failure_text(e)}",
+                         "StateConflict") from None
         await record_job(Operation.FAILBACK, "RUNNING", plan=req.plan, vm=req.vm)
         stamp = f"{workflow.now():%Y%m%dT%H%M%SZ}"
-        bandwidth = r.failback_bandwidth_mbps
+        pull = PullInput(remote_site=tgt, remote=replica, local=original, bandwidth_mbps=r.failback_bandwidth_mbps,
+                         kind=TransferKind.FAILBACK)
+        taken: list[str] = []
+        replica_stopped = False
         try:
             phase("pre-sync", f"{obj.replica} (running) -> {obj.source}")
-            s1: SnapshotRef = await sites.call(tgt, "create_snapshot", SnapshotInput(
-                cluster=spec.target_cluster, vm_id=replica.vm_id, name=f"abdr-fb1-{stamp}",
-                consistency=spec.consistency), SnapshotRef)
-            pre = await sites.pull(src, PullInput(
-                remote_site=tgt, remote=replica.model_copy(update={"snapshot_id": s1.snapshot_id}),
-                remote_base=obj.failover_snapshot, local=original, local_base=obj.source_snapshot,
-                bandwidth_mbps=bandwidth))
+            s1 = await sites.snapshot(tgt, replica, f"abdr-fb1-{stamp}", spec.consistency)
+            taken.append(s1.snapshot_id)
+            pre = await sites.pull(src, pull.model_copy(update={
+                "remote": replica.model_copy(update={"snapshot_id": s1.snapshot_id}),
+                "remote_base": obj.failover_snapshot, "local_base": obj.source_snapshot}))
             phase("final-sync", f"{obj.replica} stopped -> {obj.source}")
-            await sites.call(tgt, "shutdown_vm", ShutdownInput(at=replica, mode=ShutdownMode.SHUTDOWN_WITH_POWEROFF,
-                                                               timeout_s=120), PowerStateReply,
-                             start_to_close_timeout=timedelta(minutes=5))
-            s2: SnapshotRef = await sites.call(tgt, "create_snapshot", SnapshotInput(
-                cluster=spec.target_cluster, vm_id=replica.vm_id, name=f"abdr-fb2-{stamp}",
-                consistency=spec.consistency), SnapshotRef)
-            final: PullResult = await sites.pull(src, PullInput(
-                remote_site=tgt, remote=replica.model_copy(update={"snapshot_id": s2.snapshot_id}),
-                remote_base=s1.snapshot_id, local=original, bandwidth_mbps=bandwidth))
-        except BaseException:
-            await change(req.plan, req.vm, ReplicaState.FAILOVER, "failback failed: the replica keeps serving")
+            replica_stopped = True
+            await sites.shutdown(tgt, replica, ShutdownMode.SHUTDOWN_WITH_POWEROFF, 120)
+            s2 = await sites.snapshot(tgt, replica, f"abdr-fb2-{stamp}", spec.consistency)
+            taken.append(s2.snapshot_id)
+            final: PullResult = await sites.pull(src, pull.model_copy(update={
+                "remote": replica.model_copy(update={"snapshot_id": s2.snapshot_id}), "remote_base": s1.snapshot_id}))
+        except BaseException as e:
+            phase("undo", failure_text(e))
+            if replica_stopped:
+                await sites.power(tgt, replica, on=True)
+            for snapshot_id in taken:
+                await sites.drop_snapshot(tgt, replica, snapshot_id)
+            await release(req.plan, req.vm, ReplicaState.FAILOVER,
+                          f"failback failed, the replica serves again: {failure_text(e)}"[:1000])
+            await record_job(Operation.FAILBACK, "FAILED", plan=req.plan, vm=req.vm,
+                             result={"error": failure_text(e)}, finished=True)
             raise
         phase("switch", f"{obj.source} takes over again")
-        base: SnapshotRef = await sites.call(src, "create_snapshot", SnapshotInput(
-            cluster=spec.source_cluster, vm_id=original.vm_id, name=f"abdr-rep-fb-{stamp}",
-            consistency=spec.consistency), SnapshotRef)
+        base: SnapshotRef = await sites.snapshot(src, original, f"abdr-rep-fb-{stamp}", spec.consistency)
         point_id = f"{req.vm}.fb{stamp}"
         await catalog("record_replica_point", ReplicaPointRecord(
             plan=req.plan, replica=obj.replica, point_id=point_id, snapshot_id=s2.snapshot_id,
             creation=PointCreation.FAILBACK, created_at=workflow.now(), config=s2.config,
             logical_bytes=final.disk_bytes, stored_bytes=pre.moved_bytes + final.moved_bytes))
         old_base = obj.source_snapshot
-        obj = await change(req.plan, req.vm, ReplicaState.READY, f"failback done at point {point_id}",
-                           source_snapshot=base.snapshot_id, replica_point=point_id, failover_snapshot=None,
-                           last_point_at=workflow.now())
-        await sites.call(tgt, "drop_snapshot", SnapshotDrop(at=replica.model_copy(update={"snapshot_id": s1.snapshot_id})))
+        obj = await hold(req.plan, req.vm, ReplicaState.READY, f"failback done at point {point_id}",
+                         source_snapshot=base.snapshot_id, replica_point=point_id, failover_snapshot=None,
+                         last_point_at=workflow.now())
+        await sites.drop_snapshot(tgt, replica, s1.snapshot_id)
         if old_base:
-            await sites.call(src, "drop_snapshot", SnapshotDrop(at=original.model_copy(update={"snapshot_id": old_base})))
+            await sites.drop_snapshot(src, original, old_base)
         if req.power_on:
-            await sites.call(src, "set_power", PowerInput(cluster=spec.source_cluster, vm_id=original.vm_id, on=True))
+            phase("power-on", str(obj.source))
+            await ensure_stopped(sites, tgt, replica, f"the replica {obj.replica}")
+            await sites.power(src, original, on=True)
+        obj = await release(req.plan, req.vm, reason="failback done")
         moved = pre.moved_bytes + final.moved_bytes
         result = DrOperationResult(operation="failback", plan=req.plan, vm=req.vm, state=obj.state, point_id=point_id,
                                    moved_bytes=moved, disk_bytes=final.disk_bytes,
@@ -117,42 +141,55 @@ class PermanentFailoverWorkflow:
 
     @workflow.run
     async def run(self, req: PermanentFailoverRequest) -> DrOperationResult:
+        sites = Sites()
         r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+        if not workflow.patched(v1.CLAIM_FIRST):
+            return await v1.permanent_failover(req, r, sites)
         spec, obj = r.spec, r.obj
         tag(Operation.PERMANENT_FAILOVER, plan=req.plan, vm=str(obj.source), site=spec.target_site)
         if obj.state != ReplicaState.FAILOVER:
             raise refuse(f"permanent failover of {obj.source} needs a failover first (replica is {obj.state})")
+        try:
+            await claim(req.plan, req.vm, [ReplicaState.FAILOVER], reason="permanent failover")
+        except ActivityError as e:
+            raise refuse(f"permanent failover of {obj.source} refused: {failure_text(e)}", "StateConflict") from None
         details: dict = {}
-        if req.reprotect:
-            sites = Sites()
-            phase("reprotect-seed", f"{obj.replica} -> {obj.source}")
-            stamp = f"{workflow.now():%Y%m%dT%H%M%SZ}"
-            replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "")
-            original = VMAt(cluster=spec.source_cluster, vm_id=obj.source_vm_id or "")
-            seed: SnapshotRef = await sites.call(spec.target_site, "create_snapshot", SnapshotInput(
-                cluster=spec.target_cluster, vm_id=replica.vm_id, name=f"abdr-rep-rp-{stamp}",
-                consistency=spec.consistency), SnapshotRef)
-            moved: PullResult = await sites.pull(spec.source_site, PullInput(
-                remote_site=spec.target_site, remote=replica.model_copy(update={"snapshot_id": seed.snapshot_id}),
-                remote_base=obj.failover_snapshot, local=original, local_base=obj.source_snapshot))
-            rsnap: SnapshotRef = await sites.call(spec.source_site, "create_snapshot", SnapshotInput(
-                cluster=spec.source_cluster, vm_id=original.vm_id, name=f"abdr-rp-rp-{stamp}",
-                consistency=spec.consistency), SnapshotRef)
-            reverse = await catalog("create_reverse_plan", ObjectRef(plan=req.plan, vm=req.vm), str)
-            point_id = f"{obj.replica.vm}.rp{stamp}"
-            await catalog("record_replica_point", ReplicaPointRecord(
-                plan=reverse, replica=obj.source, point_id=point_id, snapshot_id=rsnap.snapshot_id,
-                creation=PointCreation.MANUAL, created_at=workflow.now(), config=rsnap.config,
-                logical_bytes=moved.disk_bytes, stored_bytes=moved.moved_bytes))
-            await change(reverse, obj.replica.vm, ReplicaState.REPLICATING, "seeded by reprotect")
-            await change(reverse, obj.replica.vm, ReplicaState.READY, "seeded by reprotect",
-                         source_snapshot=seed.snapshot_id, replica_point=point_id, source_vm_id=replica.vm_id,
-                         replica_vm_id=original.vm_id, last_point_at=workflow.now())
-            details = {"reverse_plan": reverse, "seed_moved_bytes": moved.moved_bytes, "disk_bytes": moved.disk_bytes}
-        obj = await change(req.plan, req.vm, ReplicaState.PERMANENT_FAILOVER, "permanent failover")
+        try:
+            if req.reprotect:
+                details = await self.reprotect(sites, r)
+        except BaseException as e:
+            await release(req.plan, req.vm, reason=f"permanent failover failed: {failure_text(e)}"[:1000])
+            raise
+        obj = await release(req.plan, req.vm, ReplicaState.PERMANENT_FAILOVER, "permanent failover")
         await catalog("exclude_from_plan", ObjectRef(plan=req.plan, vm=req.vm))
         result = DrOperationResult(operation="permanent_failover", plan=req.plan, vm=req.vm, state=obj.state,
                                    details=details)
         await record_job(Operation.PERMANENT_FAILOVER, "SUCCESS", plan=req.plan, vm=req.vm,
                          result=result.model_dump(mode="json"), finished=True)
         return result
+
+    @staticmethod
+    async def reprotect(sites: Sites, r: ResolvedObject) -> dict:
+        """Seed the reverse plan: the new production VM's changes since failover onto the old original."""
+        spec, obj = r.spec, r.obj
+        phase("reprotect-seed", f"{obj.replica} -> {obj.source}")
+        stamp = f"{workflow.now():%Y%m%dT%H%M%SZ}"
+        replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "")
+        original = VMAt(cluster=spec.source_cluster, vm_id=obj.source_vm_id or "")
+        seed = await sites.snapshot(spec.target_site, replica, f"abdr-rep-rp-{stamp}", spec.consistency)
+        moved: PullResult = await sites.pull(spec.source_site, PullInput(
+            remote_site=spec.target_site, remote=replica.model_copy(update={"snapshot_id": seed.snapshot_id}),
+            remote_base=obj.failover_snapshot, local=original, local_base=obj.source_snapshot))
+        rsnap = await sites.snapshot(spec.source_site, original, f"abdr-rp-rp-{stamp}", spec.consistency)
+        reverse = await catalog("create_reverse_plan", ObjectRef(plan=r.spec.name, vm=obj.source.vm), str)
+        point_id = f"{obj.replica.vm}.rp{stamp}"
+        await catalog("record_replica_point", ReplicaPointRecord(
+            plan=reverse, replica=obj.source, point_id=point_id, snapshot_id=rsnap.snapshot_id,
+            creation=PointCreation.MANUAL, created_at=workflow.now(), config=rsnap.config,
+            logical_bytes=moved.disk_bytes, stored_bytes=moved.moved_bytes))
+        await change(reverse, obj.replica.vm, ReplicaState.REPLICATING, "seeded by reprotect",
+                     expect=[ReplicaState.NOT_READY])
+        await change(reverse, obj.replica.vm, ReplicaState.READY, "seeded by reprotect",
+                     expect=[ReplicaState.REPLICATING], source_snapshot=seed.snapshot_id, replica_point=point_id,
+                     source_vm_id=replica.vm_id, replica_vm_id=original.vm_id, last_point_at=workflow.now())
+        return {"reverse_plan": reverse, "seed_moved_bytes": moved.moved_bytes, "disk_bytes": moved.disk_bytes}

@@ -1,18 +1,22 @@
 """Failover and undo-failover of one replicated VM. Runs on the target site's worker and
 the central catalog, so it works with the source site down; with the source up it fences
-the source first. Never two running copies: the source is checked before the replica
-starts. Workflow id `dr/<plan>/<vm>`: one DR operation per VM at a time."""
+the source first. Never two running copies: the source is checked right before the
+replica starts. Workflow id `dr/<plan>/<vm>`: one DR operation per VM at a time.
+
+Runbook (docs/operations.md): validate -> claim the replica -> fence the source -> final
+sync (point `now`) -> check the source -> roll the replica back to the point -> FAILOVER ->
+check the source again -> power the replica on -> let go. A failure undoes what was done:
+the replica goes back to its newest point, a source abdr stopped is powered on again, and
+the claim is released with the state the replica really has."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models.inventory import ShutdownMode
-    from models.jobs import Operation, PowerInput
+    from models.jobs import Operation
     from models.replication import ReplicaState
     from models.replication_jobs import (
         DrOperationResult,
@@ -23,96 +27,132 @@ with workflow.unsafe.imports_passed_through():
         ReplicateInput,
         ReplicateResult,
         ResolvedObject,
-        ShutdownInput,
         VMAt,
     )
-    from models.requests import NOW, FailoverRequest, UndoFailoverRequest
+    from models.requests import LATEST, NOW, FailoverRequest, UndoFailoverRequest
     from models.restore_points import PointCreation
 
+from workflows import v1
+from workflows.backup import failure_text
 from workflows.common import catalog, phase, record_job, tag
-from workflows.replication import ReplicateWorkflow, Sites, change, replicate_id
+from workflows.replica_state import claim, hold, me, release
+from workflows.replication import ReplicateWorkflow, replicate_id
+from workflows.sites import Sites, refuse
 
-PROBE = timedelta(seconds=20)  # how long a reachability check of the source may take
+FAILOVER_FROM = (ReplicaState.READY, ReplicaState.FAILOVER_TEST)
 
 
 def dr_id(plan: str, vm: str) -> str:
     return f"dr/{plan}/{vm}"
 
 
-def refuse(message: str, kind: str = "InvalidState") -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
+async def find_point(plan: str, vm: str, point: str) -> ReplicaPoint:
+    return await catalog("find_replica_point", PointQuery(plan=plan, vm=vm, point=point), ReplicaPoint)
 
 
-async def source_power(sites: Sites, r: ResolvedObject) -> PowerStateReply:
-    """The source VM's power state, or unreachable (the source site's worker is down)."""
+async def ensure_source_stopped(sites: Sites, r: ResolvedObject) -> str:
+    """Refuse unless the source VM is known not to run (stopped, absent) or its site does
+    not answer (an unplanned failover); returns what was found, for the record."""
     if not r.obj.source_vm_id:
-        return PowerStateReply(state="UNKNOWN", reachable=False)
-    try:
-        return await sites.call(r.spec.source_site, "power_state",
-                                VMAt(cluster=r.spec.source_cluster, vm_id=r.obj.source_vm_id), PowerStateReply,
-                                reach=PROBE, start_to_close_timeout=PROBE)
-    except ActivityError:
-        return PowerStateReply(state="UNKNOWN", reachable=False)
+        return "never replicated from a known VM id"
+    src: PowerStateReply = await sites.probe(r.spec.source_site, VMAt(cluster=r.spec.source_cluster,
+                                                                      vm_id=r.obj.source_vm_id))
+    if src.reachable and src.state == "RUNNING":
+        raise refuse(f"the source VM {r.obj.source} is running; stop it or choose a source_shutdown mode "
+                     "(two running copies of one VM are never allowed)", "SourceRunning")
+    return src.state.lower() if src.reachable else "unreachable (not fenced)"
 
 
 @workflow.defn(name="Failover")
 class FailoverWorkflow:
     @workflow.run
     async def run(self, req: FailoverRequest) -> DrOperationResult:
+        sites = Sites()
         r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+        if not workflow.patched(v1.CLAIM_FIRST):
+            return await v1.failover(req, r, sites, ReplicateWorkflow.run, replicate_id)
         spec, obj = r.spec, r.obj
         tag(Operation.FAILOVER, plan=req.plan, vm=str(obj.source), site=spec.target_site, phase="check")
-        if obj.state not in (ReplicaState.READY, ReplicaState.FAILOVER_TEST):
+        if obj.state not in FAILOVER_FROM:
             raise refuse(f"cannot fail over {obj.source}: its replica is {obj.state} (needs READY)")
-        sites = Sites()
+        point = None if req.point == NOW else await find_point(req.plan, req.vm, req.point)
+        try:
+            obj = await claim(req.plan, req.vm, FAILOVER_FROM, reason=f"failover to {req.point}")
+        except ActivityError as e:
+            raise refuse(f"failover of {obj.source} refused, nothing was changed: {failure_text(e)}",
+                         "StateConflict") from None
         await record_job(Operation.FAILOVER, "RUNNING", plan=req.plan, vm=req.vm)
+        source = VMAt(cluster=spec.source_cluster, vm_id=obj.source_vm_id or "")
+        replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "")
         details: dict = {}
-        if req.source_shutdown != ShutdownMode.NONE:
-            phase("fence-source", f"{req.source_shutdown} {obj.source}")
-            try:
-                await sites.call(spec.source_site, "shutdown_vm", ShutdownInput(
-                    at=VMAt(cluster=spec.source_cluster, vm_id=obj.source_vm_id or ""), mode=req.source_shutdown,
-                    timeout_s=req.shutdown_timeout_s), PowerStateReply,
-                    reach=timedelta(seconds=req.shutdown_timeout_s * 2 + 60),
-                    start_to_close_timeout=timedelta(seconds=req.shutdown_timeout_s + 60))
-            except ActivityError as e:
-                raise refuse(f"failover aborted: the source VM {obj.source} could not be stopped "
-                             f"({req.source_shutdown}): {e.cause or e}", "SourceNotStopped") from None
-            details["source"] = f"stopped ({req.source_shutdown})"
-        point_arg = req.point
-        if req.point == NOW:
-            phase("final-sync", f"{obj.source} -> {obj.replica}")
-            synced: ReplicateResult = await workflow.execute_child_workflow(
-                ReplicateWorkflow.run, ReplicateInput(spec=spec, vm=req.vm, creation=PointCreation.FAILOVER,
-                                                      point_id=f"{req.vm}.fo{workflow.now():%Y%m%dT%H%M%SZ}"),
-                id=replicate_id(spec.name, req.vm))
-            point_arg = synced.point_id or ""
-            details["final_sync_bytes"] = synced.moved_bytes
-        point: ReplicaPoint = await catalog("find_replica_point", PointQuery(plan=req.plan, vm=req.vm, point=point_arg),
-                                            ReplicaPoint)
-        src = await source_power(sites, r)
-        if src.reachable and src.state == "RUNNING":
-            raise refuse(f"failover refused: the source VM {obj.source} is running; stop it or choose a "
-                         "source_shutdown mode (two running copies of one VM are never allowed)", "SourceRunning")
-        details.setdefault("source", "stopped" if src.reachable else "unreachable (not fenced)")
-        phase("rollback", f"{obj.replica} -> point {point.point_id}")
-        replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
-        await sites.call(spec.target_site, "set_power", PowerInput(cluster=spec.target_cluster,
-                                                                   vm_id=replica.vm_id, on=False))
-        await sites.call(spec.target_site, "rollback_vm", replica)
-        # From here the replica's changes are tracked against the point's snapshot (failback).
-        obj = await change(req.plan, req.vm, ReplicaState.FAILOVER, f"failover to {point.point_id}",
-                           failover_snapshot=point.snapshot_id)
-        if req.power_on:
-            phase("power-on", str(obj.replica))
-            await sites.call(spec.target_site, "set_power", PowerInput(cluster=spec.target_cluster,
-                                                                       vm_id=replica.vm_id, on=True))
+        stopped_source = rolled_back = switched = False
+        try:
+            if req.source_shutdown != ShutdownMode.NONE:
+                phase("fence-source", f"{req.source_shutdown} {obj.source}")
+                stopped_source = await self.fence(sites, r, req)
+                details["source"] = f"stopped ({req.source_shutdown})"
+            if point is None:
+                phase("final-sync", f"{obj.source} -> {obj.replica}")
+                synced: ReplicateResult = await workflow.execute_child_workflow(
+                    ReplicateWorkflow.run, ReplicateInput(
+                        spec=spec, vm=req.vm, creation=PointCreation.FAILOVER, claimed_by=me(),
+                        point_id=f"{req.vm}.fo{workflow.now():%Y%m%dT%H%M%SZ}"),
+                    id=f"{replicate_id(spec.name, req.vm)}/final-sync")
+                point = await find_point(req.plan, req.vm, synced.point_id or "")
+                details["final_sync_bytes"] = synced.moved_bytes
+            details.setdefault("source", await ensure_source_stopped(sites, r))
+            phase("rollback", f"{obj.replica} -> point {point.point_id}")
+            await sites.power(spec.target_site, replica, on=False)
+            rolled_back = True
+            await sites.rollback(spec.target_site, replica, point.snapshot_id)
+            # From here the replica's changes are tracked against the point's snapshot (failback).
+            obj = await hold(req.plan, req.vm, ReplicaState.FAILOVER, f"failover to {point.point_id}",
+                             failover_snapshot=point.snapshot_id)
+            switched = True
+            if req.power_on:
+                phase("power-on", str(obj.replica))
+                await ensure_source_stopped(sites, r)
+                await sites.power(spec.target_site, replica, on=True)
+        except BaseException as e:
+            await self.undo(sites, r, req, source, replica, stopped_source, rolled_back, switched, failure_text(e))
+            raise
+        obj = await release(req.plan, req.vm, reason="failover done")
         result = DrOperationResult(operation="failover", plan=req.plan, vm=req.vm, state=obj.state,
                                    point_id=point.point_id, details=details)
         await record_job(Operation.FAILOVER, "SUCCESS", plan=req.plan, vm=req.vm,
                          result=result.model_dump(mode="json"), finished=True)
         phase("done", f"{obj.replica} serves at point {point.point_id}")
         return result
+
+    @staticmethod
+    async def fence(sites: Sites, r: ResolvedObject, req: FailoverRequest) -> bool:
+        """Stop the source; True when abdr stopped a running VM (compensation restarts it)."""
+        at = VMAt(cluster=r.spec.source_cluster, vm_id=r.obj.source_vm_id or "")
+        try:
+            before: PowerStateReply = await sites.probe(r.spec.source_site, at)
+            await sites.shutdown(r.spec.source_site, at, req.source_shutdown, req.shutdown_timeout_s)
+        except ActivityError as e:
+            raise refuse(f"failover aborted: the source VM {r.obj.source} could not be stopped "
+                         f"({req.source_shutdown}): {e.cause or e}", "SourceNotStopped") from None
+        return before.reachable and before.state == "RUNNING"
+
+    @staticmethod
+    async def undo(sites: Sites, r: ResolvedObject, req: FailoverRequest, source: VMAt, replica: VMAt,
+                   stopped_source: bool, rolled_back: bool, switched: bool, why: str) -> None:
+        """Compensation: exactly what was done, undone; the claim let go with the truth."""
+        phase("undo", why)
+        if rolled_back:
+            # The replica's live disk must equal its newest point again: replication goes on from it.
+            await sites.power(r.spec.target_site, replica, on=False)
+            newest = await find_point(req.plan, req.vm, LATEST)
+            await sites.rollback(r.spec.target_site, replica, newest.snapshot_id)
+        if stopped_source:
+            await sites.power(r.spec.source_site, source, on=True)
+        refs = {"failover_snapshot": None} if switched else {}
+        await release(req.plan, req.vm, ReplicaState.READY if switched else None,
+                      f"failover failed, undone: {why}"[:1000], **refs)
+        await record_job(Operation.FAILOVER, "FAILED", plan=req.plan, vm=req.vm, result={"error": why},
+                         finished=True)
 
 
 @workflow.defn(name="UndoFailover")
@@ -122,22 +162,31 @@ class UndoFailoverWorkflow:
 
     @workflow.run
     async def run(self, req: UndoFailoverRequest) -> DrOperationResult:
+        sites = Sites()
         r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+        if not workflow.patched(v1.CLAIM_FIRST):
+            return await v1.undo_failover(req, r, sites)
         spec, obj = r.spec, r.obj
         tag(Operation.FAILOVER, plan=req.plan, vm=str(obj.source), site=spec.target_site, phase="undo")
         if obj.state != ReplicaState.FAILOVER:
             raise refuse(f"nothing to undo: the replica of {obj.source} is {obj.state}, not FAILOVER")
-        point: ReplicaPoint = await catalog("find_replica_point",
-                                            PointQuery(plan=req.plan, vm=req.vm, point=obj.replica_point or ""),
-                                            ReplicaPoint)
-        sites = Sites()
-        replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
-        await sites.call(spec.target_site, "set_power", PowerInput(cluster=spec.target_cluster,
-                                                                   vm_id=replica.vm_id, on=False))
-        await sites.call(spec.target_site, "rollback_vm", replica)
-        obj = await change(req.plan, req.vm, ReplicaState.READY, "failover undone", failover_snapshot=None)
+        point = await find_point(req.plan, req.vm, obj.replica_point or "")
+        try:
+            await claim(req.plan, req.vm, [ReplicaState.FAILOVER], reason="undo failover")
+        except ActivityError as e:
+            raise refuse(f"undo of the failover of {obj.source} refused: {failure_text(e)}", "StateConflict") from None
+        replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "")
+        try:
+            await sites.power(spec.target_site, replica, on=False)
+            await sites.rollback(spec.target_site, replica, point.snapshot_id)
+        except BaseException as e:
+            # The replica may be stopped now; it still holds what it served (rollback is all or nothing).
+            await release(req.plan, req.vm, reason=f"undo failed, replica left stopped: {failure_text(e)}"[:1000])
+            raise
+        obj = await release(req.plan, req.vm, ReplicaState.READY, "failover undone", failover_snapshot=None)
         result = DrOperationResult(operation="undo_failover", plan=req.plan, vm=req.vm, state=obj.state,
                                    point_id=point.point_id)
         await record_job(Operation.FAILOVER, "UNDONE", plan=req.plan, vm=req.vm,
                          result=result.model_dump(mode="json"), finished=True)
         return result
+

@@ -10,19 +10,17 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from models.jobs import Operation, PlanResultInput, SnapshotInput, SnapshotRef
+    from models.jobs import Operation, PlanResultInput, SnapshotRef
     from models.plans import RunResult, VMRef
-    from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
+    from models.queues import WORKFLOW_TASK_QUEUE
     from models.replication import ReplicaState, ReplicationObject
     from models.replication_jobs import (
         EnsureReplicaInput,
-        ObjectChange,
         ObjectRef,
         PullInput,
-        PullResult,
         ReplicaPointRecord,
         ReplicaRetentionInput,
         ReplicateInput,
@@ -32,16 +30,17 @@ with workflow.unsafe.imports_passed_through():
         ReplicationTickInput,
         ResolvedObject,
         ResolvedReplicationPlan,
-        SnapshotDrop,
         VMAt,
     )
     from models.restore_points import PointCreation
     from models.schedule import window_close
 
+from workflows import v1
 from workflows.backup import failure_text
-from workflows.common import SKIPPED_BUSY, catalog, phase, record_job, retry, scheduled_time, start_plan_run, tag
+from workflows.common import SKIPPED_BUSY, catalog, phase, record_job, scheduled_time, start_plan_run, tag
+from workflows.replica_state import claim, hold, me, release
+from workflows.sites import Sites, refuse
 
-PULL_HEARTBEAT = timedelta(seconds=10)
 REPLICABLE = {ReplicaState.NOT_READY, ReplicaState.READY, ReplicaState.FAILOVER_TEST}
 
 
@@ -53,94 +52,79 @@ def replicate_id(plan: str, vm: str) -> str:
     return f"replication/{plan}/{vm}"
 
 
-class Sites:
-    """Activity calls routed to a site's queue. Calls to a site that is down fail after
-    `reach` instead of waiting forever (unplanned failover must not hang on the source)."""
-
-    def __init__(self, max_retries: int = 3, interval_s: int = 30) -> None:
-        self.policy = retry(max_retries, interval_s)
-
-    async def call(self, site: str, activity: str, arg: object, result_type: type | None = None,
-                   reach: timedelta = timedelta(minutes=10), **kw: object) -> object:
-        opts: dict[str, object] = dict(start_to_close_timeout=timedelta(minutes=10), retry_policy=self.policy,
-                                       schedule_to_close_timeout=reach)
-        opts.update(kw)
-        return await workflow.execute_activity(activity, arg, task_queue=site_task_queue(site),
-                                               result_type=result_type, summary=f"{activity} @{site}", **opts)
-
-    async def pull(self, site: str, inp: PullInput) -> PullResult:
-        return await self.call(site, "pull_extents", inp, PullResult, reach=timedelta(hours=24),
-                               start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=PULL_HEARTBEAT)
-
-
-async def change(plan: str, vm: str, to: ReplicaState | None = None, reason: str = "",
-                 **updates: object) -> ReplicationObject:
-    """Move a replication object (state machine enforced by the catalog activity) / set refs."""
-    last = updates.pop("last_point_at", None)
-    return await catalog("change_replica", ObjectChange(plan=plan, vm=vm, to=to, reason=reason, at=workflow.now(),
-                                                        updates=updates, last_point_at=last), ReplicationObject)
-
-
 @workflow.defn(name="Replicate")
 class ReplicateWorkflow:
+    """Claim the replica, snapshot the source, pull the changes into the replica, snapshot
+    the replica (the replica point), move the base pair on, let go. A failover's final sync
+    runs under the failover's claim."""
+
     @workflow.run
     async def run(self, inp: ReplicateInput) -> ReplicateResult:
         spec = inp.spec
+        sites = Sites(inp.max_retries, inp.retry_interval_s)
         r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=spec.name, vm=inp.vm), ResolvedObject)
+        if not workflow.patched(v1.CLAIM_FIRST):
+            return await v1.replicate(inp, r, sites)
         obj = r.obj
         tag(Operation.REPLICATION, plan=spec.name, vm=str(obj.source), site=spec.target_site)
-        if obj.state not in REPLICABLE:
-            raise ApplicationError(f"replica {obj.replica} is in state {obj.state}: replication is suspended",
-                                   type="InvalidState", non_retryable=True)
-        sites = Sites(inp.max_retries, inp.retry_interval_s)
-        src, tgt = spec.source_site, spec.target_site
-        phase("snapshot", f"{obj.source} on site {src}")
-        source_vm_id: str = await sites.call(src, "find_vm", obj.source, str, reach=timedelta(minutes=5))
-        snap: SnapshotRef = await sites.call(src, "create_snapshot", SnapshotInput(
-            cluster=spec.source_cluster, vm_id=source_vm_id, name=f"abdr-rep-{inp.point_id}",
-            consistency=spec.consistency), SnapshotRef)
-        drilling = obj.state == ReplicaState.FAILOVER_TEST
-        if not drilling:
-            await change(spec.name, inp.vm, ReplicaState.REPLICATING, f"run {inp.point_id}")
+        owner = inp.claimed_by or me()
+        # A drill runs beside replication: the replica stays FAILOVER_TEST, but is still claimed.
+        was = obj.state
+        busy = ReplicaState.REPLICATING if was in (ReplicaState.READY, ReplicaState.NOT_READY) else None
         try:
+            if inp.claimed_by:
+                obj = await hold(spec.name, inp.vm, reason=f"final sync {inp.point_id}", owner=owner)
+            else:
+                obj = await claim(spec.name, inp.vm, REPLICABLE, busy, f"run {inp.point_id}")
+        except ActivityError as e:
+            raise refuse(f"replication of {obj.source} not started: {failure_text(e)}", "StateConflict") from None
+        src, tgt = spec.source_site, spec.target_site
+        source = VMAt(cluster=spec.source_cluster, vm_id="")
+        snap: SnapshotRef | None = None
+        try:
+            phase("snapshot", f"{obj.source} on site {src}")
+            source.vm_id = await sites.call(src, "find_vm", obj.source, str, reach=timedelta(minutes=5))
+            snap = await sites.snapshot(src, source, f"abdr-rep-{inp.point_id}", spec.consistency)
             replica_vm_id: str = await sites.call(tgt, "ensure_replica", EnsureReplicaInput(
                 spec=spec, replica=obj.replica, source_config=snap.config, known_vm_id=obj.replica_vm_id), str)
+            replica = VMAt(cluster=spec.target_cluster, vm_id=replica_vm_id)
             base = obj.source_snapshot if obj.replica_point else None
             phase("transfer", f"{'changes since the last point' if base else 'initial seed'} -> {obj.replica}")
             moved = await sites.pull(tgt, PullInput(
-                remote_site=src, remote=VMAt(cluster=spec.source_cluster, vm_id=source_vm_id,
-                                             snapshot_id=snap.snapshot_id),
-                remote_base=base, local=VMAt(cluster=spec.target_cluster, vm_id=replica_vm_id),
-                bandwidth_mbps=inp.bandwidth_mbps))
+                remote_site=src, remote=source.model_copy(update={"snapshot_id": snap.snapshot_id}),
+                remote_base=base, local=replica, bandwidth_mbps=inp.bandwidth_mbps))
             phase("replica-point")
-            rsnap: SnapshotRef = await sites.call(tgt, "create_snapshot", SnapshotInput(
-                cluster=spec.target_cluster, vm_id=replica_vm_id, name=f"abdr-rp-{inp.point_id}",
-                consistency=spec.consistency), SnapshotRef)
+            rsnap = await sites.snapshot(tgt, replica, f"abdr-rp-{inp.point_id}", spec.consistency)
             now = workflow.now()
             await catalog("record_replica_point", ReplicaPointRecord(
                 plan=spec.name, replica=obj.replica, point_id=inp.point_id, snapshot_id=rsnap.snapshot_id,
                 creation=inp.creation, created_at=now, config=rsnap.config, logical_bytes=moved.disk_bytes,
                 stored_bytes=moved.moved_bytes))
         except BaseException:
-            await sites.call(src, "drop_snapshot", SnapshotDrop(at=VMAt(cluster=spec.source_cluster,
-                                                                        vm_id=source_vm_id,
-                                                                        snapshot_id=snap.snapshot_id)),
-                             reach=timedelta(minutes=5))
-            if not drilling:
-                back = ReplicaState.READY if obj.replica_point else ReplicaState.NOT_READY
-                await change(spec.name, inp.vm, back, "run failed")
+            if snap is not None:
+                await sites.drop_snapshot(src, source, snap.snapshot_id)
+            back = (ReplicaState.READY if obj.replica_point else ReplicaState.NOT_READY) if busy else None
+            await let_go(spec.name, inp.vm, inp.claimed_by, back, "run failed", owner=owner)
             raise
-        await change(spec.name, inp.vm, None if drilling else ReplicaState.READY, f"point {inp.point_id}",
-                     source_snapshot=snap.snapshot_id, replica_point=inp.point_id, source_vm_id=source_vm_id,
-                     replica_vm_id=replica_vm_id, last_point_at=now)
-        if obj.source_snapshot and obj.source_snapshot != snap.snapshot_id:
-            await sites.call(src, "drop_snapshot", SnapshotDrop(at=VMAt(
-                cluster=spec.source_cluster, vm_id=source_vm_id, snapshot_id=obj.source_snapshot)))
+        obj = await let_go(spec.name, inp.vm, inp.claimed_by, ReplicaState.READY if busy else None,
+                           f"point {inp.point_id}", owner=owner, source_snapshot=snap.snapshot_id,
+                           replica_point=inp.point_id, source_vm_id=source.vm_id, replica_vm_id=replica_vm_id,
+                           last_point_at=now)
+        if r.obj.source_snapshot and r.obj.source_snapshot != snap.snapshot_id:
+            await sites.drop_snapshot(src, source, r.obj.source_snapshot)
         await sites.call(tgt, "replica_retention", ReplicaRetentionInput(
             plan=spec.name, replica=obj.replica, replica_vm_id=replica_vm_id, keep_snapshot=inp.point_id), list)
         phase("done")
         return ReplicateResult(vm=obj.source, ok=True, point_id=inp.point_id, seeded=base is None,
                                moved_bytes=moved.moved_bytes, wire_bytes=moved.wire_bytes, disk_bytes=moved.disk_bytes)
+
+
+async def let_go(plan: str, vm: str, parent: str | None, to: ReplicaState | None, reason: str, owner: str,
+                 **updates: object) -> ReplicationObject:
+    """End a replication: release its own claim, or keep the parent operation's."""
+    if parent:
+        return await hold(plan, vm, to, reason, owner=owner, **updates)
+    return await release(plan, vm, to, reason, owner=owner, **updates)
 
 
 @workflow.defn(name="ReplicationPlanTick")

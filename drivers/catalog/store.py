@@ -13,11 +13,21 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, select
 
 from drivers.catalog.engine import make_engine, migrate
+from drivers.catalog.errors import (  # noqa: F401  (re-exported: callers import them from here)
+    AlreadyExists,
+    CatalogError,
+    ConcurrentChange,
+    InUse,
+    NotFound,
+    StateConflict,
+)
+from drivers.catalog.replicas import ReplicaObjects
 from models.catalog import (
     BackupPlanRow,
     ClusterRow,
     JobRow,
     PlanVMRow,
+    ReplicaChangeRow,
     ReplicationObjectRow,
     ReplicationPlanRow,
     RepositoryRow,
@@ -30,32 +40,15 @@ from models.catalog import (
 )
 from models.inventory import VM, Cluster, Site, VMConfig
 from models.plans import BackupPlanSpec, PlanStatus, RunResult, VMRef
-from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec, StateChange
+from models.replication import ReplicationPlanSpec
 from models.restore_points import PointState, RestorePointSummary
 from models.services import BackupService, ReplicationService, RepositorySpec, SlotLease, TransferKind
 
 RowT = TypeVar("RowT", bound=SQLModel)
 PlanRow = BackupPlanRow | ReplicationPlanRow
-OBJECT_REFS = ("source_vm_id", "replica_vm_id", "source_snapshot", "replica_point", "failover_snapshot")
 
 
-class CatalogError(Exception):
-    """Base of catalog errors; the message is meant for users as is."""
-
-
-class NotFound(CatalogError):
-    pass
-
-
-class AlreadyExists(CatalogError):
-    pass
-
-
-class InUse(CatalogError):
-    pass
-
-
-class Catalog:
+class Catalog(ReplicaObjects):
     def __init__(self, url: str, *, upgrade: bool = True) -> None:
         self.url = url
         if upgrade:
@@ -244,8 +237,7 @@ class Catalog:
                     s.add(ReplicationObjectRow(
                         plan=spec.name, source_cluster=v.cluster, source_vm=v.vm,
                         replica_cluster=spec.target_cluster,
-                        replica_vm=replicas[v.vm].vm if v.vm in replicas else spec.naming.replica_name(v.vm),
-                        history=[]))
+                        replica_vm=replicas[v.vm].vm if v.vm in replicas else spec.naming.replica_name(v.vm)))
         except IntegrityError:
             raise AlreadyExists(f"replication plan {spec.name!r} already exists") from None
 
@@ -259,39 +251,6 @@ class Catalog:
         return [ReplicationPlanSpec.model_validate(r.spec) for r in rows]
 
     # -- replication objects ------------------------------------------------------------
-
-    @staticmethod
-    def _object(r: ReplicationObjectRow) -> ReplicationObject:
-        return ReplicationObject(
-            plan=r.plan, source=VMRef(cluster=r.source_cluster, vm=r.source_vm),
-            replica=VMRef(cluster=r.replica_cluster, vm=r.replica_vm), state=ReplicaState(r.state),
-            history=[StateChange.model_validate(h) for h in r.history], last_point_at=r.last_point_at,
-            **{k: getattr(r, k) for k in OBJECT_REFS})
-
-    def replication_object(self, plan: str, vm: str) -> ReplicationObject:
-        """The object of `plan` whose source VM is named `vm`."""
-        for obj in self.replication_objects(plan):
-            if obj.source.vm == vm:
-                return obj
-        raise NotFound(f"VM {vm!r} is not protected by replication plan {plan!r}")
-
-    def replication_objects(self, plan: str | None = None) -> list[ReplicationObject]:
-        where = [ReplicationObjectRow.plan == plan] if plan else []
-        rows = self._all(ReplicationObjectRow, *where, order=ReplicationObjectRow.source_vm)
-        return [self._object(r) for r in rows]
-
-    def save_replication_object(self, obj: ReplicationObject) -> None:
-        """Persist a replication object (state, history, newest point) after a transition."""
-        key = (obj.plan, obj.source.cluster, obj.source.vm)
-        with self.session() as s:
-            r = self._get(s, ReplicationObjectRow, key, f"replication object {obj.plan}/{obj.source}")
-            r.state = obj.state
-            r.history = [h.model_dump(mode="json") for h in obj.history]
-            r.last_point_at = obj.last_point_at
-            r.replica_cluster, r.replica_vm = obj.replica.cluster, obj.replica.vm
-            for k in OBJECT_REFS:
-                setattr(r, k, getattr(obj, k))
-            s.add(r)
 
     # -- restore points -----------------------------------------------------------------
 
@@ -337,6 +296,22 @@ class Catalog:
             row.state = state
             s.add(row)
 
+    def change_point_state(self, point_id: str, expected: set[PointState], state: PointState) -> bool:
+        """Compare-and-set in one UPDATE: `state` only if the point is in one of `expected`
+        now (e.g. verify marks READY -> DAMAGED, never a point a delete made DELETING)."""
+        with self.session() as s:
+            res = s.exec(update(RestorePointRow)  # type: ignore[call-overload]
+                         .where(RestorePointRow.id == point_id, RestorePointRow.state.in_(list(expected)))
+                         .values(state=state))
+            return bool(res.rowcount)
+
+    def point_states(self, repository: str) -> dict[str, PointState]:
+        """Id -> state of every catalog point in `repository` (two columns, no summaries)."""
+        with self.session() as s:
+            rows = s.exec(select(RestorePointRow.id, RestorePointRow.state)
+                          .where(RestorePointRow.repository == repository)).all()
+            return {pid: PointState(state) for pid, state in rows}
+
     # -- services -------------------------------------------------------------------------
 
     def put_service(self, service: BackupService | ReplicationService) -> None:
@@ -375,12 +350,13 @@ class Catalog:
                 if s.get(ReplicationObjectRow, (spec.name, v.cluster, v.vm)) is None:
                     s.add(ReplicationObjectRow(plan=spec.name, source_cluster=v.cluster, source_vm=v.vm,
                                                replica_cluster=spec.target_cluster,
-                                               replica_vm=spec.naming.replica_name(v.vm), history=[]))
+                                               replica_vm=spec.naming.replica_name(v.vm)))
 
     def delete_replication_plan(self, name: str) -> None:
         with self.session() as s:
             for row in s.exec(select(ReplicationObjectRow).where(ReplicationObjectRow.plan == name)).all():
                 s.delete(row)
+            s.execute(delete(ReplicaChangeRow).where(ReplicaChangeRow.plan == name))
             s.flush()
             s.delete(self._get(s, ReplicationPlanRow, name, f"replication plan {name!r}"))
             self._set_plan_vms(s, "replication", name, [])

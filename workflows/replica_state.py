@@ -1,0 +1,50 @@
+"""A replica's state and claim, changed only by compare-and-set in the catalog (one
+transaction, checked against the state and claim the caller expects). Every DR operation
+claims first, then acts, and lets go with the state that is true at its end; a refusal
+leaves everything as it was. Deterministic; imports only temporalio + models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.replication import ReplicaState, ReplicationObject
+    from models.replication_jobs import Claim, ObjectChange
+
+from workflows.common import catalog
+
+
+def me() -> str:
+    """The claim owner: this workflow (its id names the operation and the VM)."""
+    return workflow.info().workflow_id
+
+
+async def change(plan: str, vm: str, to: ReplicaState | None = None, reason: str = "", *,
+                 expect: Iterable[ReplicaState] | None = None, claim: Claim | None = None,
+                 owner: str | None = None, **updates: object) -> ReplicationObject:
+    """One compare-and-set change (see ObjectChange); a retried activity applies it once."""
+    last = updates.pop("last_point_at", None)
+    return await catalog("change_replica", ObjectChange(
+        plan=plan, vm=vm, to=to, reason=reason, at=workflow.now(), updates=updates, last_point_at=last,
+        expect=list(expect) if expect is not None else None, claim=claim, owner=owner or me(),
+        change_id=f"{me()}/{workflow.uuid4()}"), ReplicationObject)
+
+
+async def claim(plan: str, vm: str, expect: Iterable[ReplicaState], to: ReplicaState | None = None,
+                reason: str = "", owner: str | None = None) -> ReplicationObject:
+    """Take the replica for this operation: it must be in one of `expect` and unclaimed."""
+    return await change(plan, vm, to, reason, expect=expect, claim=Claim.TAKE, owner=owner)
+
+
+async def release(plan: str, vm: str, to: ReplicaState | None = None, reason: str = "",
+                  owner: str | None = None, **updates: object) -> ReplicationObject:
+    """Let go of the replica, moving it `to` (and setting refs) in the same transaction."""
+    return await change(plan, vm, to, reason, claim=Claim.RELEASE, owner=owner, **updates)
+
+
+async def hold(plan: str, vm: str, to: ReplicaState | None = None, reason: str = "",
+               owner: str | None = None, **updates: object) -> ReplicationObject:
+    """Change the replica while keeping the claim (refused if the claim is not ours)."""
+    return await change(plan, vm, to, reason, claim=Claim.HOLD, owner=owner, **updates)

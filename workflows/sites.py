@@ -1,0 +1,85 @@
+"""Activity calls routed to a site's queue (that site's backup/replication service), with one
+helper per runbook step so DR workflows read as their runbooks. Deterministic; imports only
+temporalio + models."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from models.inventory import ShutdownMode
+    from models.jobs import PowerInput, SnapshotInput, SnapshotRef
+    from models.queues import site_task_queue
+    from models.replication_jobs import PowerStateReply, PullInput, PullResult, ShutdownInput, SnapshotDrop, VMAt
+
+from workflows.common import retry
+
+PULL_HEARTBEAT = timedelta(seconds=10)
+PROBE = timedelta(seconds=20)  # how long a reachability check of a site may take
+
+
+def refuse(message: str, kind: str = "InvalidState") -> ApplicationError:
+    """A refusal: nothing a retry can fix, said to the user as is."""
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+class Sites:
+    """Activity calls routed to a site's queue. Calls to a site that is down fail after
+    `reach` instead of waiting forever (unplanned failover must not hang on the source)."""
+
+    def __init__(self, max_retries: int = 3, interval_s: int = 30) -> None:
+        self.policy = retry(max_retries, interval_s)
+
+    async def call(self, site: str, activity: str, arg: object, result_type: type | None = None,
+                   reach: timedelta = timedelta(minutes=10), **kw: object) -> Any:
+        opts: dict[str, object] = dict(start_to_close_timeout=timedelta(minutes=10), retry_policy=self.policy,
+                                       schedule_to_close_timeout=reach)
+        opts.update(kw)
+        return await workflow.execute_activity(activity, arg, task_queue=site_task_queue(site),
+                                               result_type=result_type, summary=f"{activity} @{site}", **opts)
+
+    async def pull(self, site: str, inp: PullInput) -> PullResult:
+        return await self.call(site, "pull_extents", inp, PullResult, reach=timedelta(hours=24),
+                               start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=PULL_HEARTBEAT)
+
+    # -- runbook steps -------------------------------------------------------------------
+
+    async def snapshot(self, site: str, at: VMAt, name: str, consistency: Any) -> SnapshotRef:
+        return await self.call(site, "create_snapshot", SnapshotInput(cluster=at.cluster, vm_id=at.vm_id, name=name,
+                                                                      consistency=consistency), SnapshotRef)
+
+    async def drop_snapshot(self, site: str, at: VMAt, snapshot_id: str) -> None:
+        await self.call(site, "drop_snapshot", SnapshotDrop(at=at.model_copy(update={"snapshot_id": snapshot_id})))
+
+    async def power(self, site: str, at: VMAt, on: bool) -> None:
+        await self.call(site, "set_power", PowerInput(cluster=at.cluster, vm_id=at.vm_id, on=on))
+
+    async def rollback(self, site: str, at: VMAt, snapshot_id: str) -> None:
+        await self.call(site, "rollback_vm", at.model_copy(update={"snapshot_id": snapshot_id}))
+
+    async def shutdown(self, site: str, at: VMAt, mode: ShutdownMode, timeout_s: int) -> PowerStateReply:
+        return await self.call(site, "shutdown_vm", ShutdownInput(at=at, mode=mode, timeout_s=timeout_s),
+                               PowerStateReply, reach=timedelta(seconds=timeout_s * 2 + 60),
+                               start_to_close_timeout=timedelta(seconds=timeout_s + 60))
+
+    async def probe(self, site: str, at: VMAt) -> PowerStateReply:
+        """A VM's power state, telling 'the site did not answer' (reachable=False) from 'the
+        site answered': a VM the site says does not exist is ABSENT; any other answer that
+        is an error is raised (SourceUnknown), since nobody can then say it is not running."""
+        try:
+            return await self.call(site, "power_state", at, PowerStateReply, reach=PROBE,
+                                   start_to_close_timeout=PROBE,
+                                   retry_policy=retry(max_retries=10, interval_s=1))
+        except ActivityError as e:
+            cause = e.cause
+            if isinstance(cause, TimeoutError) and not isinstance(cause.cause, ApplicationError):
+                return PowerStateReply(state="UNKNOWN", reachable=False)
+            answer = cause.cause if isinstance(cause, TimeoutError) else cause
+            if isinstance(answer, ApplicationError) and answer.type == "NotFound":
+                return PowerStateReply(state="ABSENT")
+            raise refuse(f"site {site} answered but could not tell whether VM {at.vm_id} is running: "
+                         f"{answer or e}", "SourceUnknown") from None
