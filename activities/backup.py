@@ -122,6 +122,7 @@ class BackupActivities:
                 with driver.open_disk(snap.vm_id, disk.name, snap.snapshot_id) as handle:
                     writer = session.disk_writer(disk.name, disk.size_bytes, limit_iops(handle.read, inp.read_iops),
                                                  source_id=snap.snapshot_id, checkpoint_seconds=CHECKPOINT_S,
+                                                 compress=inp.compression,
                                                  **extents)
                     dm = writer.run(progress)
                 s = dm.stats

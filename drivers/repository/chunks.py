@@ -70,8 +70,8 @@ class ChunkCodec:
             d = self._local.d = zstandard.ZstdDecompressor()
         return d
 
-    def encode(self, digest: bytes, data: bytes | memoryview) -> bytes:
-        packed = self._cctx().compress(data)
+    def encode(self, digest: bytes, data: bytes | memoryview, compress: bool = True) -> bytes:
+        packed = self._cctx().compress(data) if compress else data  # a plan may turn compression off
         flags = FLAG_ZSTD
         if len(packed) >= len(data):  # incompressible: keep raw, saves decompression too
             packed, flags = bytes(data), 0
@@ -144,9 +144,9 @@ class ChunkStore:
             return False
         return True
 
-    def put(self, digest: bytes, data: bytes | memoryview) -> int:
-        """Store a chunk; returns the bytes written (header included)."""
-        blob = self.codec.encode(digest, data)
+    def put(self, digest: bytes, data: bytes | memoryview, compress: bool = True) -> int:
+        """Store a chunk (raw if not `compress`); returns the bytes written (header included)."""
+        blob = self.codec.encode(digest, data, compress)
         self.put_blob(digest, blob)
         return len(blob)
 

@@ -89,6 +89,7 @@ class DiskWriter:
         window: int | None = None,
         checkpoint_seconds: float = CHECKPOINT_SECONDS,
         checkpoint_bytes: int = CHECKPOINT_BYTES,
+        compress: bool = True,
     ) -> None:
         if allocated is not None and changed is not None:
             raise ValueError("give allocated extents (full backup) or changed extents (incremental), not both")
@@ -104,6 +105,7 @@ class DiskWriter:
         self.window = window or max(4, 2 * self.workers + 2) * self.batch
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_bytes = checkpoint_bytes
+        self.compress = compress  # new chunks stored zstd-compressed (when it helps) or raw
         session.draft.vm_config.disk(name)  # KeyError with a clear message if unknown
         if size <= 0 or size % 4096:
             raise ValueError(f"disk {name}: size {size} must be a positive multiple of 4096")
@@ -330,7 +332,7 @@ class DiskWriter:
                             if d in known or store.present(d, since):
                                 out.append((i, d, 0, 0, rb))
                             else:
-                                out.append((i, d, 1, store.put(d, data), rb))
+                                out.append((i, d, 1, store.put(d, data, self.compress), rb))
                             if len(known) > KNOWN_CACHE:
                                 known.clear()
                             known.add(d)
