@@ -26,6 +26,7 @@ from activities.admin import AdminActivities
 from activities.backup import BackupActivities
 from activities.catalog import CatalogActivities
 from activities.health import HealthActivities
+from activities.heartbeat import HeartbeatInterceptor
 from activities.resources import Resources
 from activities.replication import ReplicationActivities
 from activities.replication_catalog import ReplicationCatalogActivities
@@ -89,11 +90,11 @@ def build_workers(client: Client, settings: Settings, catalog: Catalog, *, site:
     if run_workflows:
         out.append(Worker(client, task_queue=WORKFLOW_TASK_QUEUE, workflows=workflows.ALL,
                           activities=catalog_activities(catalog, client), activity_executor=executor,
-                          graceful_shutdown_timeout=grace))
+                          graceful_shutdown_timeout=grace, interceptors=[HeartbeatInterceptor()]))
     if site:
         out.append(Worker(client, task_queue=site_task_queue(site), activities=site_activities(catalog, site, settings),
                           activity_executor=executor, max_concurrent_activities=ACTIVITY_THREADS,
-                          graceful_shutdown_timeout=grace))
+                          graceful_shutdown_timeout=grace, interceptors=[HeartbeatInterceptor()]))
     return out
 
 

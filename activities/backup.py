@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from temporalio import activity
 
 from activities.errors import translate_errors
-from activities.heartbeat import Heartbeater, resume_details
+from activities.heartbeat import Progress, resume_details
 from activities.resources import Resources
 from activities.slots import SlotRequest, TransferKind, holds_slot
 from drivers.ratelimit import limit_iops
@@ -103,7 +103,7 @@ class BackupActivities:
         if resumed is not None:
             activity.logger.info("resuming transfer of %s at disk %d chunk %d (%d bytes confirmed)",
                                  inp.point_id, resumed.disk_index, resumed.chunk_index, resumed.bytes_done)
-        beat = Heartbeater()
+        durable = Progress()  # the writer reports only what its staging journal holds
         total = sum(d.size_bytes for d in snap.config.disks)
         done_before = 0
         stats: list[DiskTransferStats] = []
@@ -115,9 +115,8 @@ class BackupActivities:
                     if in_base else {"allocated": driver.allocated_extents(snap.vm_id, disk.name, snap.snapshot_id)})
 
                 def progress(p: object, index: int = index, offset: int = done_before) -> None:
-                    beat(TransferProgress(disk_index=index, chunk_index=p.chunk_index,  # type: ignore[attr-defined]
-                                          bytes_done=offset + p.bytes_done, bytes_total=total),  # type: ignore[attr-defined]
-                         force=p.done)  # type: ignore[attr-defined]
+                    durable.report(TransferProgress(disk_index=index, chunk_index=p.chunk_index,  # type: ignore[attr-defined]
+                                                    bytes_done=offset + p.bytes_done, bytes_total=total))  # type: ignore[attr-defined]
 
                 with driver.open_disk(snap.vm_id, disk.name, snap.snapshot_id) as handle:
                     writer = session.disk_writer(disk.name, disk.size_bytes, limit_iops(handle.read, inp.read_iops),

@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import InvalidRequest, translate_errors
-from activities.heartbeat import Heartbeater, resume_details
+from activities.heartbeat import Checkpoint, resume_details
 from activities.resources import Resources
 from activities.slots import SlotRequest, holds_slot
 from drivers.base import NotFound, OperationTimeout
@@ -120,7 +120,6 @@ class ReplicationActivities:
         local = self.res.driver(inp.local.cluster)
         config = local.get_vm(inp.local.vm_id).config
         resumed = resume_details(PullProgress) or PullProgress()
-        beat = Heartbeater()
         moved = resumed.moved_bytes
         disk_bytes = extents_count = 0
         try:
@@ -145,6 +144,8 @@ class ReplicationActivities:
                                                    disk=disk_name, snapshot_id=inp.remote.snapshot_id, extents=batch))
 
                 with local.open_disk(inp.local.vm_id, disk.name, writable=True) as handle:
+                    # Reported progress covers only flushed writes: a retry resumes there exactly.
+                    checkpoint = Checkpoint(handle.flush)
                     # The next batches are fetched while this one is written (network and disk overlap);
                     # writes stay in order, so "batch_index" always means "everything before is written".
                     for (bi, batch), data in zip(todo, prefetch(fetch, [b for _, b in todo], PREFETCH)):
@@ -154,9 +155,8 @@ class ReplicationActivities:
                             pos += n
                         handle.write_many(writes)
                         moved += pos
-                        beat(PullProgress(disk_index=di, batch_index=bi + 1, moved_bytes=moved))
-                    handle.flush()
-                beat(PullProgress(disk_index=di + 1, batch_index=0, moved_bytes=moved), force=True)
+                        checkpoint(PullProgress(disk_index=di, batch_index=bi + 1, moved_bytes=moved))
+                    checkpoint(PullProgress(disk_index=di + 1, batch_index=0, moved_bytes=moved), force=True)
         finally:
             client.close()
         activity.metric_meter().create_counter(
@@ -221,7 +221,6 @@ class ReplicationActivities:
                     for off in range(e.offset, e.end, 8 << 20):
                         d.write(off, s.read(off, min(8 << 20, e.end - off)))
                 d.flush()
-            activity.heartbeat(disk.name)
         return copy.id
 
     @activity.defn(name="delete_vm")

@@ -6,13 +6,13 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.errors import InvalidRequest, translate_errors
-from activities.heartbeat import Heartbeater, resume_details
+from activities.heartbeat import Checkpoint, resume_details
 from activities.resources import Resources
 from activities.slots import SlotRequest, TransferKind, holds_slot
 from drivers.ratelimit import limit_iops
 from drivers.base import ClusterDriver
 from drivers.repository.manifest import DIGEST_LEN, ChunkTable, DiskManifest
-from drivers.repository.reader import DiskRestorer
+from drivers.repository.reader import DiskRestorer, RestoreProgress
 from models.inventory import PowerState, VMConfig
 from models.jobs import CreateVMInput, PowerInput, RestoreDisksInput, RestoreDisksResult, SnapshotRef, TransferProgress
 from models.replication import NetworkMapping
@@ -81,7 +81,9 @@ class RestoreActivities:
         point = repo.get_point(r.point_id)
         base = repo.get_point(r.base.point_id) if (not inp.new_vm and r.base.point_id) else None
         resumed = resume_details(TransferProgress) or TransferProgress()
-        beat = Heartbeater()
+        if resumed.bytes_done:
+            activity.logger.info("resuming restore of %s at disk %d chunk %d (%d bytes confirmed)",
+                                 r.point_id, resumed.disk_index, resumed.chunk_index, resumed.bytes_done)
         total = sum(d.size for d in point.disks)
         written = done_before = 0
         for index, dm in enumerate(point.disks):
@@ -95,17 +97,19 @@ class RestoreActivities:
                 except KeyError:
                     current = None
             start = resumed.chunk_index if index == resumed.disk_index else 0
-
-            def progress(p: object, index: int = index, offset: int = done_before) -> None:
-                beat(TransferProgress(disk_index=index, chunk_index=p.chunk_index,  # type: ignore[attr-defined]
-                                      bytes_done=offset + p.bytes_done, bytes_total=total),  # type: ignore[attr-defined]
-                     force=p.done)  # type: ignore[attr-defined]
-
             with driver.open_disk(inp.vm_id, dm.name, writable=True) as handle:
+                # Reported progress covers only flushed writes: a retry resumes there exactly.
+                checkpoint = Checkpoint(handle.flush)
+
+                def progress(p: RestoreProgress, index: int = index, offset: int = done_before) -> None:
+                    checkpoint(TransferProgress(disk_index=index, chunk_index=p.chunk_index,
+                                                bytes_done=offset + p.bytes_done, bytes_total=total), force=p.done)
+
                 restorer = DiskRestorer(repo, point, dm.name, limit_iops(handle.write, r.write_iops),
                                         target_is_zero=inp.new_vm, current=current)
-                result = restorer.run(resume_from=start, on_progress=progress)
-                handle.flush()
+                # A callback per MiB written (cheap); the checkpoint decides by elapsed time.
+                result = restorer.run(resume_from=start, on_progress=progress, progress_bytes=1 << 20)
             written += result.bytes_written
             done_before += dm.size
-        return RestoreDisksResult(written_bytes=written, total_bytes=total)
+        return RestoreDisksResult(written_bytes=written, total_bytes=total,
+                                  resumed_bytes=resumed.bytes_done)

@@ -269,6 +269,7 @@ class RestoreDisksInput(Strict):
 class RestoreDisksResult(Strict):
     written_bytes: int
     total_bytes: int
+    resumed_bytes: int = 0  # confirmed by an earlier attempt: not written again
 
 
 class CreateVMInput(Strict):

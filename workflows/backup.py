@@ -30,6 +30,9 @@ with workflow.unsafe.imports_passed_through():
 from workflows.common import catalog, phase, retry, tag
 
 TRANSFER_HEARTBEAT = timedelta(seconds=10)  # the SDK sends at most every 8 s
+# Every site activity heartbeats every few seconds (activities/heartbeat.py): a worker that
+# dies is noticed after this, not after the activity's start-to-close timeout.
+SITE_HEARTBEAT = timedelta(seconds=30)
 
 
 @workflow.defn(name="VMBackup")
@@ -53,7 +56,8 @@ class VMBackupWorkflow:
         tag(Operation.BACKUP, plan=inp.plan, vm=str(vm), site=inp.vm.site)
 
         async def site(activity: str, arg: object, result_type: type | None = None, **kw: object) -> object:
-            opts = dict(start_to_close_timeout=timedelta(minutes=10), retry_policy=policy)
+            opts = dict(start_to_close_timeout=timedelta(minutes=10), retry_policy=policy,
+                        heartbeat_timeout=SITE_HEARTBEAT)
             opts.update(kw)
             return await workflow.execute_activity(activity, arg, task_queue=queue, result_type=result_type,
                                                    summary=f"{activity} {vm}", **opts)

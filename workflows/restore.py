@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from models.queues import site_task_queue
     from models.requests import RestoreMode
 
+from workflows.backup import SITE_HEARTBEAT
 from workflows.common import catalog, phase, record_job, retry, tag
 
 
@@ -40,7 +41,8 @@ class RestoreWorkflow:
         queue = site_task_queue(r.site)
 
         async def site(activity: str, arg: object, result_type: type | None = None, **kw: object) -> object:
-            opts = dict(start_to_close_timeout=timedelta(minutes=10), retry_policy=retry())
+            opts = dict(start_to_close_timeout=timedelta(minutes=10), retry_policy=retry(),
+                        heartbeat_timeout=SITE_HEARTBEAT)
             opts.update(kw)
             return await workflow.execute_activity(activity, arg, task_queue=queue, result_type=result_type,
                                                    summary=f"{activity} {r.target}", **opts)
@@ -61,7 +63,7 @@ class RestoreWorkflow:
         phase("write", f"point {r.point_id} -> {r.target}")
         written: RestoreDisksResult = await site(
             "restore_disks", RestoreDisksInput(restore=r, vm_id=vm_id, new_vm=req.mode == RestoreMode.REBUILD), RestoreDisksResult,
-            start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=timedelta(seconds=10))
+            start_to_close_timeout=timedelta(hours=24))
         if req.power_on:
             phase("power-on")
             await site("set_power", PowerInput(cluster=r.target.cluster, vm_id=vm_id, on=True))

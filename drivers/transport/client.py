@@ -1,13 +1,15 @@
 """The transport client: pulls extents of a remote site's snapshot, verified end to end,
-with a bandwidth cap and retries of dropped connections (reads are idempotent)."""
+with a bandwidth cap; dropped connections and transient failures are retried (every request
+is idempotent) and what remains is raised typed: unreachable, transient, or refused."""
 
 from __future__ import annotations
 
 import json
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import blake3
 import httpx
@@ -16,9 +18,25 @@ import zstandard
 from drivers.ratelimit import TokenBucket
 from drivers.transport.protocol import DIGEST_HEADER, MAX_READ_BYTES, ExtentsReply, ExtentsRequest, ReadRequest
 
+T = TypeVar("T")
+
 
 class TransportError(Exception):
-    pass
+    """The remote site answered and refused: a bad request, a wrong token, no such disk.
+    A retry cannot fix it."""
+
+
+class TransportUnreachable(TransportError):
+    """The remote site's transport does not answer (down, network cut): it may come back."""
+
+
+class TransportTransient(TransportError):
+    """The remote site answered with a failure a retry can fix: a 5xx, a held lock, a read
+    that arrived corrupted or short."""
+
+
+# 423 Locked, 429 Too Many Requests, 5xx: the server's state, not the request, was the problem.
+TRANSIENT_STATUS = frozenset({408, 423, 429})
 
 
 def batches(extents: list[tuple[int, int]], limit: int = MAX_READ_BYTES) -> Iterator[list[tuple[int, int]]]:
@@ -53,28 +71,36 @@ class TransportClient:
     def close(self) -> None:
         self.http.close()
 
-    def _post(self, path: str, body: dict) -> tuple[bytes, httpx.Headers]:
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """call() again after a dropped connection or a transient failure (every request of
+        the protocol is idempotent); what is left after `retries` is raised, typed."""
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except (TransportUnreachable, TransportTransient):
+                if attempt == self.retries:
+                    raise
+                time.sleep(min(2.0, 0.1 * 2 ** attempt))
+        raise AssertionError("unreachable code")
+
+    def _post_once(self, path: str, body: dict) -> tuple[bytes, httpx.Headers]:
         """POST and return the body and headers. The body is read by streaming into our own
         buffer: a Response keeping its content sits in reference cycles until the garbage
         collector runs, which let a seed pull's memory grow batch by batch."""
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
+        try:
+            with self.http.stream("POST", path, json=body) as r:
+                content = b"".join(r.iter_raw())
+                status, headers = r.status_code, r.headers
+        except httpx.TransportError as e:
+            raise TransportUnreachable(f"{path}: the remote site's transport is unreachable: {e}") from e
+        if status != 200:
             try:
-                with self.http.stream("POST", path, json=body) as r:
-                    content = b"".join(r.iter_raw())
-                    status, headers = r.status_code, r.headers
-            except httpx.TransportError as e:
-                last = e
-                time.sleep(min(2.0, 0.1 * 2 ** attempt))
-                continue
-            if status != 200:
-                try:
-                    msg = json.loads(content).get("error", content.decode(errors="replace"))
-                except ValueError:
-                    msg = content.decode(errors="replace")
-                raise TransportError(f"{path}: HTTP {status}: {msg}")
-            return content, headers
-        raise TransportError(f"{path}: the remote site's transport is unreachable: {last}")
+                msg = json.loads(content).get("error", content.decode(errors="replace"))
+            except (ValueError, AttributeError):
+                msg = content.decode(errors="replace")
+            kind = TransportTransient if status >= 500 or status in TRANSIENT_STATUS else TransportError
+            raise kind(f"{path}: HTTP {status}: {msg}")
+        return content, headers
 
     def health(self) -> dict:
         r = self.http.get("/v1/health")
@@ -82,17 +108,24 @@ class TransportClient:
         return r.json()
 
     def extents(self, req: ExtentsRequest) -> ExtentsReply:
-        return ExtentsReply.model_validate_json(self._post("/v1/extents", req.model_dump())[0])
+        return self._retrying(lambda: ExtentsReply.model_validate_json(
+            self._post_once("/v1/extents", req.model_dump())[0]))
 
     def read(self, req: ReadRequest) -> bytes:
-        content, headers = self._post("/v1/read", req.model_dump())
+        return self._retrying(lambda: self._read_once(req))
+
+    def _read_once(self, req: ReadRequest) -> bytes:
+        content, headers = self._post_once("/v1/read", req.model_dump())
         if self.bucket is not None:
             self.bucket.take(max(1, len(content) // 65536))
         self.wire_bytes += len(content)
-        data = zstandard.ZstdDecompressor().decompress(content, max_output_size=MAX_READ_BYTES)
+        try:
+            data = zstandard.ZstdDecompressor().decompress(content, max_output_size=MAX_READ_BYTES)
+        except zstandard.ZstdError as e:
+            raise TransportTransient(f"a read arrived corrupted (not a zstd frame: {e})") from e
         if blake3.blake3(data).hexdigest() != headers.get(DIGEST_HEADER):
-            raise TransportError("a read arrived corrupted (digest mismatch)")
+            raise TransportTransient("a read arrived corrupted (digest mismatch)")
         expected = sum(n for _, n in req.extents)
         if len(data) != expected:
-            raise TransportError(f"a read returned {len(data)} bytes, not {expected}")
+            raise TransportTransient(f"a read returned {len(data)} bytes, not {expected}")
         return data

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from drivers.base import ClusterDriver, DriverError, NotFound
+from drivers.base import ClusterDriver, DriverError, NotFound, OperationTimeout, ResourceLocked
 from drivers.secrets import check_secret
 from drivers.transport.protocol import DIGEST_HEADER, MAX_READ_BYTES, ExtentsReply, ExtentsRequest, ReadRequest
 
@@ -47,6 +47,8 @@ def make_app(drivers: DriverLookup, token: str, site: str) -> Starlette:
                 return await handler(request)
             except NotFound as e:
                 return JSONResponse({"error": str(e)}, status_code=404)
+            except (ResourceLocked, OperationTimeout) as e:  # the client retries these
+                return JSONResponse({"error": str(e)}, status_code=423 if isinstance(e, ResourceLocked) else 503)
             except (DriverError, ValueError) as e:
                 return JSONResponse({"error": str(e)}, status_code=400)
         return wrapped
