@@ -84,7 +84,8 @@ def replica_config(inp: EnsureReplicaInput) -> VMConfig:
     nics = [NIC(name=n.name, network=table.get(n.network, n.network),
                 mac=n.mac if spec.keep_mac else replica_mac(n.mac, inp.replica.vm),
                 ip=ips.get(n.ip or "", n.ip)) for n in src.nics]
-    return src.model_copy(update={"name": inp.replica.vm, "nics": nics,
+    disks = [d.model_copy(update={"thin": spec.thin_provisioning}) for d in src.disks]
+    return src.model_copy(update={"name": inp.replica.vm, "nics": nics, "disks": disks,
                                   "description": f"abdr replica of {spec.source_cluster}/{src.name} (plan {spec.name})"})
 
 
@@ -105,7 +106,7 @@ class ReplicationActivities:
             return driver.create_vm(wanted).id
         if found.id != inp.known_vm_id and not found.config.description.startswith("abdr replica of"):
             raise InvalidRequest(f"VM {inp.replica} exists and is not an abdr replica: choose another naming rule")
-        if {d.name: d.size_bytes for d in found.config.disks} != {d.name: d.size_bytes for d in wanted.disks}:
+        if {d.name: (d.size_bytes, d.thin) for d in found.config.disks} != {d.name: (d.size_bytes, d.thin) for d in wanted.disks}:
             driver.update_vm_config(found.id, wanted)
         return found.id
 
@@ -141,7 +142,8 @@ class ReplicationActivities:
 
                 def fetch(batch: list[tuple[int, int]], disk_name: str = disk.name) -> bytes:
                     return client.read(ReadRequest(cluster=inp.remote.cluster, vm_id=inp.remote.vm_id,
-                                                   disk=disk_name, snapshot_id=inp.remote.snapshot_id, extents=batch))
+                                                   disk=disk_name, snapshot_id=inp.remote.snapshot_id, extents=batch,
+                                                   compress=inp.compression))
 
                 with local.open_disk(inp.local.vm_id, disk.name, writable=True) as handle:
                     # Reported progress covers only flushed writes: a retry resumes there exactly.

@@ -79,6 +79,8 @@ class DiskSpec(Strict):
     name: Name
     size_bytes: int = Field(gt=0, description="Virtual size; a multiple of 4096.")
     boot: bool = False
+    thin: bool = Field(default=True, description="Thin: space is taken as data is written; thick: "
+                       "all of it is reserved when the disk is created (a replica plan's thin_provisioning).")
 
     @field_validator("size_bytes")
     @classmethod

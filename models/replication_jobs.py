@@ -119,6 +119,7 @@ class PullInput(Strict):
     bandwidth_mbps: int | None = None
     kind: TransferKind = Field(default=TransferKind.REPLICATION, description="Whose limit the pull counts "
                                "against on the local site's replication service: replication or failback.")
+    compression: bool = Field(default=True, description="zstd on the transport (the plan's compression).")
 
 
 class PullResult(Strict):

@@ -75,7 +75,7 @@ class FailbackWorkflow:
         await record_job(Operation.FAILBACK, "RUNNING", plan=req.plan, vm=req.vm)
         stamp = f"{workflow.now():%Y%m%dT%H%M%SZ}"
         pull = PullInput(remote_site=tgt, remote=replica, local=original, bandwidth_mbps=r.failback_bandwidth_mbps,
-                         kind=TransferKind.FAILBACK)
+                         kind=TransferKind.FAILBACK, compression=spec.compression)
         taken: list[str] = []
         replica_stopped = False
         try:
@@ -179,7 +179,8 @@ class PermanentFailoverWorkflow:
         seed = await sites.snapshot(spec.target_site, replica, f"abdr-rep-rp-{stamp}", spec.consistency)
         moved: PullResult = await sites.pull(spec.source_site, PullInput(
             remote_site=spec.target_site, remote=replica.model_copy(update={"snapshot_id": seed.snapshot_id}),
-            remote_base=obj.failover_snapshot, local=original, local_base=obj.source_snapshot))
+            remote_base=obj.failover_snapshot, local=original, local_base=obj.source_snapshot,
+            compression=spec.compression))
         rsnap = await sites.snapshot(spec.source_site, original, f"abdr-rp-rp-{stamp}", spec.consistency)
         reverse = await catalog("create_reverse_plan", ObjectRef(plan=r.spec.name, vm=obj.source.vm), str)
         point_id = f"{obj.replica.vm}.rp{stamp}"

@@ -92,7 +92,7 @@ class ReplicateWorkflow:
             phase("transfer", f"{'changes since the last point' if base else 'initial seed'} -> {obj.replica}")
             moved = await sites.pull(tgt, PullInput(
                 remote_site=src, remote=source.model_copy(update={"snapshot_id": snap.snapshot_id}),
-                remote_base=base, local=replica, bandwidth_mbps=inp.bandwidth_mbps))
+                remote_base=base, local=replica, bandwidth_mbps=inp.bandwidth_mbps, compression=spec.compression))
             phase("replica-point")
             rsnap = await sites.snapshot(tgt, replica, f"abdr-rp-{inp.point_id}", spec.consistency)
             now = workflow.now()

@@ -155,6 +155,8 @@ class LocalDriver:
             for disk in config.disks:
                 fd = os.open(stage.live(disk.name), os.O_RDWR | os.O_CREAT, 0o644)
                 os.ftruncate(fd, disk.size_bytes)  # sparse: costs no space until written
+                if not disk.thin:  # thick: all space reserved now (reads stay zeros, extents stay holes)
+                    os.posix_fallocate(fd, 0, disk.size_bytes)
                 os.close(fd)
             for d in (stage.disks, stage.snaps):
                 fsync_dir(d)
@@ -193,6 +195,8 @@ class LocalDriver:
             for d in config.disks:
                 with writable_chain(p, rec, d.name, self.block_size) as chain:
                     chain.resize_live(d.size_bytes) if d.name in old else chain.create_live(d.size_bytes)
+                    if not d.thin and chain.live_fd is not None:
+                        os.posix_fallocate(chain.live_fd, 0, d.size_bytes)
             dropped = set(old) - {d.name for d in config.disks}
             rec.config = config
             save_record(p.meta, rec)

@@ -120,7 +120,8 @@ class TransportClient:
             self.bucket.take(max(1, len(content) // 65536))
         self.wire_bytes += len(content)
         try:
-            data = zstandard.ZstdDecompressor().decompress(content, max_output_size=MAX_READ_BYTES)
+            data = (zstandard.ZstdDecompressor().decompress(content, max_output_size=MAX_READ_BYTES)
+                    if req.compress else content)
         except zstandard.ZstdError as e:
             raise TransportTransient(f"a read arrived corrupted (not a zstd frame: {e})") from e
         if blake3.blake3(data).hexdigest() != headers.get(DIGEST_HEADER):

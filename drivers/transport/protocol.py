@@ -4,7 +4,8 @@ POST /v1/extents  {cluster, vm_id, disk, snapshot_id, base_snapshot_id?} ->
                   {size, block_size, extents: [[offset, length], ...]}
                   (changed since the base, or allocated when there is no base)
 POST /v1/read     {cluster, vm_id, disk, snapshot_id, extents: [[offset, length], ...]} ->
-                  zstd frame of the extents' bytes concatenated in order;
+                  zstd frame of the extents' bytes concatenated in order (the bytes
+                  themselves when the request says compress: false);
                   header X-Abdr-Blake3 = BLAKE3 of the uncompressed bytes (end-to-end check)
 GET  /v1/health   {ok, site}
 Every request carries `Authorization: Bearer <token>`; a read asks for at most
@@ -39,3 +40,4 @@ class ReadRequest(BaseModel):
     disk: str
     snapshot_id: str | None = Field(default=None, description="None: the live disk (failback pre-sync of a running VM is not allowed; callers pass a snapshot).")
     extents: list[tuple[int, int]]
+    compress: bool = Field(default=True, description="zstd on the wire (a replication plan's compression).")

@@ -80,7 +80,8 @@ def make_app(drivers: DriverLookup, token: str, site: str) -> Starlette:
         def work() -> tuple[bytes, str]:
             with drivers(req.cluster).open_disk(req.vm_id, req.disk, req.snapshot_id) as h:
                 data = b"".join(h.read(off, n) for off, n in req.extents)
-            return zstandard.ZstdCompressor(level=1).compress(data), blake3.blake3(data).hexdigest()
+            body = zstandard.ZstdCompressor(level=1).compress(data) if req.compress else data
+            return body, blake3.blake3(data).hexdigest()
 
         body, digest = await asyncio.to_thread(work)
         return Response(body, media_type="application/zstd", headers={DIGEST_HEADER: digest})

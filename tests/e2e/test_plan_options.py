@@ -4,28 +4,42 @@ space a replica's disks take. Every run is checked byte for byte against its sou
 
 from __future__ import annotations
 
+import asyncio
+import os
 import struct
 from pathlib import Path
 
+from drivers.local import LocalDriver
 from models.inventory import DiskSpec, VMConfig
 from models.plans import BackupPlanSpec, RunResult
 from models.requests import RestoreMode, RestoreRequest
 from models.services import RepositorySpec
 from tests.e2e.conftest import MiB, Stack
 from tests.e2e.oracle import read_disk
+from tests.e2e.test_replication import DR, dr, plan, server  # noqa: F401 (fixtures)
 
 CHUNK_HEADER = struct.Struct("<4sBBHII")  # magic, version, flags, reserved, raw_len, payload_len (docs/repository-format.md)
 FLAG_ZSTD = 1
 
 
-def compressible_vm(stack: Stack, name: str, size: int = 8 * MiB) -> bytes:
-    """A VM whose disk holds text-like data (compresses well), distinct per VM."""
-    vm = stack.driver.create_vm(VMConfig(name=name, disks=[DiskSpec(name="disk0", size_bytes=size)]))
-    with stack.driver.open_disk(vm.id, "disk0", writable=True) as h:
+def compressible_vm(driver: LocalDriver, name: str, size: int = 8 * MiB) -> bytes:
+    """A VM whose disk holds text-like data (compresses well), distinct per VM; one MiB in
+    four is never written (a hole)."""
+    vm = driver.create_vm(VMConfig(name=name, disks=[DiskSpec(name="disk0", size_bytes=size)]))
+    with driver.open_disk(vm.id, "disk0", writable=True) as h:
         for off in range(0, size, MiB):
-            line = f"{name} block {off:#x}: the quick brown fox jumps over the lazy dog\n".encode()
-            h.write(off, (line * (MiB // len(line) + 1))[:MiB])
-    return read_disk(stack.driver, name)
+            if (off // MiB) % 4 != 3:
+                line = f"{name} block {off:#x}: the quick brown fox jumps over the lazy dog\n".encode()
+                h.write(off, (line * (MiB // len(line) + 1))[:MiB])
+    return read_disk(driver, name)
+
+
+def allocated_bytes(driver: LocalDriver, root: Path, vm_name: str, disk: str = "disk0") -> int:
+    """The space the disk's live file takes on the host's filesystem (st_blocks), read at
+    the path the local cluster layout gives it (<root>/vms/<vm-id>/disks/<disk>.raw)."""
+    vm = driver.find_vm(vm_name)
+    assert vm is not None, vm_name
+    return os.stat(root / "vms" / vm.id / "disks" / f"{disk}.raw").st_blocks * 512
 
 
 def chunk_files(repo: Path) -> list[tuple[int, int, int]]:
@@ -46,7 +60,7 @@ async def test_backup_compression_is_per_plan(stack: Stack) -> None:
         tag = "on" if on else "off"
         repo = stack.tmp / f"repo-{tag}"
         await stack.client.create_repository(RepositorySpec(name=f"r-{tag}", path=str(repo), site="default"))
-        data[tag] = compressible_vm(stack, f"vm-{tag}")
+        data[tag] = compressible_vm(stack.driver, f"vm-{tag}")
         await stack.client.create_backup_plan(BackupPlanSpec.model_validate({
             "name": f"p-{tag}", "vms": [{"cluster": "c1", "vm": f"vm-{tag}"}], "repository": f"r-{tag}",
             "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "FOREVER"}, "compression": on}))
@@ -64,3 +78,30 @@ async def test_backup_compression_is_per_plan(stack: Stack) -> None:
             point_id=result.vms[0].point_id, mode=RestoreMode.REBUILD, new_name=f"vm-{tag}-r")))
         assert restored.vm.vm == f"vm-{tag}-r"
         assert read_disk(stack.driver, f"vm-{tag}-r") == data[tag], f"restore of plan p-{tag} differs"
+
+
+async def test_replication_compression_and_thin_provisioning_are_per_plan(dr: DR) -> None:  # noqa: F811
+    """Plan 'thick' (compression off, thin_provisioning off) and plan 'thin' (the defaults)
+    replicate compressible VMs with holes: the wire carries raw bytes for one and zstd for
+    the other, and the thick replica's disk reserves its whole size while the thin one
+    takes about what was written."""
+    client, size = dr.client, 16 * MiB
+    assert client is not None
+    oracle = {}
+    for name, thin in (("thick", False), ("thin", True)):
+        oracle[name] = compressible_vm(dr.a, f"vm-{name}", size)
+        await client.create_replication_plan(plan(name, vms=[{"cluster": "ca", "vm": f"vm-{name}"}],
+                                                  compression=thin, thin_provisioning=thin))
+    handles = await asyncio.gather(*(client.run_replication_plan(n) for n in oracle))
+    results = await asyncio.gather(*(client.result(h) for h in handles))
+    by = {r.plan: r for r in results}
+    assert all(r.result == RunResult.SUCCESS for r in results), results
+    written = size * 3 // 4
+    [thick], [thin] = by["thick"].vms, by["thin"].vms
+    assert thick.moved_bytes == thin.moved_bytes == written
+    assert thick.wire_bytes == written  # raw on the wire
+    assert thin.wire_bytes < written // 4  # zstd on the wire
+    assert allocated_bytes(dr.b, dr.tmp / "cb", "vm-thick-replica") >= size
+    assert allocated_bytes(dr.b, dr.tmp / "cb", "vm-thin-replica") <= written + MiB
+    for name, data in oracle.items():
+        assert read_disk(dr.b, f"vm-{name}-replica") == data, f"replica of plan {name} differs from its source"
