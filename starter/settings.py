@@ -47,6 +47,8 @@ class Settings(BaseSettings):
                                  "token generated once in data_dir/transport.token).")
     metrics_address: str = Field(default="", description="host:port for Prometheus metrics of a worker.")
     api_token: str = Field(default="", description="Bearer token of the REST API (`abdr api`).")
+    api_max_request_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body the REST "
+                                                                             "API reads (413 above).")
     transport_tls_cert: Path | None = None
     transport_tls_key: Path | None = None
     transport_ca: Path | None = None

@@ -1,0 +1,108 @@
+"""The REST API's one error shape, the statuses every route may answer (declared in the
+OpenAPI document), and the request-size limit that keeps the process's memory bounded."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers: a message naming what and why, and for a request that
+    failed validation, where (one entry per problem)."""
+
+    error: str
+    details: list[dict[str, Any]] | None = Field(default=None, description="422: the validation problems.")
+
+
+_WHY = {
+    400: "The request contradicts the catalog or the plan (the message says how).",
+    401: "No valid bearer token.",
+    404: "A plan, point, VM or job named by the request does not exist.",
+    409: "It exists already, or an operation on it is running.",
+    413: "The request body is larger than the limit (ABDR_API_MAX_REQUEST_BYTES).",
+    422: "The request does not validate: a rule of the schema or one between fields.",
+    503: "No abdr worker answered in time.",
+}
+# Any route may answer each of these: the token is checked, bodies are bounded and validated,
+# and every route asks the workers, whose refusals map to 400/404/409 (`status_of`).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": why} for code, why in _WHY.items()}
+
+
+def status_of(message: str) -> int:
+    """The HTTP status of an AbdrError, from what its message says happened."""
+    if "did not answer within" in message:
+        return 503
+    if "not found" in message or "does not exist" in message or "no such" in message:
+        return 404
+    if "already" in message or "running" in message:
+        return 409
+    return 400
+
+
+def error_bytes(message: str) -> bytes:
+    return json.dumps({"error": message, "details": None}).encode()
+
+
+class BodyLimit:
+    """ASGI middleware: a body above `limit` bytes is answered 413 before the app runs and
+    is never held (a declared Content-Length is refused unread; a chunked body is counted as
+    it arrives). An oversized body is read and dropped before the 413, so the client gets the
+    answer instead of a reset, up to `drain` bytes; beyond that the connection is closed."""
+
+    def __init__(self, app: ASGIApp, limit: int, drain: int = 256 << 20) -> None:
+        self.app, self.limit, self.drain = app, limit, drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(receive, send, 0)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            more = message.get("more_body", False)
+            if size > self.limit:
+                await self._refuse(receive, send, size if more else -1)
+                return
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()  # waits for the disconnect, as the server's own receive does
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, receive: Receive, send: Send, read: int) -> None:
+        # Drop the rest first (nothing is kept): once the response is sent the server stops
+        # delivering the body and resets the connection, and the client would see no 413.
+        while 0 <= read < self.drain:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            read += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = error_bytes(f"the request body is larger than {self.limit} bytes")
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
