@@ -73,6 +73,9 @@ class FailoverWorkflow:
             return await v1.failover(req, r, sites, ReplicateWorkflow.run, replicate_id)
         spec, obj = r.spec, r.obj
         tag(Operation.FAILOVER, plan=req.plan, vm=str(obj.source), site=spec.target_site, phase="check")
+        if obj.owner:
+            raise refuse(f"failover of {obj.source} refused, nothing was changed: its replica is busy: "
+                         f"{obj.owner} holds it (wait for it to end, or cancel it)", "StateConflict")
         if obj.state not in FAILOVER_FROM:
             raise refuse(f"cannot fail over {obj.source}: its replica is {obj.state} (needs READY)")
         point = None if req.point == NOW else await find_point(req.plan, req.vm, req.point)
