@@ -25,6 +25,7 @@ from models.admin import (
 from models.inventory import Cluster, Site
 from models.plans import BackupPlanSpec, PlanStatus, RunResult
 from models.replication import ReplicationPlanSpec
+from models.replication_jobs import HistoryPage, HistoryQuery
 from models.services import BackupService
 
 
@@ -183,6 +184,15 @@ class AdminActivities:
     def delete_replication_plan(self, p: ByName) -> dict:
         self.catalog.delete_replication_plan(p.name)
         return {"deleted": p.name}
+
+    @activity.defn(name="admin_replica_history")
+    @translate_errors
+    def replica_history(self, q: HistoryQuery) -> dict:
+        """A page of a replica's history, newest first (`next_before` pages on)."""
+        page, total = self.catalog.replica_history(q.plan, q.vm, q.limit, q.before)
+        full = len(page) == q.limit
+        return HistoryPage(entries=[c for _, c in page], total=total,
+                           next_before=page[-1][0] if full else None).model_dump(mode="json")
 
     @activity.defn(name="admin_list_replicas")
     @translate_errors

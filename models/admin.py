@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field, ValidationError
 from models.inventory import Cluster, Name, Site, Strict, check_name
 from models.plans import BackupPlanSpec, PlanStatus, VMRef
 from models.replication import ReplicationPlanSpec
-from models.services import BackupService, RepositorySpec
+from models.replication_jobs import HistoryQuery
+from models.services import BackupService, RepositoryCreate, RepositoryFindingsQuery, RepositoryKeyFile
 
 
 class NoArgs(Strict):
@@ -92,8 +93,11 @@ ADMIN_OPS: dict[str, AdminOp] = {
     "set_replication_plan_status": AdminOp(SetPlanStatus),
     "delete_replication_plan": AdminOp(ByName),
     "list_replicas": AdminOp(PlanFilter),
+    "replica_history": AdminOp(HistoryQuery),
     # On the site's worker: they need its disks, repositories or clusters.
-    "create_repository": AdminOp(RepositorySpec, on_site=True),
+    "create_repository": AdminOp(RepositoryCreate, on_site=True),
+    "add_repository_key": AdminOp(RepositoryKeyFile, on_site=True),
+    "repository_findings": AdminOp(RepositoryFindingsQuery, on_site=True),
     "list_vms": AdminOp(ClusterName, on_site=True),
     "check_vms": AdminOp(VMList, on_site=True),
     "delete_restore_points": AdminOp(PointIds, on_site=True),

@@ -356,6 +356,22 @@ def replica_list(plan: Annotated[str | None, typer.Option(help="Only this plan's
                                              "RPO lag"], "replicas"))
 
 
+@replica_app.command("history")
+def replica_history(plan: Annotated[str, typer.Argument(help="The replication plan.")],
+                    vm: Annotated[str, typer.Argument(help="The protected (source) VM's name.")],
+                    limit: Annotated[int, typer.Option(min=1, max=1000, help="Entries per page.")] = 50,
+                    before: Annotated[int | None, typer.Option(help="Page on: the `next` a page printed.")] = None,
+                    as_json: JsonOpt = False) -> None:
+    """A replica's state changes, newest first, a page at a time (the catalog keeps them all)."""
+    with cli_errors():
+        page = with_client(lambda c: c.replica_history(plan, vm, limit, before))
+        emit(page, as_json, lambda p: table(
+            [{"at": _when(e["at"]), "from": e["from_state"], "to": e["to_state"], "by": e.get("owner") or "",
+              "reason": e["reason"]} for e in p["entries"]], ["at", "from", "to", "by", "reason"],
+            f"history of {plan}/{vm}: {len(p['entries'])} of {p['total']}"
+            + (f" (next: --before {p['next_before']})" if p["next_before"] else "")))
+
+
 # -- disaster recovery ---------------------------------------------------------------------
 
 async def _outcome(client: AbdrClient, handle: WorkflowHandle) -> DrOperationResult:

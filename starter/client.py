@@ -125,11 +125,27 @@ class AbdrClient:
         return await self.admin("list_repositories")
 
     async def maintain_repository(self, name: str, *, verify: bool = True, prune: bool = False,
-                                  gc: bool = False) -> WorkflowHandle:
+                                  gc: bool = False, read_iops: int | None = None) -> WorkflowHandle:
         return await self._start("RepositoryMaintenance", MaintenanceInput(repository=name, verify=verify, prune=prune,
-                                                                           gc=gc),
+                                                                           gc=gc, read_iops=read_iops),
                                  f"maintenance/{name}", f"maintenance of repository {name!r} is already running",
                                  MaintenanceResult)
+
+    async def _repository_site(self, name: str) -> str:
+        for r in await self.list_repositories():
+            if r["name"] == name:
+                return str(r["site"])
+        raise AbdrError(f"repository {name!r} not found")
+
+    async def add_repository_key(self, name: str, key_file: str) -> dict:
+        """Give the repository's site worker its key, by path (the key itself never travels)."""
+        return await self.admin("add_repository_key", {"name": name, "key_file": key_file},
+                                site=await self._repository_site(name))
+
+    async def repository_findings(self, name: str, offset: int = 0, limit: int = 100) -> dict:
+        """A page of the last verify's findings."""
+        return await self.admin("repository_findings", {"name": name, "offset": offset, "limit": limit},
+                                site=await self._repository_site(name))
 
     # -- backup plans ---------------------------------------------------------------------
 
@@ -261,6 +277,10 @@ class AbdrClient:
 
     async def list_replicas(self, plan: str | None = None) -> list[dict]:
         return await self.admin("list_replicas", {"plan": plan})
+
+    async def replica_history(self, plan: str, vm: str, limit: int = 50, before: int | None = None) -> dict:
+        """A page of a replica's state changes, newest first; pass `next_before` for the next."""
+        return await self.admin("replica_history", {"plan": plan, "vm": vm, "limit": limit, "before": before})
 
     async def _dr(self, workflow: str, req: Any, wf_id: str) -> WorkflowHandle:
         return await self._start(workflow, req, wf_id,

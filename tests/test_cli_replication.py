@@ -396,6 +396,15 @@ def test_smoke_replicate_failover_failback_on_abdr_up(tmp_path: Path) -> None:
         assert (fb["operation"], fb["state"]) == ("failback", "READY")  # type: ignore[index]
         assert wrote["bytes"] <= fb["moved_bytes"] < fb["disk_bytes"]  # type: ignore[index]  # changes, not disks
 
+        # The whole story is in the catalog, paged newest first (never in a payload).
+        page = cli_json(env, "replica", "history", "demo-dr", "web", "--limit", "3")
+        assert [e["to_state"] for e in page["entries"]] == ["READY", "READY", "FAILBACK"]  # type: ignore[index]
+        assert page["total"] >= 6 and page["next_before"]  # type: ignore[index]
+        older = cli_json(env, "replica", "history", "demo-dr", "web", "--before", str(page["next_before"]))  # type: ignore[index]
+        assert "FAILOVER" in [e["to_state"] for e in older["entries"]]  # type: ignore[index]
+        human = run("replica", "history", "demo-dr", "web", env=env)
+        assert human.returncode == 0 and "history of demo-dr/web: " in human.stdout and "FAILBACK" in human.stdout
+
         final = replicas(env, "--plan", "demo-dr")
         assert {vm: r["state"] for vm, r in final.items()} == {"web": "READY", "db": "READY"}
         assert final["web"]["replica_point"] == fb["point_id"]  # type: ignore[index]
