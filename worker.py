@@ -45,7 +45,7 @@ ACTIVITY_THREADS = 16
 
 def site_activities(catalog: Catalog, site: str, settings: Settings) -> list:
     """Every activity a site worker runs, bound to its injected catalog and drivers."""
-    res = Resources(catalog, site)
+    res = Resources(catalog, site, key_dir=settings.repository_keys())
     backup = BackupActivities(res)
     restore = RestoreActivities(res)
     admin = SiteAdminActivities(res, backup)
@@ -59,6 +59,7 @@ def site_activities(catalog: Catalog, site: str, settings: Settings) -> list:
         backup.cleanup_backup, backup.release_snapshot, backup.apply_retention,
         restore.set_power, restore.apply_config, restore.create_vm_for_restore, restore.restore_disks,
         admin.create_repository, admin.list_vms, admin.check_vms, admin.delete_restore_points, admin.maintain_repository,
+        admin.add_repository_key, admin.repository_findings,
     ]
 
 

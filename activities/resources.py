@@ -4,6 +4,7 @@ repositories by path, each opened once per worker and shared by its threads."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from drivers import get_driver
@@ -12,9 +13,10 @@ from drivers.catalog.store import Catalog
 
 
 class Resources:
-    def __init__(self, catalog: Catalog, site: str) -> None:
+    def __init__(self, catalog: Catalog, site: str, key_dir: Path | None = None) -> None:
         self.catalog = catalog
         self.site = site
+        self.key_dir = key_dir  # keys of encrypted repositories (drivers/repository/keys.py)
         self._drivers: dict[str, ClusterDriver] = {}
         self._repos: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -30,5 +32,5 @@ class Resources:
 
         with self._lock:
             if path not in self._repos:
-                self._repos[path] = Repository.open(path)
+                self._repos[path] = Repository.open(path, key_dir=self.key_dir)
             return self._repos[path]

@@ -5,18 +5,22 @@ repository maintenance (verify, prune by each plan's retention, garbage collecti
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity
 
 from activities.backup import BackupActivities
 from activities.errors import InvalidRequest, translate_errors
+from activities.heartbeat import Progress
 from activities.resources import Resources
 from models.plans import VMRef
-from models.jobs import MaintenanceInput, MaintenanceResult
+from drivers.repository.progress import MaintenanceProgress
+from models.jobs import FINDINGS_SAMPLE, MaintenanceInput, MaintenanceResult
 from models.restore_points import PointState
 from models.retention import expired_points
-from models.services import RepositorySpec
+from models.services import RepositoryCreate, RepositoryFindingsQuery, RepositoryKeyFile, RepositorySpec
 
 
 class SiteAdminActivities:
@@ -27,21 +31,73 @@ class SiteAdminActivities:
     @activity.defn(name="admin_create_repository")
     @translate_errors
     def create_repository(self, p: dict) -> dict:
-        from drivers.repository import Repository
+        """Create (or adopt) a repository; with `encrypt`, under a new key or the key file
+        named, which the worker keeps in its key directory before any data is written."""
+        from drivers.repository import Repository, RepoKey, install_key
 
-        spec = RepositorySpec.model_validate(p)
+        req = RepositoryCreate.model_validate(p)
+        spec = RepositorySpec.model_validate(req.model_dump(exclude={"encrypt", "key_file"}))
         path = Path(spec.path)
         if spec.site != self.res.site:
             raise InvalidRequest(f"repository {spec.name!r} belongs to site {spec.site!r}, not {self.res.site!r}")
         if not path.parent.is_dir():
             raise InvalidRequest(f"repository path {spec.path}: parent directory {path.parent} does not exist "
                                  "(mount the volume first)")
+        if req.key_file and not req.encrypt:
+            raise InvalidRequest("--key-file is the key of an encrypted repository: give --encrypt too")
+        key = RepoKey.load(Path(req.key_file)) if req.key_file else None
         if path.exists() and any(path.iterdir()):
-            Repository.open(path)  # an existing abdr repository is adopted; anything else is refused
+            # An existing abdr repository is adopted (with its key if encrypted); anything else is refused.
+            repo = Repository.open(path, key=key, key_dir=self.res.key_dir)
+            if req.encrypt and repo.key is None:
+                raise InvalidRequest(f"repository at {path} exists unencrypted; --encrypt applies to new "
+                                     "repositories only")
         else:
-            Repository.init(path)
+            if req.encrypt and key is None:
+                key = RepoKey.generate()
+            if key is not None:  # kept before the repository exists: never a repository without its key
+                install_key(self._key_dir(), key)
+            repo = Repository.init(path, key=key)
+        out = spec.model_dump(mode="json")
+        if repo.key is not None:
+            out["key_file"] = str(install_key(self._key_dir(), repo.key))
+            out["key_id"] = repo.key.key_id
         self.res.catalog.add_repository(spec)
-        return spec.model_dump(mode="json")
+        return out
+
+    @activity.defn(name="admin_add_repository_key")
+    @translate_errors
+    def add_repository_key(self, p: dict) -> dict:
+        """Give this worker the key of an encrypted repository (a wrong key is refused)."""
+        from drivers.repository import Repository, RepoKey, install_key
+
+        req = RepositoryKeyFile.model_validate(p)
+        spec = self.res.catalog.get_repository(req.name)
+        key = RepoKey.load(Path(req.key_file))
+        repo = Repository.open(spec.path, key=key)  # EncryptionError if it is not this repository's key
+        if repo.key is None:
+            raise InvalidRequest(f"repository {req.name!r} is not encrypted: it needs no key")
+        return {"name": req.name, "key_file": str(install_key(self._key_dir(), key)), "key_id": key.key_id}
+
+    @activity.defn(name="admin_repository_findings")
+    @translate_errors
+    def repository_findings(self, p: dict) -> dict:
+        """A page of the last verify's findings, streamed from the repository's report file."""
+        from drivers.repository.verify import read_findings
+
+        q = RepositoryFindingsQuery.model_validate(p)
+        repo = self.res.repository(self.res.catalog.get_repository(q.name).path)
+        summary, page = read_findings(repo, q.offset, q.limit)
+        if summary is None:
+            raise InvalidRequest(f"repository {q.name!r} has not been verified yet (`abdr repository verify`)")
+        total = sum(summary.get(k, 0) for k in FINDING_COUNTS)
+        return {"repository": q.name, "counts": summary, "total": total, "offset": q.offset,
+                "findings": [_bounded(f) for f in page]}
+
+    def _key_dir(self) -> Path:
+        if self.res.key_dir is None:
+            raise InvalidRequest(f"site {self.res.site!r}'s worker has no key directory for encrypted repositories")
+        return self.res.key_dir
 
     @activity.defn(name="admin_list_vms")
     @translate_errors
@@ -73,26 +129,71 @@ class SiteAdminActivities:
     @activity.defn(name="maintain_repository")
     @translate_errors
     def maintain_repository(self, inp: MaintenanceInput) -> MaintenanceResult:
+        """Prune, verify (cross-checked with the catalog), GC. Progress goes out by elapsed
+        time from inside each phase; the result is counts plus a bounded sample."""
         catalog = self.res.catalog
         spec = catalog.get_repository(inp.repository)
         repo = self.res.repository(spec.path)
+        progress = Progress()
         out = MaintenanceResult(repository=inp.repository)
         if inp.prune:
             now = datetime.now(timezone.utc)
+            pruned: list[str] = []
             for plan in catalog.list_backup_plans():
                 if plan.repository == inp.repository:
+                    progress.report(MaintenanceProgress(op="prune", phase=plan.name, done=len(pruned)))
                     expired = expired_points(catalog.list_restore_points(plan=plan.name), plan.retention, now)
                     self.backup.delete_points(spec.path, expired)
-                    out.pruned_points += expired
+                    pruned += expired
+            out.pruned_count, out.pruned_points = len(pruned), pruned[:FINDINGS_SAMPLE]
         if inp.verify:
-            activity.heartbeat("verify")
-            report = repo.verify()
-            out.verified_points = len(report.points_checked)
-            out.damaged = [d.model_dump(mode="json") for d in report.damaged]
-            for pid in report.damaged_points:
-                catalog.set_point_state(pid, PointState.DAMAGED)
+            self._verify(repo, inp, out, progress)
         if inp.gc:
-            activity.heartbeat("gc")
-            gc = repo.gc()
+            gc = repo.gc(progress=progress.report, progress_interval=REPORT_S, iops=inp.read_iops)
             out.gc_removed_chunks, out.gc_removed_bytes = gc.swept_chunks, gc.swept_bytes
         return out
+
+    def _verify(self, repo: Any, inp: MaintenanceInput, out: MaintenanceResult, progress: Progress) -> None:
+        from drivers.repository.verify import findings, report_counts, write_report
+
+        catalog = self.res.catalog
+        live = {PointState.READY, PointState.DAMAGED}
+        before = catalog.point_states(inp.repository)
+        report = repo.verify(expected={p for p, st in before.items() if st in live}, progress=progress.report,
+                             progress_interval=REPORT_S, read_iops=inp.read_iops)
+        # Verify read the catalog first, then the repository; a point deleted (or recorded)
+        # meanwhile is neither missing nor unknown: judge both against the catalog as it is now.
+        after = catalog.point_states(inp.repository)
+        report.missing_points = [p for p in report.missing_points if after.get(p) in live]
+        report.unknown_points = [p for p in report.unknown_points if p not in after]
+        write_report(repo, report)
+        damaged = [p for p in report.damaged_points if after.get(p) in live]
+        marked = [p for p in damaged if catalog.change_point_state(p, {PointState.READY}, PointState.DAMAGED)]
+        whole = set(report.points_checked) - set(report.damaged_points)
+        out.healed_points = sum(catalog.change_point_state(p, {PointState.DAMAGED}, PointState.READY)
+                                for p in sorted(whole) if after.get(p) is PointState.DAMAGED)
+        out.verified_points = len(report.points_checked)
+        out.counts = report_counts(report)
+        out.findings = sum(out.counts[k] for k in FINDING_COUNTS)
+        out.damaged = [_bounded(f) for f in islice(findings(report), FINDINGS_SAMPLE)]
+        out.damaged_points = damaged[:FINDINGS_SAMPLE]
+        if marked:
+            activity.logger.warning("repository %s: %d points marked DAMAGED", inp.repository, len(marked))
+
+
+# Progress is only stored by a report (the heartbeat ticker sends the latest every few
+# seconds), so reporting often costs nothing and keeps the details fresh.
+REPORT_S = 1.0
+# The kinds of finding a verify reports (verify.report_counts keys), each one line of the report.
+FINDING_COUNTS = ("missing_points", "unreadable_points", "unknown_points", "damaged_ranges")
+DETAIL_CHARS = 300
+
+
+def _bounded(finding: dict) -> dict:
+    """A finding with its free text and digest list cut short: a sample stays a few KiB."""
+    out = dict(finding)
+    if isinstance(out.get("detail"), str) and len(out["detail"]) > DETAIL_CHARS:
+        out["detail"] = out["detail"][:DETAIL_CHARS] + "..."
+    if isinstance(out.get("digests"), list) and len(out["digests"]) > 4:
+        out["digests"] = out["digests"][:4] + [f"... {len(out['digests']) - 4} more"]
+    return out

@@ -300,12 +300,29 @@ class MaintenanceInput(Strict):
     verify: bool = True
     prune: bool = True
     gc: bool = True
+    read_iops: int | None = Field(default=None, ge=1, description="Cap on verify's and GC's I/O (64 KiB units), "
+                                  "so maintenance leaves the repository's disks to running backups.")
+
+
+FINDINGS_SAMPLE = 20  # findings a MaintenanceResult carries; the rest page from the repository
 
 
 class MaintenanceResult(Strict):
+    """Counts plus a bounded sample: a verify that finds a million damaged ranges returns a
+    few KiB. The full report is the repository's `verify/last.jsonl` (`abdr repository
+    findings NAME` pages through it) and damaged points are DAMAGED in the catalog."""
+
     repository: Name
     verified_points: int = 0
-    damaged: list[dict] = Field(default_factory=list)
-    pruned_points: list[str] = Field(default_factory=list)
+    damaged: list[dict] = Field(default_factory=list, max_length=FINDINGS_SAMPLE,
+                                description="The first findings (missing/unreadable/unknown manifests "
+                                            "first, then damaged ranges).")
+    pruned_points: list[str] = Field(default_factory=list, description="The first pruned point ids.")
     gc_removed_chunks: int = 0
     gc_removed_bytes: int = 0
+    findings: int = 0  # every finding of the verify, `damaged` is the first of them
+    counts: dict[str, int] = Field(default_factory=dict)  # verify's counts by kind (verify.report_counts)
+    damaged_points: list[str] = Field(default_factory=list, max_length=FINDINGS_SAMPLE,
+                                      description="The first points marked DAMAGED in the catalog.")
+    healed_points: int = 0  # DAMAGED points found whole again (their chunks stored anew): READY
+    pruned_count: int = 0

@@ -38,6 +38,37 @@ class RepositorySpec(Strict):
         return v
 
 
+class RepositoryCreate(RepositorySpec):
+    """`abdr repository create`: a repository spec plus how to encrypt a new one. The key
+    itself never travels: `key_file` is the path of a key file as the site's worker sees it."""
+
+    encrypt: bool = False
+    key_file: str | None = Field(default=None, min_length=1, max_length=4096,
+                                 description="Absolute path of an existing key file on the site's worker.")
+
+    @field_validator("key_file")
+    @classmethod
+    def _absolute_key(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError(f"key file {v!r} must be an absolute path (as the site's worker sees it)")
+        return v
+
+
+class RepositoryKeyFile(Strict):
+    """Give a site's worker the key of an encrypted repository (by path, never by content)."""
+
+    name: Name
+    key_file: str = Field(min_length=2, max_length=4096, pattern="^/")
+
+
+class RepositoryFindingsQuery(Strict):
+    """A page of the last verify's findings of a repository."""
+
+    name: Name
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
 class ServiceLimits(Strict):
     max_retries: int = Field(default=3, ge=0, le=100)
     retry_interval_s: int = Field(default=30, ge=1, le=3600)

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     transport_ca: Path | None = None
     demo: bool = Field(default=True, description="`abdr up` seeds a demo cluster, VMs, repository and plan "
                                                  "when the catalog has no backup plan.")
+    repository_key_dir: Path | None = Field(
+        default=None, description="Where this site's worker keeps the key files of encrypted repositories "
+                                  "(default: data_dir/keys). Keep a copy of each key elsewhere too.")
 
     @field_validator("extra_sites", mode="before")
     @classmethod
@@ -122,6 +125,9 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(32))
         return path.read_text().strip()
+
+    def repository_keys(self) -> Path:
+        return self.repository_key_dir or self.data_dir / "keys"
 
     @property
     def catalog_url(self) -> str:

@@ -14,6 +14,10 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.common import catalog, phase, record_job, retry, tag
 
+# Verify and GC report every few seconds of elapsed time, whatever the repository's size or
+# speed (drivers/repository/progress.py): a minute without news is a dead worker.
+HEARTBEAT_TIMEOUT = timedelta(minutes=1)
+
 
 @workflow.defn(name="RepositoryMaintenance")
 class RepositoryMaintenanceWorkflow:
@@ -27,7 +31,7 @@ class RepositoryMaintenanceWorkflow:
         phase("maintain", f"{steps} on repository {repo.name}")
         result: MaintenanceResult = await workflow.execute_activity(
             "maintain_repository", inp, task_queue=site_task_queue(repo.site), result_type=MaintenanceResult,
-            start_to_close_timeout=timedelta(hours=12), heartbeat_timeout=timedelta(minutes=5),
+            start_to_close_timeout=timedelta(hours=12), heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=retry(2, 60), summary=f"{steps} {repo.name}")
         status = "SUCCESS" if not result.damaged else "DAMAGED"
         await record_job(Operation.MAINTENANCE, status, result=result.model_dump(mode="json"), finished=True)

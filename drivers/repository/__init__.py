@@ -44,6 +44,7 @@ from drivers.repository.errors import (
     SourceChanged,
     UnsupportedFormat,
 )
+from drivers.repository.keys import find_key, install_key
 from drivers.repository.gc import GC_MARGIN, GCHooks, GCReport, collect_garbage
 from drivers.repository.locks import MaintenanceLock
 from drivers.repository.manifest import ChunkTable, DiskManifest, DiskStats, PointDraft, RestorePoint
@@ -113,10 +114,22 @@ class Repository:
         return cls(Path(path), config, key)
 
     @classmethod
-    def open(cls, path: str | Path, *, key: RepoKey | str | Path | None = None) -> "Repository":
+    def open(cls, path: str | Path, *, key: RepoKey | str | Path | None = None,
+             key_dir: Path | None = None) -> "Repository":
+        """Open a repository; an encrypted one needs `key` (a key or a key file) or a `key_dir`
+        holding its key (see drivers/repository/keys.py)."""
         if isinstance(key, (str, Path)):
             key = RepoKey.load(Path(key))
-        return cls(Path(path), load_config(Path(path)), key)
+        config = load_config(Path(path))
+        if key is None and config.encryption is not None:
+            key = find_key(key_dir, config.encryption.key_id)
+            if key is None:
+                where = f"in {key_dir}" if key_dir else "(no key directory configured)"
+                raise EncryptionError(
+                    f"repository {path} is encrypted (key id {config.encryption.key_id}) and its key is not "
+                    f"{where}: give this site's worker the key file (`abdr repository add-key NAME --key-file "
+                    "FILE`, or copy it into ABDR_REPOSITORY_KEY_DIR)")
+        return cls(Path(path), config, key)
 
     # -- backup ---------------------------------------------------------------------------
     def begin_backup(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
@@ -25,8 +25,8 @@ CIPHER = "aes-256-gcm"
 
 @dataclass(frozen=True)
 class RepoKey:
-    aead: bytes
-    id: bytes
+    aead: bytes = field(repr=False)  # never in a repr: reprs end up in logs and tracebacks
+    id: bytes = field(repr=False)
 
     @classmethod
     def generate(cls) -> "RepoKey":
