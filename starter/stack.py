@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from drivers.catalog.store import Catalog
+from drivers.secrets import redact_url
 from models import search_attributes
 from models.inventory import Site
 from starter.settings import Settings
@@ -131,7 +132,7 @@ def banner(settings: Settings, extra: list[str] | None = None) -> str:
         "abdr is up.",
         f"  Temporal Web UI : {settings.temporal_ui_url}",
         f"  Temporal        : {settings.temporal_address} (namespace {settings.temporal_namespace})",
-        f"  Catalog         : {settings.catalog_url}",
+        f"  Catalog         : {redact_url(settings.catalog_url)}",
         f"  Site workers    : {', '.join(sites)}",
         *(extra or []),
         "Try, in another shell (after `source .venv/bin/activate`):",

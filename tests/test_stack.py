@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -130,3 +131,114 @@ def test_second_up_on_same_state_is_refused(stack_env: dict[str, str]) -> None:
         assert "another `abdr up` is running on" in r.stderr and "Traceback" not in r.stderr
     finally:
         assert up.stop() == 0
+
+
+# -- secrets stay secret ------------------------------------------------------------------------
+
+@pytest.fixture
+def pg_with_password() -> Iterator[str]:
+    """A database owned by a role with a password on the local PostgreSQL (which trusts
+    loopback, so the password only has to be carried, and must never be shown)."""
+    import uuid
+
+    import psycopg
+
+    name = f"abdr_sec_{uuid.uuid4().hex[:10]}"
+    password = f"dbpw-{uuid.uuid4().hex}"
+    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'")
+        conn.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+    try:
+        yield f"postgresql://{name}:{password}@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def small_files(root: Path, limit: int = 32 << 20) -> Iterator[Path]:
+    """Every file under root but disk images and repository chunks (data, not text)."""
+    for p in root.rglob("*"):
+        if p.is_file() and p.suffix not in (".raw", ".undo") and "chunks" not in p.parts and p.stat().st_size < limit:
+            yield p
+
+
+def histories(address: str) -> list[str]:
+    """Every workflow history on the server, as JSON."""
+    import asyncio
+
+    from temporalio.client import Client
+
+    async def fetch() -> list[str]:
+        client = await Client.connect(address)
+        out = []
+        async for wf in client.list_workflows():
+            out.append((await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()).to_json())
+        return out
+
+    return asyncio.run(fetch())
+
+
+def test_secrets_never_appear_in_output_logs_listings_or_histories(
+        stack_env: dict[str, str], pg_with_password: str, tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    secrets = {"transport token": "tt-" + os.urandom(12).hex(), "API token": "at-" + os.urandom(12).hex(),
+               "database password": urlsplit(pg_with_password).password or ""}
+    env = {**stack_env, "ABDR_DEMO": "true", "ABDR_DATABASE_URL": pg_with_password,
+           "ABDR_TRANSPORT_TOKEN": secrets["transport token"], "ABDR_API_TOKEN": secrets["API token"]}
+    seen: dict[str, str] = {}
+    up = Up(env)
+    try:
+        assert "Demo seeded" in up.banner and "Demo DR seeded" in up.banner, up.banner
+        seen["abdr up banner"] = up.banner
+
+        def abdr(*args: str) -> None:
+            r = subprocess.run([ABDR, *args], env=env, capture_output=True, text=True, timeout=300)
+            assert r.returncode == 0, (args, r.stdout, r.stderr)
+            seen[" ".join(args)] = r.stdout + r.stderr
+
+        # Operations that use every secret: the catalog, the transport (a cross-site pull), the API.
+        abdr("backup-plan", "run", "demo", "--wait")
+        abdr("replication-plan", "run", "demo-dr", "--wait")
+        for noun in ("site", "cluster", "repository", "backup-plan", "replication-plan", "replica", "job"):
+            abdr(noun, "list", "--json")
+        abdr("status", "--json", "--site", "default", "--site", "dr")
+        port = free_port()
+        api = subprocess.Popen([ABDR, "api", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    httpx.get(url + "/openapi.json", timeout=5)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and api.poll() is None, "abdr api did not come up"
+                    time.sleep(0.2)
+            good = {"Authorization": f"Bearer {secrets['API token']}"}
+            for path in ("/openapi.json", "/v1/backup-plans", "/v1/replication-plans", "/v1/replicas", "/v1/jobs"):
+                seen[f"GET {path}"] = httpx.get(url + path, headers=good, timeout=60).text
+            seen["401"] = httpx.get(url + "/v1/backup-plans", headers={"Authorization": "Bearer nope"}).text
+        finally:
+            api.terminate()
+            seen["abdr api output"] = api.communicate(timeout=30)[0]
+        for i, h in enumerate(histories(env["ABDR_TEMPORAL_ADDRESS"])):
+            seen[f"workflow history {i}: {h[:200]}"] = h
+    finally:
+        assert up.stop() == 0
+    seen["abdr up stdout (rest)"] = up.proc.stdout.read() if not up.proc.stdout.closed else ""
+    for p in small_files(Path(env["ABDR_DATA_DIR"]).parent):  # logs (up.log, temporal.log), the state dir
+        seen[str(p)] = p.read_bytes().decode(errors="replace")
+    with psycopg.connect(pg_with_password) as conn:  # the catalog, every row of every table
+        tables = [t for t, in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for t in tables:
+            seen[f"catalog table {t}"] = "\n".join(r for r, in conn.execute(f'SELECT row_to_json(x)::text FROM "{t}" x'))
+    assert len([k for k in seen if k.startswith("workflow history")]) > 10
+    assert any("Catalog" in v and "***" in v for v in seen.values())  # the URL is shown, its password is not
+    leaks = [(what, where) for what, secret in secrets.items() for where, text in seen.items() if secret in text]
+    assert not leaks, leaks
