@@ -3,7 +3,8 @@ and the job record every operation writes. Deterministic; imports only temporali
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -78,3 +79,18 @@ async def record_job(operation: Operation, status: str, *, plan: str | None = No
     info = workflow.info()
     await catalog("record_job", JobRecord(workflow_id=info.workflow_id, run_id=info.run_id, operation=operation,
                                           status=status, plan=plan, vm=vm, result=result, finished=finished))
+
+
+async def until_deadline(work: "asyncio.Future[Any]", tasks: list["asyncio.Future[Any]"], deadline: datetime,
+                         summary: str) -> bool:
+    """Wait for `work`; if `deadline` comes first, cancel `tasks` (each cleans up after
+    itself) and return True. A plan's window end, as a durable timer."""
+    left = max(timedelta(0), deadline - workflow.now())
+    timer = asyncio.ensure_future(workflow.sleep(left, summary=summary))
+    await workflow.wait([work, timer], return_when=asyncio.FIRST_COMPLETED)
+    if work.done():
+        timer.cancel()
+        return False
+    for t in tasks:
+        t.cancel()
+    return True

@@ -37,10 +37,20 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows import v1
 from workflows.backup import failure_text
-from workflows.common import SKIPPED_BUSY, catalog, phase, record_job, scheduled_time, start_plan_run, tag
+from workflows.common import (
+    SKIPPED_BUSY,
+    catalog,
+    phase,
+    record_job,
+    scheduled_time,
+    start_plan_run,
+    tag,
+    until_deadline,
+)
 from workflows.replica_state import claim, hold, me, release
 from workflows.sites import Sites, refuse
 
+ABORT_AT_WINDOW_END = "replication-abort-at-window-end"  # a timer at the window's end (abort_window_unfinished)
 REPLICABLE = {ReplicaState.NOT_READY, ReplicaState.READY, ReplicaState.FAILOVER_TEST}
 
 
@@ -154,14 +164,20 @@ class ReplicationPlanRunWorkflow:
     @workflow.run
     async def run(self, inp: ReplicationRunInput) -> ReplicationRunResult:
         tag(Operation.REPLICATION_PLAN, plan=inp.plan, phase="resolve")
+        abort_at = None
+        closing = False  # the window closed: a child's failure is its cancellation
         plan: ResolvedReplicationPlan = await catalog("resolve_replication_plan", inp, ResolvedReplicationPlan)
         spec = plan.spec
         if not inp.manual:
             if plan.paused:
                 return ReplicationRunResult(plan=inp.plan, result=RunResult.PAUSED, skipped_reason="plan is paused")
-            if spec.window is not None and window_close(spec.window, spec.schedule.time_zone, workflow.now()) is None:
+            closes = window_close(spec.window, spec.schedule.time_zone, workflow.now()) if spec.window else None
+            if spec.window is not None and closes is None:
                 return ReplicationRunResult(plan=inp.plan, result=RunResult.NEVER_EXECUTE,
                                             skipped_reason="skipped: outside the window")
+            # abort_window_unfinished: runs still going when the window closes are stopped.
+            if closes is not None and spec.abort_window_unfinished and workflow.patched(ABORT_AT_WINDOW_END):
+                abort_at = closes
         await record_job(Operation.REPLICATION_PLAN, "RUNNING", plan=inp.plan)
         await catalog("set_replication_plan_result", PlanResultInput(plan=inp.plan, result=RunResult.RUNNING,
                                                                      at=workflow.now()))
@@ -179,6 +195,12 @@ class ReplicationPlanRunWorkflow:
             return result
 
         async def replicate_one(vm: str, source: VMRef) -> ReplicateResult:
+            try:
+                return await replicate_gated(vm, source)
+            except asyncio.CancelledError:  # the window closed (the child has cleaned up)
+                return ReplicateResult(vm=source, ok=False, error="stopped at the window's end")
+
+        async def replicate_gated(vm: str, source: VMRef) -> ReplicateResult:
             async with gate:
                 child = ReplicateInput(spec=spec, vm=vm, point_id=f"{vm}.r{stamp}.{workflow.uuid4().hex[:6]}",
                                        creation=PointCreation.MANUAL if inp.manual else PointCreation.AUTO,
@@ -192,9 +214,15 @@ class ReplicationPlanRunWorkflow:
                 except WorkflowAlreadyStartedError:
                     return ReplicateResult(vm=source, ok=False, error=f"a replication of {source} is already running")
                 except Exception as e:
-                    return ReplicateResult(vm=source, ok=False, error=failure_text(e))
+                    return ReplicateResult(vm=source, ok=False,
+                                           error="stopped at the window's end" if closing else failure_text(e))
 
-        results = list(await asyncio.gather(*(one(o.source.vm, o.source) for o in objects)))
+        tasks = [asyncio.ensure_future(one(o.source.vm, o.source)) for o in objects]
+        everything = asyncio.ensure_future(asyncio.gather(*tasks))
+        if abort_at is not None and await until_deadline(everything, tasks, abort_at, "replication window closes"):
+            closing = True
+            phase("window-closed", "stopping running replications")
+        results = list(await everything)
         ok = sum(r.ok for r in results)
         outcome = RunResult.SUCCESS if ok == len(results) else RunResult.PARTIAL_SUCCESS if ok else RunResult.FAILED
         final = ReplicationRunResult(plan=inp.plan, result=outcome, vms=results)

@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from drivers.local import LocalDriver
 from models.inventory import DiskSpec, VMConfig
 from models.plans import BackupPlanSpec, RunResult
+from models.replication_jobs import ReplicationRunResult
 from models.requests import RestoreMode, RestoreRequest
-from models.services import RepositorySpec
+from models.services import ReplicationService, RepositorySpec
 from tests.e2e.conftest import MiB, Stack
 from tests.e2e.oracle import read_disk
+from tests.e2e.test_plans import trigger_and_wait
 from tests.e2e.test_replication import DR, dr, plan, server  # noqa: F401 (fixtures)
 
 CHUNK_HEADER = struct.Struct("<4sBBHII")  # magic, version, flags, reserved, raw_len, payload_len (docs/repository-format.md)
@@ -105,3 +108,37 @@ async def test_replication_compression_and_thin_provisioning_are_per_plan(dr: DR
     assert allocated_bytes(dr.b, dr.tmp / "cb", "vm-thin-replica") <= written + MiB
     for name, data in oracle.items():
         assert read_disk(dr.b, f"vm-{name}-replica") == data, f"replica of plan {name} differs from its source"
+
+
+async def test_replication_stopped_at_the_window_end_with_abort_window_unfinished(dr: DR) -> None:  # noqa: F811
+    """abort_window_unfinished: a scheduled run still pulling when the window closes is
+    stopped; the source's new snapshot is dropped, no replica point is recorded, the replica
+    is left as it was (never seeded: NOT_READY) and its service slot is given back."""
+    client = dr.client
+    assert client is not None
+    vm_id = dr.a.create_vm(VMConfig(name="slow", disks=[DiskSpec(name="disk0", size_bytes=64 * MiB)])).id
+    with dr.a.open_disk(vm_id, "disk0", writable=True) as h:
+        h.write(0, os.urandom(64 * MiB))  # incompressible: 64 MiB at 4 Mbit/s take 2 minutes
+    dr.catalog.put_service(ReplicationService(name="b", site="b", replication_bandwidth_mbps=4))
+    now = datetime.now(UTC)
+    end = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    if (end - now).total_seconds() < 20:
+        end += timedelta(minutes=1)
+    window = {"start": (end - timedelta(minutes=15)).strftime("%H:%M"), "end": end.strftime("%H:%M")}
+    await client.create_replication_plan(plan("win", vms=[{"cluster": "ca", "vm": "slow"}], window=window,
+                                              schedule={"kind": "MINUTELY", "interval": 5},
+                                              abort_window_unfinished=True))
+    result = await trigger_and_wait(dr, "win", kind="replication", result_type=ReplicationRunResult)
+    assert datetime.now(UTC) >= end
+    assert result.result == RunResult.FAILED, result
+    [vm] = result.vms
+    assert not vm.ok and vm.error == "stopped at the window's end", vm
+    assert await client.list_restore_points(plan="win") == []
+    assert dr.a.list_snapshots(vm_id) == []  # the run's source snapshot was dropped
+    assert [r["state"] for r in await client.list_replicas("win")] == ["NOT_READY"]
+    # The cancelled pull stops after the reads it has in flight (throttled) and gives its slot back.
+    for _ in range(1200):
+        if not dr.catalog.slot_leases():
+            break
+        await asyncio.sleep(0.1)
+    assert dr.catalog.slot_leases() == []
