@@ -34,7 +34,7 @@ from models.jobs import (
 )
 from models.plans import VMRef
 from models.restore_points import PointState, PointType
-from models.retention import expired_points
+from models.retention import ExpiredPoints, expired_points
 
 
 # Transfer progress is made durable (staging journal) this often: a killed worker loses at
@@ -174,12 +174,12 @@ class BackupActivities:
 
     @activity.defn(name="apply_retention")
     @translate_errors
-    def apply_retention(self, inp: RetentionInput) -> list[str]:
+    def apply_retention(self, inp: RetentionInput) -> ExpiredPoints:
         catalog = self.res.catalog
         points = [p for p in catalog.list_restore_points(plan=inp.plan, vm=inp.vm)]
         expired = expired_points(points, inp.retention, datetime.now(timezone.utc))
         self.delete_points(inp.repository_path, expired)
-        return expired
+        return ExpiredPoints.of(expired)
 
     def delete_points(self, repository_path: str, point_ids: list[str]) -> None:
         """Catalog DELETING -> manifest removed -> catalog row removed: a crash in between

@@ -35,7 +35,7 @@ from models.replication_jobs import (
     VMAt,
 )
 from models.restore_points import PointState
-from models.retention import expired_points
+from models.retention import ExpiredPoints, expired_points
 
 T = TypeVar("T")
 
@@ -252,7 +252,7 @@ class ReplicationActivities:
 
     @activity.defn(name="replica_retention")
     @translate_errors
-    def replica_retention(self, inp: ReplicaRetentionInput) -> list[str]:
+    def replica_retention(self, inp: ReplicaRetentionInput) -> ExpiredPoints:
         """Expire replica points by the plan's retention: catalog DELETING -> snapshot gone ->
         row gone. The point that is the replication base is never expired."""
         catalog = self.res.catalog
@@ -270,4 +270,4 @@ class ReplicationActivities:
                 except NotFound:
                     pass
             catalog.delete_restore_point(pid)
-        return expired
+        return ExpiredPoints.of(expired)

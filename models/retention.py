@@ -117,3 +117,15 @@ def expired_points(
             expired.extend(pts[retention.value or 0 :])
     expired.sort(key=lambda p: (p.created_at, p.id))
     return [p.id for p in expired]
+
+
+class ExpiredPoints(Strict):
+    """What a retention pass let go: the count and the first few ids (a retention cut from
+    thousands of points to a few must not become a payload of thousands of ids)."""
+
+    count: int
+    first: list[str]
+
+    @classmethod
+    def of(cls, ids: list[str], keep: int = 20) -> "ExpiredPoints":
+        return cls(count=len(ids), first=ids[:keep])

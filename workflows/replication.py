@@ -123,7 +123,7 @@ class ReplicateWorkflow:
         if r.obj.source_snapshot and r.obj.source_snapshot != snap.snapshot_id:
             await sites.drop_snapshot(src, source, r.obj.source_snapshot)
         await sites.call(tgt, "replica_retention", ReplicaRetentionInput(
-            plan=spec.name, replica=obj.replica, replica_vm_id=replica_vm_id, keep_snapshot=inp.point_id), list)
+            plan=spec.name, replica=obj.replica, replica_vm_id=replica_vm_id, keep_snapshot=inp.point_id))
         phase("done")
         return ReplicateResult(vm=obj.source, ok=True, point_id=inp.point_id, seeded=base is None,
                                moved_bytes=moved.moved_bytes, wire_bytes=moved.wire_bytes, disk_bytes=moved.disk_bytes)

@@ -128,7 +128,7 @@ async def replicate(inp: ReplicateInput, r: ResolvedObject, sites: Any, replicat
         await sites.call(src, "drop_snapshot", SnapshotDrop(at=VMAt(
             cluster=spec.source_cluster, vm_id=source_vm_id, snapshot_id=obj.source_snapshot)))
     await sites.call(tgt, "replica_retention", ReplicaRetentionInput(
-        plan=spec.name, replica=obj.replica, replica_vm_id=replica_vm_id, keep_snapshot=inp.point_id), list)
+        plan=spec.name, replica=obj.replica, replica_vm_id=replica_vm_id, keep_snapshot=inp.point_id))
     phase("done")
     return ReplicateResult(vm=obj.source, ok=True, point_id=inp.point_id, seeded=base is None,
                            moved_bytes=moved.moved_bytes, wire_bytes=moved.wire_bytes, disk_bytes=moved.disk_bytes)
