@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from models.queues import site_task_queue
     from models.replication_jobs import PowerStateReply, PullInput, PullResult, ShutdownInput, SnapshotDrop, VMAt
 
+from workflows.backup import SITE_HEARTBEAT  # every site activity heartbeats (activities/heartbeat.py)
 from workflows.common import retry
 
 PULL_HEARTBEAT = timedelta(seconds=10)
@@ -37,7 +38,7 @@ class Sites:
     async def call(self, site: str, activity: str, arg: object, result_type: type | None = None,
                    reach: timedelta = timedelta(minutes=10), **kw: object) -> Any:
         opts: dict[str, object] = dict(start_to_close_timeout=timedelta(minutes=10), retry_policy=self.policy,
-                                       schedule_to_close_timeout=reach)
+                                       schedule_to_close_timeout=reach, heartbeat_timeout=SITE_HEARTBEAT)
         opts.update(kw)
         return await workflow.execute_activity(activity, arg, task_queue=site_task_queue(site),
                                                result_type=result_type, summary=f"{activity} @{site}", **opts)
