@@ -17,9 +17,14 @@ from drivers.catalog.store import Catalog
 from drivers.repository import Repository, SyncMode
 from models.inventory import Site
 from models.jobs import MaintenanceInput
-from models.restore_points import PointCreation, PointState, PointType, RestorePointSummary
+from models.restore_points import (
+    PointCreation,
+    PointState,
+    PointType,
+    RestorePointSummary,
+)
 from models.services import RepositorySpec
-from tests.repository.conftest import CS, MiB, FileDisk, backup, make_content, vm_config
+from tests.repository.conftest import CS, FileDisk, MiB, backup, make_content, vm_config
 
 
 def setup(tmp_path: Path, vms: int, size: int) -> tuple[SiteAdminActivities, Catalog, Repository, list[str]]:

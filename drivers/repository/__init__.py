@@ -62,7 +62,7 @@ from models.retention import Retention
 __all__ = [
     "BackupSession", "ChunkProblem", "ChunkTable", "CorruptChunk", "CorruptManifest", "DamagedRange",
     "DiskImage", "DiskManifest", "DiskRestorer", "DiskStats", "DiskWriter", "EncryptionError", "GCHooks",
-    "GCReport", "MaintenanceLock", "MaintenanceProgress", "PointBusy", "PointCreation", "PointExists", "PointNotFound", "PointStats",
+    "GCReport", "MaintenanceLock", "MaintenanceProgress", "find_key", "install_key", "PointBusy", "PointCreation", "PointExists", "PointNotFound", "PointStats",
     "PointType", "Progress", "PruneReport", "ReadAt", "RepoConfig", "RepoKey", "RepoStats", "Repository",
     "RepositoryError", "RepositoryExists", "RepositoryLocked", "RepositoryNotFound", "RestorePoint",
     "RestoreProgress", "SourceChanged", "SyncMode", "UnsupportedFormat", "VerifyReport", "WriteAt", "ZeroAt",

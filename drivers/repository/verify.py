@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
@@ -23,7 +24,13 @@ from drivers.repository.chunks import ChunkProblem
 from drivers.repository.errors import CorruptChunk, CorruptManifest, PointNotFound
 from drivers.repository.fsutil import atomic_write
 from drivers.repository.manifest import DIGEST_LEN, ZERO, RestorePoint
-from drivers.repository.progress import PROGRESS_INTERVAL, IOCap, MaintenanceProgress, ProgressFn, Ticker
+from drivers.repository.progress import (
+    PROGRESS_INTERVAL,
+    IOCap,
+    MaintenanceProgress,
+    ProgressFn,
+    Ticker,
+)
 
 if TYPE_CHECKING:
     from drivers.repository import Repository
@@ -178,7 +185,7 @@ def record_bad(repo: "Repository", digests: "Iterable[bytes]") -> None:
 def known_bad(repo: "Repository") -> set[bytes]:
     """Every digest a verify ever found damaged or missing (some may be healthy again)."""
     try:
-        p = open(_bad_path(repo), "rb").read()
+        p = Path(_bad_path(repo)).read_bytes()
     except FileNotFoundError:
         return set()
     return {p[o : o + DIGEST_LEN] for o in range(0, len(p) - len(p) % DIGEST_LEN, DIGEST_LEN)}

@@ -9,7 +9,14 @@ import pytest
 
 from drivers.repository import EncryptionError, RepoKey, Repository, SyncMode
 from drivers.repository.keys import install_key
-from tests.repository.conftest import CS, MiB, backup, make_content, restore_bytes, vm_config
+from tests.repository.conftest import (
+    CS,
+    MiB,
+    backup,
+    make_content,
+    restore_bytes,
+    vm_config,
+)
 
 
 def test_a_worker_opens_an_encrypted_repository_with_the_key_in_its_key_dir(tmp_path: Path, disks) -> None:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from drivers.repository import MaintenanceProgress, Repository
 from drivers.repository.verify import read_findings
-from tests.repository.conftest import CS, MiB, backup, make_content, restore_bytes, vm_config
+from tests.repository.conftest import (
+    CS,
+    MiB,
+    backup,
+    make_content,
+    restore_bytes,
+    vm_config,
+)
 
 
 def corrupt(repo: Repository, digest: bytes) -> None:
@@ -135,3 +142,15 @@ def test_gc_reports_by_elapsed_time_under_an_iops_cap(repo: Repository, disks) -
     assert len(sweeps) >= int(elapsed / 0.25) // 2
     assert [s.damaged for s in sweeps] == sorted(s.damaged for s in sweeps)  # swept so far, never back
     assert seen[-1][1].phase == "done" and seen[-1][1].damaged == report.swept_chunks
+
+
+def test_gc_drops_the_damaged_copies_verify_set_aside(repo: Repository, disks) -> None:
+    size = 1 * MiB
+    p = backup(repo, vm_config(disk0=size), {"disk0": disks("d", size, make_content(size, 46))})
+    victim = next(e for e in p.disks[0].chunks if e is not None)
+    corrupt(repo, victim)
+    assert repo.verify().quarantined == [victim.hex()]
+    bad = repo.store.path(victim).with_name(victim.hex() + ".bad")
+    assert repo.gc().bad_removed == 0 and bad.exists()  # younger than the margin: kept a while as evidence
+    report = repo.gc(margin=-3600)
+    assert report.bad_removed == 1 and not bad.exists() and report.swept_chunks == 0  # the point's chunks stay
