@@ -160,7 +160,7 @@ class SiteAdminActivities:
         live = {PointState.READY, PointState.DAMAGED}
         before = catalog.point_states(inp.repository)
         report = repo.verify(expected={p for p, st in before.items() if st in live}, progress=progress.report,
-                             progress_interval=REPORT_S, read_iops=inp.read_iops)
+                             progress_interval=REPORT_S, read_iops=inp.read_iops, unknown_grace=UNKNOWN_GRACE_S)
         # Verify read the catalog first, then the repository; a point deleted (or recorded)
         # meanwhile is neither missing nor unknown: judge both against the catalog as it is now.
         after = catalog.point_states(inp.repository)
@@ -184,6 +184,9 @@ class SiteAdminActivities:
 # Progress is only stored by a report (the heartbeat ticker sends the latest every few
 # seconds), so reporting often costs nothing and keeps the details fresh.
 REPORT_S = 1.0
+# A backup commits its manifest, then records the point in the catalog: a manifest younger
+# than this that the catalog lacks is being recorded, not unknown.
+UNKNOWN_GRACE_S = 600.0
 # The kinds of finding a verify reports (verify.report_counts keys), each one line of the report.
 FINDING_COUNTS = ("missing_points", "unreadable_points", "unknown_points", "damaged_ranges")
 DETAIL_CHARS = 300

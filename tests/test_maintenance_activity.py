@@ -4,6 +4,7 @@ IOPS cap reports as a function of elapsed time, and verify cross-checks the cata
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,7 +71,12 @@ def test_verify_reports_and_marks_what_the_catalog_and_repository_disagree_on(tm
     blob[0] ^= 0xFF
     path.write_bytes(bytes(blob))
     repo.layout.point(deleted).unlink()
-    catalog.delete_restore_point(healthy)  # the catalog forgot a point the repository holds
+    catalog.delete_restore_point(healthy)  # the catalog forgot a point the repository holds...
+    fresh = ActivityEnvironment().run(admin.maintain_repository, MaintenanceInput(repository="r1", prune=False,
+                                                                                 gc=False))
+    assert healthy not in {f["point_id"] for f in fresh.damaged}  # ...or is about to record it (just committed)
+    old = time.time() - 3600
+    os.utime(repo.layout.point(healthy), (old, old))  # committed an hour ago: the catalog forgot it
 
     out = ActivityEnvironment().run(admin.maintain_repository, MaintenanceInput(repository="r1", prune=False, gc=False))
     kinds = {(f["kind"], f["point_id"]) for f in out.damaged}

@@ -209,10 +209,12 @@ class Repository:
     # -- maintenance ----------------------------------------------------------------------
     def verify(self, point_ids: list[str] | None = None, *, workers: int | None = None,
                expected: set[str] | None = None, quarantine: bool = True, progress: ProgressFn | None = None,
-               progress_interval: float = PROGRESS_INTERVAL, read_iops: int | None = None) -> VerifyReport:
+               progress_interval: float = PROGRESS_INTERVAL, read_iops: int | None = None,
+               unknown_grace: float = 0.0) -> VerifyReport:
         """Re-hash what the points reference (see drivers/repository/verify.py)."""
         return verify(self, point_ids, workers=workers, expected=expected, quarantine=quarantine,
-                      progress=progress, progress_interval=progress_interval, read_iops=read_iops)
+                      progress=progress, progress_interval=progress_interval, read_iops=read_iops,
+                      unknown_grace=unknown_grace)
 
     def gc(self, *, margin: float = GC_MARGIN, dry_run: bool = False, hooks: GCHooks | None = None,
            progress: ProgressFn | None = None, **kw: float) -> GCReport:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from drivers.repository.chunks import ChunkProblem
 from drivers.repository.errors import CorruptChunk, CorruptManifest, PointNotFound
-from drivers.repository.fsutil import atomic_write
+from drivers.repository.fsutil import atomic_write, server_now
 from drivers.repository.manifest import DIGEST_LEN, ZERO, RestorePoint
 from drivers.repository.progress import (
     PROGRESS_INTERVAL,
@@ -84,11 +84,14 @@ def _check(repo: "Repository", cap: IOCap, digest: bytes) -> tuple[bytes, ChunkP
 
 def verify(repo: "Repository", point_ids: list[str] | None = None, *, workers: int | None = None,
            expected: set[str] | None = None, quarantine: bool = True, progress: ProgressFn | None = None,
-           progress_interval: float = PROGRESS_INTERVAL, read_iops: int | None = None) -> VerifyReport:
+           progress_interval: float = PROGRESS_INTERVAL, read_iops: int | None = None,
+           unknown_grace: float = 0.0) -> VerifyReport:
     """Verify `point_ids` (default: every manifest). `expected`: the ids the caller's index
     (the catalog) lists for this repository; any of them without a manifest is reported
     missing, and any manifest not among them unknown. `read_iops` caps chunk reads;
-    `progress` is called every `progress_interval` seconds of elapsed time."""
+    `progress` is called every `progress_interval` seconds of elapsed time. A manifest
+    committed less than `unknown_grace` seconds ago (server time) is not unknown yet: the
+    index records a point just after its commit."""
     report = VerifyReport()
     tick = Ticker(progress, progress_interval)
     cap = IOCap(read_iops)
@@ -97,7 +100,7 @@ def verify(repo: "Repository", point_ids: list[str] | None = None, *, workers: i
         if point_ids is not None:
             raise ValueError("expected= cross-checks a whole repository; it does not combine with point_ids")
         report.missing_points = sorted(expected - set(ids))
-        report.unknown_points = sorted(set(ids) - expected)
+        report.unknown_points = _settled(repo, sorted(set(ids) - expected), unknown_grace)
     points: list[RestorePoint] = []
     for n, pid in enumerate(ids):
         tick(lambda: MaintenanceProgress(op="verify", phase="manifests", done=n, total=len(ids),
@@ -142,6 +145,20 @@ def verify(repo: "Repository", point_ids: list[str] | None = None, *, workers: i
                                      bytes_done=report.bytes_checked, damaged=len(bad)), force=True)
     write_report(repo, report)
     return report
+
+
+def _settled(repo: "Repository", ids: list[str], grace: float) -> list[str]:
+    if not ids or grace <= 0:
+        return ids
+    now = server_now(repo.layout.points)
+    out = []
+    for pid in ids:
+        try:
+            if repo.layout.point(pid).stat().st_mtime <= now - grace:
+                out.append(pid)
+        except FileNotFoundError:
+            pass  # deleted since the listing: nothing to report
+    return out
 
 
 def quarantine_chunk(repo: "Repository", digest: bytes) -> bool:
