@@ -80,9 +80,13 @@ def make_api(settings: Settings, token: str, connect: Callable[[], Awaitable[Abd
         return _error(status_of(str(e)), str(e))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
         response = _error(e.status_code, str(e.detail))
         response.headers.update(e.headers or {})
+        if e.status_code == 405:  # Allow: every method of the path (one route per method, each knows its own)
+            allowed = {m for r in v1.routes if getattr(r, "path_regex", None) and r.path_regex.match(request.url.path)
+                       for m in getattr(r, "methods", ())}
+            response.headers["Allow"] = ", ".join(sorted(allowed))
         return response
 
     @app.exception_handler(RequestValidationError)
