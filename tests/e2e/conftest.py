@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from drivers.catalog.store import Catalog
 from tests.e2e.histories import export_histories
+from tests.e2e.oracle import read_disk
 from drivers.local import LocalDriver
 from models.inventory import DiskSpec, Site, VMConfig
 from models.services import RepositorySpec
@@ -47,10 +48,7 @@ class Stack:
         return vm.id
 
     def disk_bytes(self, vm_name: str, disk: str = "disk0", snap_id: str | None = None) -> bytes:
-        vm = self.driver.find_vm(vm_name)
-        assert vm is not None, vm_name
-        with self.driver.open_disk(vm.id, disk, snap_id) as h:
-            return h.read(0, h.size)
+        return read_disk(self.driver, vm_name, disk, snap_id)
 
 
 async def _quiesce(env: WorkflowEnvironment) -> None:

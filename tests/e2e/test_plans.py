@@ -16,7 +16,9 @@ from models.requests import RestoreMode, RestoreRequest
 from models.services import BackupService, RepositorySpec
 from starter import schedules, status
 from starter.client import AbdrError
+from drivers.local.tools import rewrite_fraction
 from tests.e2e.conftest import MiB, Stack
+from tests.e2e.oracle import Image, assert_image, assert_point_restores_to, capture
 from tests.e2e.test_backup_restore import plan_spec, run_plan
 
 UTC = timezone.utc
@@ -52,9 +54,27 @@ def repo_point_ids(stack: Stack) -> set[str]:
     return {p.name.removesuffix(".json") for p in (stack.repo_path / "points").glob("*.json")}
 
 
+def change_and_capture(stack: Stack, vms: list[str], seed: int) -> dict[str, Image]:
+    """Write to each VM (so every point has its own bytes) and capture the oracle of the next point."""
+    for vm in vms:
+        rewrite_fraction(stack.driver, stack.driver.find_vm(vm).id, "disk0", 0.1, seed=seed)
+    return {vm: capture(stack.driver, vm) for vm in vms}
+
+
+async def assert_points_restore(stack: Stack, oracles: dict[str, Image]) -> None:
+    """Each point id restores exactly to its oracle (a REBUILD as a new VM, deleted after)."""
+    for point_id, oracle in oracles.items():
+        await assert_point_restores_to(stack.client, stack.driver, point_id, oracle, "restore-check")
+
+
+def point_oracles(result: PlanRunResult, images: dict[str, Image]) -> dict[str, Image]:
+    return {v.point_id: images[v.vm.vm] for v in result.vms}
+
+
 async def test_schedule_fires_on_its_own(stack: Stack) -> None:
     for name in ("a", "b", "c"):
         stack.make_vm(name, size=2 * MiB)
+    images = {name: capture(stack.driver, name) for name in ("a", "b", "c")}
     due = (datetime.now(UTC) + timedelta(minutes=1)).replace(second=0, microsecond=0)
     if (due - datetime.now(UTC)).total_seconds() < 5:
         due += timedelta(minutes=1)
@@ -73,14 +93,21 @@ async def test_schedule_fires_on_its_own(stack: Stack) -> None:
     assert repo_point_ids(stack) == {p["id"] for p in found}
     plan = await stack.client.get_backup_plan("auto")
     assert plan["last_result"] == "SUCCESS"
+    await assert_points_restore(stack, {p["id"]: images[p["vm"]] for p in found})
 
 
 async def test_count_retention_keeps_last_n_automatic_and_all_manual(stack: Stack) -> None:
     stack.make_vm("a", size=2 * MiB)
     stack.make_vm("b", size=2 * MiB)
     await stack.client.create_backup_plan(plan_spec("keep2", ["a", "b"], retention={"kind": "COUNT", "value": 2}))
+    before = {vm: capture(stack.driver, vm) for vm in ("a", "b")}
     manual = await run_plan(stack, "keep2")
-    autos = [await trigger_and_wait(stack, "keep2") for _ in range(3)]
+    oracles = point_oracles(manual, before)
+    autos = []
+    for seed in range(3):
+        images = change_and_capture(stack, ["a", "b"], seed)
+        autos.append(await trigger_and_wait(stack, "keep2"))
+        oracles |= point_oracles(autos[-1], images)
     assert all(r.result == RunResult.SUCCESS for r in autos)
     points = await stack.client.list_restore_points(plan="keep2")
     by_vm = {vm: [p for p in points if p["vm"] == vm] for vm in ("a", "b")}
@@ -90,13 +117,16 @@ async def test_count_retention_keeps_last_n_automatic_and_all_manual(stack: Stac
         assert {p["id"] for p in pts if p["creation"] == "AUTO"} == newest_two
     assert {v.point_id for v in manual.vms} <= {p["id"] for p in points}
     assert repo_point_ids(stack) == {p["id"] for p in points}  # manifests follow the catalog
+    await assert_points_restore(stack, {p["id"]: oracles[p["id"]] for p in points})  # the kept ones, exactly
 
 
 async def test_time_retention_expires_old_automatic_points(stack: Stack) -> None:
     stack.make_vm("a", size=2 * MiB)
     await stack.client.create_backup_plan(plan_spec("week", ["a"], retention={"kind": "TIME", "value": 7}))
     old = await trigger_and_wait(stack, "week")
+    images = change_and_capture(stack, ["a"], 1)
     manual = await run_plan(stack, "week")
+    oracles = point_oracles(manual, images)
     # Age the first two points to 10 days (the clock of a plan that has run for weeks).
     with stack.catalog.session() as s:
         from models.catalog import RestorePointRow
@@ -105,14 +135,18 @@ async def test_time_retention_expires_old_automatic_points(stack: Stack) -> None
             row = s.get(RestorePointRow, pid)
             row.created_at = datetime.now(UTC) - timedelta(days=10)
             s.add(row)
+    images = change_and_capture(stack, ["a"], 2)
     new = await trigger_and_wait(stack, "week")
+    oracles |= point_oracles(new, images)
     ids = {p["id"] for p in await stack.client.list_restore_points(plan="week")}
     assert ids == {manual.vms[0].point_id, new.vms[0].point_id}  # old AUTO gone, old MANUAL kept
     assert repo_point_ids(stack) == ids
+    await assert_points_restore(stack, oracles)
 
 
 async def test_window_end_stops_the_backup_and_cleans_up(stack: Stack) -> None:
     vm_id = stack.make_vm("big", size=16 * MiB)
+    source = capture(stack.driver, "big")
     stack.catalog.put_service(BackupService(name="default", site="default", backup_read_iops=2))
     now = datetime.now(UTC)
     end = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
@@ -130,10 +164,12 @@ async def test_window_end_stops_the_backup_and_cleans_up(stack: Stack) -> None:
     assert repo_point_ids(stack) == set()
     assert stack.driver.list_snapshots(vm_id) == []  # the backup's snapshot was deleted
     assert list((stack.repo_path / "staging").iterdir()) == []  # and its partial files
+    assert_image(stack.driver, "big", source, "source after the stopped backup")  # the VM's data is untouched
 
 
 async def test_overlapping_runs_are_skipped_or_refused(stack: Stack) -> None:
     stack.make_vm("big", size=8 * MiB)
+    source = capture(stack.driver, "big")
     stack.catalog.put_service(BackupService(name="default", site="default", backup_read_iops=20))
     await stack.client.create_backup_plan(plan_spec("slow", ["big"]))
     running = await stack.client.run_backup_plan("slow")
@@ -144,6 +180,7 @@ async def test_overlapping_runs_are_skipped_or_refused(stack: Stack) -> None:
     done = await stack.client.plan_run_result(running)
     assert done.result == RunResult.SUCCESS
     assert len(await stack.client.list_restore_points(plan="slow")) == 1
+    await assert_points_restore(stack, point_oracles(done, {"big": source}))
 
 
 async def _state(stack: Stack) -> tuple:
@@ -159,6 +196,7 @@ async def test_bad_inputs_are_refused_and_change_nothing(stack: Stack) -> None:
     await stack.client.create_backup_plan(plan_spec("gold", ["a"]))
     point = (await run_plan(stack, "gold")).vms[0].point_id
     before = await _state(stack)
+    disks = {vm: capture(stack.driver, vm) for vm in ("a", "b")}
 
     with pytest.raises(AbdrError, match="VM 'ghost' not found on cluster 'c1'"):
         await stack.client.create_backup_plan(plan_spec("silver", ["ghost"]))
@@ -183,10 +221,14 @@ async def test_bad_inputs_are_refused_and_change_nothing(stack: Stack) -> None:
 
     assert await _state(stack) == before
     assert not missing.parent.exists()
+    for vm, image in disks.items():  # no refused restore wrote a byte
+        assert_image(stack.driver, vm, image, f"{vm} after the refused requests")
+    await assert_points_restore(stack, {point: disks["a"]})
 
 
 async def test_deleting_a_plan_keeps_or_deletes_its_points_as_asked(stack: Stack) -> None:
     stack.make_vm("a", size=2 * MiB)
+    source = capture(stack.driver, "a")
     for name in ("keep", "drop"):
         await stack.client.create_backup_plan(plan_spec(name, ["a"]))
         await run_plan(stack, name)
@@ -199,14 +241,17 @@ async def test_deleting_a_plan_keeps_or_deletes_its_points_as_asked(stack: Stack
     assert [s.id async for s in await stack.client.client.list_schedules()] == []
     with pytest.raises(AbdrError, match="backup plan 'keep' not found"):
         await stack.client.get_backup_plan("keep")
+    await assert_points_restore(stack, {pid: source for pid in kept})  # what was kept still restores exactly
 
 
 async def test_maintenance_verifies_and_marks_damaged_points(stack: Stack) -> None:
     stack.make_vm("a", size=2 * MiB)
+    source = capture(stack.driver, "a")
     await stack.client.create_backup_plan(plan_spec("m", ["a"]))
     point = (await run_plan(stack, "m")).vms[0].point_id
     clean = await stack.client.result(await stack.client.maintain_repository("r1", verify=True, prune=True, gc=True))
     assert clean.verified_points == 1 and clean.damaged == []
+    await assert_points_restore(stack, {point: source})  # what verify called clean restores exactly
     chunk = max((stack.repo_path / "chunks").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else -1)
     blob = bytearray(chunk.read_bytes())
     blob[len(blob) // 2] ^= 0xFF  # one flipped byte on the storage
