@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -87,8 +88,21 @@ class ReplicationPlanSpec(Strict):
     ip_mapping: list[IPMapping] = Field(default_factory=list)
     keep_mac: bool = True
     naming: ReplicaNaming = Field(default_factory=ReplicaNaming)
-    storage_policy: str = "default"
-    thin_provisioning: bool = True
+    thin_provisioning: bool = Field(default=True, description="Thin replica disks (space taken as written); "
+                                    "False: thick, their whole size reserved when created.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_storage_policy(cls, data: Any) -> Any:
+        """`storage_policy` was accepted and never applied: it is an AOC volume setting, and no
+        driver of ours has storage policies. The default, as older catalogs and histories hold
+        it, is dropped; any other value is refused instead of being ignored."""
+        if isinstance(data, dict) and "storage_policy" in data:
+            data = dict(data)
+            if data.pop("storage_policy") not in ("default", None):
+                raise ValueError("storage_policy is not supported: abdr's cluster drivers have no storage "
+                                 "policies; thin_provisioning chooses thin or thick replica disks")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "ReplicationPlanSpec":

@@ -45,7 +45,8 @@ RetentionOpt = Annotated[str | None, typer.Option("--retention", help="count:N |
 TzOpt = Annotated[str | None, typer.Option("--tz", help="IANA time zone of the schedules (default UTC).")]
 ConsistencyOpt = Annotated[str | None, typer.Option("--consistency", help="crash | fs.")]
 CompressionOpt = Annotated[bool | None, typer.Option("--compression/--no-compression",
-                                                     help="zstd chunks (default on).")]
+                                                     help="zstd: a backup's new chunks, a replication's "
+                                                          "transport (default on).")]
 ServiceOpt = Annotated[str | None, typer.Option("--service", help="Backup service (default 'default').")]
 DescOpt = Annotated[str | None, typer.Option("--description", help="Free text.")]
 

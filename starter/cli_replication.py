@@ -90,6 +90,11 @@ IpMapOpt = Annotated[list[str] | None, typer.Option(
     "--ip-map", help="SRC=DST[/PREFIX][@GATEWAY]: the replica's address; repeatable ('none' clears).")]
 MacOpt = Annotated[bool | None, typer.Option("--keep-mac/--new-mac",
                                              help="Replica NICs keep the source MACs (default) or get new ones.")]
+ThinOpt = Annotated[bool | None, typer.Option("--thin/--thick", help="Replica disks thin (default) or thick "
+                                                                    "(their whole size reserved when created).")]
+AbortOpt = Annotated[bool | None, typer.Option(
+    "--abort-at-window-end/--finish-after-window",
+    help="A scheduled run still going when the window closes is stopped, or finishes (default).")]
 NamingOpt = Annotated[str | None, typer.Option(
     "--naming", help="Replica names: origin | prefix:TEXT | suffix:TEXT (default suffix:-replica).")]
 PlanArg = Annotated[str, typer.Argument(metavar="PLAN", help="The replication plan.")]
@@ -104,13 +109,13 @@ def _options(kind: str | None, source_site: str | None, source_cluster: str | No
              target_cluster: str | None, vms: list[str] | None, schedule: str | None, window: str | None,
              retention: str | None, tz: str | None, network_maps: list[str] | None, ip_maps: list[str] | None,
              keep_mac: bool | None, naming: str | None, compression: bool | None, consistency: str | None,
-             description: str | None) -> ReplicationOptions:
+             description: str | None, thin: bool | None = None, abort: bool | None = None) -> ReplicationOptions:
     return ReplicationOptions(kind=kind, source_site=source_site, source_cluster=source_cluster,
                               target_site=target_site, target_cluster=target_cluster, vms=vms or None,
                               schedule=schedule, window=window, retention=retention, tz=tz,
                               network_maps=network_maps or None, ip_maps=ip_maps or None, keep_mac=keep_mac,
                               naming=naming, compression=compression, consistency=consistency,
-                              description=description)
+                              description=description, thin_provisioning=thin, abort_window_unfinished=abort)
 
 
 def human_duration(seconds: float | None) -> str:
@@ -173,12 +178,13 @@ def plan_create(
     vm: VmsOpt = None, schedule: ScheduleOpt = None, window: WindowOpt = None, retention: RetentionOpt = None,
     tz: TzOpt = None, network_map: NetMapOpt = None, ip_map: IpMapOpt = None, keep_mac: MacOpt = None,
     naming: NamingOpt = None, compression: CompressionOpt = None, consistency: ConsistencyOpt = None,
-    description: DescOpt = None, as_json: JsonOpt = False,
+    description: DescOpt = None, thin: ThinOpt = None, abort_at_window_end: AbortOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Create a replication plan from options or from -f plan.yaml; its Temporal Schedule starts working."""
     with cli_errors():
         opts = _options(kind, source_site, source_cluster, target_site, target_cluster, vm, schedule, window,
-                        retention, tz, network_map, ip_map, keep_mac, naming, compression, consistency, description)
+                        retention, tz, network_map, ip_map, keep_mac, naming, compression, consistency, description,
+                        thin, abort_at_window_end)
         spec = _spec_for(name, file, opts)
         emit(with_client(lambda c: c.create_replication_plan(spec)), as_json, _said("created"))
 
@@ -191,12 +197,13 @@ def plan_update(
     vm: VmsOpt = None, schedule: ScheduleOpt = None, window: WindowOpt = None, retention: RetentionOpt = None,
     tz: TzOpt = None, network_map: NetMapOpt = None, ip_map: IpMapOpt = None, keep_mac: MacOpt = None,
     naming: NamingOpt = None, compression: CompressionOpt = None, consistency: ConsistencyOpt = None,
-    description: DescOpt = None, as_json: JsonOpt = False,
+    description: DescOpt = None, thin: ThinOpt = None, abort_at_window_end: AbortOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Change a plan: -f replaces it whole; options change only what they name."""
     with cli_errors():
         opts = _options(kind, source_site, source_cluster, target_site, target_cluster, vm, schedule, window,
-                        retention, tz, network_map, ip_map, keep_mac, naming, compression, consistency, description)
+                        retention, tz, network_map, ip_map, keep_mac, naming, compression, consistency, description,
+                        thin, abort_at_window_end)
         if file is None and not opts.given():
             raise UsageError("nothing to change: give plan options or -f plan.yaml")
         spec = _spec_for(name, file, opts) if file is not None else None
@@ -236,7 +243,9 @@ def _render_plan(p: dict) -> None:
              {"field": "ip map", "value": ", ".join(format_ip_map(m) for m in s["ip_mapping"])},
              {"field": "MAC addresses", "value": "kept" if s["keep_mac"] else "new"},
              {"field": "consistency", "value": s["consistency"]},
-             {"field": "compression", "value": "on" if s["compression"] else "off"}]
+             {"field": "compression", "value": "on" if s["compression"] else "off"},
+             {"field": "disks", "value": "thin" if s.get("thin_provisioning", True) else "thick"},
+             {"field": "at window end", "value": "stop" if s.get("abort_window_unfinished") else "finish"}]
     table(rows, ["field", "value"], f"replication plan {s['name']}")
 
 

@@ -378,6 +378,8 @@ class ReplicationOptions:
     compression: bool | None = None
     consistency: str | None = None
     description: str | None = None
+    thin_provisioning: bool | None = None
+    abort_window_unfinished: bool | None = None
 
     def given(self) -> bool:
         return any(v is not None and v != [] for v in vars(self).values())
@@ -411,7 +413,8 @@ def _replication_fields(o: ReplicationOptions, current: dict | None) -> dict[str
     zone = o.tz or (current or {}).get("schedule", {}).get("time_zone") or "UTC"
     if o.kind is not None:
         data["kind"] = parse_kind(o.kind)
-    for field in ("source_site", "source_cluster", "target_site", "target_cluster", "description"):
+    for field in ("source_site", "source_cluster", "target_site", "target_cluster", "description",
+                  "thin_provisioning", "abort_window_unfinished"):
         if getattr(o, field) is not None:
             data[field] = getattr(o, field)
     if o.vms:

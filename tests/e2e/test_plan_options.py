@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +23,15 @@ from tests.e2e.oracle import read_disk
 from tests.e2e.test_plans import trigger_and_wait
 from tests.e2e.test_replication import DR, dr, plan, server  # noqa: F401 (fixtures)
 
+ABDR = str(Path(sys.executable).parent / "abdr")
 CHUNK_HEADER = struct.Struct("<4sBBHII")  # magic, version, flags, reserved, raw_len, payload_len (docs/repository-format.md)
 FLAG_ZSTD = 1
+
+
+def abdr(dr: DR, *argv: str) -> None:
+    """The real `abdr` CLI against the test's stack."""
+    done = subprocess.run([ABDR, *argv], env={**os.environ, **dr.env}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def compressible_vm(driver: LocalDriver, name: str, size: int = 8 * MiB) -> bytes:
@@ -90,11 +99,11 @@ async def test_replication_compression_and_thin_provisioning_are_per_plan(dr: DR
     takes about what was written."""
     client, size = dr.client, 16 * MiB
     assert client is not None
-    oracle = {}
-    for name, thin in (("thick", False), ("thin", True)):
-        oracle[name] = compressible_vm(dr.a, f"vm-{name}", size)
-        await client.create_replication_plan(plan(name, vms=[{"cluster": "ca", "vm": f"vm-{name}"}],
-                                                  compression=thin, thin_provisioning=thin))
+    oracle = {name: compressible_vm(dr.a, f"vm-{name}", size) for name in ("thick", "thin")}
+    # The thick plan through the CLI (its options), the thin one with the defaults through the client.
+    abdr(dr, "replication-plan", "create", "thick", "--source-site", "a", "--target-site", "b", "--target-cluster", "cb",
+         "--vm", "ca/vm-thick", "--schedule", "every 15m", "--retention", "count:5", "--no-compression", "--thick")
+    await client.create_replication_plan(plan("thin", vms=[{"cluster": "ca", "vm": "vm-thin"}]))
     handles = await asyncio.gather(*(client.run_replication_plan(n) for n in oracle))
     results = await asyncio.gather(*(client.result(h) for h in handles))
     by = {r.plan: r for r in results}
@@ -124,10 +133,11 @@ async def test_replication_stopped_at_the_window_end_with_abort_window_unfinishe
     end = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
     if (end - now).total_seconds() < 20:
         end += timedelta(minutes=1)
-    window = {"start": (end - timedelta(minutes=15)).strftime("%H:%M"), "end": end.strftime("%H:%M")}
-    await client.create_replication_plan(plan("win", vms=[{"cluster": "ca", "vm": "slow"}], window=window,
-                                              schedule={"kind": "MINUTELY", "interval": 5},
-                                              abort_window_unfinished=True))
+    window = f"{end - timedelta(minutes=15):%H:%M}-{end:%H:%M}"
+    abdr(dr, "replication-plan", "create", "win", "--source-site", "a", "--target-site", "b", "--target-cluster", "cb",
+         "--vm", "ca/slow", "--schedule", "every 5m", "--window", window, "--retention", "count:5",
+         "--abort-at-window-end")
+    assert (await client.get_replication_plan("win"))["spec"]["abort_window_unfinished"] is True
     result = await trigger_and_wait(dr, "win", kind="replication", result_type=ReplicationRunResult)
     assert datetime.now(UTC) >= end
     assert result.result == RunResult.FAILED, result
