@@ -38,6 +38,6 @@ class ReadRequest(BaseModel):
     cluster: str
     vm_id: str
     disk: str
-    snapshot_id: str | None = Field(default=None, description="None: the live disk (failback pre-sync of a running VM is not allowed; callers pass a snapshot).")
+    snapshot_id: str | None = Field(default=None, description="The snapshot to read: the server serves snapshots only and refuses None (a live disk).")
     extents: list[tuple[int, int]]
     compress: bool = Field(default=True, description="zstd on the wire (a replication plan's compression).")
