@@ -314,7 +314,9 @@ class MaintenanceResult(Strict):
 
     repository: Name
     verified_points: int = 0
-    damaged: list[dict] = Field(default_factory=list, max_length=FINDINGS_SAMPLE,
+    # No max_length: results recorded before the sample existed must still decode on replay;
+    # the activity bounds both lists to FINDINGS_SAMPLE.
+    damaged: list[dict] = Field(default_factory=list,
                                 description="The first findings (missing/unreadable/unknown manifests "
                                             "first, then damaged ranges).")
     pruned_points: list[str] = Field(default_factory=list, description="The first pruned point ids.")
@@ -322,7 +324,7 @@ class MaintenanceResult(Strict):
     gc_removed_bytes: int = 0
     findings: int = 0  # every finding of the verify, `damaged` is the first of them
     counts: dict[str, int] = Field(default_factory=dict)  # verify's counts by kind (verify.report_counts)
-    damaged_points: list[str] = Field(default_factory=list, max_length=FINDINGS_SAMPLE,
+    damaged_points: list[str] = Field(default_factory=list,
                                       description="The first points marked DAMAGED in the catalog.")
     healed_points: int = 0  # DAMAGED points found whole again (their chunks stored anew): READY
     pruned_count: int = 0
