@@ -95,3 +95,55 @@ async def test_replication_limit_holds_across_plans(dr: DR) -> None:  # noqa: F8
     for name, data in oracle.items():
         assert read_disk(dr.b, f"{name}-replica") == data, f"replica of {name} differs from the source"
     assert dr.catalog.slot_leases() == []
+
+
+async def test_a_killed_workers_slot_is_taken_over_by_the_retry(dr: DR) -> None:  # noqa: F811
+    """Limit 1, two plans: the site worker is SIGKILLed while a transfer holds the slot. The
+    retry of that transfer takes its own lease over (attempt 2, same slot) instead of a
+    second slot or waiting for the dead lease to expire; both runs finish byte-exact and
+    never more than one backup is in flight."""
+    client, repo = dr.client, dr.tmp / "repo"
+    assert client is not None
+    await client.create_repository(RepositorySpec(name="r1", path=str(repo), site="a"))
+    dr.catalog.put_service(BackupService(name="default", site="a", max_parallel_backups=1, backup_read_iops=48))
+    oracle = {}
+    for i in range(2):
+        make_vm(dr.a, f"vm{i}")
+        oracle[f"vm{i}"] = read_disk(dr.a, f"vm{i}")
+        await client.create_backup_plan(BackupPlanSpec.model_validate({
+            "name": f"p{i}", "vms": [{"cluster": "ca", "vm": f"vm{i}"}], "repository": "r1",
+            "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "FOREVER"}}))
+    staging = Peak(lambda: sum(1 for d in (repo / "staging").glob("*") if d.is_dir()))
+    attempts: set[tuple[str, int]] = set()
+
+    def leases() -> int:
+        held = dr.catalog.slot_leases(TransferKind.BACKUP, "default")
+        attempts.update((lease.holder, lease.attempt) for lease in held)
+        return len(held)
+
+    held = Peak(leases)
+
+    async def kill_while_held() -> str:
+        for _ in range(600):
+            if leases() == 1 and staging.count() == 1:
+                break
+            await asyncio.sleep(0.05)
+        [first] = dr.catalog.slot_leases(TransferKind.BACKUP, "default")
+        dr.procs["a"].kill()
+        dr.start("a")
+        return first.holder
+
+    handles = await asyncio.gather(*(client.run_backup_plan(f"p{i}") for i in range(2)))
+    done = await observed(asyncio.gather(kill_while_held(), *(client.plan_run_result(h) for h in handles)),
+                          staging, held)
+    killed, results = done[0], done[1:]
+    assert all(r.result == RunResult.SUCCESS for r in results), results
+    assert staging.peak == 1 and held.peak == 1, (staging.peak, held.peak)
+    assert (killed, 1) in attempts and (killed, 2) in attempts, attempts  # the retry took its own lease over
+    for r in results:
+        name = r.vms[0].vm.vm
+        h = await client.restore(RestoreRequest(point_id=r.vms[0].point_id, mode=RestoreMode.REBUILD,
+                                                new_name=f"{name}-r"))
+        await client.restore_result(h)
+        assert read_disk(dr.a, f"{name}-r") == oracle[name], f"restore of {name} differs from the source"
+    assert dr.catalog.slot_leases() == []
