@@ -9,10 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from models.replication import ReplicationPlanSpec
-from starter.plan_files import ReplicationOptions, load_replication_plan_file, replication_plan_from_options
+from starter.plan_files import (
+    ReplicationOptions,
+    load_replication_plan_file,
+    replication_plan_from_options,
+)
 
-BASE = dict(source_site="a", target_site="b", target_cluster="cb", vms=["ca/web"], schedule="every 15m",
-            retention="count:5")
+BASE = {"source_site": "a", "target_site": "b", "target_cluster": "cb", "vms": ["ca/web"], "schedule": "every 15m",
+        "retention": "count:5"}
 
 
 def test_thin_provisioning_and_abort_at_window_end_from_options_and_files(tmp_path: Path) -> None:

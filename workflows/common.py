@@ -81,7 +81,7 @@ async def record_job(operation: Operation, status: str, *, plan: str | None = No
                                           status=status, plan=plan, vm=vm, result=result, finished=finished))
 
 
-async def until_deadline(work: "asyncio.Future[Any]", tasks: list["asyncio.Future[Any]"], deadline: datetime,
+async def until_deadline(work: asyncio.Future[Any], tasks: list[asyncio.Future[Any]], deadline: datetime,
                          summary: str) -> bool:
     """Wait for `work`; if `deadline` comes first, cancel `tasks` (each cleans up after
     itself) and return True. A plan's window end, as a durable timer."""

@@ -11,7 +11,12 @@ from collections.abc import Callable
 
 from models.plans import BackupPlanSpec, RunResult
 from models.requests import RestoreMode, RestoreRequest
-from models.services import BackupService, ReplicationService, RepositorySpec, TransferKind
+from models.services import (
+    BackupService,
+    ReplicationService,
+    RepositorySpec,
+    TransferKind,
+)
 from tests.e2e.oracle import read_disk
 from tests.e2e.test_replication import DR, dr, make_vm, plan, server  # noqa: F401 (fixtures)
 
