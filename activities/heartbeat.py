@@ -20,7 +20,7 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -51,8 +51,8 @@ def tick_interval(heartbeat_timeout_s: float | None) -> float:
 @dataclass
 class _State:
     details: Sequence[Any]
-    sent: int = 0  # heartbeats the ticker sent (tests and logs)
-    reports: int = field(default=0)
+    sent: int = 0  # heartbeats the ticker sent
+    reports: int = 0  # durable progress reports received
 
 
 _state: contextvars.ContextVar[_State | None] = contextvars.ContextVar("abdr_heartbeat", default=None)
@@ -137,8 +137,11 @@ class _Inbound(ActivityInboundInterceptor):
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            self.sdk_outbound.heartbeat(*self.state.details)  # on the loop: never blocks the activity
-            self.state.sent += 1
+            try:
+                self.sdk_outbound.heartbeat(*self.state.details)  # on the loop: never blocks the activity
+                self.state.sent += 1
+            except Exception:  # noqa: BLE001 - one failed tick must not stop the next ones
+                activity.logger.exception("heartbeat tick failed")
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         token = _state.set(self.state)  # copied into the executor thread by the SDK

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from models.queues import site_task_queue
     from models.requests import RestoreMode
 
-from workflows.backup import SITE_HEARTBEAT
+from workflows.backup import SITE_HEARTBEAT, TRANSFER_HEARTBEAT
 from workflows.common import catalog, phase, record_job, retry, tag
 
 
@@ -63,7 +63,8 @@ class RestoreWorkflow:
         phase("write", f"point {r.point_id} -> {r.target}")
         written: RestoreDisksResult = await site(
             "restore_disks", RestoreDisksInput(restore=r, vm_id=vm_id, new_vm=req.mode == RestoreMode.REBUILD), RestoreDisksResult,
-            start_to_close_timeout=timedelta(hours=24))
+            # Short: the server sees durable progress every 8 s (the core throttles heartbeats to 80%).
+            start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=TRANSFER_HEARTBEAT)
         if req.power_on:
             phase("power-on")
             await site("set_power", PowerInput(cluster=r.target.cluster, vm_id=vm_id, on=True))
