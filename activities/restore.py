@@ -9,12 +9,19 @@ from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Checkpoint, resume_details
 from activities.resources import Resources
 from activities.slots import SlotRequest, TransferKind, holds_slot
-from drivers.ratelimit import limit_iops
 from drivers.base import ClusterDriver
+from drivers.ratelimit import limit_iops
 from drivers.repository.manifest import DIGEST_LEN, ChunkTable, DiskManifest
 from drivers.repository.reader import DiskRestorer, RestoreProgress
 from models.inventory import PowerState, VMConfig
-from models.jobs import CreateVMInput, PowerInput, RestoreDisksInput, RestoreDisksResult, SnapshotRef, TransferProgress
+from models.jobs import (
+    CreateVMInput,
+    PowerInput,
+    RestoreDisksInput,
+    RestoreDisksResult,
+    SnapshotRef,
+    TransferProgress,
+)
 from models.replication import NetworkMapping
 
 UNKNOWN_ENTRY = b"\xff" * DIGEST_LEN  # "content not known": never equal to a real entry
@@ -101,7 +108,8 @@ class RestoreActivities:
                 # Reported progress covers only flushed writes: a retry resumes there exactly.
                 checkpoint = Checkpoint(handle.flush)
 
-                def progress(p: RestoreProgress, index: int = index, offset: int = done_before) -> None:
+                def progress(p: RestoreProgress, index: int = index, offset: int = done_before,
+                             checkpoint: Checkpoint = checkpoint) -> None:
                     checkpoint(TransferProgress(disk_index=index, chunk_index=p.chunk_index,
                                                 bytes_done=offset + p.bytes_done, bytes_total=total), force=p.done)
 

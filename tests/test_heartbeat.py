@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from temporalio import activity, workflow
@@ -37,7 +37,12 @@ from drivers.repository import Repository
 from drivers.transport.protocol import MAX_READ_BYTES
 from drivers.transport.server import TransportServer, make_app
 from models.inventory import Cluster, DiskSpec, Site, VMConfig
-from models.jobs import ResolvedRestore, RestoreDisksInput, RestoreDisksResult, TransferProgress
+from models.jobs import (
+    ResolvedRestore,
+    RestoreDisksInput,
+    RestoreDisksResult,
+    TransferProgress,
+)
 from models.plans import VMRef
 from models.replication_jobs import PullInput, PullProgress, PullResult, VMAt
 from tests.e2e.processes import free_port
@@ -236,7 +241,7 @@ class FlushSpy:
     def close(self) -> None:
         self.handle.close()
 
-    def __enter__(self) -> "FlushSpy":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

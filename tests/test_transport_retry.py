@@ -20,7 +20,12 @@ from activities.resources import Resources
 from drivers.base import ResourceLocked
 from drivers.catalog.store import Catalog
 from drivers.local import LocalDriver
-from drivers.transport.client import TransportClient, TransportError, TransportTransient, TransportUnreachable
+from drivers.transport.client import (
+    TransportClient,
+    TransportError,
+    TransportTransient,
+    TransportUnreachable,
+)
 from drivers.transport.protocol import DIGEST_HEADER, ReadRequest
 from drivers.transport.server import TransportServer, make_app
 from models.inventory import Cluster, DiskSpec, Site, VMConfig
@@ -127,7 +132,7 @@ def test_a_lasting_transient_fault_is_raised_typed_and_retryable(source: Any, fa
 
 
 def test_refusals_are_not_retried(source: Any) -> None:
-    url, faults, _, _, vm_id, snap, _ = source
+    url, _, _, _, vm_id, snap, _ = source
     with pytest.raises(TransportError, match="HTTP 401") as err:
         TransportClient(url, "wrong").read(ReadRequest(cluster="a", vm_id=vm_id, disk="disk0", snapshot_id=snap,
                                                        extents=[(0, MiB)]))
