@@ -18,7 +18,7 @@ from models import search_attributes
 from models.inventory import Cluster, DiskSpec, Site, VMConfig
 from models.plans import VMRef
 from models.replication import ReplicaState, ReplicationPlanSpec
-from models.replication_jobs import DrOperationResult
+from models.replication_jobs import DrOperationResult, ObjectChange
 from models.requests import FailoverTestRequest
 from models.restore_points import PointCreation, PointType, RestorePointSummary
 from starter.client import AbdrClient
@@ -55,10 +55,10 @@ def replica_with_a_point(catalog: Catalog, driver: LocalDriver) -> None:
     catalog.add_restore_point(RestorePointSummary(id="p1", plan="dr", cluster="cb", vm="web-replica",
                                                   type=PointType.INCREMENTAL, creation=PointCreation.AUTO,
                                                   created_at=now), snapshot_id=snap.id, vm_config=snap.config)
-    obj = catalog.replication_object("dr", "web")
-    obj = obj.transition(ReplicaState.REPLICATING, now).transition(ReplicaState.READY, now)
-    catalog.save_replication_object(obj.model_copy(update={"replica_vm_id": vm.id, "replica_point": "p1",
-                                                           "last_point_at": now}))
+    catalog.change_replication_object(ObjectChange(plan="dr", vm="web", to=ReplicaState.REPLICATING, at=now))
+    catalog.change_replication_object(ObjectChange(plan="dr", vm="web", to=ReplicaState.READY, at=now,
+                                                   updates={"replica_vm_id": vm.id, "replica_point": "p1"},
+                                                   last_point_at=now))
 
 
 async def test_drill_cleans_up_by_itself_after_its_time(time_skipping_env: WorkflowEnvironment, tmp_path: Path) -> None:
@@ -81,6 +81,7 @@ async def test_drill_cleans_up_by_itself_after_its_time(time_skipping_env: Workf
     assert driver.find_vm("web-replica-test") is None  # the copy is gone
     obj = catalog.replication_object("dr", "web")
     assert obj.state == ReplicaState.READY
-    assert [h.to_state for h in obj.history][-2:] == [ReplicaState.FAILOVER_TEST, ReplicaState.READY]
+    page, _ = catalog.replica_history("dr", "web", limit=2)
+    assert [c.to_state for _, c in reversed(page)] == [ReplicaState.FAILOVER_TEST, ReplicaState.READY]
     assert VMRef(cluster="cb", vm="web-replica") == obj.replica
     catalog.close()
