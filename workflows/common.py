@@ -28,7 +28,9 @@ def retry(max_retries: int = 3, interval_s: int = 30) -> RetryPolicy:
                        non_retryable_error_types=NON_RETRYABLE)
 
 
-QUICK = dict(start_to_close_timeout=timedelta(minutes=2), retry_policy=retry(5, 1))
+# Catalog activities heartbeat too (the worker's ticker), so a dead worker costs 30 s, not 2 min.
+QUICK = dict(start_to_close_timeout=timedelta(minutes=2), heartbeat_timeout=timedelta(seconds=30),
+             retry_policy=retry(5, 1))
 
 
 async def catalog(activity: str, arg: Any, result_type: type | None = None, summary: str | None = None) -> Any:
