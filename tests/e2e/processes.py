@@ -1,5 +1,5 @@
-"""Real processes for durability tests: a Temporal dev server that can be stopped and
-started again on the same SQLite state, and abdr workers that can be SIGKILLed."""
+"""Real processes for durability tests: a Temporal dev server that can be SIGKILLed (or
+stopped) and started again on the same SQLite state, and abdr workers that can be SIGKILLed."""
 
 from __future__ import annotations
 
@@ -53,6 +53,12 @@ class DevServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(30)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush; only what the server had persisted survives."""
+        assert self.proc is not None and self.proc.poll() is None, "the server is not running"
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
 
 
 class WorkerProcess:
