@@ -75,12 +75,10 @@ class DR:
 
     def transitions(self, vm: str = "web", plan: str = "dr") -> list[str]:
         """The replica's state changes, oldest first, read from the catalog (listings leave them out)."""
-        if hasattr(self.catalog, "replica_history"):  # the paged history of issue 8
-            page, _ = self.catalog.replica_history(plan, vm, limit=10_000)
-            # State changes only: rows where a claim was taken or let go keep their state.
-            return [c.to_state.value for _, c in reversed(page) if c.from_state != c.to_state]
-        [obj] = [o for o in self.catalog.replication_objects(plan) if o.source.vm == vm]
-        return [h.to_state.value for h in obj.history]
+        page, total = self.catalog.replica_history(plan, vm, limit=10_000)
+        assert len(page) == total, (len(page), total)
+        # State changes only: rows where a claim was taken or let go keep their state.
+        return [c.to_state.value for _, c in reversed(page) if c.from_state != c.to_state]
 
     def power(self, driver: LocalDriver, vm: str) -> str:
         found = driver.find_vm(vm)
