@@ -32,12 +32,12 @@ from models.requests import (
 from models.services import ReplicationService
 from starter.client import AbdrClient, AbdrError
 from starter.settings import Settings
-from workflows.replication import replicate_id
 from tests.e2e.histories import export_histories
 from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_same_bytes, read_disk
 from tests.e2e.processes import DevServer, WorkerProcess
 from tests.e2e.test_plans import trigger_and_wait
+from workflows.replication import replicate_id
 
 MiB = 1 << 20
 SIZE = 16 * MiB
