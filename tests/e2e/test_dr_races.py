@@ -122,6 +122,28 @@ async def test_failover_during_a_replication_run_is_refused_and_changes_nothing(
     dr.same(dr.b, "web-replica", at_second, "replica after failover")
 
 
+async def test_a_replication_during_a_drill_holds_off_a_failover(dr: DR) -> None:
+    """A drill keeps the replica FAILOVER_TEST while replication goes on; the replication
+    still claims the replica, so a failover cannot roll it back under a running pull."""
+    src_id = make_vm(dr.a, "web")
+    await dr.client.create_replication_plan(plan())
+    await replicate(dr)
+    drill = await dr.client.start_failover_test(FailoverTestRequest(plan="dr", vm="web", test_network="isolated"))
+    await until(lambda: _running(dr, "web-replica-test"), "the drill copy to run")
+    run = await slow_replication_running(dr, src_id)
+    at_second = dr.disk(dr.a, "web")
+    assert await state(dr) == "FAILOVER_TEST"
+    message = await failure(await dr.client.failover(FailoverRequest(plan="dr", vm="web",
+                                                                     source_shutdown=ShutdownMode.POWEROFF)))
+    assert "busy" in message and replicate_id("dr", "web") in message, message
+    assert dr.power(dr.a, "web") == "RUNNING"
+    assert (await dr.client.result(run)).vms[0].ok
+    dr.same(dr.b, "web-replica", at_second, "replica replicated during the drill")
+    await dr.client.cleanup_failover_test("dr", "web")
+    assert (await dr_result(drill)).state == "READY"
+    assert (await replica(dr))["owner"] is None
+
+
 async def test_failover_now_syncs_under_its_own_claim(dr: DR) -> None:
     """The final sync runs under the failover's claim: a scheduled run that starts meanwhile
     is refused, and the replica ends equal to the source's last bytes."""
