@@ -8,7 +8,8 @@ from workflows.failover import FailoverWorkflow, UndoFailoverWorkflow
 from workflows.health import HealthCheckWorkflow
 from workflows.maintenance import RepositoryMaintenanceWorkflow
 from workflows.plan_run import BackupPlanRunWorkflow, BackupPlanTickWorkflow
-from workflows.replication import ReplicateWorkflow, ReplicationPlanRunWorkflow, ReplicationPlanTickWorkflow
+from workflows.replication import ReplicateWorkflow
+from workflows.replication_plan import ReplicationPlanRunWorkflow, ReplicationPlanTickWorkflow
 from workflows.restore import RestoreWorkflow
 
 ALL: list[type] = [

@@ -83,15 +83,23 @@ async def record_job(operation: Operation, status: str, *, plan: str | None = No
                                           status=status, plan=plan, vm=vm, result=result, finished=finished))
 
 
-async def until_deadline(work: asyncio.Future[Any], tasks: list[asyncio.Future[Any]], deadline: datetime,
-                         summary: str) -> bool:
-    """Wait for `work`; if `deadline` comes first, cancel `tasks` (each cleans up after
-    itself) and return True. A plan's window end, as a durable timer."""
+async def before_deadline(work: asyncio.Future[Any], deadline: datetime, summary: str) -> bool:
+    """Wait for `work` or `deadline` (a durable timer), whichever comes first; True if the
+    work finished first. A plan's window end."""
     left = max(timedelta(0), deadline - workflow.now())
     timer = asyncio.ensure_future(workflow.sleep(left, summary=summary))
     await workflow.wait([work, timer], return_when=asyncio.FIRST_COMPLETED)
     if work.done():
         timer.cancel()
+        return True
+    return False
+
+
+async def until_deadline(work: asyncio.Future[Any], tasks: list[asyncio.Future[Any]], deadline: datetime,
+                         summary: str) -> bool:
+    """Wait for `work`; if `deadline` comes first, cancel `tasks` (each cleans up after
+    itself) and return True."""
+    if await before_deadline(work, deadline, summary):
         return False
     for t in tasks:
         t.cancel()

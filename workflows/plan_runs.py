@@ -1,0 +1,205 @@
+"""The plan-run runbook backup and replication plans share: resolve the plan; gate the run
+(paused, outside its window); record it RUNNING; run one child workflow per VM through a
+sliding window of the plan's job limit, stopped at the window's end where the plan says
+so; aggregate; record the outcome. A plan kind subclasses `PlanRun` and fills in its hooks
+(workflows/plan_run.py, workflows/replication_plan.py). Runs started before this skeleton
+replay workflows/v1_plan_runs.py (`workflow.patched(SKELETON)` is false for them)."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from temporalio import workflow
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from models.jobs import Operation
+    from models.plans import RunResult, VMRef, Window
+    from models.queues import WORKFLOW_TASK_QUEUE
+    from models.schedule import window_close
+
+from workflows.backup import failure_text
+from workflows.common import SKIPPED_BUSY, before_deadline, phase, record_job, start_plan_run, tag
+from workflows.window import SlidingWindow
+
+SKELETON = "plan-run-skeleton"
+STOPPED = "stopped at the window's end"
+NOT_STARTED = "not started: the window closed"
+NOTHING_TO_PROTECT = "nothing to protect: the plan resolved to no VMs"
+
+
+class RunInput(Protocol):
+    plan: str
+    manual: bool
+
+
+class VMResult(Protocol):
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What decides whether a due run runs, and how wide it fans out."""
+
+    paused: bool
+    window: Window | None
+    time_zone: str
+    max_jobs: int
+
+
+@dataclass(frozen=True)
+class Child:
+    """One VM's child workflow (its run method, input, deterministic id and UI summary)."""
+
+    run: Any
+    arg: Any
+    id: str
+    summary: str
+
+
+InT = TypeVar("InT", bound=RunInput)
+PlanT = TypeVar("PlanT")
+ItemT = TypeVar("ItemT")
+ResT = TypeVar("ResT", bound=VMResult)
+
+
+def outcome(results: Sequence[VMResult]) -> RunResult:
+    """SUCCESS when every VM got its point, PARTIAL_SUCCESS when some did, else FAILED.
+    An empty run is FAILED too: a plan protects at least one VM (models.plans refuses one
+    without), so a run that resolved to none protected nothing the user asked for and made
+    no point; SUCCESS would tell the user their VMs are protected when nothing is."""
+    ok = sum(r.ok for r in results)
+    if results and ok == len(results):
+        return RunResult.SUCCESS
+    return RunResult.PARTIAL_SUCCESS if ok else RunResult.FAILED
+
+
+async def tick(operation: Operation, plan: str, run: Any, arg: Any, wf_id: str, noun: str, result_type: type) -> Any:
+    """A schedule's action: start the plan's run under its one id and wait for it, or
+    return at once, skipped, while the previous run is still going."""
+    tag(operation, plan=plan, phase="tick")
+    handle = await start_plan_run(run, arg, wf_id, f"scheduled run of {noun} plan {plan}")
+    if handle is None:
+        return result_type(plan=plan, result=RunResult.RUNNING, skipped_reason=SKIPPED_BUSY)
+    return await handle
+
+
+class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
+    """The runbook; subclasses give the hooks below and a `@workflow.run` that calls `execute`."""
+
+    operation: ClassVar[Operation]
+    noun: ClassVar[str]  # "backup" / "replication": messages and the window's timer
+    phase_name: ClassVar[str]
+    result_type: ClassVar[type]
+
+    def __init__(self) -> None:
+        self._done: list[ResT] = []
+        self._total = 0
+        self._closing = False  # the window closed: a child's failure is its cancellation
+
+    @workflow.query
+    def progress(self) -> dict:
+        return {"vms_total": self._total, "vms_done": len(self._done),
+                "results": [r.model_dump(mode="json") for r in self._done]}  # type: ignore[attr-defined]
+
+    # -- hooks ---------------------------------------------------------------------------
+    @abstractmethod
+    async def resolve(self, inp: InT) -> PlanT:
+        """Read the plan from the catalog, once, at the run's start."""
+
+    @abstractmethod
+    async def record_result(self, plan: str, result: RunResult, at: datetime) -> None:
+        """The plan's last result, as its listing shows it."""
+
+    @abstractmethod
+    def gate(self, plan: PlanT) -> Gate: ...
+
+    @abstractmethod
+    def stops_at_close(self, plan: PlanT) -> bool:
+        """Whether VMs still running at the window's end are stopped."""
+
+    @abstractmethod
+    def items(self, plan: PlanT) -> Sequence[ItemT]:
+        """The run's VMs, in the order they start."""
+
+    @abstractmethod
+    def vm(self, item: ItemT) -> VMRef: ...
+
+    @abstractmethod
+    def child(self, plan: PlanT, item: ItemT, inp: InT, stamp: str) -> Child | str:
+        """The VM's child workflow, or why the VM fails without one."""
+
+    @abstractmethod
+    def failed(self, vm: VMRef, error: str, cancelled: bool) -> ResT: ...
+
+    # -- the runbook ---------------------------------------------------------------------
+    async def execute(self, inp: InT) -> Any:
+        tag(self.operation, plan=inp.plan, phase="resolve")
+        plan = await self.resolve(inp)
+        now = workflow.now()
+        gate = self.gate(plan)
+        closes = None
+        if not inp.manual:
+            if gate.paused:
+                return self.result_type(plan=inp.plan, result=RunResult.PAUSED, skipped_reason="plan is paused")
+            if gate.window is not None:
+                closes = window_close(gate.window, gate.time_zone, now)
+                if closes is None:
+                    reason = f"skipped: {now:%H:%M} UTC is outside the window"
+                    workflow.set_current_details(reason)
+                    return self.result_type(plan=inp.plan, result=RunResult.NEVER_EXECUTE, skipped_reason=reason)
+        deadline = closes if closes is not None and self.stops_at_close(plan) else None
+        await record_job(self.operation, "RUNNING", plan=inp.plan)
+        await self.record_result(inp.plan, RunResult.RUNNING, now)
+        items = self.items(plan)
+        self._total = len(items)
+        phase(self.phase_name, f"{len(items)} VMs, {gate.max_jobs} at a time"
+              + (f", window closes {closes:%Y-%m-%d %H:%M} UTC" if closes else ""))
+        job = partial(self._one, plan, inp, now.strftime("%Y%m%dT%H%M%SZ"))
+        window = SlidingWindow(items, gate.max_jobs, job, self._not_started)
+        idle = window.start()
+        if deadline is not None and not await before_deadline(idle, deadline, f"{self.noun} window closes"):
+            self._closing = True
+            phase("window-closed", f"stopping the running {self.noun}s (each cleans up after itself)")
+            window.stop()
+        await idle
+        results = window.results()
+        result = outcome(results)
+        final = self.result_type(plan=inp.plan, result=result, vms=results,
+                                 skipped_reason="" if results else NOTHING_TO_PROTECT)
+        await self.record_result(inp.plan, result, workflow.now())
+        await record_job(self.operation, result.value, plan=inp.plan, result=final.model_dump(mode="json"),
+                         finished=True)
+        phase("done", result.value)
+        return final
+
+    async def _one(self, plan: PlanT, inp: InT, stamp: str, item: ItemT) -> ResT:
+        result = await self._run_child(self.vm(item), self.child(plan, item, inp, stamp))
+        self._done.append(result)
+        return result
+
+    async def _run_child(self, vm: VMRef, child: Child | str) -> ResT:
+        if isinstance(child, str):
+            return self.failed(vm, child, False)
+        try:
+            return await workflow.execute_child_workflow(
+                child.run, child.arg, id=child.id, task_queue=WORKFLOW_TASK_QUEUE,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE, static_summary=child.summary)
+        except asyncio.CancelledError:
+            # The window closed: the child got a cancel request and has cleaned up
+            # (a parent waits for its children's cancellation to complete by default).
+            return self.failed(vm, STOPPED, True)
+        except WorkflowAlreadyStartedError:
+            return self.failed(vm, f"a {self.noun} of {vm} is already running", False)
+        except Exception as e:  # ChildWorkflowError: the VM's run failed
+            return self.failed(vm, STOPPED if self._closing else failure_text(e), self._closing)
+
+    def _not_started(self, item: ItemT) -> ResT:
+        return self.failed(self.vm(item), NOT_STARTED, True)

@@ -1,0 +1,88 @@
+"""Replication plan runs, as for backup plans: the plan's schedule starts
+`ReplicationPlanTick`, which starts the run under the plan's one id
+`replication-plan/<plan>`; the runbook is the shared one (workflows/plan_runs.py), each VM
+a `Replicate` child, and `abort_window_unfinished` stops the VMs still running at the
+window's end."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.jobs import Operation, PlanResultInput
+    from models.plans import RunResult, VMRef
+    from models.replication import ReplicationObject
+    from models.replication_jobs import (
+        ReplicateInput,
+        ReplicateResult,
+        ReplicationRunInput,
+        ReplicationRunResult,
+        ReplicationTickInput,
+        ResolvedReplicationPlan,
+    )
+    from models.restore_points import PointCreation
+
+from workflows import v1_plan_runs
+from workflows.common import catalog, scheduled_time
+from workflows.plan_runs import SKELETON, Child, Gate, PlanRun, tick
+from workflows.replication import ReplicateWorkflow, replicate_id, replication_run_id
+
+
+@workflow.defn(name="ReplicationPlanTick")
+class ReplicationPlanTickWorkflow:
+    @workflow.run
+    async def run(self, inp: ReplicationTickInput) -> ReplicationRunResult:
+        return await tick(Operation.REPLICATION_PLAN, inp.plan, ReplicationPlanRunWorkflow.run,
+                          ReplicationRunInput(plan=inp.plan, scheduled_at=scheduled_time()),
+                          replication_run_id(inp.plan), "replication", ReplicationRunResult)
+
+
+@workflow.defn(name="ReplicationPlanRun")
+class ReplicationPlanRunWorkflow(
+        PlanRun[ReplicationRunInput, ResolvedReplicationPlan, ReplicationObject, ReplicateResult]):
+    operation = Operation.REPLICATION_PLAN
+    noun = "replication"
+    phase_name = "replicate"
+    result_type = ReplicationRunResult
+
+    @workflow.run
+    async def run(self, inp: ReplicationRunInput) -> ReplicationRunResult:
+        if not workflow.patched(SKELETON):
+            return await v1_plan_runs.replication_plan_run(self, inp)
+        return await self.execute(inp)
+
+    async def resolve(self, inp: ReplicationRunInput) -> ResolvedReplicationPlan:
+        return await catalog("resolve_replication_plan", inp, ResolvedReplicationPlan)
+
+    async def record_result(self, plan: str, result: RunResult, at: datetime) -> None:
+        await catalog("set_replication_plan_result", PlanResultInput(plan=plan, result=result, at=at))
+
+    def gate(self, plan: ResolvedReplicationPlan) -> Gate:
+        return Gate(paused=plan.paused, window=plan.spec.window, time_zone=plan.spec.schedule.time_zone,
+                    max_jobs=plan.max_jobs)
+
+    def stops_at_close(self, plan: ResolvedReplicationPlan) -> bool:
+        return plan.spec.abort_window_unfinished
+
+    def items(self, plan: ResolvedReplicationPlan) -> Sequence[ReplicationObject]:
+        wanted = {v.vm for v in plan.spec.vms}
+        return [o for o in plan.objects if o.source.vm in wanted]
+
+    def vm(self, item: ReplicationObject) -> VMRef:
+        return item.source
+
+    def child(self, plan: ResolvedReplicationPlan, item: ReplicationObject, inp: ReplicationRunInput,
+              stamp: str) -> Child:
+        spec, vm = plan.spec, item.source.vm
+        arg = ReplicateInput(spec=spec, vm=vm, point_id=f"{vm}.r{stamp}.{workflow.uuid4().hex[:6]}",
+                             creation=PointCreation.MANUAL if inp.manual else PointCreation.AUTO,
+                             bandwidth_mbps=plan.bandwidth_mbps, max_retries=plan.max_retries,
+                             retry_interval_s=plan.retry_interval_s)
+        return Child(ReplicateWorkflow.run, arg, replicate_id(spec.name, vm),
+                     f"replicate {item.source} -> {spec.target_cluster}")
+
+    def failed(self, vm: VMRef, error: str, cancelled: bool) -> ReplicateResult:
+        return ReplicateResult(vm=vm, ok=False, error=error)  # a replica point has no `cancelled`
