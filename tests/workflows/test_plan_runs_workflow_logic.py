@@ -1,0 +1,216 @@
+"""Workflow-logic tests of the plan-run skeleton (workflows/plan_runs.py) on the dev server:
+the real BackupPlanRun and ReplicationPlanRun against stub catalog activities and stub
+child workflows that hold or fail on purpose, to reach what the end-to-end tests cannot
+arrange: a VM held in flight while the others slide through the window, an empty plan,
+a partial failure. They add to tests/e2e/test_plans.py and test_replication.py."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from models.inventory import Consistency
+from models.jobs import (
+    JobRecord,
+    PlanResultInput,
+    PlanRunInput,
+    PlanRunResult,
+    ResolvedPlan,
+    ResolvedVM,
+    VMBackupInput,
+    VMBackupResult,
+)
+from models.plans import BackupDelayOption, RunResult, VMRef
+from models.queues import WORKFLOW_TASK_QUEUE
+from models.replication import ReplicationObject, ReplicationPlanSpec
+from models.replication_jobs import (
+    ReplicateInput,
+    ReplicateResult,
+    ReplicationRunInput,
+    ReplicationRunResult,
+    ResolvedReplicationPlan,
+)
+from models.retention import Retention, RetentionKind
+from workflows.backup import vm_backup_id
+from workflows.plan_run import BackupPlanRunWorkflow, plan_run_id
+from workflows.plan_runs import NOTHING_TO_PROTECT
+from workflows.replication import replication_run_id
+from workflows.replication_plan import ReplicationPlanRunWorkflow
+
+PLANS: dict[str, ResolvedPlan | ResolvedReplicationPlan] = {}
+RECORDED: defaultdict[str, list[RunResult]] = defaultdict(list)  # each plan's set_*_result calls
+LOG: list[str] = []  # "+vm" when a stub child starts its work, "-vm" when it ends
+
+
+@activity.defn(name="resolve_plan")
+async def resolve_plan(inp: PlanRunInput) -> ResolvedPlan:
+    plan = PLANS[inp.plan]
+    assert isinstance(plan, ResolvedPlan)
+    return plan
+
+
+@activity.defn(name="resolve_replication_plan")
+async def resolve_replication_plan(inp: ReplicationRunInput) -> ResolvedReplicationPlan:
+    plan = PLANS[inp.plan]
+    assert isinstance(plan, ResolvedReplicationPlan)
+    return plan
+
+
+@activity.defn(name="set_plan_result")
+async def set_plan_result(inp: PlanResultInput) -> None:
+    RECORDED[inp.plan].append(inp.result)
+
+
+@activity.defn(name="set_replication_plan_result")
+async def set_replication_plan_result(inp: PlanResultInput) -> None:
+    RECORDED[inp.plan].append(inp.result)
+
+
+@activity.defn(name="record_job")
+async def record_job(rec: JobRecord) -> None:
+    pass
+
+
+@activity.defn(name="track")
+async def track(event: str) -> None:
+    LOG.append(event)
+
+
+async def stub_work(vm: str, released: object) -> None:
+    """A VM's work: `held*` VMs wait for the test's signal, `bad*` ones fail on purpose."""
+    await workflow.execute_activity(track, f"+{vm}", start_to_close_timeout=timedelta(seconds=30))
+    if vm.startswith("held"):
+        await workflow.wait_condition(lambda: bool(getattr(released, "released", False)))
+    else:
+        await workflow.sleep(timedelta(milliseconds=300))
+    await workflow.execute_activity(track, f"-{vm}", start_to_close_timeout=timedelta(seconds=30))
+    if vm.startswith("bad"):
+        raise ApplicationError(f"{vm} failed on purpose", type="OnPurpose", non_retryable=True)
+
+
+@workflow.defn(name="VMBackup")
+class StubVMBackup:
+    def __init__(self) -> None:
+        self.released = False
+
+    @workflow.signal
+    def release(self) -> None:
+        self.released = True
+
+    @workflow.run
+    async def run(self, inp: VMBackupInput) -> VMBackupResult:
+        await stub_work(inp.vm.ref.vm, self)
+        return VMBackupResult(vm=inp.vm.ref, ok=True, point_id=inp.point_id)
+
+
+@workflow.defn(name="Replicate")
+class StubReplicate:
+    @workflow.run
+    async def run(self, inp: ReplicateInput) -> ReplicateResult:
+        await stub_work(inp.vm, self)
+        return ReplicateResult(vm=VMRef(cluster=inp.spec.source_cluster, vm=inp.vm), ok=True, point_id=inp.point_id)
+
+
+@pytest.fixture
+async def client(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
+    LOG.clear()
+    async with Worker(temporal_env.client, task_queue=WORKFLOW_TASK_QUEUE,
+                      workflows=[BackupPlanRunWorkflow, ReplicationPlanRunWorkflow, StubVMBackup, StubReplicate],
+                      activities=[resolve_plan, resolve_replication_plan, set_plan_result,
+                                  set_replication_plan_result, record_job, track],
+                      workflow_runner=UnsandboxedWorkflowRunner()):
+        yield temporal_env.client
+
+
+def backup_plan(vms: list[ResolvedVM], max_parallel: int) -> str:
+    name = f"b{uuid.uuid4().hex[:8]}"
+    PLANS[name] = ResolvedPlan(
+        plan=name, repository="r", repository_path="/nowhere", repository_site="default", vms=vms, window=None,
+        time_zone="UTC", delay_option=BackupDelayOption.KEEP_GO_ON, retention=Retention(kind=RetentionKind.FOREVER),
+        consistency=Consistency.CRASH_CONSISTENT, compression=True, max_parallel=max_parallel, max_retries=0,
+        retry_interval_s=1)
+    return name
+
+
+def replication_plan(vms: list[str], max_jobs: int) -> str:
+    name = f"r{uuid.uuid4().hex[:8]}"
+    spec = ReplicationPlanSpec.model_validate({
+        "name": name, "kind": "CROSS_SITE", "source_site": "a", "source_cluster": "ca", "target_site": "b",
+        "target_cluster": "cb", "vms": [{"cluster": "ca", "vm": vm} for vm in vms or ["gone"]],
+        "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "COUNT", "value": 5}})
+    objects = [ReplicationObject(plan=name, source=VMRef(cluster="ca", vm=vm), replica=VMRef(cluster="cb", vm=vm))
+               for vm in vms]
+    PLANS[name] = ResolvedReplicationPlan(spec=spec, objects=objects, paused=False, max_jobs=max_jobs)
+    return name
+
+
+def vm(name: str, error: str = "") -> ResolvedVM:
+    return ResolvedVM(ref=VMRef(cluster="c", vm=name), site="default", error=error)
+
+
+def most_in_flight(log: list[str]) -> int:
+    now = peak = 0
+    for event in log:
+        now += 1 if event.startswith("+") else -1
+        peak = max(peak, now)
+    return peak
+
+
+async def test_the_window_caps_children_in_flight_and_slides_past_a_held_one(client: Client) -> None:
+    """Window 2: `held` keeps one slot; b1, b2, b3 and bad pass one after another through the
+    other (a batch fan-out would wait for `held`); a VM that resolved with an error fails
+    without a child; the run is PARTIAL_SUCCESS, VMs in the plan's order."""
+    plan = backup_plan([vm("held"), vm("b1"), vm("lost", error="cluster 'x' is unknown"), vm("b2"), vm("b3"),
+                        vm("bad")], max_parallel=2)
+    handle = await client.start_workflow(BackupPlanRunWorkflow.run, PlanRunInput(plan=plan, manual=True),
+                                         id=plan_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    while "-bad" not in LOG:  # every other VM went through while `held` is still in flight
+        await asyncio.sleep(0.1)
+    assert "-held" not in LOG
+    await client.get_workflow_handle(vm_backup_id(plan, "c", "held")).signal(StubVMBackup.release)
+    result: PlanRunResult = await handle.result()
+    assert result.result == RunResult.PARTIAL_SUCCESS
+    assert [(v.vm.vm, v.ok) for v in result.vms] == [
+        ("held", True), ("b1", True), ("lost", False), ("b2", True), ("b3", True), ("bad", False)]
+    assert result.vms[2].error == "cluster 'x' is unknown" and "+lost" not in LOG
+    assert result.vms[5].error == "bad failed on purpose"
+    assert most_in_flight(LOG) == 2
+    assert RECORDED[plan] == [RunResult.RUNNING, RunResult.PARTIAL_SUCCESS]
+
+
+async def test_replication_partial_failure_one_at_a_time(client: Client) -> None:
+    plan = replication_plan(["web", "bad", "db"], max_jobs=1)
+    result = await client.execute_workflow(ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=plan, manual=True),
+                                           id=replication_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    assert isinstance(result, ReplicationRunResult) and result.result == RunResult.PARTIAL_SUCCESS
+    assert [(v.vm.vm, v.ok, v.error) for v in result.vms] == [
+        ("web", True, ""), ("bad", False, "bad failed on purpose"), ("db", True, "")]
+    assert most_in_flight(LOG) == 1 and LOG[:2] == ["+web", "-web"]
+    assert RECORDED[plan] == [RunResult.RUNNING, RunResult.PARTIAL_SUCCESS]
+
+
+@pytest.mark.parametrize("kind", ["backup", "replication"])
+async def test_an_empty_plan_run_ends_failed_for_both_kinds(client: Client, kind: str) -> None:
+    """Nothing resolved to protect: FAILED, said why, recorded as the plan's last result."""
+    if kind == "backup":
+        plan = backup_plan([], max_parallel=2)
+        result = await client.execute_workflow(BackupPlanRunWorkflow.run, PlanRunInput(plan=plan, manual=True),
+                                               id=plan_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    else:
+        plan = replication_plan([], max_jobs=2)
+        result = await client.execute_workflow(ReplicationPlanRunWorkflow.run,
+                                               ReplicationRunInput(plan=plan, manual=True),
+                                               id=replication_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    assert result.result == RunResult.FAILED and result.vms == []
+    assert result.skipped_reason == NOTHING_TO_PROTECT
+    assert RECORDED[plan] == [RunResult.RUNNING, RunResult.FAILED]
