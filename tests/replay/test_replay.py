@@ -2,7 +2,10 @@
 run already in flight fails here (use `workflow.patched` for compatible changes).
 
 The histories were recorded by running the e2e suite with ABDR_RECORD_HISTORIES set
-(tests/e2e/histories.py); re-record them only for a deliberate, versioned change."""
+(tests/e2e/histories.py; `*.skeleton-logic.json` from tests/workflows/test_plan_runs_workflow_logic.py,
+stub children); re-record them only for a deliberate, versioned change. A file
+is `<type>.json`, or `<type>.<version>.json` for a run of a later, patched version of
+its type, kept beside the older one so both branches stay replayed."""
 
 from __future__ import annotations
 
@@ -17,18 +20,24 @@ from temporalio.worker import Replayer
 import workflows
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def recorded_type(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
 # Every type the worker registers (workflows.ALL), so a new workflow without a history fails here.
 REGISTERED = {workflow._Definition.must_from_class(cls).name for cls in workflows.ALL}
 
 
 def test_every_registered_workflow_type_has_a_recorded_history() -> None:
-    recorded = {p.stem for p in HISTORIES}
+    recorded = {recorded_type(p) for p in HISTORIES}
     assert REGISTERED <= recorded, f"no recorded history for: {sorted(REGISTERED - recorded)}"
     assert recorded <= REGISTERED, f"histories of unregistered types: {sorted(recorded - REGISTERED)}"
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    history = WorkflowHistory.from_json(recorded_type(path), path.read_text())
     replayer = Replayer(workflows=workflows.ALL, data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
