@@ -43,6 +43,8 @@ class RunInput(Protocol):
 class VMResult(Protocol):
     ok: bool
 
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
+
 
 @dataclass(frozen=True)
 class Gate:
@@ -107,7 +109,7 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
     @workflow.query
     def progress(self) -> dict:
         return {"vms_total": self._total, "vms_done": len(self._done),
-                "results": [r.model_dump(mode="json") for r in self._done]}  # type: ignore[attr-defined]
+                "results": [r.model_dump(mode="json") for r in self._done]}
 
     # -- hooks ---------------------------------------------------------------------------
     @abstractmethod
