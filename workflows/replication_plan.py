@@ -65,6 +65,7 @@ class ReplicationPlanRunWorkflow(
                     max_jobs=plan.max_jobs)
 
     def stops_at_close(self, plan: ResolvedReplicationPlan) -> bool:
+        # Every skeleton run postdates the "replication-abort-at-window-end" patch: no check here.
         return plan.spec.abort_window_unfinished
 
     def items(self, plan: ResolvedReplicationPlan) -> Sequence[ReplicationObject]:
