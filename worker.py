@@ -35,9 +35,9 @@ from activities.site_admin import SiteAdminActivities
 from drivers.catalog.store import Catalog
 from drivers.transport.server import TransportServer, make_app
 from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
-from starter.logging import configure_logging
-from starter.settings import Settings, get_settings
-from starter.temporal_client import connect, metrics_runtime
+from starter.runtime.connection import connect, metrics_runtime
+from starter.runtime.logging import configure_logging
+from starter.runtime.settings import Settings, get_settings
 
 log = structlog.get_logger("abdr.worker")
 ACTIVITY_THREADS = 16

@@ -49,7 +49,7 @@ class ReplicationCatalogActivities:
     @translate_errors
     async def create_reverse_plan(self, ref: ObjectRef) -> str:
         """Create (idempotently) the reprotect plan and its schedule; returns its name."""
-        from starter import schedules
+        from starter.runtime import schedules
 
         spec = self.catalog.get_replication_plan(ref.plan)
         obj = self.catalog.replication_object(ref.plan, ref.vm)

@@ -164,7 +164,7 @@ async def stack_bench(work: Path, img: Any, nvms: int) -> dict[str, Any]:
     from models.replication import ReplicationPlanSpec
     from models.requests import FailbackRequest, FailoverRequest, UndoFailoverRequest
     from starter.client import AbdrClient
-    from starter.settings import Settings
+    from starter.runtime.settings import Settings
 
     d = fresh_dir(work / "replication" / "stack")
     logs = d / "logs"

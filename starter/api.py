@@ -39,7 +39,7 @@ from models.requests import (
 from starter import api_examples as ex
 from starter.api_errors import ERROR_RESPONSES, BodyLimit, status_of
 from starter.client import AbdrClient, AbdrError
-from starter.settings import Settings
+from starter.runtime.settings import Settings
 
 bearer = HTTPBearer(auto_error=False)
 PlanName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63, description="A plan's name.")]

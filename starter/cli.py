@@ -12,9 +12,9 @@ from rich.markup import escape
 
 from starter import cli_apply, cli_backup, cli_inventory, cli_replication
 from starter.cli_common import JsonOpt, cli_errors
-from starter.logging import configure_logging
+from starter.runtime.logging import configure_logging
 from starter.output import console, emit, err_console
-from starter.settings import get_settings
+from starter.runtime.settings import get_settings
 
 app = typer.Typer(name="abdr", help="abdr: disaster recovery for virtual machines, on Temporal.",
                   no_args_is_help=True, pretty_exceptions_enable=False)

@@ -15,7 +15,7 @@ from starter.cli_common import JsonOpt, cli_errors, say, table, with_client
 from starter.client import AbdrClient
 from starter.output import emit
 from starter.plan_files import ApplyFile, load_apply_file
-from starter.settings import get_settings
+from starter.runtime.settings import get_settings
 
 CANNOT_UPDATE = "differs from the catalog ({}); abdr cannot change a {} in place: left as is"
 

@@ -65,7 +65,7 @@ def cli_errors() -> Iterator[None]:
 
 
 async def _connect() -> AbdrClient:
-    from starter.settings import get_settings
+    from starter.runtime.settings import get_settings
 
     settings = get_settings()
     try:

@@ -15,7 +15,7 @@ from starter.client import AbdrClient, AbdrError
 from starter.output import emit, emit_json
 from starter.plan_files import local_cluster_dir
 from starter.progress import with_spinner
-from starter.settings import get_settings
+from starter.runtime.settings import get_settings
 
 site_app = typer.Typer(help="Sites: failure domains, each with its own abdr worker.", no_args_is_help=True)
 cluster_app = typer.Typer(help="Clusters: sets of VMs reached through a driver.", no_args_is_help=True)

@@ -31,9 +31,9 @@ from models.requests import (
     UndoFailoverRequest,
 )
 from models.services import RepositorySpec
-from starter import schedules
-from starter.settings import Settings, get_settings
-from starter.temporal_client import connect
+from starter.runtime import schedules
+from starter.runtime.connection import connect
+from starter.runtime.settings import Settings, get_settings
 from workflows.admin import AdminCall
 from workflows.plan_run import plan_run_id
 from workflows.drill import drill_id

@@ -23,7 +23,7 @@ from models.retention import Retention
 from models.schedule import Schedule, ScheduleKind
 from models.services import RepositorySpec
 from starter.client import AbdrClient
-from starter.settings import Settings
+from starter.runtime.settings import Settings
 from starter.stack import extra_sites
 
 log = structlog.get_logger("abdr.demo")

@@ -23,7 +23,7 @@ from drivers.catalog.store import Catalog
 from drivers.secrets import redact_url
 from models import search_attributes
 from models.inventory import Site
-from starter.settings import Settings
+from starter.runtime.settings import Settings
 
 log = structlog.get_logger("abdr.up")
 PR_SET_PDEATHSIG = 1

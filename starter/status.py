@@ -16,8 +16,8 @@ from temporalio.client import Client
 from drivers.catalog.store import Catalog
 from models.health import HealthCheckInput, SiteWorkerInfo
 from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
-from starter.settings import Settings
-from starter.temporal_client import connect
+from starter.runtime.connection import connect
+from starter.runtime.settings import Settings
 
 
 async def pollers(client: Client, queue: str, kind: int) -> list[str]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from starter.logging import configure_logging
-from starter.settings import Settings
+from starter.runtime.logging import configure_logging
+from starter.runtime.settings import Settings
 
 ABDR = str(Path(sys.executable).parent / "abdr")
 

@@ -54,7 +54,7 @@ def test_compose_runs_what_make_up_runs() -> None:
     assert worker["environment"]["ABDR_TEMPORAL_ADDRESS"] == "temporal:7233"
     assert worker["environment"]["ABDR_DATABASE_URL"].startswith("postgresql://")
     # The same sites as `make up` (ABDR_SITE and ABDR_EXTRA_SITES' defaults), one worker each.
-    from starter.settings import Settings
+    from starter.runtime.settings import Settings
 
     defaults = Settings()
     dr = services["abdr-worker-dr"]

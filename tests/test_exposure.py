@@ -16,7 +16,7 @@ from drivers.local import LocalDriver
 from drivers.secrets import WeakSecret, redact_url
 from drivers.transport.server import TransportServer, make_app
 from models.inventory import DiskSpec, VMConfig
-from starter.settings import Settings
+from starter.runtime.settings import Settings
 
 TOKEN = "a-real-transport-secret"
 

@@ -21,7 +21,7 @@ from drivers.local import LocalDriver
 from models.inventory import DiskSpec, Site, VMConfig
 from models.services import RepositorySpec
 from starter.client import AbdrClient
-from starter.settings import Settings
+from starter.runtime.settings import Settings
 from worker import build_workers
 
 MiB = 1 << 20

@@ -74,7 +74,7 @@ def test_every_admin_activity_is_a_listed_operation() -> None:
     """The closed list and the workers agree: an `admin_*` activity without a request model
     would be unreachable, a listed operation without an activity would hang."""
     from drivers.catalog.store import Catalog
-    from starter.settings import Settings
+    from starter.runtime.settings import Settings
 
     names: dict[str, bool] = {}
     catalog = Catalog("sqlite://")

@@ -13,7 +13,7 @@ import httpx
 
 from starter.api import make_api
 from starter.api_errors import ErrorBody
-from starter.settings import Settings
+from starter.runtime.settings import Settings
 from tests.e2e.api_process import api_process
 from tests.e2e.conftest import Stack
 

@@ -22,7 +22,7 @@ from models.replication_jobs import DrOperationResult, ObjectChange
 from models.requests import FailoverTestRequest
 from models.restore_points import PointCreation, PointType, RestorePointSummary
 from starter.client import AbdrClient
-from starter.settings import Settings
+from starter.runtime.settings import Settings
 from worker import build_workers
 
 MiB = 1 << 20

@@ -25,7 +25,7 @@ from models.plans import BackupPlanSpec, RunResult
 from models.requests import RestoreMode, RestoreRequest
 from models.services import BackupService, RepositorySpec
 from starter.client import AbdrClient
-from starter.settings import Settings
+from starter.runtime.settings import Settings
 from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_same_bytes
 from tests.e2e.processes import DevServer, WorkerProcess, free_port

@@ -31,7 +31,7 @@ from models.requests import (
 )
 from models.services import ReplicationService
 from starter.client import AbdrClient, AbdrError
-from starter.settings import Settings
+from starter.runtime.settings import Settings
 from tests.e2e.histories import export_histories
 from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_same_bytes, read_disk

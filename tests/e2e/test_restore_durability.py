@@ -25,7 +25,7 @@ from models.queues import site_task_queue
 from models.requests import RestoreMode, RestoreRequest
 from models.services import BackupService, RepositorySpec
 from starter.client import AbdrClient
-from starter.settings import Settings
+from starter.runtime.settings import Settings
 from tests.e2e.processes import DevServer, WorkerProcess
 
 MiB = 1 << 20

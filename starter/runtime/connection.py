@@ -8,7 +8,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from starter.settings import Settings
+from starter.runtime.settings import Settings
 
 
 def metrics_runtime(bind_address: str) -> Runtime:
