@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError, TimeoutError, WorkflowAlreadyStartedError
+from temporalio.exceptions import TimeoutError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.jobs import MaintenanceInput, MaintenanceResult, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
@@ -31,6 +31,7 @@ from models.requests import (
     UndoFailoverRequest,
 )
 from models.services import RepositorySpec
+from starter.client.errors import AbdrError, failure_message
 from starter.runtime import schedules
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings, get_settings
@@ -43,16 +44,6 @@ from workflows.restore import restore_id
 
 
 ADMIN_TIMEOUT = timedelta(seconds=60)
-
-
-class AbdrError(Exception):
-    """A failure to show the user as is (the message names what and why)."""
-
-
-def failure_message(e: BaseException) -> str:
-    while e.__cause__ is not None:
-        e = e.__cause__
-    return e.message if isinstance(e, ApplicationError) else str(e)
 
 
 class AbdrClient:
