@@ -26,7 +26,7 @@ def up() -> None:
     with cli_errors():
         settings = get_settings()
         configure_logging(settings.log_level, settings.log_format)
-        from starter.stack import run_stack
+        from starter.stack.up import run_stack
 
         asyncio.run(run_stack(settings))
 
@@ -56,7 +56,7 @@ def status(
     """Is Temporal reachable, which workers poll which queues, is the catalog reachable."""
     with cli_errors():
         settings = get_settings()
-        from starter.status import gather_status
+        from starter.stack.status import gather_status
 
         report = asyncio.run(gather_status(settings, site or [settings.site, *settings.extra_sites], probe))
         emit(report, as_json, _render_status)

@@ -21,7 +21,7 @@ from drivers.catalog.store import CatalogError
 from starter.client import AbdrClient, AbdrError
 from starter.output import console, err_console, user_errors
 from starter.plan_files import UsageError
-from starter.stack import StackError
+from starter.stack.up import StackError
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (AbdrError, CatalogError, DriverError, StackError, RPCError,
                                                  RuntimeError, OSError, ValueError)

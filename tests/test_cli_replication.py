@@ -37,7 +37,7 @@ from starter.plan_files import (
     replication_plan_from_options,
 )
 from starter.runtime.settings import Settings
-from starter.stack import extra_sites, site_settings
+from starter.stack.sites import extra_sites, site_settings
 from tests.test_cli_commands import Up, cli_json, free_port, one_line_error, run
 
 runner = CliRunner()

@@ -14,9 +14,9 @@ from models.jobs import PlanRunResult
 from models.plans import RunResult, VMRef
 from models.requests import RestoreMode, RestoreRequest
 from models.services import BackupService, RepositorySpec
-from starter import status
 from starter.client import AbdrError
 from starter.runtime import schedules
+from starter.stack import status
 from drivers.local.tools import rewrite_fraction
 from tests.e2e.conftest import MiB, Stack
 from tests.e2e.oracle import Image, assert_image, assert_point_restores_to, capture

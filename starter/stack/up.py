@@ -24,6 +24,8 @@ from drivers.secrets import redact_url
 from models import search_attributes
 from models.inventory import Site
 from starter.runtime.settings import Settings
+from starter.stack.demo import seed_in_stack
+from starter.stack.sites import extra_sites, site_settings
 
 log = structlog.get_logger("abdr.up")
 PR_SET_PDEATHSIG = 1
@@ -101,18 +103,6 @@ def lock_data_dir(data_dir: Path) -> int:
     return fd
 
 
-def extra_sites(settings: Settings) -> list[str]:
-    """The sites whose activity workers `abdr up` runs besides ABDR_SITE's (ABDR_EXTRA_SITES)."""
-    return [s for s in settings.extra_sites if s != settings.site]
-
-
-def site_settings(settings: Settings, site: str) -> Settings:
-    """An extra site's settings: its own site name, and its own transport server on a free
-    port of the same host (two servers cannot share one fixed port or announced URL)."""
-    host, _, _ = settings.transport_listen.rpartition(":")
-    return settings.model_copy(update={"site": site, "transport_listen": f"{host}:0", "transport_url": ""})
-
-
 def prepare_catalog(settings: Settings) -> None:
     """Create or upgrade the catalog and make sure the sites `abdr up` serves exist."""
     catalog = Catalog(settings.catalog_url)
@@ -186,8 +176,6 @@ async def run_stack(settings: Settings) -> None:
             waiter.cancel()
             workers.result()  # raises the reason the workers could not start
             return
-        from starter.demo import seed_in_stack
-
         print(banner(settings, await seed_in_stack(settings, workers, stop) if settings.demo else None), flush=True)
         await workers
     finally:

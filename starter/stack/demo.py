@@ -24,7 +24,7 @@ from models.schedule import Schedule, ScheduleKind
 from models.services import RepositorySpec
 from starter.client import AbdrClient
 from starter.runtime.settings import Settings
-from starter.stack import extra_sites
+from starter.stack.sites import extra_sites
 
 log = structlog.get_logger("abdr.demo")
 CLUSTER, REPOSITORY, PLAN = "local", "main", "demo"
