@@ -40,7 +40,7 @@ def api(
     with cli_errors():
         import uvicorn
 
-        from starter.api import make_api
+        from starter.api.main import make_api
 
         settings = get_settings()
         configure_logging(settings.log_level, settings.log_format)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import uvicorn
 
-from starter.api import make_api
+from starter.api.main import make_api
 from tests.e2e.conftest import MiB, Stack
 from tests.e2e.oracle import assert_image, capture
 

@@ -1,0 +1,74 @@
+"""abdr's REST API for services in other languages: the same operations as the Python
+client (it is a thin layer over `AbdrClient`), an OpenAPI document at /openapi.json, and
+bearer-token authentication (`ABDR_API_TOKEN`). Long operations return 202 with their
+workflow id and Web UI link; `GET /v1/jobs/{workflow_id}` follows them.
+
+Every error has one shape (`ErrorBody`), every status a route may answer is declared in the
+OpenAPI document, and request bodies are bounded (ABDR_API_MAX_REQUEST_BYTES, 413 above).
+/openapi.json and /docs need no token: they describe the API (as its source does) and hold
+no data; every /v1 route needs it.
+
+    abdr api --port 8080
+"""
+
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from drivers.secrets import check_secret
+from starter.api.errors import BodyLimit, status_of
+from starter.api.routers import ROUTERS
+from starter.client import AbdrClient, AbdrError
+from starter.runtime.settings import Settings
+
+
+def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "details": details}, status_code=status)
+
+
+def make_api(settings: Settings, token: str, connect: Callable[[], Awaitable[AbdrClient]] | None = None) -> FastAPI:
+    check_secret(token, "the REST API's token", "ABDR_API_TOKEN")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.client = await (connect() if connect else AbdrClient.connect(settings))
+        yield
+
+    app = FastAPI(title="abdr", version="1", lifespan=lifespan,
+                  description="Disaster recovery for virtual machines: backup plans, restore, replication, "
+                              "failover, failback. Every /v1 call needs `Authorization: Bearer <token>`; "
+                              "every error answers `{\"error\": message, \"details\": ...}`.")
+    app.state.token = token  # read by the routers' dependency (dependencies.client)
+    app.add_middleware(BodyLimit, limit=settings.api_max_request_bytes)
+
+    @app.exception_handler(AbdrError)
+    async def _abdr_error(_: Request, e: AbdrError) -> JSONResponse:
+        return _error(status_of(str(e)), str(e))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        response = _error(e.status_code, str(e.detail))
+        response.headers.update(e.headers or {})
+        if e.status_code == 405:  # Allow: every method of the path (one route per method, each knows its own)
+            allowed = {m for router in ROUTERS for r in router.routes
+                       if getattr(r, "path_regex", None) and r.path_regex.match(request.url.path)
+                       for m in getattr(r, "methods", ())}
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        details = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+                   for err in e.errors()]
+        summary = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details)
+        return _error(422, f"invalid request: {summary}", details)
+
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

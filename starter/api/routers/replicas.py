@@ -1,0 +1,13 @@
+"""/v1/replicas: each replicated VM's copy and its state."""
+
+from fastapi import APIRouter
+
+from starter.api.dependencies import C, PlanQuery
+from starter.api.errors import ERROR_RESPONSES
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+
+@router.get("/v1/replicas")
+async def list_replicas(c: C, plan: PlanQuery = None) -> list[dict]:
+    return await c.list_replicas(plan)
