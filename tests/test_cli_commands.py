@@ -24,13 +24,10 @@ from typer.testing import CliRunner
 from models.plans import BackupDelayOption
 from models.retention import RetentionKind
 from models.schedule import Schedule, ScheduleKind, Weekday
-from starter.cli import app
-from starter.plan_files import (
-    PlanOptions,
+from starter.cli.app import app
+from starter.cli.grammar import (
     UsageError,
     format_schedule,
-    load_apply_file,
-    load_plan_file,
     parse_consistency,
     parse_delay,
     parse_network_map,
@@ -38,8 +35,9 @@ from starter.plan_files import (
     parse_schedule,
     parse_vm,
     parse_window,
-    plan_from_options,
 )
+from starter.cli.plan_files import load_apply_file, load_plan_file
+from starter.cli.plan_options import PlanOptions, plan_from_options
 
 ABDR = str(Path(sys.executable).parent / "abdr")
 runner = CliRunner()

@@ -19,23 +19,21 @@ from typer.testing import CliRunner
 from models.inventory import Consistency, ShutdownMode
 from models.replication import IPMapping, NamingRule, ReplicaNaming, ReplicationKind
 from models.retention import RetentionKind
-from starter.cli import app
-from starter.cli_replication import human_duration
-from starter.plan_files import (
-    ReplicationOptions,
+from starter.cli.app import app
+from starter.cli.grammar import (
     UsageError,
     format_ip_map,
     format_naming,
     format_schedule,
-    load_apply_file,
-    load_replication_plan_file,
     parse_duration,
     parse_ip_map,
     parse_kind,
     parse_naming,
     parse_shutdown,
-    replication_plan_from_options,
 )
+from starter.cli.plan_files import load_apply_file, load_replication_plan_file
+from starter.cli.plan_options import ReplicationOptions, replication_plan_from_options
+from starter.cli.render import human_duration
 from starter.runtime.settings import Settings
 from starter.stack.sites import extra_sites, site_settings
 from tests.test_cli_commands import Up, cli_json, free_port, one_line_error, run

@@ -9,11 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from models.replication import ReplicationPlanSpec
-from starter.plan_files import (
-    ReplicationOptions,
-    load_replication_plan_file,
-    replication_plan_from_options,
-)
+from starter.cli.plan_files import load_replication_plan_file
+from starter.cli.plan_options import ReplicationOptions, replication_plan_from_options
 
 BASE = {"source_site": "a", "target_site": "b", "target_cluster": "cb", "vms": ["ca/web"], "schedule": "every 15m",
         "retention": "count:5"}

@@ -1,5 +1,5 @@
-"""What every `abdr` command shares: the errors shown as one line, `--json`, and running a
-coroutine with a connected AbdrClient."""
+"""What every `abdr` command shares: the errors shown as one line and running a coroutine
+with a connected AbdrClient."""
 
 from __future__ import annotations
 
@@ -8,24 +8,22 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
-from rich.table import Table
 from temporalio.service import RPCError
 
 from drivers.base import DriverError
 from drivers.catalog.store import CatalogError
+from starter.cli.grammar import UsageError
+from starter.cli.render import err_console, validation_message
 from starter.client import AbdrClient, AbdrError
-from starter.output import console, err_console, user_errors
-from starter.plan_files import UsageError
 from starter.stack.up import StackError
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (AbdrError, CatalogError, DriverError, StackError, RPCError,
                                                  RuntimeError, OSError, ValueError)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 T = TypeVar("T")
 
 
@@ -33,6 +31,19 @@ def _repository_errors() -> tuple[type[BaseException], ...]:
     from drivers.repository.errors import RepositoryError
 
     return (RepositoryError,)
+
+
+@contextmanager
+def user_errors(*known: type[BaseException]) -> Iterator[None]:
+    """Turn expected failures into one line on stderr and exit code 1."""
+    try:
+        yield
+    except ValidationError as e:
+        err_console.print(f"[red]error:[/red] {escape(validation_message(e))}", highlight=False)
+        raise typer.Exit(2) from None
+    except known as e:
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @contextmanager
@@ -87,22 +98,14 @@ def with_client(fn: Callable[[AbdrClient], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
+async def find_cluster(client: AbdrClient, name: str) -> dict:
+    for c in await client.list_clusters():
+        if c["name"] == name:
+            return c
+    raise AbdrError(f"cluster {name!r} not found")
+
+
 def need_choice(value: Any, message: str) -> Any:
     if value is None:
         raise UsageError(message)
     return value
-
-
-def say(text: str) -> None:
-    """A line for people; long lines (links, ids) are not broken at the terminal's width."""
-    console.print(text, soft_wrap=True, highlight=False)
-
-
-def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
-    """A rich table whose cells fold instead of being cut short: ids stay copyable."""
-    t = Table(title=title)
-    for c in columns:
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
-    console.print(t)

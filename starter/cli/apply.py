@@ -11,10 +11,11 @@ import typer
 
 from models.plans import BackupPlanSpec
 from models.replication import ReplicationPlanSpec
-from starter.cli_common import JsonOpt, cli_errors, say, table, with_client
+from starter.cli.common import cli_errors, with_client
+from starter.cli.options import JsonOpt
+from starter.cli.plan_files import ApplyFile, load_apply_file
+from starter.cli.render import emit, say, table
 from starter.client import AbdrClient
-from starter.output import emit
-from starter.plan_files import ApplyFile, load_apply_file
 from starter.runtime.settings import get_settings
 
 CANNOT_UPDATE = "differs from the catalog ({}); abdr cannot change a {} in place: left as is"

@@ -1,0 +1,50 @@
+"""`abdr job`: runs of operations, with their Temporal workflows."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from starter.cli.common import cli_errors, with_client
+from starter.cli.options import JsonOpt
+from starter.cli.render import emit, emit_json, render_backup_run, say, table
+
+app = typer.Typer(help="Jobs: runs of operations, with their Temporal workflows.", no_args_is_help=True)
+
+
+@app.command("list")
+def job_list(
+    plan: Annotated[str | None, typer.Option(help="Only this plan's jobs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest N.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recent jobs, newest first (each links to its workflow in the Web UI)."""
+    with cli_errors():
+        jobs = with_client(lambda c: c.list_jobs(plan=plan, limit=limit))
+        emit(jobs, as_json, lambda rows: table(
+            rows, ["workflow_id", "operation", "status", "plan", "vm", "started_at", "finished_at"], "jobs"))
+
+
+@app.command("show")
+def job_show(workflow_id: Annotated[str, typer.Argument(metavar="WORKFLOW_ID")], as_json: JsonOpt = False) -> None:
+    """Show a job's workflow: status, per-VM results or progress, and its Web UI link."""
+    with cli_errors():
+        emit(with_client(lambda c: c.describe_job(workflow_id)), as_json, _render_job)
+
+
+def _render_job(j: dict) -> None:
+    say(f"[bold]{j['workflow_id']}[/bold] ({j['type']}) {j['status']}\n"
+                  f"  started {j['started_at']}" + (f", closed {j['closed_at']}" if j.get("closed_at") else "")
+                  + f"\n  {j['ui']}")
+    result = j.get("result")
+    progress = j.get("progress")
+    if progress:
+        say(f"  progress: {progress['vms_done']}/{progress['vms_total']} VMs")
+    vms = result.get("vms") if isinstance(result, dict) else (progress or {}).get("results")
+    if vms:
+        render_backup_run({"plan": (result or {}).get("plan", j["workflow_id"]), "vms": vms,
+                     "result": (result or {}).get("result", j["status"]),
+                     "skipped_reason": (result or {}).get("skipped_reason", ""), "ui": j["ui"]})
+    elif result is not None:
+        emit_json(result)

@@ -1,0 +1,94 @@
+"""`abdr vm`: the VMs of a cluster; import and write are local data-loading tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from starter.cli.common import cli_errors, find_cluster, with_client
+from starter.cli.options import JsonOpt
+from starter.cli.plan_files import local_cluster_dir
+from starter.cli.render import emit, human_bytes, say, table
+from starter.client import AbdrClient, AbdrError
+from starter.runtime.settings import get_settings
+
+app = typer.Typer(help="VMs of a cluster; import and write are local data-loading tools.", no_args_is_help=True)
+
+ClusterOpt = Annotated[str, typer.Option("--cluster", "-c", help="Cluster name.")]
+
+
+def _vm_row(v: dict) -> dict:
+    cfg = v["config"]
+    return {"name": cfg["name"], "id": v["id"], "power": v.get("power_state", ""), "vcpu": cfg.get("vcpu"),
+            "memory": f"{cfg.get('memory_mib')} MiB",
+            "disks": ", ".join(f"{d['name']} {human_bytes(d['size_bytes'])}" for d in cfg.get("disks", [])),
+            "networks": ", ".join(n["network"] for n in cfg.get("nics", []))}
+
+
+@app.command("list")
+def vm_list(cluster: ClusterOpt, as_json: JsonOpt = False) -> None:
+    """List a cluster's VMs (asked of its site's worker)."""
+    with cli_errors():
+        async def run(c: AbdrClient) -> list[dict]:
+            return await c.list_vms(cluster, (await find_cluster(c, cluster))["site"])
+
+        vms = with_client(run)
+        emit(vms, as_json, lambda rows: table([_vm_row(v) for v in rows],
+                                                   ["name", "id", "power", "vcpu", "memory", "disks", "networks"],
+                                                   f"VMs of {cluster}"))
+
+
+def local_driver(cluster: str) -> Any:
+    """The local driver of a cluster, opened in this process (its directory must be here)."""
+    from drivers.local import LocalDriver
+
+    info = with_client(lambda c: find_cluster(c, cluster))
+    if info["driver"] != "local":
+        raise AbdrError(f"cluster {cluster!r} uses driver {info['driver']!r}; this tool works on local clusters only")
+    return LocalDriver(info["endpoint"] or local_cluster_dir(get_settings().data_dir, cluster), cluster)
+
+
+@app.command("import")
+def vm_import(
+    image: Annotated[Path, typer.Argument(help="A raw disk image file.", exists=True, dir_okay=False)],
+    cluster: ClusterOpt,
+    name: Annotated[str, typer.Option("--name", "-n", help="Name of the new VM.")],
+    disk: Annotated[str, typer.Option(help="Disk the image goes to.")] = "disk0",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a VM on a local cluster from a raw image (a data-loading tool: it runs in this
+    process on the cluster's directory, not as a workflow)."""
+    with cli_errors():
+        from drivers.local.tools import import_image
+
+        vm = import_image(local_driver(cluster), image, name, disk=disk)
+        emit(vm, as_json, lambda v: say(
+            f"VM [bold]{cluster}/{v.name}[/bold] ({v.id}) created from {image}: "
+            f"{', '.join(f'{d.name} {human_bytes(d.size_bytes)}' for d in v.config.disks)}"))
+
+
+@app.command("write")
+def vm_write(
+    cluster: ClusterOpt,
+    name: Annotated[str, typer.Option("--name", "-n", help="The VM.")],
+    fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the disk's 64 KiB blocks to rewrite.")],
+    seed: Annotated[int, typer.Option(help="Same seed, same blocks and bytes.")] = 0,
+    disk: Annotated[str, typer.Option(help="Disk to write.")] = "disk0",
+    as_json: JsonOpt = False,
+) -> None:
+    """Overwrite a deterministic scattered share of a local VM's disk, as a running guest
+    would (the demo and test workload; runs in this process)."""
+    with cli_errors():
+        from drivers.local.tools import rewrite_fraction
+
+        driver = local_driver(cluster)
+        vm = driver.find_vm(name)
+        if vm is None:
+            raise AbdrError(f"VM {name!r} not found in cluster {cluster!r}")
+        extents = rewrite_fraction(driver, vm.id, disk, fraction, seed)
+        out = {"vm": f"{cluster}/{name}", "disk": disk, "extents": len(extents),
+               "bytes": sum(e.length for e in extents)}
+        emit(out, as_json, lambda o: say(
+            f"wrote {human_bytes(o['bytes'])} in {o['extents']} extents to {o['vm']} {o['disk']}"))
