@@ -5,8 +5,8 @@ never the workflow."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
@@ -21,23 +21,56 @@ POLL_S = 0.5
 T = TypeVar("T")
 
 
+class _Run(Protocol):
+    @property
+    def vms(self) -> Sequence[Any]: ...
+
+
+R = TypeVar("R", bound=_Run)
+
+
 async def plan_run_with_progress(client: AbdrClient, handle: WorkflowHandle, show: bool) -> PlanRunResult:
-    """Await a BackupPlanRun's result; while it runs, show VMs done / total."""
-    result = asyncio.ensure_future(client.plan_run_result(handle))
+    """Await a BackupPlanRun's result; while it runs, show VMs done / total (its `progress` query)."""
+
+    async def counts() -> tuple[int | None, int] | None:
+        progress = await _query(handle)
+        return (progress["vms_total"], progress["vms_done"]) if progress and progress.get("vms_total") else None
+
+    return await _with_bar(client.plan_run_result(handle), f"backup plan {handle.id.split('/', 1)[-1]}", None,
+                           counts, show)
+
+
+async def replication_run_with_progress(client: AbdrClient, handle: WorkflowHandle, plan: str, vms: list[str],
+                                        show: bool) -> ReplicationRunResult:
+    """Await a ReplicationPlanRun's result; while it runs, show VMs done / total (a VM is
+    done when its Replicate child of this run has closed)."""
+
+    async def counts() -> tuple[int | None, int]:
+        done = await asyncio.gather(*(_child_closed(client, handle, plan, vm) for vm in vms))
+        return None, sum(done)
+
+    return await _with_bar(client.result(handle), f"replication plan {plan}", len(vms) or None, counts, show)
+
+
+async def _with_bar(work: Awaitable[R], label: str, total: int | None,
+                    counts: Callable[[], Awaitable[tuple[int | None, int] | None]], show: bool) -> R:
+    """The one progress bar of both plan kinds: VMs done of total (a None total: unknown
+    yet, or unchanged), polled while the run goes on, then the run's own count."""
+    result = asyncio.ensure_future(work)
     if not show:
         return await result
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("VMs"), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as bar:
-        task = bar.add_task(f"backup plan {handle.id.split('/', 1)[-1]}", total=None)
+        task = bar.add_task(label, total=total)
         while not result.done():
-            progress = await _query(handle)
-            if progress is not None and progress.get("vms_total"):
-                bar.update(task, total=progress["vms_total"], completed=progress["vms_done"])
+            polled = await counts()
+            if polled is not None:
+                bar.update(task, total=polled[0], completed=polled[1])
             await asyncio.wait({result}, timeout=POLL_S)
         if not result.exception():
-            done = len(result.result().vms)
-            bar.update(task, total=max(done, 1), completed=done)
+            n = len(result.result().vms)
+            bar.update(task, total=max(n, 1), completed=n)
     return await result
 
 
@@ -53,27 +86,6 @@ async def with_spinner(work: Awaitable[T], label: str, show: bool) -> T:
         return await work
     with err_console.status(label):
         return await work
-
-
-async def replication_run_with_progress(client: AbdrClient, handle: WorkflowHandle, plan: str, vms: list[str],
-                                        show: bool) -> ReplicationRunResult:
-    """Await a ReplicationPlanRun's result; while it runs, show VMs done / total (a VM is
-    done when its Replicate child of this run has closed)."""
-    result = asyncio.ensure_future(client.result(handle))
-    if not show:
-        return await result
-    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("VMs"), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=False) as bar:
-        task = bar.add_task(f"replication plan {plan}", total=len(vms) or None)
-        while not result.done():
-            done = await asyncio.gather(*(_child_closed(client, handle, plan, vm) for vm in vms))
-            bar.update(task, completed=sum(done))
-            await asyncio.wait({result}, timeout=POLL_S)
-        if not result.exception():
-            n = len(result.result().vms)
-            bar.update(task, total=max(n, 1), completed=n)
-    return await result
 
 
 async def _child_closed(client: AbdrClient, parent: WorkflowHandle, plan: str, vm: str) -> bool:
