@@ -32,17 +32,17 @@ from starter.cli.grammar import (
 from starter.cli.render import validation_message
 
 
-def expand_plan(raw: Any, where: str) -> dict:
-    """A plan as written in a file, shorthands expanded: `vms` as "cluster/vm" strings,
-    compact `schedule`/`full_schedule`/`window`/`retention`/`delay_option`/`consistency`,
-    and a plan-level `time_zone` applied to both schedules."""
+def _expand_shared(raw: Any, where: str, what: str, schedules: tuple[str, ...]) -> dict:
+    """The one expander of the fields both plan kinds share: `vms` as "cluster/vm" strings,
+    compact schedules, `window` and `retention`, and a plan-level `time_zone` applied to
+    the schedules."""
     if not isinstance(raw, dict):
-        raise UsageError(f"{where}: a backup plan is a mapping of fields, not {type(raw).__name__}")
+        raise UsageError(f"{where}: a {what} is a mapping of fields, not {type(raw).__name__}")
     data = dict(raw)
     zone = data.pop("time_zone", None)
     if isinstance(data.get("vms"), list):
         data["vms"] = [parse_vm(v).model_dump() if isinstance(v, str) else v for v in data["vms"]]
-    for key in ("schedule", "full_schedule"):
+    for key in schedules:
         value = data.get(key)
         if isinstance(value, str):
             data[key] = parse_schedule(value, zone, key).model_dump(mode="json")
@@ -52,36 +52,32 @@ def expand_plan(raw: Any, where: str) -> dict:
         data["window"] = parse_window(data["window"]).model_dump(mode="json")
     if isinstance(data.get("retention"), str):
         data["retention"] = parse_retention(data["retention"]).model_dump()
-    if isinstance(data.get("delay_option"), str) and data["delay_option"] not in set(BackupDelayOption):
-        data["delay_option"] = parse_delay(data["delay_option"])
+    return data
+
+
+def _expand_consistency(data: dict) -> None:
     if isinstance(data.get("consistency"), str) and data["consistency"] not in set(Consistency):
         data["consistency"] = parse_consistency(data["consistency"])
+
+
+def expand_plan(raw: Any, where: str) -> dict:
+    """A backup plan as written in a file, shorthands expanded: the shared fields (with
+    `full_schedule` a schedule too), compact `delay_option` and `consistency`."""
+    data = _expand_shared(raw, where, "backup plan", ("schedule", "full_schedule"))
+    if isinstance(data.get("delay_option"), str) and data["delay_option"] not in set(BackupDelayOption):
+        data["delay_option"] = parse_delay(data["delay_option"])
+    _expand_consistency(data)
     return data
 
 
 def expand_replication_plan(raw: Any, where: str) -> dict:
-    """A replication plan as written in a file, shorthands expanded: `vms` as "cluster/vm",
-    compact `schedule`/`window`/`retention`/`consistency`, `kind` as intra/cross (or left
-    out: it follows from the sites), `source_cluster` left out (it follows from the VMs),
-    `naming` as origin/prefix:TEXT/suffix:TEXT, `network_mapping` and `ip_mapping` entries
-    as "src=dst" strings, and a plan-level `time_zone`."""
-    if not isinstance(raw, dict):
-        raise UsageError(f"{where}: a replication plan is a mapping of fields, not {type(raw).__name__}")
-    data = dict(raw)
-    zone = data.pop("time_zone", None)
-    if isinstance(data.get("vms"), list):
-        data["vms"] = [parse_vm(v).model_dump() if isinstance(v, str) else v for v in data["vms"]]
-    value = data.get("schedule")
-    if isinstance(value, str):
-        data["schedule"] = parse_schedule(value, zone, "schedule").model_dump(mode="json")
-    elif isinstance(value, dict) and zone and "time_zone" not in value:
-        data["schedule"] = {**value, "time_zone": zone}
-    if isinstance(data.get("window"), str):
-        data["window"] = parse_window(data["window"]).model_dump(mode="json")
-    if isinstance(data.get("retention"), str):
-        data["retention"] = parse_retention(data["retention"]).model_dump()
-    if isinstance(data.get("consistency"), str) and data["consistency"] not in set(Consistency):
-        data["consistency"] = parse_consistency(data["consistency"])
+    """A replication plan as written in a file, shorthands expanded: the shared fields,
+    compact `consistency`, `kind` as intra/cross (or left out: it follows from the sites),
+    `source_cluster` left out (it follows from the VMs), `naming` as
+    origin/prefix:TEXT/suffix:TEXT, `network_mapping` and `ip_mapping` entries as
+    "src=dst" strings."""
+    data = _expand_shared(raw, where, "replication plan", ("schedule",))
+    _expand_consistency(data)
     if isinstance(data.get("kind"), str) and data["kind"] not in set(ReplicationKind):
         data["kind"] = parse_kind(data["kind"])
     if isinstance(data.get("naming"), str):
