@@ -50,7 +50,7 @@ TargetClusterOpt = Annotated[str | None, typer.Option("--target-cluster", help="
 NetMapOpt = Annotated[list[str] | None, typer.Option(
     "--network-map", help="SRC=DST: the replica's NICs on SRC go to DST; repeatable ('none' clears).")]
 IpMapOpt = Annotated[list[str] | None, typer.Option(
-    "--ip-map", help="SRC=DST[/PREFIX][@GATEWAY]: the replica's address; repeatable ('none' clears).")]
+    "--ip-map", help="SRC=DST\\[/PREFIX]\\[@GATEWAY]: the replica's address; repeatable ('none' clears).")]
 MacOpt = Annotated[bool | None, typer.Option("--keep-mac/--new-mac",
                                              help="Replica NICs keep the source MACs (default) or get new ones.")]
 ThinOpt = Annotated[bool | None, typer.Option("--thin/--thick", help="Replica disks thin (default) or thick "
