@@ -19,6 +19,7 @@ up: install
 	$(BIN)/abdr up
 
 test: install
+	$(BIN)/ruff check .
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

@@ -161,7 +161,6 @@ async def stack_bench(work: Path, img: Any, nvms: int) -> dict[str, Any]:
     from drivers.local import LocalDriver
     from models.inventory import DiskSpec, ShutdownMode, Site, VMConfig
     from models.plans import RunResult
-    from models.replication import ReplicationPlanSpec
     from models.requests import FailbackRequest, FailoverRequest, UndoFailoverRequest
     from starter.client import AbdrClient
     from starter.runtime.settings import Settings

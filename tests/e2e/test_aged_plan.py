@@ -25,7 +25,7 @@ def age(dr: DR) -> None:
     """Write months of history and points straight into the catalog, as they would have built up."""
     start = datetime.now(timezone.utc) - timedelta(days=60)
     rows = [dict(plan="dr", source_cluster="ca", source_vm="web", from_state=frm, to_state=to,
-                 at=start + timedelta(minutes=5 * i // 2), reason=f"run {i // 2}", owner=f"replication/dr/web")
+                 at=start + timedelta(minutes=5 * i // 2), reason=f"run {i // 2}", owner="replication/dr/web")
             for i in range(CHANGES) for frm, to in [("READY", "REPLICATING") if i % 2 == 0 else ("REPLICATING", "READY")]]
     with dr.catalog.engine.begin() as conn:
         conn.execute(sa.insert(ReplicaChangeRow), rows)
