@@ -99,6 +99,7 @@ class FailoverWorkflow:
                 synced: ReplicateResult = await workflow.execute_child_workflow(
                     ReplicateWorkflow.run, ReplicateInput(
                         spec=spec, vm=req.vm, creation=PointCreation.FAILOVER, claimed_by=me(),
+                        bandwidth_mbps=r.bandwidth_mbps,  # the replication service's limit holds here too
                         point_id=f"{req.vm}.fo{workflow.now():%Y%m%dT%H%M%SZ}"),
                     id=f"{replicate_id(spec.name, req.vm)}/final-sync")
                 point = await find_point(req.plan, req.vm, synced.point_id or "")

@@ -143,7 +143,9 @@ async def test_a_killed_workers_slot_is_taken_over_by_the_retry(dr: DR) -> None:
                           staging, held)
     killed, results = done[0], done[1:]
     assert all(r.result == RunResult.SUCCESS for r in results), results
-    assert staging.peak == 1 and held.peak == 1, (staging.peak, held.peak)
+    # The killed attempt's staging stays on disk, idle, until its retry resumes it; if that
+    # retry starts after the dead lease expired, the other plan's backup runs meanwhile.
+    assert staging.peak <= 2 and held.peak == 1, (staging.peak, held.peak)
     assert (killed, 1) in attempts and (killed, 2) in attempts, attempts  # the retry took its own lease over
     for r in results:
         name = r.vms[0].vm.vm
