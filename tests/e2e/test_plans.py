@@ -84,16 +84,19 @@ async def test_schedule_fires_on_its_own(stack: Stack) -> None:
     desc = await stack.client.client.get_schedule_handle(schedules.schedule_id("auto")).describe()
     assert desc.info.next_action_times[0] == due
 
-    async def points() -> list[dict]:
-        pts = await stack.client.list_restore_points(plan="auto")
-        return pts if len(pts) == 3 else []
+    async def ended() -> list[dict]:
+        # The run records its result after its VMs' points: wait for both.
+        plan = await stack.client.get_backup_plan("auto")
+        if plan["last_result"] in ("NEVER_EXECUTE", "RUNNING"):
+            return []
+        return [plan]
 
-    found = await wait_for(points, 150, "the scheduled run's points")
-    assert {p["vm"] for p in found} == {"a", "b", "c"}
+    [plan] = await wait_for(ended, 150, "the scheduled run to end")
+    assert plan["last_result"] == "SUCCESS", plan
+    found = await stack.client.list_restore_points(plan="auto")
+    assert {p["vm"] for p in found} == {"a", "b", "c"} and len(found) == 3
     assert {(p["type"], p["creation"]) for p in found} == {("FULL", "AUTO")}
     assert repo_point_ids(stack) == {p["id"] for p in found}
-    plan = await stack.client.get_backup_plan("auto")
-    assert plan["last_result"] == "SUCCESS"
     await assert_points_restore(stack, {p["id"]: images[p["vm"]] for p in found})
 
 
