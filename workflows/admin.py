@@ -52,4 +52,5 @@ class AdminWorkflow:
         return await workflow.execute_activity(
             f"admin_{call.operation}", payload, task_queue=queue, summary=call.operation,
             start_to_close_timeout=timedelta(minutes=5), schedule_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=timedelta(seconds=30),  # the worker's ticker beats: a killed worker costs 30 s
             retry_policy=retry(3, 1))
