@@ -149,8 +149,8 @@ def main() -> None:
     # Repositories are removed only at the end: creating files right after deleting many
     # makes ext4 scan for recently deleted inodes, which would penalise the next run.
     if not args.keep:
-        for p in Path(args.workdir).glob("repo-*"):
-            shutil.rmtree(p, ignore_errors=True)
+        for repo in Path(args.workdir).glob("repo-*"):
+            shutil.rmtree(repo, ignore_errors=True)
 
 
 if __name__ == "__main__":

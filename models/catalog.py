@@ -40,7 +40,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def _ts(nullable: bool) -> Any:
     """A tz-aware timestamp column; non-nullable ones default to now (UTC)."""
-    column = Column(UTCDateTime(), nullable=nullable)
+    column: Column[datetime] = Column(UTCDateTime(), nullable=nullable)
     return Field(default=None, sa_column=column) if nullable else Field(default_factory=utcnow, sa_column=column)
 
 

@@ -24,6 +24,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from collections.abc import Iterable
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, PlainSerializer, field_validator, model_validator
@@ -61,6 +62,7 @@ class Weekday(StrEnum):
 
 def parse_hhmm(value: str | time) -> time:
     """HH:MM (HH:MM:00 accepted too); seconds are not part of a schedule."""
+    parsed: time | None
     if isinstance(value, time):
         parsed = value
     else:
@@ -185,6 +187,7 @@ class Schedule(Strict):
 
     def minutes_of_day(self, window: Window | None = None) -> list[int]:
         """Local minutes-of-day at which the plan is due on a due day, window applied."""
+        due: Iterable[int]
         if self.kind == ScheduleKind.MINUTELY:
             due = range(0, MINUTES_PER_DAY, self.interval)
         elif self.kind == ScheduleKind.HOURLY:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     ScheduleCalendarSpec,
@@ -37,7 +38,7 @@ def _ranges(values: list[int]) -> list[ScheduleRange]:
     return out
 
 
-def _day_fields(schedule: Schedule) -> dict[str, list[ScheduleRange]]:
+def _day_fields(schedule: Schedule) -> dict[str, Any]:  # keyword arguments of ScheduleCalendarSpec
     if schedule.kind == ScheduleKind.WEEKLY:
         # Temporal: Sunday = 0; ours: Monday = 0.
         return {"day_of_week": _ranges([(w.iso + 1) % 7 for w in schedule.weekdays])}

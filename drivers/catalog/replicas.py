@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from drivers.catalog.errors import ConcurrentChange, NotFound, StateConflict
 from models.catalog import ReplicaChangeRow, ReplicationObjectRow
@@ -89,10 +89,10 @@ class ReplicaObjects:
             elif ch.claim == Claim.RELEASE:
                 values["owner"] = None
             done = s.execute(update(ReplicationObjectRow).where(
-                ReplicationObjectRow.plan == row.plan, ReplicationObjectRow.source_cluster == row.source_cluster,
-                ReplicationObjectRow.source_vm == row.source_vm, ReplicationObjectRow.version == obj.version,
+                col(ReplicationObjectRow.plan) == row.plan, col(ReplicationObjectRow.source_cluster) == row.source_cluster,
+                col(ReplicationObjectRow.source_vm) == row.source_vm, col(ReplicationObjectRow.version) == obj.version,
             ).values(**values, version=obj.version + 1))
-            if done.rowcount != 1:  # type: ignore[attr-defined]
+            if done.rowcount != 1:
                 raise ConcurrentChange(f"replica {obj.replica} was changed by another operation meanwhile; "
                                        "the change is retried against its new state")
             moved = ch.to is not None and ch.to != obj.state
@@ -115,8 +115,8 @@ class ReplicaObjects:
             total = s.exec(select(func.count()).select_from(ReplicaChangeRow).where(*key)).one()
             q = select(ReplicaChangeRow).where(*key)
             if before is not None:
-                q = q.where(ReplicaChangeRow.seq < before)  # type: ignore[operator]
-            rows = s.exec(q.order_by(ReplicaChangeRow.seq.desc()).limit(limit)).all()  # type: ignore[union-attr]
+                q = q.where(col(ReplicaChangeRow.seq) < before)
+            rows = s.exec(q.order_by(col(ReplicaChangeRow.seq).desc()).limit(limit)).all()
             page = [(r.seq or 0, StateChange(from_state=ReplicaState(r.from_state), to_state=ReplicaState(r.to_state),
                                              at=r.at, reason=r.reason, owner=r.owner)) for r in rows]
             return page, int(total)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import delete, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel, col, select
 
 from drivers.catalog.engine import make_engine, migrate
 from drivers.catalog.errors import (  # noqa: F401  (re-exported: callers import them from here)
@@ -128,7 +128,7 @@ class Catalog(ReplicaObjects):
         """Replace the cluster's inventory cache with what the driver reported."""
         now = utcnow()
         with self.session() as s:
-            s.exec(delete(VMRow).where(VMRow.cluster == cluster))  # type: ignore[call-overload]
+            s.exec(delete(VMRow).where(col(VMRow.cluster) == cluster))
             for vm in vms:
                 s.add(VMRow(cluster=cluster, name=vm.name, vm_id=vm.id, power_state=vm.power_state,
                             config=vm.config.model_dump(mode="json"), seen_at=now))
@@ -162,7 +162,7 @@ class Catalog(ReplicaObjects):
     # -- plans (backup and replication share the row shape) -------------------------------
 
     def _set_plan_vms(self, s: Session, kind: str, plan: str, vms: list[VMRef]) -> None:
-        s.exec(delete(PlanVMRow).where(PlanVMRow.plan_kind == kind, PlanVMRow.plan == plan))  # type: ignore[call-overload]
+        s.exec(delete(PlanVMRow).where(col(PlanVMRow.plan_kind) == kind, col(PlanVMRow.plan) == plan))
         for v in vms:
             s.add(PlanVMRow(plan_kind=kind, plan=plan, cluster=v.cluster, vm=v.vm))
 
@@ -273,11 +273,12 @@ class Catalog(ReplicaObjects):
         with self.session() as s:
             q = select(RestorePointRow).where(
                 RestorePointRow.cluster == vm.cluster, RestorePointRow.vm == vm.vm,
-                RestorePointRow.snapshot_id.is_not(None), RestorePointRow.state == PointState.READY)  # type: ignore[union-attr]
+                col(RestorePointRow.snapshot_id).is_not(None), RestorePointRow.state == PointState.READY)
             if plan is not None:
                 q = q.where(RestorePointRow.plan == plan)
-            row = s.exec(q.order_by(RestorePointRow.created_at.desc())).first()  # type: ignore[attr-defined]
-            return (row.id, row.snapshot_id) if row else None
+            row = s.exec(q.order_by(col(RestorePointRow.created_at).desc())).first()
+            # The query keeps only rows with a snapshot.
+            return (row.id, row.snapshot_id) if row and row.snapshot_id else None
 
     def point_snapshot(self, point_id: str) -> str | None:
         with self.session() as s:
@@ -300,8 +301,8 @@ class Catalog(ReplicaObjects):
         """Compare-and-set in one UPDATE: `state` only if the point is in one of `expected`
         now (e.g. verify marks READY -> DAMAGED, never a point a delete made DELETING)."""
         with self.session() as s:
-            res = s.exec(update(RestorePointRow)  # type: ignore[call-overload]
-                         .where(RestorePointRow.id == point_id, RestorePointRow.state.in_(list(expected)))
+            res = s.exec(update(RestorePointRow)
+                         .where(col(RestorePointRow.id) == point_id, col(RestorePointRow.state).in_(list(expected)))
                          .values(state=state))
             return bool(res.rowcount)
 
@@ -356,7 +357,7 @@ class Catalog(ReplicaObjects):
         with self.session() as s:
             for row in s.exec(select(ReplicationObjectRow).where(ReplicationObjectRow.plan == name)).all():
                 s.delete(row)
-            s.execute(delete(ReplicaChangeRow).where(ReplicaChangeRow.plan == name))
+            s.execute(delete(ReplicaChangeRow).where(col(ReplicaChangeRow.plan) == name))
             s.flush()
             s.delete(self._get(s, ReplicationPlanRow, name, f"replication plan {name!r}"))
             self._set_plan_vms(s, "replication", name, [])
@@ -411,7 +412,7 @@ class Catalog(ReplicaObjects):
             q = select(JobRow)
             if plan:
                 q = q.where(JobRow.plan == plan)
-            rows = s.exec(q.order_by(JobRow.started_at.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+            rows = s.exec(q.order_by(col(JobRow.started_at).desc()).limit(limit)).all()
             return [JobRow.model_validate(r) for r in rows]
 
     # -- service slots: leases that hold a service's limits across plans and runs --------
@@ -425,7 +426,7 @@ class Catalog(ReplicaObjects):
         refuses a second row per slot; an expired lease is taken over by compare-and-set."""
         now = now or utcnow()
         expires = now + timedelta(seconds=ttl_s)
-        key = (ServiceSlotRow.kind == kind, ServiceSlotRow.service == service)
+        key = (col(ServiceSlotRow.kind) == kind, col(ServiceSlotRow.service) == service)
         try:
             with self.session() as s:
                 rows = s.exec(select(ServiceSlotRow).where(*key)).all()
@@ -446,9 +447,9 @@ class Catalog(ReplicaObjects):
                                          acquired_at=now, expires_at=expires))
                     s.flush()
                     return free
-                taken = s.exec(update(ServiceSlotRow).where(  # type: ignore[call-overload]
-                    *key, ServiceSlotRow.slot == free, ServiceSlotRow.holder == stale.holder,
-                    ServiceSlotRow.expires_at <= now).values(holder=holder, attempt=attempt, acquired_at=now,
+                taken = s.exec(update(ServiceSlotRow).where(
+                    *key, col(ServiceSlotRow.slot) == free, col(ServiceSlotRow.holder) == stale.holder,
+                    col(ServiceSlotRow.expires_at) <= now).values(holder=holder, attempt=attempt, acquired_at=now,
                                                              expires_at=expires))
                 return free if taken.rowcount == 1 else None
         except (IntegrityError, OperationalError):
@@ -460,17 +461,17 @@ class Catalog(ReplicaObjects):
         taken over, or a newer attempt of the activity holds it)."""
         now = now or utcnow()
         with self.session() as s:
-            done = s.exec(update(ServiceSlotRow).where(  # type: ignore[call-overload]
-                ServiceSlotRow.kind == kind, ServiceSlotRow.service == service, ServiceSlotRow.holder == holder,
-                ServiceSlotRow.attempt == attempt).values(expires_at=now + timedelta(seconds=ttl_s)))
+            done = s.exec(update(ServiceSlotRow).where(
+                col(ServiceSlotRow.kind) == kind, col(ServiceSlotRow.service) == service, col(ServiceSlotRow.holder) == holder,
+                col(ServiceSlotRow.attempt) == attempt).values(expires_at=now + timedelta(seconds=ttl_s)))
             return bool(done.rowcount)
 
     def release_slot(self, kind: TransferKind, service: str, holder: str, attempt: int) -> None:
         """Give the slot back (only this attempt's lease: an older attempt never frees a newer one's)."""
         with self.session() as s:
-            s.exec(delete(ServiceSlotRow).where(  # type: ignore[call-overload]
-                ServiceSlotRow.kind == kind, ServiceSlotRow.service == service, ServiceSlotRow.holder == holder,
-                ServiceSlotRow.attempt == attempt))
+            s.exec(delete(ServiceSlotRow).where(
+                col(ServiceSlotRow.kind) == kind, col(ServiceSlotRow.service) == service, col(ServiceSlotRow.holder) == holder,
+                col(ServiceSlotRow.attempt) == attempt))
 
     def slot_leases(self, kind: TransferKind | None = None, service: str | None = None,
                     now: datetime | None = None) -> list[SlotLease]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -60,7 +61,7 @@ class LocalDriver:
         self.cluster: str = meta["name"]
         self.block_size: int = meta["block_size"]
 
-    def _open_or_init(self, cluster: str | None) -> dict:  # type: ignore[type-arg]
+    def _open_or_init(self, cluster: str | None) -> dict[str, Any]:
         p = self.paths
         if not p.meta.exists():
             check_cluster_root(p.root)  # never adopt a foreign directory (its tmp/ would be emptied)
@@ -77,7 +78,7 @@ class LocalDriver:
             raise DriverError(f"{p.root} is not a local cluster of format {FORMAT} (found {meta.get('format')!r})")
         if cluster is not None and cluster != meta["name"]:
             raise DriverError(f"{p.root} holds cluster {meta['name']!r}, not {cluster!r}")
-        return meta  # type: ignore[no-any-return]
+        return meta
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager

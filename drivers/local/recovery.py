@@ -25,7 +25,7 @@ def repair(p: VMPaths, rec: VMRecord, block_size: int) -> None:
             with writable_chain(p, rec, f.stem, block_size) as chain:
                 chain.remove_live()
     if not rec.pending_rollback:
-        for d in rec.config.disks:
-            if not p.live(d.name).exists():  # added to the config just before a kill
-                with writable_chain(p, rec, d.name, block_size) as chain:
-                    chain.create_live(d.size_bytes)
+        for spec in rec.config.disks:
+            if not p.live(spec.name).exists():  # added to the config just before a kill
+                with writable_chain(p, rec, spec.name, block_size) as chain:
+                    chain.create_live(spec.size_bytes)

@@ -51,7 +51,7 @@ def import_image(driver: ClusterDriver, raw_path: str | os.PathLike[str], config
         view = memoryview(buf)
         with open(raw_path, "rb", buffering=0) as f, driver.open_disk(vm.id, disk, writable=True) as h:
             pos = 0
-            while (n := f.readinto(buf)) > 0:  # type: ignore[attr-defined]
+            while (n := f.readinto(buf)) > 0:
                 runs = _zero_block_runs(buf, n, driver.block_size)
                 if runs:  # views into buf: no copy (write_many is done before the next readinto)
                     h.write_many([(pos + s, view[s:e]) for s, e in runs])

@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from drivers.repository.chunks import ChunkCodec, ChunkProblem, ChunkStore
 from drivers.repository.config import (
@@ -217,7 +218,7 @@ class Repository:
                       unknown_grace=unknown_grace)
 
     def gc(self, *, margin: float = GC_MARGIN, dry_run: bool = False, hooks: GCHooks | None = None,
-           progress: ProgressFn | None = None, **kw: float) -> GCReport:
+           progress: ProgressFn | None = None, **kw: Any) -> GCReport:
         return collect_garbage(self, margin=margin, dry_run=dry_run, hooks=hooks, progress=progress, **kw)
 
     def stats(self) -> RepoStats:

@@ -63,7 +63,7 @@ class Cipher:
             ) from e
         self._aead = AESGCM(key.aead)
 
-    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+    def seal(self, plaintext: bytes | memoryview, aad: bytes) -> bytes:
         nonce = secrets.token_bytes(NONCE)  # random 96-bit nonces: fine below ~2^32 messages/key
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 

@@ -184,7 +184,7 @@ def quarantine_chunk(repo: "Repository", digest: bytes) -> bool:
     return False
 
 
-def _bad_path(repo: "Repository") -> "os.PathLike[str]":
+def _bad_path(repo: "Repository") -> Path:
     return repo.layout.verify_runs / "bad-chunks"
 
 
@@ -210,7 +210,7 @@ def known_bad(repo: "Repository") -> set[bytes]:
 
 # -- the report file ------------------------------------------------------------------------
 
-def _report_path(repo: "Repository") -> "os.PathLike[str]":
+def _report_path(repo: "Repository") -> Path:
     return repo.layout.verify_runs / "last.jsonl"
 
 

@@ -110,6 +110,8 @@ class DiskWriter:
         if size <= 0 or size % 4096:
             raise ValueError(f"disk {name}: size {size} must be a positive multiple of 4096")
         session._writers[name] = self
+        self.base_table: bytes | None
+        self.header: dict[str, Any]
         if session.committed is not None:  # nothing to do: run() returns the committed disk
             dm = session.committed.disk(name)
             self.base_table, self.mode, self.header = None, "committed", {}
@@ -119,7 +121,7 @@ class DiskWriter:
             self.resumed_at = dm.chunk_count
             return
 
-        self.base_table: bytes | None = None
+        self.base_table = None
         if changed is not None:
             base = session.base
             if base is None:
@@ -148,7 +150,7 @@ class DiskWriter:
             ranges = merge(allocated, size) if allocated is not None else [(0, size)]
             self.plan = ReadPlan(size, self.cs, ranges, whole_chunks=False)
             self.mode = "full"
-        self.header: dict[str, Any] = {
+        self.header = {
             "disk": name, "size": size, "chunk_size": self.cs, "mode": self.mode,
             "base_point": session.draft.base_point if self.mode == "incremental" else None,
             "source_id": source_id, "ranges": _fingerprint(self.plan.ranges),
@@ -380,7 +382,7 @@ class DiskWriter:
                 try:
                     r = results.get(timeout=0.5)
                 except queue.Empty:
-                    r = False
+                    r = []  # nothing new: still checkpoint by elapsed time below
                 if r is None:
                     live -= 1
                 elif r:
@@ -461,12 +463,12 @@ class BackupSession:
             self.committed = point
         # Lease first, then the base: from here on no prune/delete may remove the base (§GC).
         self.lease = BackupLease(repo.layout, draft.id, draft.base_point)
+        self.base: RestorePoint | None = None
         if self.committed is not None:
             self.lease.release()
-            self.base = None
             return
         try:
-            self.base: RestorePoint | None = repo.points.read(draft.base_point) if draft.base_point else None
+            self.base = repo.points.read(draft.base_point) if draft.base_point else None
             self._open_staging()
         except BaseException:
             self.lease.release()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -28,8 +27,8 @@ class FailoverGroup(TyperGroup):
 
     DEFAULT = "default"
 
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: Any) -> click.Context:
+    # Typer vendors its click privately: its Context type is not ours to name.
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         sub = self.commands.get(args[0]) if args else None
         if sub is None or sub.hidden:
             return self.commands[self.DEFAULT].make_context(info_name, args, parent=parent, **extra)

@@ -9,9 +9,10 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import EventDict, Processor
 
 
-def _temporal_context(_: object, __: str, event_dict: dict) -> dict:
+def _temporal_context(_: object, __: str, event_dict: EventDict) -> EventDict:
     """Lift the SDK's `extra` context dicts into top-level keys of the event."""
     record = event_dict.get("_record")
     if record is not None:
@@ -25,7 +26,7 @@ def _temporal_context(_: object, __: str, event_dict: dict) -> dict:
 
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -20,7 +20,7 @@ from starter.runtime.connection import connect
 from starter.runtime.settings import Settings
 
 
-async def pollers(client: Client, queue: str, kind: int) -> list[str]:
+async def pollers(client: Client, queue: str, kind: TaskQueueType.ValueType) -> list[str]:
     resp = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=queue),
                                  task_queue_type=kind))

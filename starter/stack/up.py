@@ -171,7 +171,8 @@ async def run_stack(settings: Settings) -> None:
             run_workers(cfg, site=site, run_workflows=flows, stop=stop, ready=ready)
             for (cfg, site, flows), ready in zip(roles, readies)], stop))
         waiter = asyncio.ensure_future(asyncio.gather(*(r.wait() for r in readies)))
-        done, _ = await asyncio.wait({workers, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        both: set[asyncio.Future[Any]] = {workers, waiter}
+        done, _ = await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
         if workers in done:
             waiter.cancel()
             workers.result()  # raises the reason the workers could not start

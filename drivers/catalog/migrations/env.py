@@ -18,7 +18,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as connection:
         # batch mode lets later migrations ALTER tables on SQLite too
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)

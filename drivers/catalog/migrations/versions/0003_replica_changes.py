@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import models.catalog
