@@ -221,11 +221,6 @@ class RetentionInput(Strict):
     retention: Retention
 
 
-class DeletePointsInput(Strict):
-    repository_path: str
-    point_ids: list[str]
-
-
 class PlanResultInput(Strict):
     plan: Name
     result: RunResult

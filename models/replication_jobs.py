@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from models.inventory import Extent, Name, ShutdownMode, Strict, VMConfig
+from models.inventory import Name, ShutdownMode, Strict, VMConfig
 from models.plans import RunResult, VMRef
 from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec, StateChange
 from models.restore_points import PointCreation
@@ -135,11 +135,6 @@ class PullProgress(Strict):
     moved_bytes: int = 0
 
 
-class SnapshotTake(Strict):
-    at: VMAt
-    name: str
-
-
 class SnapshotDrop(Strict):
     at: VMAt
 
@@ -231,7 +226,3 @@ class CloneInput(Strict):
     source: VMAt
     name: Name
     network: Name
-
-
-class ExtentList(Strict):
-    extents: list[Extent]

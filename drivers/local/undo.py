@@ -28,10 +28,6 @@ def _crc(block: int, slot: int) -> int:
     return zlib.crc32(struct.pack("<QI", block, slot))
 
 
-def store_exists(snap_dir: Path, disk: str) -> bool:
-    return (snap_dir / f"{disk}.idx").exists()
-
-
 class UndoStore:
     """One undo store, opened. Not thread-safe; callers hold the VM lock around refresh and
     append (SH for reading, EX for appending)."""

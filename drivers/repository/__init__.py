@@ -165,10 +165,6 @@ class Repository:
         """Committed points, oldest first; `vm` matches the VM id or name."""
         return select_points(self, plan=plan, vm=vm)
 
-    def latest_point(self, *, vm: str, plan: str | None = None) -> RestorePoint | None:
-        pts = self.list_points(vm=vm, plan=plan)
-        return pts[-1] if pts else None
-
     def delete_point(self, point_id: str, *, force: bool = False) -> None:
         """Remove a manifest (chunks go at the next GC). Refused with PointBusy while the
         point is the base of a running backup, unless `force`."""

@@ -5,7 +5,6 @@ docs/repository-format.md §Garbage collection; the steps below are numbered as 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -206,9 +205,3 @@ def _drop_stale_staging(repo: "Repository", leased: set[str], older_than: float)
             out.append(d.name)
     return out
 
-
-def last_gc(repo: "Repository") -> dict[str, object] | None:
-    try:
-        return json.loads((repo.layout.gc_runs / "last.json").read_text())
-    except FileNotFoundError:
-        return None
