@@ -44,7 +44,7 @@ _WORDS = (
 
 def _vocab():
     rng = random.Random(12345)       # fixed: vocabulary is part of the format
-    table: list[bytes] = []
+    table = []
     while len(table) < 256:
         w = rng.choice(_WORDS[:20]) if rng.random() < 0.35 else rng.choice(_WORDS)
         if rng.random() < 0.08:

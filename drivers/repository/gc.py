@@ -96,6 +96,17 @@ def _recover_trash(store: ChunkStore) -> int:
     return n
 
 
+def _unlink_older(entry: os.DirEntry[str], cutoff: float, dry_run: bool) -> int:
+    """Remove a file last written before `cutoff`; 1 if removed (gone already counts 0)."""
+    try:
+        if entry.stat().st_mtime < cutoff and not dry_run:
+            os.unlink(entry.path)
+            return 1
+    except FileNotFoundError:
+        pass
+    return 0
+
+
 def collect_garbage(
     repo: "Repository",
     *,
@@ -130,21 +141,11 @@ def collect_garbage(
             cap.take()
             name = e.name
             if name.endswith(BAD_SUFFIX):  # a damaged copy verify moved aside: only evidence
-                try:
-                    if e.stat().st_mtime < cutoff and not dry_run:
-                        os.unlink(e.path)
-                        report.bad_removed += 1
-                except FileNotFoundError:
-                    pass
+                report.bad_removed += _unlink_older(e, cutoff, dry_run)
                 continue
             if name.startswith("."):
                 if not name.startswith(TRASH_PREFIX) and name.endswith(".tmp"):
-                    try:
-                        if e.stat().st_mtime < cutoff and not dry_run:
-                            os.unlink(e.path)
-                            report.tmp_removed += 1
-                    except FileNotFoundError:
-                        pass
+                    report.tmp_removed += _unlink_older(e, cutoff, dry_run)
                 continue
             d = store.digest_of_name(name)
             if d is None or d in marked:

@@ -6,97 +6,33 @@ test wrote."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
-from drivers.catalog.store import Catalog
-from drivers.local import LocalDriver
-from models.inventory import DiskSpec, Site, VMConfig
 from models.jobs import PlanRunResult, RestoreResult, TransferProgress
-from models.plans import BackupPlanSpec, RunResult
+from models.plans import RunResult
 from models.requests import RestoreMode, RestoreRequest
-from models.services import BackupService, RepositorySpec
+from models.services import BackupService
 from starter.client import AbdrClient
-from starter.runtime.settings import Settings
 from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_same_bytes
-from tests.e2e.processes import DevServer, WorkerProcess, free_port
+from tests.e2e.killable import MiB, KillableStack, killable_stack
+from tests.e2e.processes import free_port
 
-MiB = 1 << 20
-
-
-@dataclass
-class World:
-    server: DevServer
-    env: dict[str, str]
-    tmp: Path
-    catalog: Catalog
-    driver: LocalDriver
-    workers: list[WorkerProcess]
-
-    def worker(self) -> WorkerProcess:
-        w = WorkerProcess(self.env, self.tmp / f"worker{len(self.workers)}.log")
-        self.workers.append(w)
-        return w
-
-    async def client(self) -> AbdrClient:
-        settings = Settings(temporal_address=self.server.address, data_dir=self.tmp / "state",
-                            database_url=self.env["ABDR_DATABASE_URL"])
-        for _ in range(100):
-            try:
-                c = await Client.connect(self.server.address, data_converter=pydantic_data_converter)
-                return AbdrClient(c, settings)
-            except RuntimeError:
-                await asyncio.sleep(0.2)
-        raise AssertionError("cannot connect to the dev server")
-
-    def make_vm(self, name: str, size: int) -> bytes:
-        vm = self.driver.create_vm(VMConfig(name=name, disks=[DiskSpec(name="disk0", size_bytes=size)]))
-        with self.driver.open_disk(vm.id, "disk0", writable=True) as h:
-            for off in range(0, size, MiB):
-                h.write(off, hashlib.shake_256(f"{name}/{off}".encode()).digest(MiB))
-            return h.read(0, size)
-
-    def disk(self, name: str) -> bytes:
-        vm = self.driver.find_vm(name)
-        assert vm is not None
-        with self.driver.open_disk(vm.id, "disk0") as h:
-            return h.read(0, h.size)
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    server = DevServer(tmp_path / "temporal.db").start()
-    env = {"ABDR_TEMPORAL_ADDRESS": server.address, "ABDR_DATA_DIR": str(tmp_path / "state"),
-           "ABDR_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.db'}", "ABDR_SITE": "default",
-           "ABDR_SHUTDOWN_GRACE_S": "1"}
-    catalog = Catalog(env["ABDR_DATABASE_URL"])
-    catalog.add_site(Site(name="default"))
-    w = World(server, env, tmp_path, catalog, LocalDriver(tmp_path / "clusters" / "c1", "c1"), [])
-    try:
-        yield w
-    finally:
-        for p in w.workers:
-            p.stop()
-        server.stop()
-        catalog.close()
+def world(tmp_path: Path) -> Iterator[KillableStack]:
+    with killable_stack(tmp_path) as stack:
+        yield stack
 
 
-async def setup_plan(world: World, client: AbdrClient, vms: list[str], read_iops: int) -> None:
-    await client.add_cluster("c1", "default", "local", str(world.tmp / "clusters" / "c1"))
-    await client.create_repository(RepositorySpec(name="r1", path=str(world.tmp / "repo"), site="default"))
+async def setup_plan(world: KillableStack, client: AbdrClient, vms: list[str], read_iops: int) -> None:
     world.catalog.put_service(BackupService(name="default", site="default", backup_read_iops=read_iops))
-    await client.create_backup_plan(BackupPlanSpec.model_validate({
-        "name": "p", "vms": [{"cluster": "c1", "vm": v} for v in vms], "repository": "r1",
-        "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "FOREVER"}}))
+    await world.backup_plan(client, vms)
 
 
 async def wait_progress(client: AbdrClient, workflow_id: str, at_least: int) -> TransferProgress:
@@ -124,7 +60,7 @@ async def activity_results(client: AbdrClient, workflow_id: str, activity: str) 
     return out
 
 
-async def test_worker_killed_mid_transfer_resumes_and_restores_exactly(world: World) -> None:
+async def test_worker_killed_mid_transfer_resumes_and_restores_exactly(world: KillableStack) -> None:
     first = world.worker()
     client = await world.client()
     size = 48 * MiB
@@ -145,7 +81,7 @@ async def test_worker_killed_mid_transfer_resumes_and_restores_exactly(world: Wo
     assert_same_bytes(world.disk("vm1-restored"), data, "restore of the resumed backup")
 
 
-async def test_temporal_killed_mid_backup_and_mid_restore_resumes_from_recorded_progress(world: World) -> None:
+async def test_temporal_killed_mid_backup_and_mid_restore_resumes_from_recorded_progress(world: KillableStack) -> None:
     metrics_port = free_port()
     world.env["ABDR_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
     worker = world.worker()

@@ -6,98 +6,43 @@ restore finishes from the recorded progress with the bytes the source had at the
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from drivers.catalog.store import Catalog
-from drivers.local import LocalDriver
-from models.inventory import DiskSpec, Site, VMConfig
 from models.jobs import RestoreDisksResult, TransferProgress
-from models.plans import BackupPlanSpec, RunResult
+from models.plans import RunResult
 from models.queues import site_task_queue
 from models.requests import RestoreMode, RestoreRequest
-from models.services import BackupService, RepositorySpec
+from models.services import BackupService
 from starter.client import AbdrClient
-from starter.runtime.settings import Settings
-from tests.e2e.processes import DevServer, WorkerProcess
+from tests.e2e.killable import MiB, KillableStack, killable_stack
 
-MiB = 1 << 20
 SIZE = 48 * MiB
 WRITE_IOPS = 32  # 2 MiB/s: ~24 s of writing; the server sees progress every ~8 s
 
 
-@dataclass
-class Sites:
-    server: DevServer
-    env: dict[str, str]
-    tmp: Path
-    catalog: Catalog
-    driver: LocalDriver
-    procs: list[WorkerProcess] = field(default_factory=list)
-
-    def start(self, role: str) -> WorkerProcess:
-        """role "site": only site default's activities; "orchestration": workflows + catalog."""
-        args = ["--no-workflows"] if role == "site" else ["--no-site"]
-        p = WorkerProcess(self.env, self.tmp / f"{role}{len(self.procs)}.log", *args)
-        self.procs.append(p)
-        return p
-
-    async def client(self) -> AbdrClient:
-        c = await Client.connect(self.server.address, data_converter=pydantic_data_converter)
-        return AbdrClient(c, Settings(temporal_address=self.server.address, data_dir=self.tmp / "state",
-                                      database_url=self.env["ABDR_DATABASE_URL"]))
-
-    def disk(self, name: str) -> bytes:
-        vm = self.driver.find_vm(name)
-        assert vm is not None, name
-        with self.driver.open_disk(vm.id, "disk0") as h:
-            return h.read(0, h.size)
-
-
 @pytest.fixture
-def sites(tmp_path: Path) -> Iterator[Sites]:
-    server = DevServer(tmp_path / "temporal.db").start()
-    env = {"ABDR_TEMPORAL_ADDRESS": server.address, "ABDR_DATA_DIR": str(tmp_path / "state"),
-           "ABDR_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.db'}", "ABDR_SITE": "default",
-           "ABDR_SHUTDOWN_GRACE_S": "1"}
-    catalog = Catalog(env["ABDR_DATABASE_URL"])
-    catalog.add_site(Site(name="default"))
-    s = Sites(server, env, tmp_path, catalog, LocalDriver(tmp_path / "clusters" / "c1", "c1"))
-    try:
-        yield s
-    finally:
-        for p in s.procs:
-            p.stop()
-        server.stop()
-        catalog.close()
+def sites(tmp_path: Path) -> Iterator[KillableStack]:
+    with killable_stack(tmp_path) as stack:
+        yield stack
 
 
-async def backed_up_point(s: Sites, client: AbdrClient) -> tuple[str, bytes]:
+async def backed_up_point(s: KillableStack, client: AbdrClient) -> tuple[str, bytes]:
     """A backup point of VM "vm1" and the bytes the VM had when it was taken (the oracle)."""
-    vm = s.driver.create_vm(VMConfig(name="vm1", disks=[DiskSpec(name="disk0", size_bytes=SIZE)]))
-    with s.driver.open_disk(vm.id, "disk0", writable=True) as h:
-        for off in range(0, SIZE, MiB):
-            h.write(off, hashlib.shake_256(f"vm1/{off}".encode()).digest(MiB))
-        data = h.read(0, SIZE)
-    await client.add_cluster("c1", "default", "local", str(s.tmp / "clusters" / "c1"))
-    await client.create_repository(RepositorySpec(name="r1", path=str(s.tmp / "repo"), site="default"))
-    await client.create_backup_plan(BackupPlanSpec.model_validate({
-        "name": "p", "vms": [{"cluster": "c1", "vm": "vm1"}], "repository": "r1",
-        "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "FOREVER"}}))
+    data = s.make_vm("vm1", SIZE)
+    await s.backup_plan(client, ["vm1"])
     result = await client.plan_run_result(await client.run_backup_plan("p"))
     assert result.result == RunResult.SUCCESS, result
     s.catalog.put_service(BackupService(name="default", site="default", restore_write_iops=WRITE_IOPS))
     return result.vms[0].point_id or "", data
 
 
-async def durable_progress(s: Sites, client: AbdrClient, handle: WorkflowHandle) -> TransferProgress:
+async def durable_progress(s: KillableStack, client: AbdrClient, handle: WorkflowHandle) -> TransferProgress:
     """The first restore_disks heartbeat that confirms written bytes."""
     desc = None
     for _ in range(1200):
@@ -109,8 +54,7 @@ async def durable_progress(s: Sites, client: AbdrClient, handle: WorkflowHandle)
                 if progress.bytes_done > 0:
                     return progress
         await asyncio.sleep(0.1)
-    logs = "\n".join(f"{p.log.name}: {p.log.read_text()[-1500:]}" for p in s.procs)
-    raise AssertionError(f"the restore reported no durable progress: {desc and desc.raw_description}\n{logs}")
+    raise AssertionError(f"the restore reported no durable progress: {desc and desc.raw_description}\n{s.logs()}")
 
 
 async def restore_disks_runs(handle: WorkflowHandle) -> tuple[list[int], RestoreDisksResult, list[str]]:
@@ -139,14 +83,14 @@ async def restore_disks_runs(handle: WorkflowHandle) -> tuple[list[int], Restore
     return attempts, result, no_heartbeat
 
 
-async def test_site_worker_killed_mid_restore_resumes_from_durable_progress(sites: Sites) -> None:
-    site, _ = sites.start("site"), sites.start("orchestration")
+async def test_site_worker_killed_mid_restore_resumes_from_durable_progress(sites: KillableStack) -> None:
+    site, _ = sites.worker("site"), sites.worker("orchestration")
     client = await sites.client()
     point, data = await backed_up_point(sites, client)
     handle = await client.restore(RestoreRequest(point_id=point, mode=RestoreMode.REBUILD, new_name="vm1-r"))
     seen = await durable_progress(sites, client, handle)
     site.kill()  # SIGKILL mid-write: the server notices through the missing heartbeats
-    sites.start("site")
+    sites.worker("site")
     restored = await client.restore_result(handle)
     assert restored.vm.vm == "vm1-r"
     attempts, result, no_heartbeat = await restore_disks_runs(handle)
@@ -159,15 +103,15 @@ async def test_site_worker_killed_mid_restore_resumes_from_durable_progress(site
     assert no_heartbeat == [], no_heartbeat
 
 
-async def test_orchestration_worker_killed_mid_restore_lets_the_write_finish(sites: Sites) -> None:
-    _, orchestration = sites.start("site"), sites.start("orchestration")
+async def test_orchestration_worker_killed_mid_restore_lets_the_write_finish(sites: KillableStack) -> None:
+    _, orchestration = sites.worker("site"), sites.worker("orchestration")
     client = await sites.client()
     point, data = await backed_up_point(sites, client)
     handle = await client.restore(RestoreRequest(point_id=point, mode=RestoreMode.REBUILD, new_name="vm1-r"))
     seen = await durable_progress(sites, client, handle)
     orchestration.kill()  # the workflow's worker dies; the site worker keeps writing and beating
     await asyncio.sleep(3)
-    sites.start("orchestration")
+    sites.worker("orchestration")
     restored = await client.restore_result(handle)
     assert restored.vm.vm == "vm1-r"
     attempts, result, _ = await restore_disks_runs(handle)

@@ -47,6 +47,20 @@ async def observed(work: object, *counters: Peak) -> list:
         await asyncio.gather(*watchers)
 
 
+async def one_vm_plans(dr: DR, count: int) -> dict[str, bytes]:
+    """Plans p0..p<count-1>, each backing up its own VM vm<i> of cluster ca to repository r1;
+    returns each VM's bytes (the oracle)."""
+    assert dr.client is not None
+    oracle = {}
+    for i in range(count):
+        make_vm(dr.a, f"vm{i}")
+        oracle[f"vm{i}"] = read_disk(dr.a, f"vm{i}")
+        await dr.client.create_backup_plan(BackupPlanSpec.model_validate({
+            "name": f"p{i}", "vms": [{"cluster": "ca", "vm": f"vm{i}"}], "repository": "r1",
+            "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "FOREVER"}}))
+    return oracle
+
+
 async def test_backup_and_restore_limits_hold_across_plans(dr: DR) -> None:  # noqa: F811
     client, repo = dr.client, dr.tmp / "repo"
     assert client is not None
@@ -54,13 +68,7 @@ async def test_backup_and_restore_limits_hold_across_plans(dr: DR) -> None:  # n
     # 96 IOPS of 64 KiB: 6 MiB/s per transfer, ~2 s per VM; 6 VMs would all overlap without the limit.
     dr.catalog.put_service(BackupService(name="default", site="a", max_parallel_backups=LIMIT,
                                          max_parallel_restores=LIMIT, backup_read_iops=96, restore_write_iops=96))
-    oracle = {}
-    for i in range(RUNS):
-        make_vm(dr.a, f"vm{i}")
-        oracle[f"vm{i}"] = read_disk(dr.a, f"vm{i}")
-        await client.create_backup_plan(BackupPlanSpec.model_validate({
-            "name": f"p{i}", "vms": [{"cluster": "ca", "vm": f"vm{i}"}], "repository": "r1",
-            "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "FOREVER"}}))
+    oracle = await one_vm_plans(dr, RUNS)
 
     staging = Peak(lambda: sum(1 for d in (repo / "staging").glob("*") if d.is_dir()))
     leases = Peak(lambda: len(dr.catalog.slot_leases(TransferKind.BACKUP, "default")))
@@ -111,13 +119,7 @@ async def test_a_killed_workers_slot_is_taken_over_by_the_retry(dr: DR) -> None:
     assert client is not None
     await client.create_repository(RepositorySpec(name="r1", path=str(repo), site="a"))
     dr.catalog.put_service(BackupService(name="default", site="a", max_parallel_backups=1, backup_read_iops=48))
-    oracle = {}
-    for i in range(2):
-        make_vm(dr.a, f"vm{i}")
-        oracle[f"vm{i}"] = read_disk(dr.a, f"vm{i}")
-        await client.create_backup_plan(BackupPlanSpec.model_validate({
-            "name": f"p{i}", "vms": [{"cluster": "ca", "vm": f"vm{i}"}], "repository": "r1",
-            "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "FOREVER"}}))
+    oracle = await one_vm_plans(dr, 2)
     staging = Peak(lambda: sum(1 for d in (repo / "staging").glob("*") if d.is_dir()))
     attempts: set[tuple[str, int]] = set()
 
