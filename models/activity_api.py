@@ -70,7 +70,10 @@ from models.services import RepositorySpec
 
 def activity_name(method: Callable[..., Any]) -> str:
     """The activity type name of an interface method (what histories record)."""
-    return activity._Definition.must_from_callable(method).name
+    name = activity._Definition.must_from_callable(method).name
+    if name is None:  # a dynamic activity: none is called by reference
+        raise TypeError(f"{method!r} is a dynamic activity, with no type name")
+    return name
 
 
 # -- site queue ------------------------------------------------------------------------------

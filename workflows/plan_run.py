@@ -12,6 +12,7 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import CatalogApi
     from models.jobs import (
         Operation,
         PlanResultInput,
@@ -59,10 +60,10 @@ class BackupPlanRunWorkflow(PlanRun[PlanRunInput, ResolvedPlan, ResolvedVM, VMBa
         return await self.execute(inp)
 
     async def resolve(self, inp: PlanRunInput) -> ResolvedPlan:
-        return await catalog("resolve_plan", inp, ResolvedPlan)
+        return await catalog(CatalogApi.resolve_plan, inp)
 
     async def record_result(self, plan: str, result: RunResult, at: datetime) -> None:
-        await catalog("set_plan_result", PlanResultInput(plan=plan, result=result, at=at))
+        await catalog(CatalogApi.set_plan_result, PlanResultInput(plan=plan, result=result, at=at))
 
     def gate(self, plan: ResolvedPlan) -> Gate:
         return Gate(paused=plan.paused, window=plan.window, time_zone=plan.time_zone, max_jobs=plan.max_parallel)

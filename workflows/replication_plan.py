@@ -12,6 +12,7 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import ReplicationCatalogApi
     from models.jobs import Operation, PlanResultInput
     from models.plans import RunResult, VMRef
     from models.replication import ReplicationObject
@@ -55,10 +56,11 @@ class ReplicationPlanRunWorkflow(
         return await self.execute(inp)
 
     async def resolve(self, inp: ReplicationRunInput) -> ResolvedReplicationPlan:
-        return await catalog("resolve_replication_plan", inp, ResolvedReplicationPlan)
+        return await catalog(ReplicationCatalogApi.resolve_replication_plan, inp)
 
     async def record_result(self, plan: str, result: RunResult, at: datetime) -> None:
-        await catalog("set_replication_plan_result", PlanResultInput(plan=plan, result=result, at=at))
+        await catalog(ReplicationCatalogApi.set_replication_plan_result,
+                      PlanResultInput(plan=plan, result=result, at=at))
 
     def gate(self, plan: ResolvedReplicationPlan) -> Gate:
         return Gate(paused=plan.paused, window=plan.spec.window, time_zone=plan.spec.schedule.time_zone,
