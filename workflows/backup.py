@@ -112,10 +112,6 @@ class VMBackupWorkflow:
                               disks=moved.disks)
 
 
-def vm_backup_id(plan: str, cluster: str, vm: str) -> str:
-    return f"backup/{plan}/{cluster}/{vm}"
-
-
 def failure_text(err: BaseException) -> str:
     """The innermost message of a workflow/activity failure chain, for results and the CLI."""
     while err.__cause__ is not None:

@@ -39,10 +39,6 @@ COPY_HEARTBEAT = timedelta(seconds=30)  # the worker's ticker beats every 2 s wh
 DIGEST_TIMEOUT = timedelta(hours=6)  # a digest reads every byte of the VM's disks
 
 
-def drill_id(plan: str, vm: str) -> str:
-    return f"drill/{plan}/{vm}"
-
-
 @workflow.defn(name="FailoverTest")
 class FailoverTestWorkflow:
     def __init__(self) -> None:

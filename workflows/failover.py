@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import ReplicationCatalogApi
+    from models.ids import replicate_id
     from models.inventory import ShutdownMode
     from models.jobs import Operation
     from models.replication import ReplicaState
@@ -37,14 +38,10 @@ from workflows import v1
 from workflows.backup import failure_text
 from workflows.common import catalog, phase, record_job, tag
 from workflows.replica_state import claim, hold, me, release
-from workflows.replication import ReplicateWorkflow, replicate_id
+from workflows.replication import ReplicateWorkflow
 from workflows.sites import Sites, refuse
 
 FAILOVER_FROM = (ReplicaState.READY, ReplicaState.FAILOVER_TEST)
-
-
-def dr_id(plan: str, vm: str) -> str:
-    return f"dr/{plan}/{vm}"
 
 
 async def find_point(plan: str, vm: str, point: str) -> ReplicaPoint:

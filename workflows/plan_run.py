@@ -13,6 +13,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import CatalogApi
+    from models.ids import plan_run_id, vm_backup_id
     from models.jobs import (
         Operation,
         PlanResultInput,
@@ -28,13 +29,9 @@ with workflow.unsafe.imports_passed_through():
     from models.restore_points import PointCreation
 
 from workflows import v1_plan_runs
-from workflows.backup import VMBackupWorkflow, vm_backup_id
+from workflows.backup import VMBackupWorkflow
 from workflows.common import catalog, scheduled_time
 from workflows.plan_runs import SKELETON, Child, Gate, PlanRun, tick
-
-
-def plan_run_id(plan: str) -> str:
-    return f"backup-plan/{plan}"
 
 
 @workflow.defn(name="BackupPlanTick")

@@ -34,14 +34,6 @@ from workflows.sites import Sites, refuse
 REPLICABLE = {ReplicaState.NOT_READY, ReplicaState.READY, ReplicaState.FAILOVER_TEST}
 
 
-def replication_run_id(plan: str) -> str:
-    return f"replication-plan/{plan}"
-
-
-def replicate_id(plan: str, vm: str) -> str:
-    return f"replication/{plan}/{vm}"
-
-
 @workflow.defn(name="Replicate")
 class ReplicateWorkflow:
     """Claim the replica, snapshot the source, pull the changes into the replica, snapshot

@@ -13,6 +13,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import ReplicationCatalogApi
+    from models.ids import replicate_id, replication_run_id
     from models.jobs import Operation, PlanResultInput
     from models.plans import RunResult, VMRef
     from models.replication import ReplicationObject
@@ -29,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import v1_plan_runs
 from workflows.common import catalog, scheduled_time
 from workflows.plan_runs import SKELETON, Child, Gate, PlanRun, tick
-from workflows.replication import ReplicateWorkflow, replicate_id, replication_run_id
+from workflows.replication import ReplicateWorkflow
 
 
 @workflow.defn(name="ReplicationPlanTick")

@@ -27,10 +27,6 @@ from workflows.backup import SITE_HEARTBEAT, TRANSFER_HEARTBEAT
 from workflows.common import A, R, catalog, phase, record_job, retry, tag
 
 
-def restore_id(cluster: str, vm: str) -> str:
-    return f"restore/{cluster}/{vm}"
-
-
 @workflow.defn(name="Restore")
 class RestoreWorkflow:
     @workflow.run

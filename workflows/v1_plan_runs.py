@@ -17,6 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import CatalogApi, ReplicationCatalogApi
+    from models.ids import replicate_id, vm_backup_id
     from models.jobs import (
         Operation,
         PlanResultInput,
@@ -38,9 +39,9 @@ with workflow.unsafe.imports_passed_through():
     from models.restore_points import PointCreation
     from models.schedule import window_close
 
-from workflows.backup import VMBackupWorkflow, failure_text, vm_backup_id
+from workflows.backup import VMBackupWorkflow, failure_text
 from workflows.common import catalog, phase, record_job, tag, until_deadline
-from workflows.replication import ReplicateWorkflow, replicate_id
+from workflows.replication import ReplicateWorkflow
 
 ABORT_AT_WINDOW_END = "replication-abort-at-window-end"  # a timer at the window's end (abort_window_unfinished)
 
