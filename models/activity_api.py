@@ -260,4 +260,6 @@ class ReplicationCatalogApi(ABC):
     def exclude_from_plan(self, ref: ObjectRef) -> None: ...
 
 
-API: list[type] = [BackupApi, RestoreApi, ReplicationApi, SiteAdminApi, HealthApi, CatalogApi, ReplicationCatalogApi]
+# Which worker serves each interface: a site's (its queue) or the catalog's (the workflow queue).
+SITE_APIS: list[type] = [BackupApi, RestoreApi, ReplicationApi, SiteAdminApi, HealthApi]
+CATALOG_APIS: list[type] = [CatalogApi, ReplicationCatalogApi]
