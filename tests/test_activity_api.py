@@ -80,8 +80,9 @@ def registered() -> Iterator[tuple[dict[str, Callable[..., Any]], dict[str, Call
         catalog.close()
 
 
-def stubs(apis: list[type]) -> dict[str, Callable[..., Any]]:
-    return {definition(fn).name or "": fn for api in apis for fn in vars(api).values()
+def stubs(apis: list[type]) -> dict[str, tuple[type, Callable[..., Any]]]:
+    """activity name -> (interface, method)"""
+    return {definition(fn).name or "": (api, fn) for api in apis for fn in vars(api).values()
             if hasattr(fn, DEFINITION)}
 
 
@@ -95,9 +96,10 @@ def test_the_workers_register_what_they_did(registered: tuple[dict, dict]) -> No
 def test_every_interface_method_is_registered_with_its_signature(
         registered: tuple[dict, dict], apis: list[type], worker_index: int) -> None:
     served = registered[worker_index]
-    for name, stub in stubs(apis).items():
+    for name, (api, stub) in stubs(apis).items():
         assert name in served, f"{name!r} of models/activity_api.py is not registered on that queue's worker"
         impl = served[name]
+        assert isinstance(impl.__self__, api), f"{type(impl.__self__).__name__} must subclass {api.__name__}"
         assert typing.get_type_hints(impl) == typing.get_type_hints(stub), name
         assert list(inspect.signature(impl).parameters) == list(inspect.signature(stub).parameters)[1:], name
         got, want = definition(impl), definition(stub)  # what the SDK decodes arguments and results with
@@ -217,7 +219,7 @@ def recorded_results(path: Path) -> Iterator[tuple[str, Payload]]:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 def test_recorded_results_decode_as_the_interface_says(path: Path) -> None:
-    returns = {name: definition(fn).ret_type for name, fn in stubs(SITE_APIS + CATALOG_APIS).items()}
+    returns = {name: definition(fn).ret_type for name, (_, fn) in stubs(SITE_APIS + CATALOG_APIS).items()}
     converter = pydantic_data_converter.payload_converter
     for name, payload in recorded_results(path):
         if name in returns:
