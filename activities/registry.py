@@ -31,13 +31,14 @@ def activities_of(impl: object) -> list[Callable[..., Any]]:
     for attr in sorted(a for a in dir(cls) if not a.startswith("__")):
         fn = inspect.getattr_static(cls, attr)
         owner = next(c for c in cls.__mro__ if attr in vars(c))
-        stubs = [c for c in cls.__mro__ if c.__module__ == activity_api.__name__ and attr in vars(c)]
-        wanted = defined_name(vars(stubs[0])[attr]) if stubs else None
+        # the interface declaring `attr` as an activity, and that activity's name
+        interfaces = [c for c in cls.__mro__ if c.__module__ == activity_api.__name__ and attr in vars(c)]
+        wanted = defined_name(vars(interfaces[0])[attr]) if interfaces else None
         if owner.__module__ == activity_api.__name__ and wanted is not None:
             raise TypeError(f"{cls.__name__} does not implement activity {wanted!r} of {owner.__name__}")
         name = defined_name(fn)
         if wanted is not None and name != wanted:
-            raise TypeError(f"{cls.__name__}.{attr} implements activity {wanted!r} of {stubs[0].__name__} "
+            raise TypeError(f"{cls.__name__}.{attr} implements activity {wanted!r} of {interfaces[0].__name__} "
                             f"but is registered as {name!r}: give it @activity.defn(name={wanted!r})")
         if name is not None:
             out.append(getattr(impl, attr))
