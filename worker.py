@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from temporalio.client import Client
@@ -27,6 +29,7 @@ from activities.backup import BackupActivities
 from activities.catalog import CatalogActivities
 from activities.health import HealthActivities
 from activities.heartbeat import HeartbeatInterceptor
+from activities.registry import activities_of
 from activities.resources import Resources
 from activities.replication import ReplicationActivities
 from activities.replication_catalog import ReplicationCatalogActivities
@@ -43,31 +46,20 @@ log = structlog.get_logger("abdr.worker")
 ACTIVITY_THREADS = 16
 
 
-def site_activities(catalog: Catalog, site: str, settings: Settings) -> list:
+def site_activities(catalog: Catalog, site: str, settings: Settings) -> list[Callable[..., Any]]:
     """Every activity a site worker runs, bound to its injected catalog and drivers."""
     res = Resources(catalog, site, key_dir=settings.repository_keys())
     backup = BackupActivities(res)
-    restore = RestoreActivities(res)
-    admin = SiteAdminActivities(res, backup)
     rep = ReplicationActivities(res, settings.transport_secret(),
                                 str(settings.transport_ca) if settings.transport_ca else None)
-    return [
-        rep.ensure_replica, rep.pull_extents, rep.drop_snapshot, rep.rollback_vm, rep.power_state, rep.shutdown_vm,
-        rep.clone_vm_at, rep.delete_vm, rep.disk_digest, rep.replica_retention,
-        HealthActivities(catalog, site).site_worker_info,
-        backup.find_vm, backup.prepare_backup, backup.create_snapshot, backup.transfer_backup,
-        backup.cleanup_backup, backup.release_snapshot, backup.apply_retention,
-        restore.set_power, restore.apply_config, restore.create_vm_for_restore, restore.restore_disks,
-        admin.create_repository, admin.list_vms, admin.check_vms, admin.delete_restore_points, admin.maintain_repository,
-        admin.add_repository_key, admin.repository_findings,
-    ]
+    impls = [backup, RestoreActivities(res), SiteAdminActivities(res, backup), rep, HealthActivities(catalog, site)]
+    return [fn for impl in impls for fn in activities_of(impl)]
 
 
-def catalog_activities(catalog: Catalog, client: Client) -> list:
+def catalog_activities(catalog: Catalog, client: Client) -> list[Callable[..., Any]]:
     """Activities of the workflow queue: the catalog's, reachable while any site is down."""
-    cat = CatalogActivities(catalog)
-    return [cat.resolve_plan, cat.record_point, cat.set_plan_result, cat.record_job, cat.get_repository,
-            cat.resolve_restore, *AdminActivities(catalog).all(), *ReplicationCatalogActivities(catalog, client).all()]
+    impls = [CatalogActivities(catalog), AdminActivities(catalog), ReplicationCatalogActivities(catalog, client)]
+    return [fn for impl in impls for fn in activities_of(impl)]
 
 
 def start_transport(settings: Settings, catalog: Catalog, site: str) -> TransportServer:

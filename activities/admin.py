@@ -205,7 +205,3 @@ class AdminActivities:
             out.append({**obj.model_dump(mode="json"), "rpo_lag_s": obj.rpo_lag_seconds(now),
                         "transitions": transitions})
         return out
-
-    def all(self) -> list[Any]:
-        return [getattr(self, name) for name in dir(self)
-                if not name.startswith("_") and hasattr(getattr(self, name), "__temporal_activity_definition")]

@@ -19,6 +19,7 @@ from drivers.base import AlreadyExists, NotFound
 from drivers.repository import Repository
 from drivers.repository.errors import PointBusy, PointNotFound, RepositoryLocked
 from drivers.repository.manifest import check_point_id
+from models.activity_api import BackupApi
 from models.jobs import (
     BackupBase,
     CleanupInput,
@@ -43,7 +44,7 @@ CHECKPOINT_S = 2.0
 LOCK_WAIT_S = 60.0  # how long a point deletion waits for the repository's maintenance lock
 
 
-class BackupActivities:
+class BackupActivities(BackupApi):
     def __init__(self, res: Resources) -> None:
         self.res = res
 

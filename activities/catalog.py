@@ -7,6 +7,7 @@ from temporalio import activity
 
 from activities.errors import InvalidRequest, translate_errors
 from drivers.catalog.store import Catalog
+from models.activity_api import CatalogApi
 from models.jobs import (
     BackupBase,
     JobRecord,
@@ -25,7 +26,7 @@ from models.restore_points import RestorePointSummary
 from models.services import RepositorySpec
 
 
-class CatalogActivities:
+class CatalogActivities(CatalogApi):
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
 

@@ -8,11 +8,12 @@ import socket
 from temporalio import activity
 
 from drivers.catalog.store import Catalog
+from models.activity_api import HealthApi
 from models.health import HealthCheckInput, SiteWorkerInfo
 from models.queues import site_task_queue
 
 
-class HealthActivities:
+class HealthActivities(HealthApi):
     def __init__(self, catalog: Catalog, site: str) -> None:
         self.catalog = catalog
         self.site = site

@@ -21,6 +21,7 @@ from activities.slots import SlotRequest, holds_slot
 from drivers.base import NotFound, OperationTimeout
 from drivers.transport.client import TransportClient, batches
 from drivers.transport.protocol import ExtentsRequest, ReadRequest
+from models.activity_api import ReplicationApi
 from models.inventory import NIC, PowerState, ShutdownMode, VMConfig
 from models.replication_jobs import (
     CloneInput,
@@ -89,7 +90,7 @@ def replica_config(inp: EnsureReplicaInput) -> VMConfig:
                                   "description": f"abdr replica of {spec.source_cluster}/{src.name} (plan {spec.name})"})
 
 
-class ReplicationActivities:
+class ReplicationActivities(ReplicationApi):
     def __init__(self, res: Resources, token: str, ca: str | None = None) -> None:
         self.res = res
         self.token = token

@@ -9,6 +9,7 @@ from activities.errors import InvalidRequest, translate_errors
 from temporalio.client import Client
 
 from drivers.catalog.store import AlreadyExists, Catalog
+from models.activity_api import ReplicationCatalogApi
 from models.jobs import PlanResultInput
 from models.plans import PlanStatus
 from models.replication import IllegalTransition, ReplicationObject, ReplicationPlanSpec
@@ -40,7 +41,7 @@ def reverse_spec(spec: ReplicationPlanSpec, obj: ReplicationObject) -> Replicati
         "ip_mapping": [m.model_copy(update={"source_ip": m.target_ip, "target_ip": m.source_ip}) for m in spec.ip_mapping]})
 
 
-class ReplicationCatalogActivities:
+class ReplicationCatalogActivities(ReplicationCatalogApi):
     def __init__(self, catalog: Catalog, client: Client | None = None) -> None:
         self.catalog = catalog
         self.client = client
@@ -137,8 +138,3 @@ class ReplicationCatalogActivities:
             self.catalog.update_replication_plan(spec.model_copy(update={"vms": keep}))
         else:
             self.catalog.set_replication_plan_state(ref.plan, status=PlanStatus.STOPPED)
-
-    def all(self) -> list:
-        return [self.resolve_replication_plan, self.set_replication_plan_result, self.get_replica, self.change_replica,
-                self.replica_history, self.record_replica_point, self.find_replica_point, self.exclude_from_plan, self.create_reverse_plan]
-

@@ -13,6 +13,7 @@ from drivers.base import ClusterDriver
 from drivers.ratelimit import limit_iops
 from drivers.repository.manifest import DIGEST_LEN, ChunkTable, DiskManifest
 from drivers.repository.reader import DiskRestorer, RestoreProgress
+from models.activity_api import RestoreApi
 from models.inventory import PowerState, VMConfig
 from models.jobs import (
     CreateVMInput,
@@ -45,7 +46,7 @@ def known_content(driver: ClusterDriver, vm_id: str, disk: DiskManifest, base_sn
     return disk.model_copy(update={"chunks": ChunkTable(bytes(table))})
 
 
-class RestoreActivities:
+class RestoreActivities(RestoreApi):
     def __init__(self, res: Resources) -> None:
         self.res = res
 

@@ -15,6 +15,7 @@ from activities.backup import BackupActivities
 from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Progress
 from activities.resources import Resources
+from models.activity_api import SiteAdminApi
 from models.plans import VMRef
 from drivers.repository.progress import MaintenanceProgress
 from models.jobs import FINDINGS_SAMPLE, MaintenanceInput, MaintenanceResult
@@ -23,7 +24,7 @@ from models.retention import expired_points
 from models.services import RepositoryCreate, RepositoryFindingsQuery, RepositoryKeyFile, RepositorySpec
 
 
-class SiteAdminActivities:
+class SiteAdminActivities(SiteAdminApi):
     def __init__(self, res: Resources, backup: BackupActivities) -> None:
         self.res = res
         self.backup = backup

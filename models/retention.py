@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 from pydantic import model_validator
 
@@ -125,6 +125,13 @@ class ExpiredPoints(Strict):
 
     count: int
     first: list[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_id_list(cls, data: Any) -> Any:
+        # Retention passes recorded before this model returned every id; replaying their
+        # histories decodes those results as this.
+        return cls.of(data).model_dump() if isinstance(data, list) else data
 
     @classmethod
     def of(cls, ids: list[str], keep: int = 20) -> "ExpiredPoints":

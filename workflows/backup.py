@@ -4,30 +4,31 @@ Cancelled (window closed) or failed: the new snapshot and partial files are remo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import BackupApi, CatalogApi, activity_name
     from models.jobs import (
         CleanupInput,
         Operation,
         PrepareBackupInput,
-        PrepareBackupResult,
         RecordPointInput,
         RetentionInput,
         SnapshotInput,
         SnapshotRef,
         TransferInput,
-        TransferResult,
         VMBackupInput,
         VMBackupResult,
     )
     from models.queues import site_task_queue
     from models.restore_points import PointType
 
-from workflows.common import catalog, phase, retry, tag
+from workflows.common import A, R, catalog, phase, retry, tag
 
 TRANSFER_HEARTBEAT = timedelta(seconds=10)  # the SDK sends at most every 8 s
 # Every site activity heartbeats every few seconds (activities/heartbeat.py): a worker that
@@ -55,63 +56,60 @@ class VMBackupWorkflow:
         policy = retry(inp.max_retries, inp.retry_interval_s)
         tag(Operation.BACKUP, plan=inp.plan, vm=str(vm), site=inp.vm.site)
 
-        async def site(activity: str, arg: object, result_type: type | None = None, **kw: object) -> object:
-            opts = dict(start_to_close_timeout=timedelta(minutes=10), retry_policy=policy,
-                        heartbeat_timeout=SITE_HEARTBEAT)
-            opts.update(kw)
-            return await workflow.execute_activity(activity, arg, task_queue=queue, result_type=result_type,
-                                                   summary=f"{activity} {vm}", **opts)
+        async def site(activity: Callable[[Any, A], R], arg: A, *,
+                       start_to_close_timeout: timedelta = timedelta(minutes=10),
+                       heartbeat_timeout: timedelta = SITE_HEARTBEAT) -> R:
+            return await workflow.execute_activity_method(
+                activity, arg, task_queue=queue, summary=f"{activity_name(activity)} {vm}",
+                start_to_close_timeout=start_to_close_timeout, retry_policy=policy,
+                heartbeat_timeout=heartbeat_timeout)
 
         self._enter("prepare")
-        prep: PrepareBackupResult = await site(
-            "prepare_backup", PrepareBackupInput(plan=inp.plan, vm=vm, force_full=inp.force_full,
-                                                 full_reason=inp.full_reason), PrepareBackupResult)
+        prep = await site(BackupApi.prepare_backup, PrepareBackupInput(plan=inp.plan, vm=vm, force_full=inp.force_full,
+                                                                       full_reason=inp.full_reason))
         if prep.type == PointType.FULL:
             workflow.logger.info("full backup of %s: %s", vm, prep.reason)
         snap: SnapshotRef | None = None
         try:
             self._enter("snapshot")
-            snap = await site("create_snapshot", SnapshotInput(cluster=vm.cluster, vm_id=prep.vm_id,
-                                                               name=f"abdr-{inp.point_id}",
-                                                               consistency=inp.consistency), SnapshotRef)
+            snap = await site(BackupApi.create_snapshot, SnapshotInput(cluster=vm.cluster, vm_id=prep.vm_id,
+                                                                       name=f"abdr-{inp.point_id}",
+                                                                       consistency=inp.consistency))
             self._enter("transfer", f"{prep.type} backup of {vm} -> point {inp.point_id} ({prep.reason})")
-            moved: TransferResult = await site(
-                "transfer_backup",
+            moved = await site(
+                BackupApi.transfer_backup,
                 TransferInput(plan=inp.plan, point_id=inp.point_id, repository_path=inp.repository_path,
                               snapshot=snap, type=prep.type, creation=inp.creation, base=prep.base,
                               compression=inp.compression, created_at=workflow.now(), read_iops=inp.read_iops),
-                TransferResult, start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=TRANSFER_HEARTBEAT)
+                start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=TRANSFER_HEARTBEAT)
         except BaseException as e:
             # Stop or failure before the point exists: leave nothing behind that looks like a backup.
             self._enter("cleanup")
             # A cancel request was consumed by the await that raised; this activity still runs.
-            await site("cleanup_backup", CleanupInput(cluster=vm.cluster, vm_id=prep.vm_id,
-                                                      snapshot_id=snap.snapshot_id if snap else None,
-                                                      repository_path=inp.repository_path, point_id=inp.point_id))
+            await site(BackupApi.cleanup_backup, CleanupInput(cluster=vm.cluster, vm_id=prep.vm_id,
+                                                              snapshot_id=snap.snapshot_id if snap else None,
+                                                              repository_path=inp.repository_path,
+                                                              point_id=inp.point_id))
             raise e
         self._enter("commit")
-        await catalog("record_point", RecordPointInput(
+        await catalog(CatalogApi.record_point, RecordPointInput(
             plan=inp.plan, vm=vm, vm_config=snap.config, repository=inp.repository, point_id=inp.point_id, type=prep.type,
             creation=inp.creation, created_at=workflow.now(), snapshot_id=snap.snapshot_id,
             base_point_id=prep.base.point_id, logical_bytes=moved.logical_bytes, stored_bytes=moved.stored_bytes))
         if prep.base.snapshot_id and prep.base.snapshot_id != snap.snapshot_id:
             self._enter("rotate-base")
-            await site("release_snapshot", CleanupInput(cluster=vm.cluster, vm_id=prep.vm_id,
-                                                        snapshot_id=prep.base.snapshot_id,
-                                                        repository_path=inp.repository_path,
-                                                        point_id=prep.base.point_id or ""))
+            await site(BackupApi.release_snapshot, CleanupInput(cluster=vm.cluster, vm_id=prep.vm_id,
+                                                                snapshot_id=prep.base.snapshot_id,
+                                                                repository_path=inp.repository_path,
+                                                                point_id=prep.base.point_id or ""))
         if inp.retention is not None:
             self._enter("retention")
-            await site("apply_retention", RetentionInput(plan=inp.plan, vm=vm, repository=inp.repository,
-                                                         repository_path=inp.repository_path,
-                                                         retention=inp.retention))
+            await site(BackupApi.apply_retention, RetentionInput(plan=inp.plan, vm=vm, repository=inp.repository,
+                                                                 repository_path=inp.repository_path,
+                                                                 retention=inp.retention))
         self._enter("done")
         return VMBackupResult(vm=vm, ok=True, point_id=inp.point_id, type=prep.type, full_reason=prep.reason,
                               disks=moved.disks)
-
-
-def vm_backup_id(plan: str, cluster: str, vm: str) -> str:
-    return f"backup/{plan}/{cluster}/{vm}"
 
 
 def failure_text(err: BaseException) -> str:

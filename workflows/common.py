@@ -4,8 +4,9 @@ and the job record every operation writes. Deterministic; imports only temporali
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate, WorkflowIDReusePolicy
@@ -13,6 +14,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
+    from models.activity_api import CatalogApi, activity_name
     from models.jobs import JobRecord, Operation
     from models.queues import WORKFLOW_TASK_QUEUE
 
@@ -28,16 +30,23 @@ def retry(max_retries: int = 3, interval_s: int = 30) -> RetryPolicy:
                        non_retryable_error_types=NON_RETRYABLE)
 
 
+A = TypeVar("A")  # an activity's argument
+R = TypeVar("R")  # and its result, both read from its interface method (models/activity_api.py)
+
 # Catalog activities heartbeat too (the worker's ticker), so a dead worker costs 30 s, not 2 min.
-QUICK = dict(start_to_close_timeout=timedelta(minutes=2), heartbeat_timeout=timedelta(seconds=30),
-             retry_policy=retry(5, 1))
+CATALOG_TIMEOUT, CATALOG_HEARTBEAT, CATALOG_RETRY = timedelta(minutes=2), timedelta(seconds=30), retry(5, 1)
 
 
-async def catalog(activity: str, arg: Any, result_type: type | None = None, summary: str | None = None) -> Any:
+@overload
+async def catalog(activity: Callable[[Any, A], Awaitable[R]], arg: A, summary: str | None = None) -> R: ...
+@overload
+async def catalog(activity: Callable[[Any, A], R], arg: A, summary: str | None = None) -> R: ...
+async def catalog(activity: Callable[[Any, Any], Any], arg: Any, summary: str | None = None) -> Any:
     """Run a catalog activity (they live on the workflow queue: the catalog is central, and
-    they must work while a site is down)."""
-    return await workflow.execute_activity(activity, arg, task_queue=WORKFLOW_TASK_QUEUE, result_type=result_type,
-                                           summary=summary or activity, **QUICK)
+    they must work while a site is down), e.g. `catalog(CatalogApi.record_job, job)`."""
+    return await workflow.execute_activity_method(
+        activity, arg, task_queue=WORKFLOW_TASK_QUEUE, summary=summary or activity_name(activity),
+        start_to_close_timeout=CATALOG_TIMEOUT, heartbeat_timeout=CATALOG_HEARTBEAT, retry_policy=CATALOG_RETRY)
 
 
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
@@ -79,8 +88,9 @@ def phase(name: str, details: str = "") -> None:
 async def record_job(operation: Operation, status: str, *, plan: str | None = None, vm: str | None = None,
                      result: dict | None = None, finished: bool = False) -> None:
     info = workflow.info()
-    await catalog("record_job", JobRecord(workflow_id=info.workflow_id, run_id=info.run_id, operation=operation,
-                                          status=status, plan=plan, vm=vm, result=result, finished=finished))
+    await catalog(CatalogApi.record_job, JobRecord(workflow_id=info.workflow_id, run_id=info.run_id,
+                                                   operation=operation, status=status, plan=plan, vm=vm,
+                                                   result=result, finished=finished))
 
 
 async def before_deadline(work: asyncio.Future[Any], deadline: datetime, summary: str) -> bool:

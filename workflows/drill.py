@@ -15,13 +15,13 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import ReplicationApi, ReplicationCatalogApi
     from models.jobs import Operation
     from models.replication import ReplicaState
     from models.replication_jobs import (
         CloneInput,
         DrOperationResult,
         ObjectRef,
-        PowerStateReply,
         ReplicaPoint,
         ResolvedObject,
         VMAt,
@@ -36,10 +36,7 @@ from workflows.replica_state import change
 from workflows.sites import Sites, refuse
 
 COPY_HEARTBEAT = timedelta(seconds=30)  # the worker's ticker beats every 2 s while a copy runs
-
-
-def drill_id(plan: str, vm: str) -> str:
-    return f"drill/{plan}/{vm}"
+DIGEST_TIMEOUT = timedelta(hours=6)  # a digest reads every byte of the VM's disks
 
 
 @workflow.defn(name="FailoverTest")
@@ -59,7 +56,7 @@ class FailoverTestWorkflow:
     @workflow.run
     async def run(self, req: FailoverTestRequest) -> DrOperationResult:
         sites = Sites()
-        r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+        r = await catalog(ReplicationCatalogApi.get_replica, ObjectRef(plan=req.plan, vm=req.vm))
         if not workflow.patched(v1.CLAIM_FIRST):
             return await v1.failover_test(self, req, r, sites)
         spec, obj = r.spec, r.obj
@@ -87,7 +84,7 @@ class FailoverTestWorkflow:
         finally:
             phase("cleanup", name)
             if copy_id:
-                await sites.call(tgt, "delete_vm", VMAt(cluster=spec.target_cluster, vm_id=copy_id))
+                await sites.call(tgt, ReplicationApi.delete_vm, VMAt(cluster=spec.target_cluster, vm_id=copy_id))
             state = await self.end_drill(req, point)
         result = DrOperationResult(operation="failover_test", plan=req.plan, vm=req.vm, state=state,
                                    point_id=point.point_id, details={**self._evidence, "tested": healthy})
@@ -100,8 +97,8 @@ class FailoverTestWorkflow:
         phase("copy", f"{r.obj.replica} @ {point.point_id} -> {name} on {network}")
         cluster = r.spec.target_cluster
         source = VMAt(cluster=cluster, vm_id=r.obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
-        copy_id: str = await sites.call(r.spec.target_site, "clone_vm_at", CloneInput(
-            source=source, name=name, network=network), str,
+        copy_id = await sites.call(r.spec.target_site, ReplicationApi.clone_vm_at, CloneInput(
+            source=source, name=name, network=network),
             start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=COPY_HEARTBEAT)
         await sites.power(r.spec.target_site, VMAt(cluster=cluster, vm_id=copy_id), on=True)
         return copy_id
@@ -112,10 +109,11 @@ class FailoverTestWorkflow:
         tgt, cluster = r.spec.target_site, r.spec.target_cluster
         copy = VMAt(cluster=cluster, vm_id=copy_id)
         source = VMAt(cluster=cluster, vm_id=r.obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
-        state: PowerStateReply = await sites.call(tgt, "power_state", copy, PowerStateReply)
-        digest = dict(start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=COPY_HEARTBEAT)
-        booted = await sites.call(tgt, "disk_digest", copy, dict, **digest)
-        expected = await sites.call(tgt, "disk_digest", source, dict, **digest)
+        state = await sites.call(tgt, ReplicationApi.power_state, copy)
+        booted = await sites.call(tgt, ReplicationApi.disk_digest, copy, start_to_close_timeout=DIGEST_TIMEOUT,
+                                  heartbeat_timeout=COPY_HEARTBEAT)
+        expected = await sites.call(tgt, ReplicationApi.disk_digest, source, start_to_close_timeout=DIGEST_TIMEOUT,
+                                    heartbeat_timeout=COPY_HEARTBEAT)
         self._evidence = {"point": point.point_id, "test_vm": name, "network": network,
                           "power_state": state.state, "disks_match_point": booted == expected,
                           "disk_digests": booted, "checked_at": workflow.now().isoformat()}
@@ -130,5 +128,5 @@ class FailoverTestWorkflow:
             return obj.state
         except ActivityError as e:
             phase("cleanup", f"replica left as it is: {failure_text(e)}")
-            r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+            r = await catalog(ReplicationCatalogApi.get_replica, ObjectRef(plan=req.plan, vm=req.vm))
             return r.obj.state

@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import ReplicationCatalogApi
     from models.inventory import ShutdownMode
     from models.jobs import Operation, SnapshotRef
     from models.replication import ReplicaState
@@ -56,7 +57,7 @@ class FailbackWorkflow:
     @workflow.run
     async def run(self, req: FailbackRequest) -> DrOperationResult:
         sites = Sites()
-        r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+        r = await catalog(ReplicationCatalogApi.get_replica, ObjectRef(plan=req.plan, vm=req.vm))
         if not workflow.patched(v1.CLAIM_FIRST):
             return await v1.failback(req, r, sites)
         spec, obj = r.spec, r.obj
@@ -106,7 +107,7 @@ class FailbackWorkflow:
         phase("switch", f"{obj.source} takes over again")
         base: SnapshotRef = await sites.snapshot(src, original, f"abdr-rep-fb-{stamp}", spec.consistency)
         point_id = f"{req.vm}.fb{stamp}"
-        await catalog("record_replica_point", ReplicaPointRecord(
+        await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
             plan=req.plan, replica=obj.replica, point_id=point_id, snapshot_id=s2.snapshot_id,
             creation=PointCreation.FAILBACK, created_at=workflow.now(), config=s2.config,
             logical_bytes=final.disk_bytes, stored_bytes=pre.moved_bytes + final.moved_bytes))
@@ -142,7 +143,7 @@ class PermanentFailoverWorkflow:
     @workflow.run
     async def run(self, req: PermanentFailoverRequest) -> DrOperationResult:
         sites = Sites()
-        r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+        r = await catalog(ReplicationCatalogApi.get_replica, ObjectRef(plan=req.plan, vm=req.vm))
         if not workflow.patched(v1.CLAIM_FIRST):
             return await v1.permanent_failover(req, r, sites)
         spec, obj = r.spec, r.obj
@@ -161,7 +162,7 @@ class PermanentFailoverWorkflow:
             await release(req.plan, req.vm, reason=f"permanent failover failed: {failure_text(e)}"[:1000])
             raise
         obj = await release(req.plan, req.vm, ReplicaState.PERMANENT_FAILOVER, "permanent failover")
-        await catalog("exclude_from_plan", ObjectRef(plan=req.plan, vm=req.vm))
+        await catalog(ReplicationCatalogApi.exclude_from_plan, ObjectRef(plan=req.plan, vm=req.vm))
         result = DrOperationResult(operation="permanent_failover", plan=req.plan, vm=req.vm, state=obj.state,
                                    details=details)
         await record_job(Operation.PERMANENT_FAILOVER, "SUCCESS", plan=req.plan, vm=req.vm,
@@ -182,9 +183,10 @@ class PermanentFailoverWorkflow:
             remote_base=obj.failover_snapshot, local=original, local_base=obj.source_snapshot,
             compression=spec.compression))
         rsnap = await sites.snapshot(spec.source_site, original, f"abdr-rp-rp-{stamp}", spec.consistency)
-        reverse = await catalog("create_reverse_plan", ObjectRef(plan=r.spec.name, vm=obj.source.vm), str)
+        reverse = await catalog(ReplicationCatalogApi.create_reverse_plan,
+                                ObjectRef(plan=r.spec.name, vm=obj.source.vm))
         point_id = f"{obj.replica.vm}.rp{stamp}"
-        await catalog("record_replica_point", ReplicaPointRecord(
+        await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
             plan=reverse, replica=obj.source, point_id=point_id, snapshot_id=rsnap.snapshot_id,
             creation=PointCreation.MANUAL, created_at=workflow.now(), config=rsnap.config,
             logical_bytes=moved.disk_bytes, stored_bytes=moved.moved_bytes))

@@ -15,6 +15,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import ReplicationCatalogApi
+    from models.ids import replicate_id
     from models.inventory import ShutdownMode
     from models.jobs import Operation
     from models.replication import ReplicaState
@@ -36,18 +38,14 @@ from workflows import v1
 from workflows.backup import failure_text
 from workflows.common import catalog, phase, record_job, tag
 from workflows.replica_state import claim, hold, me, release
-from workflows.replication import ReplicateWorkflow, replicate_id
+from workflows.replication import ReplicateWorkflow
 from workflows.sites import Sites, refuse
 
 FAILOVER_FROM = (ReplicaState.READY, ReplicaState.FAILOVER_TEST)
 
 
-def dr_id(plan: str, vm: str) -> str:
-    return f"dr/{plan}/{vm}"
-
-
 async def find_point(plan: str, vm: str, point: str) -> ReplicaPoint:
-    return await catalog("find_replica_point", PointQuery(plan=plan, vm=vm, point=point), ReplicaPoint)
+    return await catalog(ReplicationCatalogApi.find_replica_point, PointQuery(plan=plan, vm=vm, point=point))
 
 
 async def ensure_source_stopped(sites: Sites, r: ResolvedObject) -> str:
@@ -68,7 +66,7 @@ class FailoverWorkflow:
     @workflow.run
     async def run(self, req: FailoverRequest) -> DrOperationResult:
         sites = Sites()
-        r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+        r = await catalog(ReplicationCatalogApi.get_replica, ObjectRef(plan=req.plan, vm=req.vm))
         if not workflow.patched(v1.CLAIM_FIRST):
             return await v1.failover(req, r, sites, ReplicateWorkflow.run, replicate_id)
         spec, obj = r.spec, r.obj
@@ -167,7 +165,7 @@ class UndoFailoverWorkflow:
     @workflow.run
     async def run(self, req: UndoFailoverRequest) -> DrOperationResult:
         sites = Sites()
-        r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=req.plan, vm=req.vm), ResolvedObject)
+        r = await catalog(ReplicationCatalogApi.get_replica, ObjectRef(plan=req.plan, vm=req.vm))
         if not workflow.patched(v1.CLAIM_FIRST):
             return await v1.undo_failover(req, r, sites)
         spec, obj = r.spec, r.obj

@@ -8,6 +8,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import HealthApi
     from models.health import HealthCheckInput, SiteWorkerInfo
     from models.queues import site_task_queue
 
@@ -16,11 +17,10 @@ with workflow.unsafe.imports_passed_through():
 class HealthCheckWorkflow:
     @workflow.run
     async def run(self, req: HealthCheckInput) -> SiteWorkerInfo:
-        return await workflow.execute_activity(
-            "site_worker_info",
+        return await workflow.execute_activity_method(
+            HealthApi.site_worker_info,
             req,
             task_queue=site_task_queue(req.site),
             start_to_close_timeout=timedelta(seconds=10),
             schedule_to_close_timeout=timedelta(seconds=20),
-            result_type=SiteWorkerInfo,
         )

@@ -8,9 +8,9 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import CatalogApi, SiteAdminApi
     from models.jobs import MaintenanceInput, MaintenanceResult, Operation
     from models.queues import site_task_queue
-    from models.services import RepositorySpec
 
 from workflows.common import catalog, phase, record_job, retry, tag
 
@@ -24,13 +24,13 @@ class RepositoryMaintenanceWorkflow:
     @workflow.run
     async def run(self, inp: MaintenanceInput) -> MaintenanceResult:
         tag(Operation.MAINTENANCE, phase="resolve")
-        repo: RepositorySpec = await catalog("get_repository", inp, RepositorySpec)
+        repo = await catalog(CatalogApi.get_repository, inp)
         tag(Operation.MAINTENANCE, site=repo.site)
         await record_job(Operation.MAINTENANCE, "RUNNING")
         steps = ", ".join(s for s, on in (("prune", inp.prune), ("verify", inp.verify), ("gc", inp.gc)) if on)
         phase("maintain", f"{steps} on repository {repo.name}")
-        result: MaintenanceResult = await workflow.execute_activity(
-            "maintain_repository", inp, task_queue=site_task_queue(repo.site), result_type=MaintenanceResult,
+        result = await workflow.execute_activity_method(
+            SiteAdminApi.maintain_repository, inp, task_queue=site_task_queue(repo.site),
             start_to_close_timeout=timedelta(hours=12), heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=retry(2, 60), summary=f"{steps} {repo.name}")
         status = "SUCCESS" if not result.damaged else "DAMAGED"

@@ -12,6 +12,8 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import CatalogApi
+    from models.ids import plan_run_id, vm_backup_id
     from models.jobs import (
         Operation,
         PlanResultInput,
@@ -27,13 +29,9 @@ with workflow.unsafe.imports_passed_through():
     from models.restore_points import PointCreation
 
 from workflows import v1_plan_runs
-from workflows.backup import VMBackupWorkflow, vm_backup_id
+from workflows.backup import VMBackupWorkflow
 from workflows.common import catalog, scheduled_time
 from workflows.plan_runs import SKELETON, Child, Gate, PlanRun, tick
-
-
-def plan_run_id(plan: str) -> str:
-    return f"backup-plan/{plan}"
 
 
 @workflow.defn(name="BackupPlanTick")
@@ -59,10 +57,10 @@ class BackupPlanRunWorkflow(PlanRun[PlanRunInput, ResolvedPlan, ResolvedVM, VMBa
         return await self.execute(inp)
 
     async def resolve(self, inp: PlanRunInput) -> ResolvedPlan:
-        return await catalog("resolve_plan", inp, ResolvedPlan)
+        return await catalog(CatalogApi.resolve_plan, inp)
 
     async def record_result(self, plan: str, result: RunResult, at: datetime) -> None:
-        await catalog("set_plan_result", PlanResultInput(plan=plan, result=result, at=at))
+        await catalog(CatalogApi.set_plan_result, PlanResultInput(plan=plan, result=result, at=at))
 
     def gate(self, plan: ResolvedPlan) -> Gate:
         return Gate(paused=plan.paused, window=plan.window, time_zone=plan.time_zone, max_jobs=plan.max_parallel)

@@ -6,10 +6,12 @@ leaves everything as it was. Deterministic; imports only temporalio + models."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import ReplicationCatalogApi
     from models.replication import ReplicaState, ReplicationObject
     from models.replication_jobs import Claim, ObjectChange
 
@@ -23,13 +25,13 @@ def me() -> str:
 
 async def change(plan: str, vm: str, to: ReplicaState | None = None, reason: str = "", *,
                  expect: Iterable[ReplicaState] | None = None, claim: Claim | None = None,
-                 owner: str | None = None, **updates: object) -> ReplicationObject:
+                 owner: str | None = None, **updates: Any) -> ReplicationObject:
     """One compare-and-set change (see ObjectChange); a retried activity applies it once."""
     last = updates.pop("last_point_at", None)
-    return await catalog("change_replica", ObjectChange(
+    return await catalog(ReplicationCatalogApi.change_replica, ObjectChange(
         plan=plan, vm=vm, to=to, reason=reason, at=workflow.now(), updates=updates, last_point_at=last,
         expect=list(expect) if expect is not None else None, claim=claim, owner=owner or me(),
-        change_id=f"{me()}/{workflow.uuid4()}"), ReplicationObject)
+        change_id=f"{me()}/{workflow.uuid4()}"))
 
 
 async def claim(plan: str, vm: str, expect: Iterable[ReplicaState], to: ReplicaState | None = None,
@@ -39,12 +41,12 @@ async def claim(plan: str, vm: str, expect: Iterable[ReplicaState], to: ReplicaS
 
 
 async def release(plan: str, vm: str, to: ReplicaState | None = None, reason: str = "",
-                  owner: str | None = None, **updates: object) -> ReplicationObject:
+                  owner: str | None = None, **updates: Any) -> ReplicationObject:
     """Let go of the replica, moving it `to` (and setting refs) in the same transaction."""
     return await change(plan, vm, to, reason, claim=Claim.RELEASE, owner=owner, **updates)
 
 
 async def hold(plan: str, vm: str, to: ReplicaState | None = None, reason: str = "",
-               owner: str | None = None, **updates: object) -> ReplicationObject:
+               owner: str | None = None, **updates: Any) -> ReplicationObject:
     """Change the replica while keeping the claim (refused if the claim is not ours)."""
     return await change(plan, vm, to, reason, claim=Claim.HOLD, owner=owner, **updates)

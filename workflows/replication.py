@@ -11,6 +11,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import BackupApi, ReplicationApi, ReplicationCatalogApi
     from models.jobs import Operation, SnapshotRef
     from models.replication import ReplicaState, ReplicationObject
     from models.replication_jobs import (
@@ -21,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
         ReplicaRetentionInput,
         ReplicateInput,
         ReplicateResult,
-        ResolvedObject,
         VMAt,
     )
 
@@ -34,14 +34,6 @@ from workflows.sites import Sites, refuse
 REPLICABLE = {ReplicaState.NOT_READY, ReplicaState.READY, ReplicaState.FAILOVER_TEST}
 
 
-def replication_run_id(plan: str) -> str:
-    return f"replication-plan/{plan}"
-
-
-def replicate_id(plan: str, vm: str) -> str:
-    return f"replication/{plan}/{vm}"
-
-
 @workflow.defn(name="Replicate")
 class ReplicateWorkflow:
     """Claim the replica, snapshot the source, pull the changes into the replica, snapshot
@@ -52,7 +44,7 @@ class ReplicateWorkflow:
     async def run(self, inp: ReplicateInput) -> ReplicateResult:
         spec = inp.spec
         sites = Sites(inp.max_retries, inp.retry_interval_s)
-        r: ResolvedObject = await catalog("get_replica", ObjectRef(plan=spec.name, vm=inp.vm), ResolvedObject)
+        r = await catalog(ReplicationCatalogApi.get_replica, ObjectRef(plan=spec.name, vm=inp.vm))
         if not workflow.patched(v1.CLAIM_FIRST):
             return await v1.replicate(inp, r, sites)
         obj = r.obj
@@ -73,10 +65,10 @@ class ReplicateWorkflow:
         snap: SnapshotRef | None = None
         try:
             phase("snapshot", f"{obj.source} on site {src}")
-            source.vm_id = await sites.call(src, "find_vm", obj.source, str, reach=timedelta(minutes=5))
+            source.vm_id = await sites.call(src, BackupApi.find_vm, obj.source, reach=timedelta(minutes=5))
             snap = await sites.snapshot(src, source, f"abdr-rep-{inp.point_id}", spec.consistency)
-            replica_vm_id: str = await sites.call(tgt, "ensure_replica", EnsureReplicaInput(
-                spec=spec, replica=obj.replica, source_config=snap.config, known_vm_id=obj.replica_vm_id), str)
+            replica_vm_id = await sites.call(tgt, ReplicationApi.ensure_replica, EnsureReplicaInput(
+                spec=spec, replica=obj.replica, source_config=snap.config, known_vm_id=obj.replica_vm_id))
             replica = VMAt(cluster=spec.target_cluster, vm_id=replica_vm_id)
             base = obj.source_snapshot if obj.replica_point else None
             phase("transfer", f"{'changes since the last point' if base else 'initial seed'} -> {obj.replica}")
@@ -86,7 +78,7 @@ class ReplicateWorkflow:
             phase("replica-point")
             rsnap = await sites.snapshot(tgt, replica, f"abdr-rp-{inp.point_id}", spec.consistency)
             now = workflow.now()
-            await catalog("record_replica_point", ReplicaPointRecord(
+            await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
                 plan=spec.name, replica=obj.replica, point_id=inp.point_id, snapshot_id=rsnap.snapshot_id,
                 creation=inp.creation, created_at=now, config=rsnap.config, logical_bytes=moved.disk_bytes,
                 stored_bytes=moved.moved_bytes))
@@ -102,7 +94,7 @@ class ReplicateWorkflow:
                            last_point_at=now)
         if r.obj.source_snapshot and r.obj.source_snapshot != snap.snapshot_id:
             await sites.drop_snapshot(src, source, r.obj.source_snapshot)
-        await sites.call(tgt, "replica_retention", ReplicaRetentionInput(
+        await sites.call(tgt, ReplicationApi.replica_retention, ReplicaRetentionInput(
             plan=spec.name, replica=obj.replica, replica_vm_id=replica_vm_id, keep_snapshot=inp.point_id))
         phase("done")
         return ReplicateResult(vm=obj.source, ok=True, point_id=inp.point_id, seeded=base is None,

@@ -12,6 +12,8 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import ReplicationCatalogApi
+    from models.ids import replicate_id, replication_run_id
     from models.jobs import Operation, PlanResultInput
     from models.plans import RunResult, VMRef
     from models.replication import ReplicationObject
@@ -28,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import v1_plan_runs
 from workflows.common import catalog, scheduled_time
 from workflows.plan_runs import SKELETON, Child, Gate, PlanRun, tick
-from workflows.replication import ReplicateWorkflow, replicate_id, replication_run_id
+from workflows.replication import ReplicateWorkflow
 
 
 @workflow.defn(name="ReplicationPlanTick")
@@ -55,10 +57,11 @@ class ReplicationPlanRunWorkflow(
         return await self.execute(inp)
 
     async def resolve(self, inp: ReplicationRunInput) -> ResolvedReplicationPlan:
-        return await catalog("resolve_replication_plan", inp, ResolvedReplicationPlan)
+        return await catalog(ReplicationCatalogApi.resolve_replication_plan, inp)
 
     async def record_result(self, plan: str, result: RunResult, at: datetime) -> None:
-        await catalog("set_replication_plan_result", PlanResultInput(plan=plan, result=result, at=at))
+        await catalog(ReplicationCatalogApi.set_replication_plan_result,
+                      PlanResultInput(plan=plan, result=result, at=at))
 
     def gate(self, plan: ResolvedReplicationPlan) -> Gate:
         return Gate(paused=plan.paused, window=plan.spec.window, time_zone=plan.spec.schedule.time_zone,

@@ -3,18 +3,19 @@ point's configuration, start if asked) or REBUILD as a new VM on a chosen cluste
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import BackupApi, CatalogApi, RestoreApi, activity_name
     from models.jobs import (
         CreateVMInput,
         Operation,
         PowerInput,
-        ResolvedRestore,
         RestoreDisksInput,
-        RestoreDisksResult,
         RestoreInput,
         RestoreResult,
         SnapshotRef,
@@ -23,11 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from models.requests import RestoreMode
 
 from workflows.backup import SITE_HEARTBEAT, TRANSFER_HEARTBEAT
-from workflows.common import catalog, phase, record_job, retry, tag
-
-
-def restore_id(cluster: str, vm: str) -> str:
-    return f"restore/{cluster}/{vm}"
+from workflows.common import A, R, catalog, phase, record_job, retry, tag
 
 
 @workflow.defn(name="Restore")
@@ -36,38 +33,39 @@ class RestoreWorkflow:
     async def run(self, inp: RestoreInput) -> RestoreResult:
         req = inp.request
         tag(Operation.RESTORE, phase="resolve")
-        r: ResolvedRestore = await catalog("resolve_restore", inp, ResolvedRestore)
+        r = await catalog(CatalogApi.resolve_restore, inp)
         tag(Operation.RESTORE, vm=str(r.target), site=r.site, plan=None)
         queue = site_task_queue(r.site)
 
-        async def site(activity: str, arg: object, result_type: type | None = None, **kw: object) -> object:
-            opts = dict(start_to_close_timeout=timedelta(minutes=10), retry_policy=retry(),
-                        heartbeat_timeout=SITE_HEARTBEAT)
-            opts.update(kw)
-            return await workflow.execute_activity(activity, arg, task_queue=queue, result_type=result_type,
-                                                   summary=f"{activity} {r.target}", **opts)
+        async def site(activity: Callable[[Any, A], R], arg: A, *,
+                       start_to_close_timeout: timedelta = timedelta(minutes=10),
+                       heartbeat_timeout: timedelta = SITE_HEARTBEAT) -> R:
+            return await workflow.execute_activity_method(
+                activity, arg, task_queue=queue, summary=f"{activity_name(activity)} {r.target}",
+                start_to_close_timeout=start_to_close_timeout, retry_policy=retry(),
+                heartbeat_timeout=heartbeat_timeout)
 
         await record_job(Operation.RESTORE, "RUNNING", vm=str(r.target))
         if req.mode == RestoreMode.INPLACE:
             phase("power-off", f"{r.target}")
-            vm_id = await site("find_vm", r.target, str)
-            await site("set_power", PowerInput(cluster=r.target.cluster, vm_id=vm_id, on=False))
+            vm_id = await site(BackupApi.find_vm, r.target)
+            await site(RestoreApi.set_power, PowerInput(cluster=r.target.cluster, vm_id=vm_id, on=False))
             phase("configure", "the point's configuration")
-            await site("apply_config", SnapshotRef(cluster=r.target.cluster, vm_id=vm_id, snapshot_id="",
-                                                   config=r.config))
+            await site(RestoreApi.apply_config, SnapshotRef(cluster=r.target.cluster, vm_id=vm_id, snapshot_id="",
+                                                            config=r.config))
         else:
             phase("create-vm", f"{r.target} from point {r.point_id}")
-            created: SnapshotRef = await site("create_vm_for_restore", CreateVMInput(
-                cluster=r.target.cluster, config=r.config, network_mapping=req.network_mapping), SnapshotRef)
+            created = await site(RestoreApi.create_vm_for_restore, CreateVMInput(
+                cluster=r.target.cluster, config=r.config, network_mapping=req.network_mapping))
             vm_id = created.vm_id
         phase("write", f"point {r.point_id} -> {r.target}")
-        written: RestoreDisksResult = await site(
-            "restore_disks", RestoreDisksInput(restore=r, vm_id=vm_id, new_vm=req.mode == RestoreMode.REBUILD), RestoreDisksResult,
+        written = await site(
+            RestoreApi.restore_disks, RestoreDisksInput(restore=r, vm_id=vm_id, new_vm=req.mode == RestoreMode.REBUILD),
             # Short: the server sees durable progress every 8 s (the core throttles heartbeats to 80%).
             start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=TRANSFER_HEARTBEAT)
         if req.power_on:
             phase("power-on")
-            await site("set_power", PowerInput(cluster=r.target.cluster, vm_id=vm_id, on=True))
+            await site(RestoreApi.set_power, PowerInput(cluster=r.target.cluster, vm_id=vm_id, on=True))
         result = RestoreResult(point_id=r.point_id, vm=r.target, vm_id=vm_id, written_bytes=written.written_bytes,
                                total_bytes=written.total_bytes, powered_on=req.power_on)
         await record_job(Operation.RESTORE, "SUCCESS", vm=str(r.target), result=result.model_dump(mode="json"),

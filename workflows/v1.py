@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import BackupApi, ReplicationApi, ReplicationCatalogApi, RestoreApi
     from models.inventory import ShutdownMode
     from models.jobs import Operation, PowerInput, SnapshotInput, SnapshotRef
     from models.replication import ReplicaState, ReplicationObject
@@ -62,16 +63,16 @@ async def change(plan: str, vm: str, to: ReplicaState | None = None, reason: str
                  **updates: Any) -> ReplicationObject:
     """v1's unconditional change (no expected state, no claim)."""
     last = updates.pop("last_point_at", None)
-    return await catalog("change_replica", ObjectChange(plan=plan, vm=vm, to=to, reason=reason, at=workflow.now(),
-                                                        updates=updates, last_point_at=last), ReplicationObject)
+    return await catalog(ReplicationCatalogApi.change_replica, ObjectChange(
+        plan=plan, vm=vm, to=to, reason=reason, at=workflow.now(), updates=updates, last_point_at=last))
 
 
 async def source_power(sites: Any, r: ResolvedObject) -> PowerStateReply:
     if not r.obj.source_vm_id:
         return PowerStateReply(state="UNKNOWN", reachable=False)
     try:
-        return await sites.call(r.spec.source_site, "power_state",
-                                VMAt(cluster=r.spec.source_cluster, vm_id=r.obj.source_vm_id), PowerStateReply,
+        return await sites.call(r.spec.source_site, ReplicationApi.power_state,
+                                VMAt(cluster=r.spec.source_cluster, vm_id=r.obj.source_vm_id),
                                 reach=PROBE, start_to_close_timeout=PROBE)
     except ActivityError:
         return PowerStateReply(state="UNKNOWN", reachable=False)
@@ -86,16 +87,16 @@ async def replicate(inp: ReplicateInput, r: ResolvedObject, sites: Any, replicat
                                type="InvalidState", non_retryable=True)
     src, tgt = spec.source_site, spec.target_site
     phase("snapshot", f"{obj.source} on site {src}")
-    source_vm_id: str = await sites.call(src, "find_vm", obj.source, str, reach=timedelta(minutes=5))
-    snap: SnapshotRef = await sites.call(src, "create_snapshot", SnapshotInput(
+    source_vm_id: str = await sites.call(src, BackupApi.find_vm, obj.source, reach=timedelta(minutes=5))
+    snap: SnapshotRef = await sites.call(src, BackupApi.create_snapshot, SnapshotInput(
         cluster=spec.source_cluster, vm_id=source_vm_id, name=f"abdr-rep-{inp.point_id}",
-        consistency=spec.consistency), SnapshotRef)
+        consistency=spec.consistency))
     drilling = obj.state == ReplicaState.FAILOVER_TEST
     if not drilling:
         await change(spec.name, inp.vm, ReplicaState.REPLICATING, f"run {inp.point_id}")
     try:
-        replica_vm_id: str = await sites.call(tgt, "ensure_replica", EnsureReplicaInput(
-            spec=spec, replica=obj.replica, source_config=snap.config, known_vm_id=obj.replica_vm_id), str)
+        replica_vm_id: str = await sites.call(tgt, ReplicationApi.ensure_replica, EnsureReplicaInput(
+            spec=spec, replica=obj.replica, source_config=snap.config, known_vm_id=obj.replica_vm_id))
         base = obj.source_snapshot if obj.replica_point else None
         phase("transfer", f"{'changes since the last point' if base else 'initial seed'} -> {obj.replica}")
         moved = await sites.pull(tgt, PullInput(
@@ -104,18 +105,18 @@ async def replicate(inp: ReplicateInput, r: ResolvedObject, sites: Any, replicat
             remote_base=base, local=VMAt(cluster=spec.target_cluster, vm_id=replica_vm_id),
             bandwidth_mbps=inp.bandwidth_mbps))
         phase("replica-point")
-        rsnap: SnapshotRef = await sites.call(tgt, "create_snapshot", SnapshotInput(
+        rsnap: SnapshotRef = await sites.call(tgt, BackupApi.create_snapshot, SnapshotInput(
             cluster=spec.target_cluster, vm_id=replica_vm_id, name=f"abdr-rp-{inp.point_id}",
-            consistency=spec.consistency), SnapshotRef)
+            consistency=spec.consistency))
         now = workflow.now()
-        await catalog("record_replica_point", ReplicaPointRecord(
+        await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
             plan=spec.name, replica=obj.replica, point_id=inp.point_id, snapshot_id=rsnap.snapshot_id,
             creation=inp.creation, created_at=now, config=rsnap.config, logical_bytes=moved.disk_bytes,
             stored_bytes=moved.moved_bytes))
     except BaseException:
-        await sites.call(src, "drop_snapshot", SnapshotDrop(at=VMAt(cluster=spec.source_cluster,
-                                                                    vm_id=source_vm_id,
-                                                                    snapshot_id=snap.snapshot_id)),
+        await sites.call(src, ReplicationApi.drop_snapshot, SnapshotDrop(at=VMAt(cluster=spec.source_cluster,
+                                                                                 vm_id=source_vm_id,
+                                                                                 snapshot_id=snap.snapshot_id)),
                          reach=timedelta(minutes=5))
         if not drilling:
             back = ReplicaState.READY if obj.replica_point else ReplicaState.NOT_READY
@@ -125,9 +126,9 @@ async def replicate(inp: ReplicateInput, r: ResolvedObject, sites: Any, replicat
                  source_snapshot=snap.snapshot_id, replica_point=inp.point_id, source_vm_id=source_vm_id,
                  replica_vm_id=replica_vm_id, last_point_at=now)
     if obj.source_snapshot and obj.source_snapshot != snap.snapshot_id:
-        await sites.call(src, "drop_snapshot", SnapshotDrop(at=VMAt(
+        await sites.call(src, ReplicationApi.drop_snapshot, SnapshotDrop(at=VMAt(
             cluster=spec.source_cluster, vm_id=source_vm_id, snapshot_id=obj.source_snapshot)))
-    await sites.call(tgt, "replica_retention", ReplicaRetentionInput(
+    await sites.call(tgt, ReplicationApi.replica_retention, ReplicaRetentionInput(
         plan=spec.name, replica=obj.replica, replica_vm_id=replica_vm_id, keep_snapshot=inp.point_id))
     phase("done")
     return ReplicateResult(vm=obj.source, ok=True, point_id=inp.point_id, seeded=base is None,
@@ -144,9 +145,9 @@ async def failover(req: FailoverRequest, r: ResolvedObject, sites: Any, replicat
     if req.source_shutdown != ShutdownMode.NONE:
         phase("fence-source", f"{req.source_shutdown} {obj.source}")
         try:
-            await sites.call(spec.source_site, "shutdown_vm", ShutdownInput(
+            await sites.call(spec.source_site, ReplicationApi.shutdown_vm, ShutdownInput(
                 at=VMAt(cluster=spec.source_cluster, vm_id=obj.source_vm_id or ""), mode=req.source_shutdown,
-                timeout_s=req.shutdown_timeout_s), PowerStateReply,
+                timeout_s=req.shutdown_timeout_s),
                 reach=timedelta(seconds=req.shutdown_timeout_s * 2 + 60),
                 start_to_close_timeout=timedelta(seconds=req.shutdown_timeout_s + 60))
         except ActivityError as e:
@@ -162,8 +163,8 @@ async def failover(req: FailoverRequest, r: ResolvedObject, sites: Any, replicat
             id=replicate_id(spec.name, req.vm))
         point_arg = synced.point_id or ""
         details["final_sync_bytes"] = synced.moved_bytes
-    point: ReplicaPoint = await catalog("find_replica_point", PointQuery(plan=req.plan, vm=req.vm, point=point_arg),
-                                        ReplicaPoint)
+    point: ReplicaPoint = await catalog(ReplicationCatalogApi.find_replica_point,
+                                        PointQuery(plan=req.plan, vm=req.vm, point=point_arg))
     src = await source_power(sites, r)
     if src.reachable and src.state == "RUNNING":
         raise refuse(f"failover refused: the source VM {obj.source} is running; stop it or choose a "
@@ -171,16 +172,16 @@ async def failover(req: FailoverRequest, r: ResolvedObject, sites: Any, replicat
     details.setdefault("source", "stopped" if src.reachable else "unreachable (not fenced)")
     phase("rollback", f"{obj.replica} -> point {point.point_id}")
     replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
-    await sites.call(spec.target_site, "set_power", PowerInput(cluster=spec.target_cluster,
-                                                               vm_id=replica.vm_id, on=False))
-    await sites.call(spec.target_site, "rollback_vm", replica)
+    await sites.call(spec.target_site, RestoreApi.set_power, PowerInput(cluster=spec.target_cluster,
+                                                                        vm_id=replica.vm_id, on=False))
+    await sites.call(spec.target_site, ReplicationApi.rollback_vm, replica)
     # From here the replica's changes are tracked against the point's snapshot (failback).
     obj = await change(req.plan, req.vm, ReplicaState.FAILOVER, f"failover to {point.point_id}",
                        failover_snapshot=point.snapshot_id)
     if req.power_on:
         phase("power-on", str(obj.replica))
-        await sites.call(spec.target_site, "set_power", PowerInput(cluster=spec.target_cluster,
-                                                                   vm_id=replica.vm_id, on=True))
+        await sites.call(spec.target_site, RestoreApi.set_power, PowerInput(cluster=spec.target_cluster,
+                                                                            vm_id=replica.vm_id, on=True))
     result = DrOperationResult(operation="failover", plan=req.plan, vm=req.vm, state=obj.state,
                                point_id=point.point_id, details=details)
     await record_job(Operation.FAILOVER, "SUCCESS", plan=req.plan, vm=req.vm,
@@ -194,13 +195,12 @@ async def undo_failover(req: UndoFailoverRequest, r: ResolvedObject, sites: Any)
     tag(Operation.FAILOVER, plan=req.plan, vm=str(obj.source), site=spec.target_site, phase="undo")
     if obj.state != ReplicaState.FAILOVER:
         raise refuse(f"nothing to undo: the replica of {obj.source} is {obj.state}, not FAILOVER")
-    point: ReplicaPoint = await catalog("find_replica_point",
-                                        PointQuery(plan=req.plan, vm=req.vm, point=obj.replica_point or ""),
-                                        ReplicaPoint)
+    point: ReplicaPoint = await catalog(ReplicationCatalogApi.find_replica_point,
+                                        PointQuery(plan=req.plan, vm=req.vm, point=obj.replica_point or ""))
     replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
-    await sites.call(spec.target_site, "set_power", PowerInput(cluster=spec.target_cluster,
-                                                               vm_id=replica.vm_id, on=False))
-    await sites.call(spec.target_site, "rollback_vm", replica)
+    await sites.call(spec.target_site, RestoreApi.set_power, PowerInput(cluster=spec.target_cluster,
+                                                                        vm_id=replica.vm_id, on=False))
+    await sites.call(spec.target_site, ReplicationApi.rollback_vm, replica)
     obj = await change(req.plan, req.vm, ReplicaState.READY, "failover undone", failover_snapshot=None)
     result = DrOperationResult(operation="undo_failover", plan=req.plan, vm=req.vm, state=obj.state,
                                point_id=point.point_id)
@@ -217,7 +217,7 @@ async def failback(req: FailbackRequest, r: ResolvedObject, sites: Any) -> DrOpe
         raise refuse(f"cannot fail back {obj.source}: its replica is {obj.state} (needs FAILOVER)")
     original = VMAt(cluster=spec.source_cluster, vm_id=obj.source_vm_id or "")
     replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "")
-    power: PowerStateReply = await sites.call(src, "power_state", original, PowerStateReply)
+    power: PowerStateReply = await sites.call(src, ReplicationApi.power_state, original)
     if power.state == "RUNNING":
         raise refuse(f"cannot fail back: the original VM {obj.source} is running while its replica serves; "
                      "stop it first (two running copies of one VM are never allowed)", "SourceRunning")
@@ -227,20 +227,20 @@ async def failback(req: FailbackRequest, r: ResolvedObject, sites: Any) -> DrOpe
     bandwidth = r.failback_bandwidth_mbps
     try:
         phase("pre-sync", f"{obj.replica} (running) -> {obj.source}")
-        s1: SnapshotRef = await sites.call(tgt, "create_snapshot", SnapshotInput(
+        s1: SnapshotRef = await sites.call(tgt, BackupApi.create_snapshot, SnapshotInput(
             cluster=spec.target_cluster, vm_id=replica.vm_id, name=f"abdr-fb1-{stamp}",
-            consistency=spec.consistency), SnapshotRef)
+            consistency=spec.consistency))
         pre = await sites.pull(src, PullInput(
             remote_site=tgt, remote=replica.model_copy(update={"snapshot_id": s1.snapshot_id}),
             remote_base=obj.failover_snapshot, local=original, local_base=obj.source_snapshot,
             bandwidth_mbps=bandwidth))
         phase("final-sync", f"{obj.replica} stopped -> {obj.source}")
-        await sites.call(tgt, "shutdown_vm", ShutdownInput(at=replica, mode=ShutdownMode.SHUTDOWN_WITH_POWEROFF,
-                                                           timeout_s=120), PowerStateReply,
+        await sites.call(tgt, ReplicationApi.shutdown_vm,
+                         ShutdownInput(at=replica, mode=ShutdownMode.SHUTDOWN_WITH_POWEROFF, timeout_s=120),
                          start_to_close_timeout=timedelta(minutes=5))
-        s2: SnapshotRef = await sites.call(tgt, "create_snapshot", SnapshotInput(
+        s2: SnapshotRef = await sites.call(tgt, BackupApi.create_snapshot, SnapshotInput(
             cluster=spec.target_cluster, vm_id=replica.vm_id, name=f"abdr-fb2-{stamp}",
-            consistency=spec.consistency), SnapshotRef)
+            consistency=spec.consistency))
         final: PullResult = await sites.pull(src, PullInput(
             remote_site=tgt, remote=replica.model_copy(update={"snapshot_id": s2.snapshot_id}),
             remote_base=s1.snapshot_id, local=original, bandwidth_mbps=bandwidth))
@@ -248,11 +248,11 @@ async def failback(req: FailbackRequest, r: ResolvedObject, sites: Any) -> DrOpe
         await change(req.plan, req.vm, ReplicaState.FAILOVER, "failback failed: the replica keeps serving")
         raise
     phase("switch", f"{obj.source} takes over again")
-    base: SnapshotRef = await sites.call(src, "create_snapshot", SnapshotInput(
+    base: SnapshotRef = await sites.call(src, BackupApi.create_snapshot, SnapshotInput(
         cluster=spec.source_cluster, vm_id=original.vm_id, name=f"abdr-rep-fb-{stamp}",
-        consistency=spec.consistency), SnapshotRef)
+        consistency=spec.consistency))
     point_id = f"{req.vm}.fb{stamp}"
-    await catalog("record_replica_point", ReplicaPointRecord(
+    await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
         plan=req.plan, replica=obj.replica, point_id=point_id, snapshot_id=s2.snapshot_id,
         creation=PointCreation.FAILBACK, created_at=workflow.now(), config=s2.config,
         logical_bytes=final.disk_bytes, stored_bytes=pre.moved_bytes + final.moved_bytes))
@@ -260,11 +260,14 @@ async def failback(req: FailbackRequest, r: ResolvedObject, sites: Any) -> DrOpe
     obj = await change(req.plan, req.vm, ReplicaState.READY, f"failback done at point {point_id}",
                        source_snapshot=base.snapshot_id, replica_point=point_id, failover_snapshot=None,
                        last_point_at=workflow.now())
-    await sites.call(tgt, "drop_snapshot", SnapshotDrop(at=replica.model_copy(update={"snapshot_id": s1.snapshot_id})))
+    await sites.call(tgt, ReplicationApi.drop_snapshot,
+                     SnapshotDrop(at=replica.model_copy(update={"snapshot_id": s1.snapshot_id})))
     if old_base:
-        await sites.call(src, "drop_snapshot", SnapshotDrop(at=original.model_copy(update={"snapshot_id": old_base})))
+        await sites.call(src, ReplicationApi.drop_snapshot,
+                         SnapshotDrop(at=original.model_copy(update={"snapshot_id": old_base})))
     if req.power_on:
-        await sites.call(src, "set_power", PowerInput(cluster=spec.source_cluster, vm_id=original.vm_id, on=True))
+        await sites.call(src, RestoreApi.set_power,
+                         PowerInput(cluster=spec.source_cluster, vm_id=original.vm_id, on=True))
     moved = pre.moved_bytes + final.moved_bytes
     result = DrOperationResult(operation="failback", plan=req.plan, vm=req.vm, state=obj.state, point_id=point_id,
                                moved_bytes=moved, disk_bytes=final.disk_bytes,
@@ -287,18 +290,18 @@ async def permanent_failover(req: PermanentFailoverRequest, r: ResolvedObject, s
         stamp = f"{workflow.now():%Y%m%dT%H%M%SZ}"
         replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "")
         original = VMAt(cluster=spec.source_cluster, vm_id=obj.source_vm_id or "")
-        seed: SnapshotRef = await sites.call(spec.target_site, "create_snapshot", SnapshotInput(
+        seed: SnapshotRef = await sites.call(spec.target_site, BackupApi.create_snapshot, SnapshotInput(
             cluster=spec.target_cluster, vm_id=replica.vm_id, name=f"abdr-rep-rp-{stamp}",
-            consistency=spec.consistency), SnapshotRef)
+            consistency=spec.consistency))
         moved: PullResult = await sites.pull(spec.source_site, PullInput(
             remote_site=spec.target_site, remote=replica.model_copy(update={"snapshot_id": seed.snapshot_id}),
             remote_base=obj.failover_snapshot, local=original, local_base=obj.source_snapshot))
-        rsnap: SnapshotRef = await sites.call(spec.source_site, "create_snapshot", SnapshotInput(
+        rsnap: SnapshotRef = await sites.call(spec.source_site, BackupApi.create_snapshot, SnapshotInput(
             cluster=spec.source_cluster, vm_id=original.vm_id, name=f"abdr-rp-rp-{stamp}",
-            consistency=spec.consistency), SnapshotRef)
-        reverse = await catalog("create_reverse_plan", ObjectRef(plan=req.plan, vm=req.vm), str)
+            consistency=spec.consistency))
+        reverse = await catalog(ReplicationCatalogApi.create_reverse_plan, ObjectRef(plan=req.plan, vm=req.vm))
         point_id = f"{obj.replica.vm}.rp{stamp}"
-        await catalog("record_replica_point", ReplicaPointRecord(
+        await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
             plan=reverse, replica=obj.source, point_id=point_id, snapshot_id=rsnap.snapshot_id,
             creation=PointCreation.MANUAL, created_at=workflow.now(), config=rsnap.config,
             logical_bytes=moved.disk_bytes, stored_bytes=moved.moved_bytes))
@@ -308,7 +311,7 @@ async def permanent_failover(req: PermanentFailoverRequest, r: ResolvedObject, s
                      replica_vm_id=original.vm_id, last_point_at=workflow.now())
         details = {"reverse_plan": reverse, "seed_moved_bytes": moved.moved_bytes, "disk_bytes": moved.disk_bytes}
     obj = await change(req.plan, req.vm, ReplicaState.PERMANENT_FAILOVER, "permanent failover")
-    await catalog("exclude_from_plan", ObjectRef(plan=req.plan, vm=req.vm))
+    await catalog(ReplicationCatalogApi.exclude_from_plan, ObjectRef(plan=req.plan, vm=req.vm))
     result = DrOperationResult(operation="permanent_failover", plan=req.plan, vm=req.vm, state=obj.state,
                                details=details)
     await record_job(Operation.PERMANENT_FAILOVER, "SUCCESS", plan=req.plan, vm=req.vm,
@@ -321,8 +324,8 @@ async def failover_test(self: Any, req: FailoverTestRequest, r: ResolvedObject, 
     tag(Operation.FAILOVER_TEST, plan=req.plan, vm=str(obj.source), site=spec.target_site, phase="start")
     if obj.state != ReplicaState.READY:
         raise refuse(f"cannot test failover of {obj.source}: its replica is {obj.state} (needs READY)")
-    point: ReplicaPoint = await catalog("find_replica_point", PointQuery(plan=req.plan, vm=req.vm, point=req.point),
-                                        ReplicaPoint)
+    point: ReplicaPoint = await catalog(ReplicationCatalogApi.find_replica_point,
+                                        PointQuery(plan=req.plan, vm=req.vm, point=req.point))
     await change(req.plan, req.vm, ReplicaState.FAILOVER_TEST, f"drill of point {point.point_id}")
     tgt = spec.target_site
     name = f"{obj.replica.vm}-test"[:63]
@@ -330,15 +333,15 @@ async def failover_test(self: Any, req: FailoverTestRequest, r: ResolvedObject, 
     try:
         phase("copy", f"{obj.replica} @ {point.point_id} -> {name} on {req.test_network}")
         source = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
-        copy_id = await sites.call(tgt, "clone_vm_at", CloneInput(source=source, name=name,
-                                                                  network=req.test_network), str,
+        copy_id = await sites.call(tgt, ReplicationApi.clone_vm_at, CloneInput(source=source, name=name,
+                                                                               network=req.test_network),
                                    start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(minutes=2))
         copy = VMAt(cluster=spec.target_cluster, vm_id=copy_id)
-        await sites.call(tgt, "set_power", PowerInput(cluster=spec.target_cluster, vm_id=copy_id, on=True))
+        await sites.call(tgt, RestoreApi.set_power, PowerInput(cluster=spec.target_cluster, vm_id=copy_id, on=True))
         phase("health-check", name)
-        state: PowerStateReply = await sites.call(tgt, "power_state", copy, PowerStateReply)
-        booted = await sites.call(tgt, "disk_digest", copy, dict)
-        expected = await sites.call(tgt, "disk_digest", source, dict)
+        state: PowerStateReply = await sites.call(tgt, ReplicationApi.power_state, copy)
+        booted = await sites.call(tgt, ReplicationApi.disk_digest, copy)
+        expected = await sites.call(tgt, ReplicationApi.disk_digest, source)
         self._evidence = {"point": point.point_id, "test_vm": name, "network": req.test_network,
                           "power_state": state.state, "disks_match_point": booted == expected,
                           "disk_digests": booted, "checked_at": workflow.now().isoformat()}
@@ -353,11 +356,11 @@ async def failover_test(self: Any, req: FailoverTestRequest, r: ResolvedObject, 
     finally:
         phase("cleanup", name)
         if copy_id:
-            await sites.call(tgt, "delete_vm", VMAt(cluster=spec.target_cluster, vm_id=copy_id))
+            await sites.call(tgt, ReplicationApi.delete_vm, VMAt(cluster=spec.target_cluster, vm_id=copy_id))
         # Same command as v1 recorded, now compare-and-set: a failover during the drill stays.
-        obj = await catalog("change_replica", ObjectChange(
+        obj = await catalog(ReplicationCatalogApi.change_replica, ObjectChange(
             plan=req.plan, vm=req.vm, to=ReplicaState.READY, expect=[ReplicaState.FAILOVER_TEST],
-            reason=f"drill of {point.point_id} ended", at=workflow.now()), ReplicationObject)
+            reason=f"drill of {point.point_id} ended", at=workflow.now()))
     result = DrOperationResult(operation="failover_test", plan=req.plan, vm=req.vm, state=obj.state,
                                point_id=point.point_id, details={**self._evidence, "tested": healthy})
     await record_job(Operation.FAILOVER_TEST, "TESTED" if healthy else "FAILED", plan=req.plan, vm=req.vm,

@@ -16,6 +16,8 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import CatalogApi, ReplicationCatalogApi
+    from models.ids import replicate_id, vm_backup_id
     from models.jobs import (
         Operation,
         PlanResultInput,
@@ -37,9 +39,9 @@ with workflow.unsafe.imports_passed_through():
     from models.restore_points import PointCreation
     from models.schedule import window_close
 
-from workflows.backup import VMBackupWorkflow, failure_text, vm_backup_id
+from workflows.backup import VMBackupWorkflow, failure_text
 from workflows.common import catalog, phase, record_job, tag, until_deadline
-from workflows.replication import ReplicateWorkflow, replicate_id
+from workflows.replication import ReplicateWorkflow
 
 ABORT_AT_WINDOW_END = "replication-abort-at-window-end"  # a timer at the window's end (abort_window_unfinished)
 
@@ -53,7 +55,7 @@ def aggregate(results: list[VMBackupResult]) -> RunResult:
 
 async def backup_plan_run(wf: Any, inp: PlanRunInput) -> PlanRunResult:
     tag(Operation.BACKUP_PLAN, plan=inp.plan, phase="resolve")
-    plan: ResolvedPlan = await catalog("resolve_plan", inp, ResolvedPlan)
+    plan: ResolvedPlan = await catalog(CatalogApi.resolve_plan, inp)
     now = workflow.now()
     closes = None
     if not inp.manual:
@@ -67,7 +69,7 @@ async def backup_plan_run(wf: Any, inp: PlanRunInput) -> PlanRunResult:
                 return PlanRunResult(plan=inp.plan, result=RunResult.NEVER_EXECUTE, skipped_reason=reason)
     stop_at_close = closes is not None and plan.delay_option == BackupDelayOption.STOP_BACKUP
     await record_job(Operation.BACKUP_PLAN, "RUNNING", plan=inp.plan)
-    await catalog("set_plan_result", PlanResultInput(plan=inp.plan, result=RunResult.RUNNING, at=now))
+    await catalog(CatalogApi.set_plan_result, PlanResultInput(plan=inp.plan, result=RunResult.RUNNING, at=now))
     full = inp.full or plan.full_due
     full_reason = ("manual --full" if inp.full else "full backup schedule") if full else ""
     wf._total = len(plan.vms)
@@ -134,7 +136,7 @@ async def backup_plan_run(wf: Any, inp: PlanRunInput) -> PlanRunResult:
     results: list[VMBackupResult] = await everything
     outcome = aggregate(results)
     final = PlanRunResult(plan=inp.plan, result=outcome, vms=results)
-    await catalog("set_plan_result", PlanResultInput(plan=inp.plan, result=outcome, at=workflow.now()))
+    await catalog(CatalogApi.set_plan_result, PlanResultInput(plan=inp.plan, result=outcome, at=workflow.now()))
     await record_job(Operation.BACKUP_PLAN, outcome.value, plan=inp.plan,
                      result=final.model_dump(mode="json"), finished=True)
     phase("done", outcome.value)
@@ -145,7 +147,7 @@ async def replication_plan_run(wf: Any, inp: ReplicationRunInput) -> Replication
     tag(Operation.REPLICATION_PLAN, plan=inp.plan, phase="resolve")
     abort_at = None
     closing = False  # the window closed: a child's failure is its cancellation
-    plan: ResolvedReplicationPlan = await catalog("resolve_replication_plan", inp, ResolvedReplicationPlan)
+    plan: ResolvedReplicationPlan = await catalog(ReplicationCatalogApi.resolve_replication_plan, inp)
     spec = plan.spec
     if not inp.manual:
         if plan.paused:
@@ -157,8 +159,8 @@ async def replication_plan_run(wf: Any, inp: ReplicationRunInput) -> Replication
         if closes is not None and spec.abort_window_unfinished and workflow.patched(ABORT_AT_WINDOW_END):
             abort_at = closes
     await record_job(Operation.REPLICATION_PLAN, "RUNNING", plan=inp.plan)
-    await catalog("set_replication_plan_result", PlanResultInput(plan=inp.plan, result=RunResult.RUNNING,
-                                                                 at=workflow.now()))
+    await catalog(ReplicationCatalogApi.set_replication_plan_result,
+                  PlanResultInput(plan=inp.plan, result=RunResult.RUNNING, at=workflow.now()))
     gate = asyncio.Semaphore(plan.max_jobs)
     stamp = workflow.now().strftime("%Y%m%dT%H%M%SZ")
     wanted = {v.vm for v in spec.vms}
@@ -203,7 +205,8 @@ async def replication_plan_run(wf: Any, inp: ReplicationRunInput) -> Replication
     ok = sum(r.ok for r in results)
     outcome = RunResult.SUCCESS if ok == len(results) else RunResult.PARTIAL_SUCCESS if ok else RunResult.FAILED
     final = ReplicationRunResult(plan=inp.plan, result=outcome, vms=results)
-    await catalog("set_replication_plan_result", PlanResultInput(plan=inp.plan, result=outcome, at=workflow.now()))
+    await catalog(ReplicationCatalogApi.set_replication_plan_result,
+                  PlanResultInput(plan=inp.plan, result=outcome, at=workflow.now()))
     await record_job(Operation.REPLICATION_PLAN, outcome.value, plan=inp.plan,
                      result=final.model_dump(mode="json"), finished=True)
     phase("done", outcome.value)

@@ -10,6 +10,7 @@ import typer
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from models.ids import drill_id
 from models.replication_jobs import DrOperationResult
 from models.requests import FailoverTestRequest
 from starter.cli.common import cli_errors, with_client
@@ -19,7 +20,7 @@ from starter.cli.options import JsonOpt, PlanArg, VmArg
 from starter.cli.progress import POLL_S, with_spinner
 from starter.cli.render import emit, say, show_workflow
 from starter.client import AbdrClient, AbdrError
-from workflows.drill import drill_id
+from workflows.drill import FailoverTestWorkflow
 
 app = typer.Typer(help="Failover tests: a copy of a replica at a point, started on an isolated network.",
                   no_args_is_help=True)
@@ -75,7 +76,7 @@ async def _evidence(client: AbdrClient, handle: WorkflowHandle) -> dict:
             result = await outcome(client, handle)
             return result.details
         try:
-            found = await asyncio.wait_for(handle.query("evidence"), timeout=5)
+            found = await asyncio.wait_for(handle.query(FailoverTestWorkflow.evidence), timeout=5)
         except Exception:  # between tasks: ask again
             found = None
         if found:

@@ -11,11 +11,12 @@ from typing import Any, Protocol, TypeVar
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
+from models.ids import replicate_id
 from models.jobs import PlanRunResult
 from models.replication_jobs import ReplicationRunResult
 from starter.cli.render import err_console
 from starter.client import AbdrClient
-from workflows.replication import replicate_id
+from workflows.plan_runs import PlanRun
 
 POLL_S = 0.5
 T = TypeVar("T")
@@ -76,7 +77,7 @@ async def _with_bar(work: Awaitable[R], label: str, total: int | None,
 
 async def _query(handle: WorkflowHandle) -> dict[str, Any] | None:
     try:
-        return await asyncio.wait_for(handle.query("progress"), timeout=5)
+        return await asyncio.wait_for(handle.query(PlanRun.progress), timeout=5)
     except Exception:  # not started yet, or between tasks: the next poll will tell
         return None
 

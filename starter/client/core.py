@@ -9,19 +9,21 @@ as their workflows, plans as Temporal Schedules.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import TimeoutError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from models.jobs import MaintenanceInput, MaintenanceResult, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
+from models.ids import dr_id, drill_id, maintenance_id, plan_run_id, replication_run_id, restore_id
+from models.jobs import MaintenanceInput, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
 from models.plans import BackupPlanSpec, PlanStatus
 from models.queues import WORKFLOW_TASK_QUEUE
 from models.replication import ReplicationPlanSpec
-from models.replication_jobs import DrOperationResult, ReplicationRunInput, ReplicationRunResult
+from models.replication_jobs import DrOperationResult, ReplicationRunInput
 from models.requests import (
     FailbackRequest,
     FailoverRequest,
@@ -35,15 +37,21 @@ from starter.client.errors import AbdrError, failure_message
 from starter.runtime import schedules
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings, get_settings
-from workflows.admin import AdminCall
-from workflows.plan_run import plan_run_id
-from workflows.drill import drill_id
-from workflows.failover import dr_id
-from workflows.replication import replication_run_id
-from workflows.restore import restore_id
+from workflows.admin import AdminCall, AdminWorkflow
+from workflows.drill import FailoverTestWorkflow
+from workflows.failback import FailbackWorkflow, PermanentFailoverWorkflow
+from workflows.failover import FailoverWorkflow, UndoFailoverWorkflow
+from workflows.maintenance import RepositoryMaintenanceWorkflow
+from workflows.plan_run import BackupPlanRunWorkflow
+from workflows.replication_plan import ReplicationPlanRunWorkflow
+from workflows.restore import RestoreWorkflow
 
 
 ADMIN_TIMEOUT = timedelta(seconds=60)
+# A workflow class, its input and its result, read from the run method started.
+S = TypeVar("S")
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 class AbdrClient:
@@ -61,7 +69,7 @@ class AbdrClient:
     async def admin(self, operation: str, payload: dict[str, Any] | None = None, site: str | None = None) -> Any:
         try:
             return await self.client.execute_workflow(
-                "Admin", AdminCall(operation=operation, payload=payload or {}, site=site),
+                AdminWorkflow.run, AdminCall(operation=operation, payload=payload or {}, site=site),
                 id=f"admin/{operation}/{uuid.uuid4().hex[:12]}", task_queue=WORKFLOW_TASK_QUEUE,
                 execution_timeout=ADMIN_TIMEOUT)
         except WorkflowFailureError as e:
@@ -71,11 +79,10 @@ class AbdrClient:
                                 "(is it running? `abdr status`)") from None
             raise AbdrError(failure_message(e)) from None
 
-    async def _start(self, workflow: str, arg: Any, wf_id: str, busy: str,
-                     result_type: type | None = None) -> WorkflowHandle:
+    async def _start(self, workflow: Callable[[S, A], Awaitable[R]], arg: A, wf_id: str,
+                     busy: str) -> WorkflowHandle[S, R]:
         try:
-            return await self.client.start_workflow(workflow, arg, id=wf_id, task_queue=WORKFLOW_TASK_QUEUE,
-                                                    result_type=result_type)
+            return await self.client.start_workflow(workflow, arg, id=wf_id, task_queue=WORKFLOW_TASK_QUEUE)
         except WorkflowAlreadyStartedError:
             raise AbdrError(f"{busy} (workflow {wf_id} is running; see {self.ui_link(wf_id)})") from None
 
@@ -117,10 +124,9 @@ class AbdrClient:
 
     async def maintain_repository(self, name: str, *, verify: bool = True, prune: bool = False,
                                   gc: bool = False, read_iops: int | None = None) -> WorkflowHandle:
-        return await self._start("RepositoryMaintenance", MaintenanceInput(repository=name, verify=verify, prune=prune,
-                                                                           gc=gc, read_iops=read_iops),
-                                 f"maintenance/{name}", f"maintenance of repository {name!r} is already running",
-                                 MaintenanceResult)
+        return await self._start(RepositoryMaintenanceWorkflow.run, MaintenanceInput(
+            repository=name, verify=verify, prune=prune, gc=gc, read_iops=read_iops),
+            maintenance_id(name), f"maintenance of repository {name!r} is already running")
 
     async def _repository_site(self, name: str) -> str:
         for r in await self.list_repositories():
@@ -191,9 +197,9 @@ class AbdrClient:
 
     async def run_backup_plan(self, name: str, full: bool = False) -> WorkflowHandle:
         await self.get_backup_plan(name)  # unknown plan: a clear error, no workflow
-        return await self._start("BackupPlanRun", PlanRunInput(plan=name, manual=True, full=full), plan_run_id(name),
-                                 f"backup plan {name!r} is already running; a manual run never runs alongside it",
-                                 PlanRunResult)
+        return await self._start(BackupPlanRunWorkflow.run, PlanRunInput(plan=name, manual=True, full=full),
+                                 plan_run_id(name),
+                                 f"backup plan {name!r} is already running; a manual run never runs alongside it")
 
     async def plan_run_result(self, handle: WorkflowHandle) -> PlanRunResult:
         return await self.result(handle)
@@ -219,8 +225,8 @@ class AbdrClient:
         point = await self.get_restore_point(request.point_id)
         cluster = request.target_cluster or point["cluster"]
         vm = request.new_name or point["vm"]
-        return await self._start("Restore", RestoreInput(request=request), restore_id(cluster, vm),
-                                 f"a restore to {cluster}/{vm} is already running", RestoreResult)
+        return await self._start(RestoreWorkflow.run, RestoreInput(request=request), restore_id(cluster, vm),
+                                 f"a restore to {cluster}/{vm} is already running")
 
     async def restore_result(self, handle: WorkflowHandle) -> RestoreResult:
         return await self.result(handle)
@@ -262,9 +268,8 @@ class AbdrClient:
 
     async def run_replication_plan(self, name: str) -> WorkflowHandle:
         await self.get_replication_plan(name)
-        return await self._start("ReplicationPlanRun", ReplicationRunInput(plan=name, manual=True),
-                                 replication_run_id(name), f"replication plan {name!r} is already running",
-                                 ReplicationRunResult)
+        return await self._start(ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=name, manual=True),
+                                 replication_run_id(name), f"replication plan {name!r} is already running")
 
     async def list_replicas(self, plan: str | None = None) -> list[dict]:
         return await self.admin("list_replicas", {"plan": plan})
@@ -273,30 +278,30 @@ class AbdrClient:
         """A page of a replica's state changes, newest first; pass `next_before` for the next."""
         return await self.admin("replica_history", {"plan": plan, "vm": vm, "limit": limit, "before": before})
 
-    async def _dr(self, workflow: str, req: Any, wf_id: str) -> WorkflowHandle:
+    async def _dr(self, workflow: Callable[[Any, Any], Awaitable[DrOperationResult]], req: Any,
+                  wf_id: str) -> WorkflowHandle[Any, DrOperationResult]:
         return await self._start(workflow, req, wf_id,
-                                 f"another disaster-recovery operation on {req.plan}/{req.vm} is running",
-                                 DrOperationResult)
+                                 f"another disaster-recovery operation on {req.plan}/{req.vm} is running")
 
     async def failover(self, req: FailoverRequest) -> WorkflowHandle:
-        return await self._dr("Failover", req, dr_id(req.plan, req.vm))
+        return await self._dr(FailoverWorkflow.run, req, dr_id(req.plan, req.vm))
 
     async def undo_failover(self, req: UndoFailoverRequest) -> WorkflowHandle:
-        return await self._dr("UndoFailover", req, dr_id(req.plan, req.vm))
+        return await self._dr(UndoFailoverWorkflow.run, req, dr_id(req.plan, req.vm))
 
     async def failback(self, req: FailbackRequest) -> WorkflowHandle:
-        return await self._dr("Failback", req, dr_id(req.plan, req.vm))
+        return await self._dr(FailbackWorkflow.run, req, dr_id(req.plan, req.vm))
 
     async def permanent_failover(self, req: PermanentFailoverRequest) -> WorkflowHandle:
-        return await self._dr("PermanentFailover", req, dr_id(req.plan, req.vm))
+        return await self._dr(PermanentFailoverWorkflow.run, req, dr_id(req.plan, req.vm))
 
     async def start_failover_test(self, req: FailoverTestRequest) -> WorkflowHandle:
-        return await self._start("FailoverTest", req, drill_id(req.plan, req.vm),
-                                 f"a failover test of {req.plan}/{req.vm} is already running", DrOperationResult)
+        return await self._start(FailoverTestWorkflow.run, req, drill_id(req.plan, req.vm),
+                                 f"a failover test of {req.plan}/{req.vm} is already running")
 
     async def cleanup_failover_test(self, plan: str, vm: str) -> DrOperationResult:
         handle = self.client.get_workflow_handle(drill_id(plan, vm), result_type=DrOperationResult)
-        await handle.signal("cleanup")
+        await handle.signal(FailoverTestWorkflow.cleanup)
         return await self.result(handle)
 
     # -- jobs ---------------------------------------------------------------------------
@@ -322,5 +327,5 @@ class AbdrClient:
         if d.status == WorkflowExecutionStatus.COMPLETED:
             out["result"] = await handle.result()
         elif d.status == WorkflowExecutionStatus.RUNNING and d.workflow_type == "BackupPlanRun":
-            out["progress"] = await handle.query("progress")
+            out["progress"] = await handle.query(BackupPlanRunWorkflow.progress)
         return out

@@ -8,6 +8,9 @@ scheduled and manual runs never overlap."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from temporalio.client import (
     Client,
     Schedule,
@@ -28,6 +31,8 @@ from models.replication import ReplicationPlanSpec
 from models.replication_jobs import ReplicationTickInput
 from models.queues import WORKFLOW_TASK_QUEUE
 from models.schedule_spec import skip_policy, to_schedule_spec
+from workflows.plan_run import BackupPlanTickWorkflow
+from workflows.replication_plan import ReplicationPlanTickWorkflow
 
 
 AnyPlan = BackupPlanSpec | ReplicationPlanSpec
@@ -51,10 +56,13 @@ def plan_spec(spec: AnyPlan) -> ScheduleSpec:
 
 def plan_schedule(spec: AnyPlan, paused: bool = False) -> Schedule:
     kind = kind_of(spec)
+    tick: Callable[..., Awaitable[Any]]  # the plan kind's tick workflow
+    arg: Any
     if kind == "backup":
-        tick, arg, op = "BackupPlanTick", PlanTickInput(plan=spec.name), Operation.BACKUP_PLAN
+        tick, arg, op = BackupPlanTickWorkflow.run, PlanTickInput(plan=spec.name), Operation.BACKUP_PLAN
     else:
-        tick, arg, op = "ReplicationPlanTick", ReplicationTickInput(plan=spec.name), Operation.REPLICATION_PLAN
+        tick, arg = ReplicationPlanTickWorkflow.run, ReplicationTickInput(plan=spec.name)
+        op = Operation.REPLICATION_PLAN
     return Schedule(
         action=ScheduleActionStartWorkflow(
             tick, arg, id=f"{kind}-plan-tick/{spec.name}", task_queue=WORKFLOW_TASK_QUEUE,

@@ -14,10 +14,11 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSyste
 from temporalio.client import Client
 
 from drivers.catalog.store import Catalog
-from models.health import HealthCheckInput, SiteWorkerInfo
+from models.health import HealthCheckInput
 from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings
+from workflows.health import HealthCheckWorkflow
 
 
 async def pollers(client: Client, queue: str, kind: TaskQueueType.ValueType) -> list[str]:
@@ -75,9 +76,8 @@ async def gather_status(settings: Settings, sites: list[str], probe: bool) -> di
 async def run_probe(client: Client, site: str) -> dict:
     try:
         info = await client.execute_workflow(
-            "HealthCheck", HealthCheckInput(site=site), id=f"health/{site}/{uuid.uuid4().hex[:8]}",
-            task_queue=WORKFLOW_TASK_QUEUE, result_type=SiteWorkerInfo,
-            execution_timeout=timedelta(seconds=30))
+            HealthCheckWorkflow.run, HealthCheckInput(site=site), id=f"health/{site}/{uuid.uuid4().hex[:8]}",
+            task_queue=WORKFLOW_TASK_QUEUE, execution_timeout=timedelta(seconds=30))
         return {"site": site, "ok": info.catalog_ok, **info.model_dump()}
     except Exception as e:
         return {"site": site, "ok": False, "error": f"{type(e).__name__}: {e}"}

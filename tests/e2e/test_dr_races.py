@@ -14,11 +14,11 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 
 from drivers.local.tools import rewrite_fraction
+from models.ids import replicate_id
 from models.inventory import ShutdownMode
 from models.requests import NOW, FailbackRequest, FailoverRequest, FailoverTestRequest
 from models.services import ReplicationService
 from tests.e2e.test_replication import DR, dr, dr_result, make_vm, plan, replica, replicate, server  # noqa: F401,F811
-from workflows.replication import replicate_id
 
 
 async def until(check: Any, what: str, polls: int = 600) -> None:

@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from drivers.catalog.store import Catalog
 from drivers.local import LocalDriver
 from drivers.local.tools import rewrite_fraction
+from models.ids import replicate_id
 from models.inventory import NIC, DiskSpec, ShutdownMode, Site, VMConfig
 from models.plans import RunResult
 from models.replication import ReplicationPlanSpec
@@ -37,7 +38,6 @@ from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_same_bytes, read_disk
 from tests.e2e.processes import DevServer, WorkerProcess
 from tests.e2e.test_plans import trigger_and_wait
-from workflows.replication import replicate_id
 
 MiB = 1 << 20
 SIZE = 16 * MiB

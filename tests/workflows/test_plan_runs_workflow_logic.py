@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from models.ids import plan_run_id, replication_run_id, vm_backup_id
 from models.inventory import Consistency
 from models.jobs import (
     JobRecord,
@@ -41,10 +42,8 @@ from models.replication_jobs import (
     ResolvedReplicationPlan,
 )
 from models.retention import Retention, RetentionKind
-from workflows.backup import vm_backup_id
-from workflows.plan_run import BackupPlanRunWorkflow, plan_run_id
+from workflows.plan_run import BackupPlanRunWorkflow
 from workflows.plan_runs import NOTHING_TO_PROTECT
-from workflows.replication import replication_run_id
 from workflows.replication_plan import ReplicationPlanRunWorkflow
 
 PLANS: dict[str, ResolvedPlan | ResolvedReplicationPlan] = {}
