@@ -120,12 +120,12 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
                   if self.catalog.point_snapshot(p.id)]
         if not points:
             raise InvalidRequest(f"replica {obj.replica} has no restore point yet: nothing to fail over to")
-        if q.point in (LATEST, NOW):
-            chosen = points[-1]
-        else:
-            chosen = next((p for p in points if p.id == q.point), None)
-            if chosen is None:
+        chosen = points[-1]
+        if q.point not in (LATEST, NOW):
+            found = next((p for p in points if p.id == q.point), None)
+            if found is None:
                 raise InvalidRequest(f"restore point {q.point!r} is not a point of replica {obj.replica}")
+            chosen = found
         return ReplicaPoint(point_id=chosen.id, snapshot_id=self.catalog.point_snapshot(chosen.id) or "")
 
     @activity.defn(name="exclude_from_plan")

@@ -4,7 +4,7 @@ and the job record every operation writes. Deterministic; imports only temporali
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
@@ -105,7 +105,7 @@ async def before_deadline(work: asyncio.Future[Any], deadline: datetime, summary
     return False
 
 
-async def until_deadline(work: asyncio.Future[Any], tasks: list[asyncio.Future[Any]], deadline: datetime,
+async def until_deadline(work: asyncio.Future[Any], tasks: Sequence[asyncio.Future[Any]], deadline: datetime,
                          summary: str) -> bool:
     """Wait for `work`; if `deadline` comes first, cancel `tasks` (each cleans up after
     itself) and return True."""

@@ -124,7 +124,7 @@ async def backup_plan_run(wf: Any, inp: PlanRunInput) -> PlanRunResult:
     if stop_at_close:
         assert closes is not None
         left = max(timedelta(0), closes - workflow.now())
-        timer = asyncio.ensure_future(workflow.sleep(left, summary="backup window closes"))
+        timer: asyncio.Future[Any] = asyncio.ensure_future(workflow.sleep(left, summary="backup window closes"))
         await workflow.wait([everything, timer], return_when=asyncio.FIRST_COMPLETED)
         if not everything.done():
             closing = True

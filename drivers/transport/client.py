@@ -57,7 +57,7 @@ def batches(extents: list[tuple[int, int]], limit: int = MAX_READ_BYTES) -> Iter
 
 
 class TransportClient:
-    def __init__(self, base_url: str, token: str, *, ca: Path | None = None, bandwidth_mbps: int | None = None,
+    def __init__(self, base_url: str, token: str, *, ca: Path | str | None = None, bandwidth_mbps: int | None = None,
                  retries: int = 5, timeout_s: float = 60) -> None:
         verify = ssl.create_default_context(cafile=str(ca)) if ca else True
         # The transport object carries the TLS settings (a Client's own `verify` would be ignored).
