@@ -233,6 +233,7 @@ def test_apply_file_resolves_paths_and_names_bad_entries(tmp_path: Path) -> None
          "backup_plans[0] (p): x: Extra inputs are not permitted"),
         ("backup_plans: [{name: p, vms: [web], repository: r, schedule: hourly, retention: count:1}]\n",
          "backup_plans[0] (p): vm 'web': write it cluster/vm"),
+        ("clusters: [{name: c1, site: default, driver: aoc}]\n", "clusters[0] (c1): driver: 'aoc' is not one of: local"),
         ("sites: [\n", "not valid YAML"),
     ]:
         f.write_text(text)
@@ -281,6 +282,11 @@ def test_create_with_bad_options_is_one_line_exit_2(args: list[str], message: st
 ])
 def test_usage_errors_are_one_line_exit_2(argv: list[str], message: str) -> None:
     assert message in one_line_error(runner.invoke(app, argv))
+
+
+def test_cluster_drivers_are_the_registrys() -> None:
+    result = runner.invoke(app, ["cluster", "add", "c9", "--site", "s", "--driver", "vmware"])
+    assert result.exit_code == 2 and "'vmware' is not one of 'local'" in result.stderr, result.stderr
 
 
 def test_plan_file_and_options_together_are_refused(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from drivers import DRIVERS
 from models.inventory import Cluster, Consistency, Site
 from models.plans import BackupDelayOption, BackupPlanSpec
 from models.replication import ReplicationKind, ReplicationPlanSpec
@@ -146,13 +147,27 @@ class ApplyFile:
 SECTIONS = ("sites", "clusters", "repositories", "backup_plans", "replication_plans")
 
 
+def default_endpoint(driver: str, data_dir: Path, name: str) -> str:
+    """The endpoint of a cluster added without one: its driver's default under the data
+    directory (local: <data_dir>/clusters/<name>), or none."""
+    kind = DRIVERS.get(driver)
+    return kind.default_endpoint(data_dir, name) if kind and kind.default_endpoint else ""
+
+
 def local_cluster_dir(data_dir: Path, name: str) -> str:
-    return str((data_dir / "clusters" / name).absolute())
+    return default_endpoint("local", data_dir, name)
+
+
+def known_driver(driver: str, where: str) -> str:
+    """`driver` if the registry has it (checked here too, so a file's error names its entry)."""
+    if driver not in DRIVERS:
+        raise UsageError(f"{where}: driver: {driver!r} is not one of: {', '.join(DRIVERS)}")
+    return driver
 
 
 def cluster_from(raw: Any, where: str, data_dir: Path, base: Path | None = None) -> Cluster:
-    """A cluster from `name, site, driver, path|endpoint`: a local cluster's path defaults to
-    <data_dir>/clusters/<name>; relative paths are taken from `base` (the file's folder)."""
+    """A cluster from `name, site, driver, path|endpoint`: the endpoint defaults to the
+    driver's (`default_endpoint`); relative paths are taken from `base` (the file's folder)."""
     if not isinstance(raw, dict):
         raise UsageError(f"{where}: a cluster is a mapping (name, site, driver, path)")
     data = dict(raw)
@@ -161,9 +176,11 @@ def cluster_from(raw: Any, where: str, data_dir: Path, base: Path | None = None)
         raise UsageError(f"{where}: give path or endpoint, not both")
     if path is not None:
         data["endpoint"] = str(((base or Path.cwd()) / path).absolute())
-    if data.get("driver", "local") == "local" and not data.get("endpoint") and isinstance(data.get("name"), str):
-        data["endpoint"] = local_cluster_dir(data_dir, data["name"])
-    return _validated(Cluster, data, where)
+    cluster = _validated(Cluster, data, where)
+    known_driver(cluster.driver, where)
+    if not cluster.endpoint:
+        cluster.endpoint = default_endpoint(cluster.driver, data_dir, cluster.name)
+    return cluster
 
 
 def load_apply_file(path: str | Path, data_dir: Path) -> ApplyFile:
