@@ -274,6 +274,9 @@ def test_create_with_bad_options_is_one_line_exit_2(args: list[str], message: st
     (["backup-plan", "create", "gold", "--schedule", "every 15m"], "needs --vm, --repository, --retention"),
     (["backup-plan", "create"], "name the plan (or give -f plan.yaml)"),
     (["backup-plan", "update", "gold"], "nothing to change"),
+    (["backup-plan", "update"], "name the plan (or give -f plan.yaml)"),
+    (["backup-plan", "update", "gold", "--schedule", "every 3m"], "interval 3 is out of range"),  # before contact
+    (["replication-plan", "update", "gold", "--tz", "Mars/Olympus"], "'Mars/Olympus' is not a known IANA time zone"),
     (["restore", "p1", "--mode", "sideways"], "mode 'sideways' is not one of: inplace, rebuild"),
     (["restore", "p1", "--mode", "rebuild"], "new_name is required for a REBUILD restore"),
     (["restore", "p1", "--mode", "inplace", "--new-name", "x"], "apply to REBUILD only"),

@@ -4,12 +4,13 @@ sites, clusters, repositories and plans. Fields may be written in the compact gr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from drivers import DRIVERS
 from models.inventory import Cluster, Consistency, Site
@@ -31,6 +32,8 @@ from starter.cli.grammar import (
     parse_window,
 )
 from starter.cli.render import validation_message
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _expand_shared(raw: Any, where: str, what: str, schedules: tuple[str, ...]) -> dict:
@@ -102,37 +105,35 @@ def read_yaml(path: str | Path) -> Any:
         raise UsageError(f"{path}:{at} not valid YAML: {getattr(e, 'problem', None) or e}") from None
 
 
-def _validated(model: Any, data: Any, where: str) -> Any:
+def _validated(model: type[M], data: Any, where: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
         raise UsageError(f"{where}: {validation_message(e)}") from None
 
 
-def load_plan_file(path: str | Path, name: str | None = None) -> BackupPlanSpec:
-    """One BackupPlanSpec from YAML (shorthands allowed); `name` fills or must match its name."""
+def _load_plan(path: str | Path, name: str | None, expand: Callable[[Any, str], dict], model: type[M]) -> M:
+    """One plan spec from YAML, expanded by its kind's `expand` and validated by `model`;
+    `name` fills or must match its name."""
     raw = read_yaml(path)
     try:
-        data = expand_plan(raw, str(path)) if raw is not None else {}
+        data = expand(raw, str(path)) if raw is not None else {}
     except UsageError as e:
         raise UsageError(e.args[0] if str(e).startswith(str(path)) else f"{path}: {e}") from None
     if name is not None:
         if data.setdefault("name", name) != name:
             raise UsageError(f"{path} describes plan {data['name']!r}, not {name!r}")
-    return _validated(BackupPlanSpec, data, str(path))
+    return _validated(model, data, str(path))
+
+
+def load_plan_file(path: str | Path, name: str | None = None) -> BackupPlanSpec:
+    """One BackupPlanSpec from YAML (shorthands allowed); `name` fills or must match its name."""
+    return _load_plan(path, name, expand_plan, BackupPlanSpec)
 
 
 def load_replication_plan_file(path: str | Path, name: str | None = None) -> ReplicationPlanSpec:
     """One ReplicationPlanSpec from YAML (shorthands allowed); `name` fills or must match its name."""
-    raw = read_yaml(path)
-    try:
-        data = expand_replication_plan(raw, str(path)) if raw is not None else {}
-    except UsageError as e:
-        raise UsageError(e.args[0] if str(e).startswith(str(path)) else f"{path}: {e}") from None
-    if name is not None:
-        if data.setdefault("name", name) != name:
-            raise UsageError(f"{path} describes plan {data['name']!r}, not {name!r}")
-    return _validated(ReplicationPlanSpec, data, str(path))
+    return _load_plan(path, name, expand_replication_plan, ReplicationPlanSpec)
 
 
 @dataclass
