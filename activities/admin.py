@@ -41,12 +41,11 @@ def plan_view(spec: Any, state: tuple[PlanStatus, RunResult, datetime | None]) -
 
 
 def check_local_cluster(cluster: Cluster) -> None:
-    """A local cluster's directory must be an abdr cluster or empty/new (the driver empties
-    <root>/tmp/): refused here, before the catalog knows the cluster."""
-    if cluster.driver == "local" and cluster.endpoint:
-        from drivers.local.layout import check_cluster_root
+    """A cluster's driver must exist and take its endpoint (local: an abdr cluster's directory
+    or an empty/new one): refused here, before the catalog knows the cluster."""
+    from drivers import check_cluster
 
-        check_cluster_root(cluster.endpoint, cluster.name)
+    check_cluster(cluster)
 
 
 class AdminActivities:

@@ -1,8 +1,15 @@
 """Cluster drivers behind one protocol (drivers.base.ClusterDriver) and the backup
-repository (drivers.repository). `get_driver` picks the implementation for a cluster."""
+repository (drivers.repository). `DRIVERS` is the one registry of drivers: `get_driver`
+opens a cluster through it, the admin plane checks a new cluster with it, the CLI offers its
+names and the contract suite runs on each. Adding a driver is one entry here (its name must
+be one of models.inventory.DRIVER_NAMES, which the workflows validate against: models/
+imports no driver)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drivers.base import ClusterDriver, DriverError, Unsupported
@@ -11,20 +18,66 @@ if TYPE_CHECKING:
     from models.inventory import Cluster
 
 
+@dataclass(frozen=True)
+class DriverKind:
+    """One driver: how to open a cluster and check its endpoint, each given
+    (endpoint, cluster name). The hooks import their driver lazily, so that importing the
+    registry costs nothing but this module."""
+
+    description: str  # one line for the CLI's help: what a cluster is and what its endpoint means
+    open: Callable[[str, str], ClusterDriver]
+    check: Callable[[str, str], None]  # refuses an endpoint before the catalog knows the cluster; changes nothing
+    default_endpoint: Callable[[Path, str], str] | None = None  # (data dir, name): the starter's default
+
+
+def _local_endpoint(endpoint: str, name: str) -> str:
+    # Guessing a default here would silently split one cluster in two: the starter fills it in.
+    if not endpoint:
+        raise DriverError(f"local cluster {name!r} has no endpoint: set it to the cluster's directory")
+    return endpoint
+
+
+def _open_local(endpoint: str, name: str) -> ClusterDriver:
+    from drivers.local import LocalDriver
+
+    return LocalDriver(_local_endpoint(endpoint, name), name)
+
+
+def _check_local(endpoint: str, name: str) -> None:
+    from drivers.local.layout import check_cluster_root
+
+    check_cluster_root(_local_endpoint(endpoint, name), name)
+
+
+def _local_default(data_dir: Path, name: str) -> str:
+    return str((data_dir / "clusters" / name).absolute())
+
+
+DRIVERS: dict[str, DriverKind] = {
+    "local": DriverKind("a directory on this host (--path; default <ABDR_DATA_DIR>/clusters/<NAME>)",
+                        _open_local, _check_local, _local_default),
+}
+
+
+def driver_kind(cluster: Cluster) -> DriverKind:
+    kind = DRIVERS.get(cluster.driver)
+    if kind is None:
+        raise Unsupported(
+            f"cluster {cluster.name!r} (site {cluster.site!r}) uses driver {cluster.driver!r}, "
+            f"which is not implemented; abdr has: {', '.join(DRIVERS)}")
+    return kind
+
+
 def get_driver(cluster: Cluster) -> ClusterDriver:
-    """The driver for `cluster`. Local: `endpoint` is the cluster directory (created if
-    missing). It must be given: the starter fills in its default (<data_dir>/clusters/<name>),
-    and guessing a second default here would silently split one cluster in two."""
-    if cluster.driver == "local":
-        if not cluster.endpoint:
-            raise DriverError(f"local cluster {cluster.name!r} has no endpoint: set it to the cluster's directory")
-        from drivers.local import LocalDriver
-
-        return LocalDriver(cluster.endpoint, cluster.name)
-    raise Unsupported(
-        f"cluster {cluster.name!r} (site {cluster.site!r}) uses driver {cluster.driver!r}, "
-        "which is not implemented yet; only 'local' is available"
-    )
+    """The driver for `cluster`, reached at its endpoint (local: the cluster directory,
+    created if missing)."""
+    return driver_kind(cluster).open(cluster.endpoint, cluster.name)
 
 
-__all__ = ["ClusterDriver", "get_driver"]
+def check_cluster(cluster: Cluster) -> None:
+    """Refuse a cluster before the catalog knows it: an unknown driver, or an endpoint its
+    driver cannot take (local: a directory that is neither an abdr cluster nor empty)."""
+    driver_kind(cluster).check(cluster.endpoint, cluster.name)
+
+
+__all__ = ["DRIVERS", "ClusterDriver", "DriverKind", "check_cluster", "get_driver"]

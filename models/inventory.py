@@ -137,12 +137,17 @@ class Site(Strict):
     transport_url: str = Field(default="", description="Where the site's worker serves snapshot reads.")
 
 
+# Every driver abdr has or plans: the Admin workflow refuses any other name before an activity
+# runs. Which of them this build implements is the registry's (drivers.DRIVERS, a subset).
+DRIVER_NAMES = ("local", "aoc", "libvirt")
+
+
 class Cluster(Strict):
     """A cluster in a site, reached through a driver (`local`, `aoc`, `libvirt`)."""
 
     name: Name
     site: Name
-    driver: str = Field(default="local", pattern=r"^(local|aoc|libvirt)$")
+    driver: str = Field(default="local", pattern=f"^({'|'.join(DRIVER_NAMES)})$")
     endpoint: str = Field(default="", description="Driver-specific: a directory, an AOC URL, a libvirt URI.")
 
 

@@ -233,6 +233,7 @@ def test_apply_file_resolves_paths_and_names_bad_entries(tmp_path: Path) -> None
          "backup_plans[0] (p): x: Extra inputs are not permitted"),
         ("backup_plans: [{name: p, vms: [web], repository: r, schedule: hourly, retention: count:1}]\n",
          "backup_plans[0] (p): vm 'web': write it cluster/vm"),
+        ("clusters: [{name: c1, site: default, driver: aoc}]\n", "clusters[0] (c1): driver: 'aoc' is not one of: local"),
         ("sites: [\n", "not valid YAML"),
     ]:
         f.write_text(text)
@@ -273,6 +274,9 @@ def test_create_with_bad_options_is_one_line_exit_2(args: list[str], message: st
     (["backup-plan", "create", "gold", "--schedule", "every 15m"], "needs --vm, --repository, --retention"),
     (["backup-plan", "create"], "name the plan (or give -f plan.yaml)"),
     (["backup-plan", "update", "gold"], "nothing to change"),
+    (["backup-plan", "update"], "name the plan (or give -f plan.yaml)"),
+    (["backup-plan", "update", "gold", "--schedule", "every 3m"], "interval 3 is out of range"),  # before contact
+    (["replication-plan", "update", "gold", "--tz", "Mars/Olympus"], "'Mars/Olympus' is not a known IANA time zone"),
     (["restore", "p1", "--mode", "sideways"], "mode 'sideways' is not one of: inplace, rebuild"),
     (["restore", "p1", "--mode", "rebuild"], "new_name is required for a REBUILD restore"),
     (["restore", "p1", "--mode", "inplace", "--new-name", "x"], "apply to REBUILD only"),
@@ -281,6 +285,11 @@ def test_create_with_bad_options_is_one_line_exit_2(args: list[str], message: st
 ])
 def test_usage_errors_are_one_line_exit_2(argv: list[str], message: str) -> None:
     assert message in one_line_error(runner.invoke(app, argv))
+
+
+def test_cluster_drivers_are_the_registrys() -> None:
+    result = runner.invoke(app, ["cluster", "add", "c9", "--site", "s", "--driver", "vmware"])
+    assert result.exit_code == 2 and "'vmware' is not one of 'local'" in result.stderr, result.stderr
 
 
 def test_plan_file_and_options_together_are_refused(tmp_path: Path) -> None:

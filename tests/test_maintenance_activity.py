@@ -25,7 +25,7 @@ from models.restore_points import (
     RestorePointSummary,
 )
 from models.services import RepositorySpec
-from tests.repository.conftest import CS, FileDisk, MiB, backup, make_content, vm_config
+from tests.drivers.repository.conftest import CS, FileDisk, MiB, backup, make_content, vm_config
 
 
 def setup(tmp_path: Path, vms: int, size: int) -> tuple[SiteAdminActivities, Catalog, Repository, list[str]]:

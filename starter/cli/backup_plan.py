@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from models.jobs import PlanRunResult
-from models.plans import BackupPlanSpec, RunResult
+from models.plans import RunResult
 from starter.cli.common import cli_errors, need_choice, with_client
-from starter.cli.grammar import UsageError, format_retention, format_schedule, format_window
+from starter.cli.grammar import format_retention, format_schedule, format_window
 from starter.cli.options import (
     CompressionOpt,
     ConsistencyOpt,
@@ -23,7 +24,7 @@ from starter.cli.options import (
     WindowOpt,
 )
 from starter.cli.plan_files import load_plan_file
-from starter.cli.plan_options import PlanOptions, plan_from_options
+from starter.cli.plan_options import PlanKind, PlanOptions, add_save_commands, plan_from_options, save_plan
 from starter.cli.progress import plan_run_with_progress
 from starter.cli.render import emit, render_backup_run, say, show_workflow, table
 from starter.client import AbdrClient
@@ -37,14 +38,6 @@ FullOpt = Annotated[str | None, typer.Option(
     "--full-schedule", help="Which due runs are full backups (same syntax; 'none' clears).")]
 DelayOpt = Annotated[str | None, typer.Option("--delay", help="At the window's end: keep-go-on | stop-backup.")]
 ServiceOpt = Annotated[str | None, typer.Option("--service", help="Backup service (default 'default').")]
-
-
-def _options(vms: list[str] | None, repository: str | None, schedule: str | None, full_schedule: str | None,
-             window: str | None, delay: str | None, retention: str | None, tz: str | None, consistency: str | None,
-             compression: bool | None, service: str | None, description: str | None) -> PlanOptions:
-    return PlanOptions(vms=vms or None, repository=repository, schedule=schedule, full_schedule=full_schedule,
-                       window=window, delay=delay, retention=retention, tz=tz, consistency=consistency,
-                       compression=compression, service=service, description=description)
 
 
 def plan_row(p: dict) -> dict:
@@ -64,55 +57,35 @@ def _said(action: str):  # type: ignore[no-untyped-def]
     return render
 
 
-@app.command("create")
-def plan_create(
-    name: Annotated[str | None, typer.Argument(help="Plan name (or the file's).")] = None,
-    file: FileOpt = None, vm: VmsOpt = None, repository: RepoOpt = None, schedule: ScheduleOpt = None,
-    full_schedule: FullOpt = None, window: WindowOpt = None, delay: DelayOpt = None, retention: RetentionOpt = None,
-    tz: TzOpt = None, consistency: ConsistencyOpt = None, compression: CompressionOpt = None,
-    service: ServiceOpt = None, description: DescOpt = None, as_json: JsonOpt = False,
-) -> None:
-    """Create a backup plan from options or from -f plan.yaml; its Temporal Schedule starts working."""
-    with cli_errors():
-        opts = _options(vm, repository, schedule, full_schedule, window, delay, retention, tz, consistency,
-                        compression, service, description)
-        spec = _spec_for(name, file, opts, None)
-        created = with_client(lambda c: c.create_backup_plan(spec))
-        emit(created, as_json, _said("created"))
+async def _current(c: AbdrClient, name: str) -> dict:
+    return (await c.get_backup_plan(name))["spec"]
 
 
-def _spec_for(name: str | None, file: Path | None, opts: PlanOptions, current: dict | None) -> BackupPlanSpec:
-    if file is not None:
-        if opts.given():
-            raise UsageError("give either -f FILE or plan options, not both")
-        return load_plan_file(file, name)
-    if name is None:
-        raise UsageError("name the plan (or give -f plan.yaml)")
-    return plan_from_options(name, opts, current)
+BACKUP = PlanKind("backup plan", load_plan_file, plan_from_options, _current,
+                  AbdrClient.create_backup_plan, AbdrClient.update_backup_plan)
 
 
-@app.command("update")
-def plan_update(
-    name: Annotated[str, typer.Argument(help="Plan name.")],
-    file: FileOpt = None, vm: VmsOpt = None, repository: RepoOpt = None, schedule: ScheduleOpt = None,
-    full_schedule: FullOpt = None, window: WindowOpt = None, delay: DelayOpt = None, retention: RetentionOpt = None,
-    tz: TzOpt = None, consistency: ConsistencyOpt = None, compression: CompressionOpt = None,
-    service: ServiceOpt = None, description: DescOpt = None, as_json: JsonOpt = False,
-) -> None:
-    """Change a plan: -f replaces it whole; options change only what they name."""
-    with cli_errors():
-        opts = _options(vm, repository, schedule, full_schedule, window, delay, retention, tz, consistency,
-                        compression, service, description)
-        if file is None and not opts.given():
-            raise UsageError("nothing to change: give plan options or -f plan.yaml")
-        if file is not None:
-            spec = _spec_for(name, file, opts, None)
+def _save(update: bool) -> Callable[..., None]:
+    """`create` (update=False) and `update`: one set of options, one way to a saved plan."""
 
-        async def run(c: AbdrClient) -> dict:
-            new = spec if file is not None else plan_from_options(name, opts, (await c.get_backup_plan(name))["spec"])
-            return await c.update_backup_plan(new)
+    def save(
+        name: Annotated[str | None, typer.Argument(help="Plan name (or the file's).")] = None,
+        file: FileOpt = None, vm: VmsOpt = None, repository: RepoOpt = None, schedule: ScheduleOpt = None,
+        full_schedule: FullOpt = None, window: WindowOpt = None, delay: DelayOpt = None,
+        retention: RetentionOpt = None, tz: TzOpt = None, consistency: ConsistencyOpt = None,
+        compression: CompressionOpt = None, service: ServiceOpt = None, description: DescOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        with cli_errors():
+            opts = PlanOptions(vms=vm or None, repository=repository, schedule=schedule, full_schedule=full_schedule,
+                               window=window, delay=delay, retention=retention, tz=tz, consistency=consistency,
+                               compression=compression, service=service, description=description)
+            emit(save_plan(BACKUP, update, name, file, opts), as_json, _said("updated" if update else "created"))
 
-        emit(with_client(run), as_json, _said("updated"))
+    return save
+
+
+add_save_commands(app, BACKUP, _save)
 
 
 @app.command("list")

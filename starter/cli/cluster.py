@@ -5,25 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+from enum import StrEnum
+
 import typer
 
+from drivers import DRIVERS
 from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt
-from starter.cli.plan_files import local_cluster_dir
+from starter.cli.plan_files import default_endpoint
 from starter.cli.render import emit, say, table
 from starter.client import AbdrError
 from starter.runtime.settings import get_settings
 
 app = typer.Typer(help="Clusters: sets of VMs reached through a driver.", no_args_is_help=True)
+# --driver's choices: the registry's names (built at run time, which mypy cannot follow).
+DriverName = StrEnum("DriverName", [(name, name) for name in DRIVERS])  # type: ignore[misc]
+DRIVER_HELP = "The driver: " + "; ".join(f"{name}, {kind.description}" for name, kind in DRIVERS.items()) + "."
 
 
 @app.command("add")
 def cluster_add(
     name: str,
     site: Annotated[str, typer.Option("--site", help="The site the cluster is in.")],
-    driver: Annotated[str, typer.Option(help="local (aoc and libvirt are planned).")] = "local",
-    path: Annotated[Path | None, typer.Option(help="local: the cluster directory "
-                                                    "(default <ABDR_DATA_DIR>/clusters/<NAME>).")] = None,
+    driver: Annotated[DriverName, typer.Option(help=DRIVER_HELP)] = DriverName("local"),
+    path: Annotated[Path | None, typer.Option(help="The cluster directory, for a local cluster.")] = None,
     endpoint: Annotated[str, typer.Option(help="Other drivers: AOC URL or libvirt URI.")] = "",
     as_json: JsonOpt = False,
 ) -> None:
@@ -33,9 +38,9 @@ def cluster_add(
             raise AbdrError("give --path (local clusters) or --endpoint (other drivers), not both")
         if path is not None:
             endpoint = str(path.absolute())
-        elif driver == "local" and not endpoint:
-            endpoint = local_cluster_dir(get_settings().data_dir, name)
-        cluster = with_client(lambda c: c.add_cluster(name, site, driver, endpoint))
+        elif not endpoint:
+            endpoint = default_endpoint(driver.value, get_settings().data_dir, name)
+        cluster = with_client(lambda c: c.add_cluster(name, site, driver.value, endpoint))
         emit(cluster, as_json, lambda r: say(
             f"cluster [bold]{r['name']}[/bold] added to site {r['site']} ({r['driver']}: {r['endpoint']})"))
 

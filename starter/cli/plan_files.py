@@ -4,13 +4,15 @@ sites, clusters, repositories and plans. Fields may be written in the compact gr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from drivers import DRIVERS
 from models.inventory import Cluster, Consistency, Site
 from models.plans import BackupDelayOption, BackupPlanSpec
 from models.replication import ReplicationKind, ReplicationPlanSpec
@@ -30,6 +32,8 @@ from starter.cli.grammar import (
     parse_window,
 )
 from starter.cli.render import validation_message
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _expand_shared(raw: Any, where: str, what: str, schedules: tuple[str, ...]) -> dict:
@@ -101,37 +105,35 @@ def read_yaml(path: str | Path) -> Any:
         raise UsageError(f"{path}:{at} not valid YAML: {getattr(e, 'problem', None) or e}") from None
 
 
-def _validated(model: Any, data: Any, where: str) -> Any:
+def _validated(model: type[M], data: Any, where: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
         raise UsageError(f"{where}: {validation_message(e)}") from None
 
 
-def load_plan_file(path: str | Path, name: str | None = None) -> BackupPlanSpec:
-    """One BackupPlanSpec from YAML (shorthands allowed); `name` fills or must match its name."""
+def _load_plan(path: str | Path, name: str | None, expand: Callable[[Any, str], dict], model: type[M]) -> M:
+    """One plan spec from YAML, expanded by its kind's `expand` and validated by `model`;
+    `name` fills or must match its name."""
     raw = read_yaml(path)
     try:
-        data = expand_plan(raw, str(path)) if raw is not None else {}
+        data = expand(raw, str(path)) if raw is not None else {}
     except UsageError as e:
         raise UsageError(e.args[0] if str(e).startswith(str(path)) else f"{path}: {e}") from None
     if name is not None:
         if data.setdefault("name", name) != name:
             raise UsageError(f"{path} describes plan {data['name']!r}, not {name!r}")
-    return _validated(BackupPlanSpec, data, str(path))
+    return _validated(model, data, str(path))
+
+
+def load_plan_file(path: str | Path, name: str | None = None) -> BackupPlanSpec:
+    """One BackupPlanSpec from YAML (shorthands allowed); `name` fills or must match its name."""
+    return _load_plan(path, name, expand_plan, BackupPlanSpec)
 
 
 def load_replication_plan_file(path: str | Path, name: str | None = None) -> ReplicationPlanSpec:
     """One ReplicationPlanSpec from YAML (shorthands allowed); `name` fills or must match its name."""
-    raw = read_yaml(path)
-    try:
-        data = expand_replication_plan(raw, str(path)) if raw is not None else {}
-    except UsageError as e:
-        raise UsageError(e.args[0] if str(e).startswith(str(path)) else f"{path}: {e}") from None
-    if name is not None:
-        if data.setdefault("name", name) != name:
-            raise UsageError(f"{path} describes plan {data['name']!r}, not {name!r}")
-    return _validated(ReplicationPlanSpec, data, str(path))
+    return _load_plan(path, name, expand_replication_plan, ReplicationPlanSpec)
 
 
 @dataclass
@@ -146,13 +148,27 @@ class ApplyFile:
 SECTIONS = ("sites", "clusters", "repositories", "backup_plans", "replication_plans")
 
 
+def default_endpoint(driver: str, data_dir: Path, name: str) -> str:
+    """The endpoint of a cluster added without one: its driver's default under the data
+    directory (local: <data_dir>/clusters/<name>), or none."""
+    kind = DRIVERS.get(driver)
+    return kind.default_endpoint(data_dir, name) if kind and kind.default_endpoint else ""
+
+
 def local_cluster_dir(data_dir: Path, name: str) -> str:
-    return str((data_dir / "clusters" / name).absolute())
+    return default_endpoint("local", data_dir, name)
+
+
+def known_driver(driver: str, where: str) -> str:
+    """`driver` if the registry has it (checked here too, so a file's error names its entry)."""
+    if driver not in DRIVERS:
+        raise UsageError(f"{where}: driver: {driver!r} is not one of: {', '.join(DRIVERS)}")
+    return driver
 
 
 def cluster_from(raw: Any, where: str, data_dir: Path, base: Path | None = None) -> Cluster:
-    """A cluster from `name, site, driver, path|endpoint`: a local cluster's path defaults to
-    <data_dir>/clusters/<name>; relative paths are taken from `base` (the file's folder)."""
+    """A cluster from `name, site, driver, path|endpoint`: the endpoint defaults to the
+    driver's (`default_endpoint`); relative paths are taken from `base` (the file's folder)."""
     if not isinstance(raw, dict):
         raise UsageError(f"{where}: a cluster is a mapping (name, site, driver, path)")
     data = dict(raw)
@@ -161,9 +177,11 @@ def cluster_from(raw: Any, where: str, data_dir: Path, base: Path | None = None)
         raise UsageError(f"{where}: give path or endpoint, not both")
     if path is not None:
         data["endpoint"] = str(((base or Path.cwd()) / path).absolute())
-    if data.get("driver", "local") == "local" and not data.get("endpoint") and isinstance(data.get("name"), str):
-        data["endpoint"] = local_cluster_dir(data_dir, data["name"])
-    return _validated(Cluster, data, where)
+    cluster = _validated(Cluster, data, where)
+    known_driver(cluster.driver, where)
+    if not cluster.endpoint:
+        cluster.endpoint = default_endpoint(cluster.driver, data_dir, cluster.name)
+    return cluster
 
 
 def load_apply_file(path: str | Path, data_dir: Path) -> ApplyFile:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from temporalio.client import WorkflowHandle
@@ -13,7 +13,6 @@ from models.plans import RunResult
 from models.replication_jobs import ReplicationRunResult
 from starter.cli.common import cli_errors, with_client
 from starter.cli.grammar import (
-    UsageError,
     format_ip_map,
     format_naming,
     format_retention,
@@ -32,7 +31,13 @@ from starter.cli.options import (
     WindowOpt,
 )
 from starter.cli.plan_files import load_replication_plan_file
-from starter.cli.plan_options import ReplicationOptions, replication_plan_from_options
+from starter.cli.plan_options import (
+    PlanKind,
+    ReplicationOptions,
+    add_save_commands,
+    replication_plan_from_options,
+    save_plan,
+)
 from starter.cli.progress import replication_run_with_progress
 from starter.cli.render import emit, human_bytes, say, show_workflow, table
 from starter.client import AbdrClient
@@ -62,19 +67,6 @@ NamingOpt = Annotated[str | None, typer.Option(
     "--naming", help="Replica names: origin | prefix:TEXT | suffix:TEXT (default suffix:-replica).")]
 
 
-def _options(kind: str | None, source_site: str | None, source_cluster: str | None, target_site: str | None,
-             target_cluster: str | None, vms: list[str] | None, schedule: str | None, window: str | None,
-             retention: str | None, tz: str | None, network_maps: list[str] | None, ip_maps: list[str] | None,
-             keep_mac: bool | None, naming: str | None, compression: bool | None, consistency: str | None,
-             description: str | None, thin: bool | None = None, abort: bool | None = None) -> ReplicationOptions:
-    return ReplicationOptions(kind=kind, source_site=source_site, source_cluster=source_cluster,
-                              target_site=target_site, target_cluster=target_cluster, vms=vms or None,
-                              schedule=schedule, window=window, retention=retention, tz=tz,
-                              network_maps=network_maps or None, ip_maps=ip_maps or None, keep_mac=keep_mac,
-                              naming=naming, compression=compression, consistency=consistency,
-                              description=description, thin_provisioning=thin, abort_window_unfinished=abort)
-
-
 def plan_row(p: dict) -> dict:
     s = p["spec"]
     return {"name": s["name"], "status": p["status"], "kind": s["kind"],
@@ -94,60 +86,40 @@ def _said(action: str) -> Callable[[dict], None]:
     return render
 
 
-def _spec_for(name: str | None, file: Path | None, opts: ReplicationOptions) -> Any:
-    if file is not None:
-        if opts.given():
-            raise UsageError("give either -f FILE or plan options, not both")
-        return load_replication_plan_file(file, name)
-    if name is None:
-        raise UsageError("name the plan (or give -f plan.yaml)")
-    return replication_plan_from_options(name, opts)
+async def _current(c: AbdrClient, name: str) -> dict:
+    return (await c.get_replication_plan(name))["spec"]
 
 
-@app.command("create")
-def plan_create(
-    name: Annotated[str | None, typer.Argument(help="Plan name (or the file's).")] = None,
-    file: FileOpt = None, kind: KindOpt = None, source_site: SourceSiteOpt = None,
-    source_cluster: SourceClusterOpt = None, target_site: TargetSiteOpt = None, target_cluster: TargetClusterOpt = None,
-    vm: VmsOpt = None, schedule: ScheduleOpt = None, window: WindowOpt = None, retention: RetentionOpt = None,
-    tz: TzOpt = None, network_map: NetMapOpt = None, ip_map: IpMapOpt = None, keep_mac: MacOpt = None,
-    naming: NamingOpt = None, compression: CompressionOpt = None, consistency: ConsistencyOpt = None,
-    description: DescOpt = None, thin: ThinOpt = None, abort_at_window_end: AbortOpt = None, as_json: JsonOpt = False,
-) -> None:
-    """Create a replication plan from options or from -f plan.yaml; its Temporal Schedule starts working."""
-    with cli_errors():
-        opts = _options(kind, source_site, source_cluster, target_site, target_cluster, vm, schedule, window,
-                        retention, tz, network_map, ip_map, keep_mac, naming, compression, consistency, description,
-                        thin, abort_at_window_end)
-        spec = _spec_for(name, file, opts)
-        emit(with_client(lambda c: c.create_replication_plan(spec)), as_json, _said("created"))
+REPLICATION = PlanKind("replication plan", load_replication_plan_file, replication_plan_from_options, _current,
+                       AbdrClient.create_replication_plan, AbdrClient.update_replication_plan)
 
 
-@app.command("update")
-def plan_update(
-    name: Annotated[str, typer.Argument(help="Plan name.")],
-    file: FileOpt = None, kind: KindOpt = None, source_site: SourceSiteOpt = None,
-    source_cluster: SourceClusterOpt = None, target_site: TargetSiteOpt = None, target_cluster: TargetClusterOpt = None,
-    vm: VmsOpt = None, schedule: ScheduleOpt = None, window: WindowOpt = None, retention: RetentionOpt = None,
-    tz: TzOpt = None, network_map: NetMapOpt = None, ip_map: IpMapOpt = None, keep_mac: MacOpt = None,
-    naming: NamingOpt = None, compression: CompressionOpt = None, consistency: ConsistencyOpt = None,
-    description: DescOpt = None, thin: ThinOpt = None, abort_at_window_end: AbortOpt = None, as_json: JsonOpt = False,
-) -> None:
-    """Change a plan: -f replaces it whole; options change only what they name."""
-    with cli_errors():
-        opts = _options(kind, source_site, source_cluster, target_site, target_cluster, vm, schedule, window,
-                        retention, tz, network_map, ip_map, keep_mac, naming, compression, consistency, description,
-                        thin, abort_at_window_end)
-        if file is None and not opts.given():
-            raise UsageError("nothing to change: give plan options or -f plan.yaml")
-        spec = _spec_for(name, file, opts) if file is not None else None
-        opts.check()  # bad values are reported before anything is contacted
+def _save(update: bool) -> Callable[..., None]:
+    """`create` (update=False) and `update`: one set of options, one way to a saved plan."""
 
-        async def run(c: AbdrClient) -> dict:
-            new = spec or replication_plan_from_options(name, opts, (await c.get_replication_plan(name))["spec"])
-            return await c.update_replication_plan(new)
+    def save(
+        name: Annotated[str | None, typer.Argument(help="Plan name (or the file's).")] = None,
+        file: FileOpt = None, kind: KindOpt = None, source_site: SourceSiteOpt = None,
+        source_cluster: SourceClusterOpt = None, target_site: TargetSiteOpt = None,
+        target_cluster: TargetClusterOpt = None, vm: VmsOpt = None, schedule: ScheduleOpt = None,
+        window: WindowOpt = None, retention: RetentionOpt = None, tz: TzOpt = None, network_map: NetMapOpt = None,
+        ip_map: IpMapOpt = None, keep_mac: MacOpt = None, naming: NamingOpt = None, compression: CompressionOpt = None,
+        consistency: ConsistencyOpt = None, description: DescOpt = None, thin: ThinOpt = None,
+        abort_at_window_end: AbortOpt = None, as_json: JsonOpt = False,
+    ) -> None:
+        with cli_errors():
+            opts = ReplicationOptions(
+                kind=kind, source_site=source_site, source_cluster=source_cluster, target_site=target_site,
+                target_cluster=target_cluster, vms=vm or None, schedule=schedule, window=window, retention=retention,
+                tz=tz, network_maps=network_map or None, ip_maps=ip_map or None, keep_mac=keep_mac, naming=naming,
+                compression=compression, consistency=consistency, description=description, thin_provisioning=thin,
+                abort_window_unfinished=abort_at_window_end)
+            emit(save_plan(REPLICATION, update, name, file, opts), as_json, _said("updated" if update else "created"))
 
-        emit(with_client(run), as_json, _said("updated"))
+    return save
+
+
+add_save_commands(app, REPLICATION, _save)
 
 
 @app.command("list")

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 import worker
 from models.admin import ADMIN_OPS
 from models.queues import WORKFLOW_TASK_QUEUE
+from starter.client import AbdrError
 from tests.e2e.conftest import Stack
 from workflows.admin import AdminCall
 
@@ -126,6 +127,9 @@ async def test_cluster_path_that_is_not_a_cluster_is_refused(stack: Stack, tmp_p
     # Another cluster's directory under a different name is refused too (two names, one cluster).
     code, out = await abdr("cluster", "add", "c13", "--site", "default", "--path", str(stack.driver.paths.root))
     assert code != 0 and "holds cluster 'c1', not 'c13'" in out
+    # A driver abdr plans but does not implement yet is refused too, before the catalog has it.
+    with pytest.raises(AbdrError, match="'aoc', which is not implemented"):
+        await stack.client.add_cluster("c14", "default", "aoc", "https://aoc.example")
 
 
 def test_driver_never_adopts_a_foreign_directory(tmp_path: Path) -> None:

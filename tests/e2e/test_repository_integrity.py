@@ -62,7 +62,7 @@ async def test_a_damaged_chunk_is_set_aside_and_the_next_backups_store_it_anew(s
     assert await restored(stack, first, "web-first") == source
 
     # A plan's next run never builds on a DAMAGED base (an incremental would carry the bad
-    # entry; the repository's own guard for that is tests/repository/test_verify_damage.py).
+    # entry; the repository's own guard for that is tests/drivers/repository/test_verify_damage.py).
     flip(chunk_files(stack.repo_path)[1])
     assert (await verify(stack)).findings > 0
     nxt = await run_plan(stack, "gold")

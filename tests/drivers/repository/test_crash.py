@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from drivers.repository import Repository, RepositoryError, SyncMode
-from tests.repository.conftest import CS, MiB, FileDisk, make_content, restore_bytes, vm_config
+from tests.drivers.repository.conftest import CS, MiB, FileDisk, make_content, restore_bytes, vm_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 CHILD = r"""
 import os, sys, time
 sys.path.insert(0, {root!r})
 from drivers.repository import Repository
-from tests.repository.conftest import vm_config
+from tests.drivers.repository.conftest import vm_config
 repo = Repository.open({repo!r})
 vm = vm_config(disk0={size})
 fd = os.open({image!r}, os.O_RDONLY)

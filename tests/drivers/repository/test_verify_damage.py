@@ -10,7 +10,7 @@ from pathlib import Path
 
 from drivers.repository import MaintenanceProgress, Repository
 from drivers.repository.verify import read_findings
-from tests.repository.conftest import (
+from tests.drivers.repository.conftest import (
     CS,
     MiB,
     backup,

@@ -15,7 +15,7 @@ import pytest
 from drivers.repository import MaintenanceLock, Repository, RepositoryLocked
 from drivers.repository.config import host_id
 from models.retention import Retention
-from tests.repository.conftest import KiB, backup, make_content, vm_config
+from tests.drivers.repository.conftest import KiB, backup, make_content, vm_config
 
 
 def test_second_maintenance_job_gets_a_clear_error(repo: Repository) -> None:

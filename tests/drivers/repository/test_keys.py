@@ -9,7 +9,7 @@ import pytest
 
 from drivers.repository import EncryptionError, RepoKey, Repository, SyncMode
 from drivers.repository.keys import install_key
-from tests.repository.conftest import (
+from tests.drivers.repository.conftest import (
     CS,
     MiB,
     backup,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drivers.repository import Repository
-from tests.repository.conftest import CS, KiB, MiB, backup, make_content, vm_config
+from tests.drivers.repository.conftest import CS, KiB, MiB, backup, make_content, vm_config
 
 
 def test_in_place_restore_writes_only_differing_chunks(repo: Repository, disks) -> None:

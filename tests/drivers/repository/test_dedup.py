@@ -8,7 +8,7 @@ from pathlib import Path
 
 from drivers.repository import Repository
 from drivers.repository.chunks import FLAG_ZSTD, HEADER
-from tests.repository.conftest import CS, KiB, MiB, backup, make_content, text_bytes, vm_config
+from tests.drivers.repository.conftest import CS, KiB, MiB, backup, make_content, text_bytes, vm_config
 
 
 def chunk_files(repo: Repository) -> dict[str, int]:

@@ -20,7 +20,7 @@ from drivers.repository import (
 from drivers.repository.chunks import HEADER, MAGIC
 from drivers.repository.journal import Journal, read_entries
 from drivers.repository.manifest import DiskStats
-from tests.repository.conftest import CS, KiB, MiB, backup, make_content, restore_bytes, vm_config
+from tests.drivers.repository.conftest import CS, KiB, MiB, backup, make_content, restore_bytes, vm_config
 
 
 def test_config_and_layout(tmp_path: Path) -> None:

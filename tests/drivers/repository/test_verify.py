@@ -8,7 +8,7 @@ import pytest
 
 from drivers.repository import ChunkProblem, CorruptChunk, Repository
 from drivers.repository.chunks import HEADER
-from tests.repository.conftest import CS, KiB, MiB, backup, make_content, text_bytes, vm_config
+from tests.drivers.repository.conftest import CS, KiB, MiB, backup, make_content, text_bytes, vm_config
 
 
 def setup_three_points(repo: Repository, disks):

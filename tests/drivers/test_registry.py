@@ -1,0 +1,34 @@
+"""The driver registry: its drivers are names the models know, each runs the contract
+suite, and a cluster is checked against it before the catalog knows the cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drivers import DRIVERS, check_cluster
+from drivers.base import DriverError, Unsupported
+from models.inventory import DRIVER_NAMES, Cluster
+from tests.drivers.conftest import FRESH_ENDPOINT
+
+
+def test_every_registered_driver_is_a_known_name_and_runs_the_contract_suite() -> None:
+    assert set(DRIVERS) <= set(DRIVER_NAMES), "add the name to models.inventory.DRIVER_NAMES"
+    assert set(FRESH_ENDPOINT) == set(DRIVERS)
+
+
+def test_a_cluster_of_a_driver_not_implemented_is_refused() -> None:
+    with pytest.raises(Unsupported, match="'aoc', which is not implemented; abdr has: local"):
+        check_cluster(Cluster(name="x", site="s1", driver="aoc", endpoint="https://aoc.example"))
+
+
+def test_a_local_cluster_needs_an_abdr_or_empty_directory(tmp_path: Path) -> None:
+    check_cluster(Cluster(name="new", site="s1", endpoint=str(tmp_path / "new")))
+    assert not (tmp_path / "new").exists(), "a check changes nothing"
+    (tmp_path / "etc" / "passwd").parent.mkdir()
+    (tmp_path / "etc" / "passwd").write_text("root")
+    with pytest.raises(DriverError, match="not empty and is not an abdr cluster"):
+        check_cluster(Cluster(name="etc", site="s1", endpoint=str(tmp_path / "etc")))
+    with pytest.raises(DriverError, match="'bare' has no endpoint"):
+        check_cluster(Cluster(name="bare", site="s1"))
