@@ -37,6 +37,14 @@ def checkpoint_xml(name: str, disk: str = "vda") -> str:
             f"<disk name='{disk}' checkpoint='bitmap'/></disks></domaincheckpoint>")
 
 
+def redefine_xml(name: str, disk: str = "vda") -> str:
+    """Checkpoint metadata for a bitmap made outside libvirt (qemu-img on a stopped disk), for
+    VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE: libvirt 9 creates no checkpoint for an inactive
+    domain but takes this, and a later backup-begin can start from it."""
+    return (f"<domaincheckpoint><name>{escape(name)}</name><creationTime>{int(time.time())}</creationTime>"
+            f"<disks><disk name='{disk}' checkpoint='bitmap' bitmap={quoteattr(name)}/></disks></domaincheckpoint>")
+
+
 def pull_backup_xml(sock: Path, scratch: Path, incremental: str | None = None, disk: str = "vda") -> str:
     inc = f"<incremental>{escape(incremental)}</incremental>" if incremental else ""
     return (f"<domainbackup mode='pull'>{inc}<server transport='unix' socket={quoteattr(str(sock))}/>"
