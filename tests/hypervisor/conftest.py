@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="libvirt/QEMU test bed: run with -m hypervisor after scripts/ensure-hypervisor.sh")
     for item in items:
-        if HERE in Path(item.fspath).parents and item.get_closest_marker("hypervisor"):
+        if HERE in item.path.parents and item.get_closest_marker("hypervisor"):
             item.add_marker(skip)
 
 
