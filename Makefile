@@ -21,6 +21,7 @@ up: install
 test: install
 	$(BIN)/ruff check .
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-hypervisor.sh $(VENV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
