@@ -49,7 +49,7 @@ def make_api(settings: Settings, token: str, connect: Callable[[], Awaitable[Abd
 
     @app.exception_handler(AbdrError)
     async def _abdr_error(_: Request, e: AbdrError) -> JSONResponse:
-        return _error(status_of(str(e)), str(e))
+        return _error(status_of(e), str(e))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:

@@ -11,7 +11,7 @@ from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt
 from starter.cli.plan_files import local_cluster_dir
 from starter.cli.render import emit, say, table
-from starter.client import AbdrError
+from starter.client import Invalid
 from starter.runtime.settings import get_settings
 
 app = typer.Typer(help="Clusters: sets of VMs reached through a driver.", no_args_is_help=True)
@@ -30,7 +30,7 @@ def cluster_add(
     """Add a cluster to a site."""
     with cli_errors():
         if path is not None and endpoint:
-            raise AbdrError("give --path (local clusters) or --endpoint (other drivers), not both")
+            raise Invalid("give --path (local clusters) or --endpoint (other drivers), not both")
         if path is not None:
             endpoint = str(path.absolute())
         elif driver == "local" and not endpoint:

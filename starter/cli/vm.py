@@ -11,7 +11,7 @@ from starter.cli.common import cli_errors, find_cluster, with_client
 from starter.cli.options import JsonOpt
 from starter.cli.plan_files import local_cluster_dir
 from starter.cli.render import emit, human_bytes, say, table
-from starter.client import AbdrClient, AbdrError
+from starter.client import AbdrClient, Invalid, NotFound
 from starter.runtime.settings import get_settings
 
 app = typer.Typer(help="VMs of a cluster; import and write are local data-loading tools.", no_args_is_help=True)
@@ -46,7 +46,7 @@ def local_driver(cluster: str) -> Any:
 
     info = with_client(lambda c: find_cluster(c, cluster))
     if info["driver"] != "local":
-        raise AbdrError(f"cluster {cluster!r} uses driver {info['driver']!r}; this tool works on local clusters only")
+        raise Invalid(f"cluster {cluster!r} uses driver {info['driver']!r}; this tool works on local clusters only")
     return LocalDriver(info["endpoint"] or local_cluster_dir(get_settings().data_dir, cluster), cluster)
 
 
@@ -86,7 +86,7 @@ def vm_write(
         driver = local_driver(cluster)
         vm = driver.find_vm(name)
         if vm is None:
-            raise AbdrError(f"VM {name!r} not found in cluster {cluster!r}")
+            raise NotFound(f"VM {name!r} not found in cluster {cluster!r}")
         extents = rewrite_fraction(driver, vm.id, disk, fraction, seed)
         out = {"vm": f"{cluster}/{name}", "disk": disk, "extents": len(extents),
                "bytes": sum(e.length for e in extents)}

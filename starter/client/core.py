@@ -31,7 +31,7 @@ from models.requests import (
     UndoFailoverRequest,
 )
 from models.services import RepositorySpec
-from starter.client.errors import AbdrError, failure_message
+from starter.client.errors import Busy, NotFound, Unavailable, failure_error
 from starter.runtime import schedules
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings, get_settings
@@ -67,9 +67,9 @@ class AbdrClient:
         except WorkflowFailureError as e:
             if isinstance(e.cause, TimeoutError):
                 where = f"site {site!r}'s worker" if site else "an abdr worker"
-                raise AbdrError(f"{operation}: {where} did not answer within {ADMIN_TIMEOUT.seconds} s "
-                                "(is it running? `abdr status`)") from None
-            raise AbdrError(failure_message(e)) from None
+                raise Unavailable(f"{operation}: {where} did not answer within {ADMIN_TIMEOUT.seconds} s "
+                                  "(is it running? `abdr status`)") from None
+            raise failure_error(e) from None
 
     async def _start(self, workflow: str, arg: Any, wf_id: str, busy: str,
                      result_type: type | None = None) -> WorkflowHandle:
@@ -77,14 +77,14 @@ class AbdrClient:
             return await self.client.start_workflow(workflow, arg, id=wf_id, task_queue=WORKFLOW_TASK_QUEUE,
                                                     result_type=result_type)
         except WorkflowAlreadyStartedError:
-            raise AbdrError(f"{busy} (workflow {wf_id} is running; see {self.ui_link(wf_id)})") from None
+            raise Busy(f"{busy} (workflow {wf_id} is running; see {self.ui_link(wf_id)})") from None
 
     @staticmethod
     async def result(handle: WorkflowHandle) -> Any:
         try:
             return await handle.result()
         except WorkflowFailureError as e:
-            raise AbdrError(failure_message(e)) from None
+            raise failure_error(e) from None
 
     def ui_link(self, workflow_id: str, run_id: str | None = None) -> str:
         base = f"{self.settings.temporal_ui_url}/namespaces/{self.settings.temporal_namespace}/workflows/"
@@ -126,7 +126,7 @@ class AbdrClient:
         for r in await self.list_repositories():
             if r["name"] == name:
                 return str(r["site"])
-        raise AbdrError(f"repository {name!r} not found")
+        raise NotFound(f"repository {name!r} not found")
 
     async def add_repository_key(self, name: str, key_file: str) -> dict:
         """Give the repository's site worker its key, by path (the key itself never travels)."""
@@ -146,7 +146,7 @@ class AbdrClient:
         by_site: dict[str, list[dict]] = {}
         for ref in spec.vms:
             if ref.cluster not in sites:
-                raise AbdrError(f"cluster {ref.cluster!r} not found")
+                raise NotFound(f"cluster {ref.cluster!r} not found")
             by_site.setdefault(sites[ref.cluster], []).append(ref.model_dump())
         for site, vms in by_site.items():
             await self.admin("check_vms", {"vms": vms}, site=site)
@@ -313,7 +313,7 @@ class AbdrClient:
             d = await handle.describe()
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
-                raise AbdrError(f"job {workflow_id!r} not found") from None
+                raise NotFound(f"job {workflow_id!r} not found") from None
             raise
         out: dict[str, Any] = {"workflow_id": workflow_id, "run_id": d.run_id, "type": d.workflow_type,
                                "status": d.status.name if d.status else None,
