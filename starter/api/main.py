@@ -40,7 +40,9 @@ def make_api(settings: Settings, token: str, connect: Callable[[], Awaitable[Abd
         app.state.client = await (connect() if connect else AbdrClient.connect(settings))
         yield
 
-    app = FastAPI(title="abdr", version="1", lifespan=lifespan,
+    # One schema per model, requests and responses alike (a spec is both): the document names
+    # the models as their Python classes are named.
+    app = FastAPI(title="abdr", version="1", lifespan=lifespan, separate_input_output_schemas=False,
                   description="Disaster recovery for virtual machines: backup plans, restore, replication, "
                               "failover, failback. Every /v1 call needs `Authorization: Bearer <token>`; "
                               "every error answers `{\"error\": message, \"details\": ...}`.")

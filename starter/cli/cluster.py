@@ -37,7 +37,7 @@ def cluster_add(
             endpoint = local_cluster_dir(get_settings().data_dir, name)
         cluster = with_client(lambda c: c.add_cluster(name, site, driver, endpoint))
         emit(cluster, as_json, lambda r: say(
-            f"cluster [bold]{r['name']}[/bold] added to site {r['site']} ({r['driver']}: {r['endpoint']})"))
+            f"cluster [bold]{r.name}[/bold] added to site {r.site} ({r.driver}: {r.endpoint})"))
 
 
 @app.command("list")

@@ -17,6 +17,7 @@ from temporalio.service import RPCError
 
 from drivers.base import DriverError
 from drivers.catalog.store import CatalogError
+from models.inventory import Cluster
 from starter.cli.grammar import UsageError
 from starter.cli.render import err_console, validation_message
 from starter.client import AbdrClient, AbdrError, Busy, Conflict, Damaged, Invalid, NotFound, Unavailable
@@ -110,9 +111,9 @@ def with_client(fn: Callable[[AbdrClient], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def find_cluster(client: AbdrClient, name: str) -> dict:
+async def find_cluster(client: AbdrClient, name: str) -> Cluster:
     for c in await client.list_clusters():
-        if c["name"] == name:
+        if c.name == name:
             return c
     raise NotFound(f"cluster {name!r} not found")
 

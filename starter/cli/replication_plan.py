@@ -9,7 +9,9 @@ from typing import Annotated, Any
 import typer
 from temporalio.client import WorkflowHandle
 
+from models.admin import ReplicationPlanView
 from models.plans import RunResult
+from models.replication import ReplicationPlanSpec
 from models.replication_jobs import ReplicationRunResult
 from starter.cli.common import cli_errors, with_client
 from starter.cli.grammar import (
@@ -34,7 +36,7 @@ from starter.cli.options import (
 from starter.cli.plan_files import load_replication_plan_file
 from starter.cli.plan_options import ReplicationOptions, replication_plan_from_options
 from starter.cli.progress import replication_run_with_progress
-from starter.cli.render import emit, human_bytes, say, show_workflow, table
+from starter.cli.render import emit, human_bytes, say, show_workflow, table, when
 from starter.client import AbdrClient
 
 app = typer.Typer(help="Replication plans: VMs replicated to another cluster or site on a schedule.",
@@ -75,22 +77,22 @@ def _options(kind: str | None, source_site: str | None, source_cluster: str | No
                               description=description, thin_provisioning=thin, abort_window_unfinished=abort)
 
 
-def plan_row(p: dict) -> dict:
-    s = p["spec"]
-    return {"name": s["name"], "status": p["status"], "kind": s["kind"],
-            "source": f"{s['source_site']}/{s['source_cluster']}",
-            "target": f"{s['target_site']}/{s['target_cluster']}",
-            "vms": len(s["vms"]), "schedule": format_schedule(s["schedule"], with_zone=True),
-            "window": format_window(s.get("window")), "retention": format_retention(s["retention"]),
-            "last result": p.get("last_result"), "last run": p.get("last_run_at")}
+def plan_row(p: ReplicationPlanView) -> dict:
+    s = p.spec
+    return {"name": s.name, "status": p.status, "kind": s.kind,
+            "source": f"{s.source_site}/{s.source_cluster}",
+            "target": f"{s.target_site}/{s.target_cluster}",
+            "vms": len(s.vms), "schedule": format_schedule(s.schedule, with_zone=True),
+            "window": format_window(s.window), "retention": format_retention(s.retention),
+            "last result": p.last_result, "last run": when(p.last_run_at)}
 
 
-def _said(action: str) -> Callable[[dict], None]:
-    def render(spec: dict) -> None:
-        say(f"replication plan [bold]{spec['name']}[/bold] {action}: {len(spec['vms'])} VMs "
-            f"{spec['source_site']}/{spec['source_cluster']} -> {spec['target_site']}/{spec['target_cluster']} "
-            f"({spec['kind']}), {format_schedule(spec['schedule'], with_zone=True)}, "
-            f"{format_retention(spec['retention'])}")
+def _said(action: str) -> Callable[[ReplicationPlanSpec], None]:
+    def render(spec: ReplicationPlanSpec) -> None:
+        say(f"replication plan [bold]{spec.name}[/bold] {action}: {len(spec.vms)} VMs "
+            f"{spec.source_site}/{spec.source_cluster} -> {spec.target_site}/{spec.target_cluster} "
+            f"({spec.kind}), {format_schedule(spec.schedule, with_zone=True)}, "
+            f"{format_retention(spec.retention)}")
     return render
 
 
@@ -143,8 +145,9 @@ def plan_update(
         spec = _spec_for(name, file, opts) if file is not None else None
         opts.check()  # bad values are reported before anything is contacted
 
-        async def run(c: AbdrClient) -> dict:
-            new = spec or replication_plan_from_options(name, opts, (await c.get_replication_plan(name))["spec"])
+        async def run(c: AbdrClient) -> ReplicationPlanSpec:
+            new = spec or replication_plan_from_options(
+                name, opts, (await c.get_replication_plan(name)).spec.model_dump(mode="json"))
             return await c.update_replication_plan(new)
 
         emit(with_client(run), as_json, _said("updated"))
@@ -167,20 +170,20 @@ def plan_show(name: str, as_json: JsonOpt = False) -> None:
         emit(with_client(lambda c: c.get_replication_plan(name)), as_json, _render_plan)
 
 
-def _render_plan(p: dict) -> None:
-    s = p["spec"]
+def _render_plan(p: ReplicationPlanView) -> None:
+    s = p.spec
     rows = [{"field": k, "value": v} for k, v in plan_row(p).items() if k != "vms"]
-    rows[1:1] = [{"field": "description", "value": s.get("description", "")},
-                 {"field": "vms", "value": ", ".join(f"{v['cluster']}/{v['vm']}" for v in s["vms"])}]
-    rows += [{"field": "naming", "value": format_naming(s["naming"])},
-             {"field": "network map", "value": ", ".join(f"{m['source']}={m['target']}" for m in s["network_mapping"])},
-             {"field": "ip map", "value": ", ".join(format_ip_map(m) for m in s["ip_mapping"])},
-             {"field": "MAC addresses", "value": "kept" if s["keep_mac"] else "new"},
-             {"field": "consistency", "value": s["consistency"]},
-             {"field": "compression", "value": "on" if s["compression"] else "off"},
-             {"field": "disks", "value": "thin" if s.get("thin_provisioning", True) else "thick"},
-             {"field": "at window end", "value": "stop" if s.get("abort_window_unfinished") else "finish"}]
-    table(rows, ["field", "value"], f"replication plan {s['name']}")
+    rows[1:1] = [{"field": "description", "value": s.description},
+                 {"field": "vms", "value": ", ".join(f"{v.cluster}/{v.vm}" for v in s.vms)}]
+    rows += [{"field": "naming", "value": format_naming(s.naming)},
+             {"field": "network map", "value": ", ".join(f"{m.source}={m.target}" for m in s.network_mapping)},
+             {"field": "ip map", "value": ", ".join(format_ip_map(m) for m in s.ip_mapping)},
+             {"field": "MAC addresses", "value": "kept" if s.keep_mac else "new"},
+             {"field": "consistency", "value": s.consistency},
+             {"field": "compression", "value": "on" if s.compression else "off"},
+             {"field": "disks", "value": "thin" if s.thin_provisioning else "thick"},
+             {"field": "at window end", "value": "stop" if s.abort_window_unfinished else "finish"}]
+    table(rows, ["field", "value"], f"replication plan {s.name}")
 
 
 @app.command("pause")
@@ -188,7 +191,7 @@ def plan_pause(name: str, as_json: JsonOpt = False) -> None:
     """Pause a plan: its schedule stops starting runs (manual runs still work)."""
     with cli_errors():
         emit(with_client(lambda c: c.set_replication_plan_paused(name, True)), as_json,
-             lambda p: say(f"replication plan [bold]{name}[/bold] {p['status']}"))
+             lambda p: say(f"replication plan [bold]{name}[/bold] {p.status}"))
 
 
 @app.command("resume")
@@ -196,7 +199,7 @@ def plan_resume(name: str, as_json: JsonOpt = False) -> None:
     """Resume a paused plan."""
     with cli_errors():
         emit(with_client(lambda c: c.set_replication_plan_paused(name, False)), as_json,
-             lambda p: say(f"replication plan [bold]{name}[/bold] {p['status']}"))
+             lambda p: say(f"replication plan [bold]{name}[/bold] {p.status}"))
 
 
 @app.command("delete")
@@ -217,7 +220,7 @@ def plan_run(
     """Replicate now (a manual run: its replica points are MANUAL)."""
     with cli_errors():
         async def run(c: AbdrClient) -> tuple[AbdrClient, WorkflowHandle, ReplicationRunResult | None]:
-            vms = [v["vm"] for v in (await c.get_replication_plan(name))["spec"]["vms"]]
+            vms = [v.vm for v in (await c.get_replication_plan(name)).spec.vms]
             handle = await c.run_replication_plan(name)
             if not wait:
                 return c, handle, None
