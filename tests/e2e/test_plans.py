@@ -119,10 +119,10 @@ async def test_count_retention_keeps_last_n_automatic_and_all_manual(stack: Stac
     for vm, pts in by_vm.items():
         assert [p.creation for p in pts] == ["MANUAL", "AUTO", "AUTO"], vm
         newest_two = {r.vms[[v.vm.vm for v in r.vms].index(vm)].point_id for r in autos[1:]}
-        assert {p["id"] for p in pts if p["creation"] == "AUTO"} == newest_two
-    assert {v.point_id for v in manual.vms} <= {p["id"] for p in points}
-    assert repo_point_ids(stack) == {p["id"] for p in points}  # manifests follow the catalog
-    await assert_points_restore(stack, {p["id"]: oracles[p["id"]] for p in points})  # the kept ones, exactly
+        assert {p.id for p in pts if p.creation == "AUTO"} == newest_two
+    assert {v.point_id for v in manual.vms} <= {p.id for p in points}
+    assert repo_point_ids(stack) == {p.id for p in points}  # manifests follow the catalog
+    await assert_points_restore(stack, {p.id: oracles[p.id] for p in points})  # the kept ones, exactly
 
 
 async def test_time_retention_expires_old_automatic_points(stack: Stack) -> None:
