@@ -20,6 +20,7 @@ up: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-hypervisor.sh $(VENV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -1,6 +1,7 @@
 """Map the errors of drivers, the repository and the catalog to Temporal ApplicationErrors:
-the type is the error's class name (visible in the UI and to callers), and errors that a
-retry cannot fix are non-retryable, so a bad request fails at once with its message."""
+the type is the error's class name (visible in the UI and to callers; see the catalogue in
+models/errors.py), and errors the catalogue says a retry cannot fix are non-retryable, so a
+bad request fails at once with its message."""
 
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ from temporalio.exceptions import ApplicationError
 
 from drivers import base as driver_errors
 from drivers.catalog import store as catalog_errors
+from models.errors import ERRORS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Transient by nature: a retry may succeed.
-RETRYABLE = (driver_errors.ResourceLocked, driver_errors.OperationTimeout, catalog_errors.ConcurrentChange)
 KNOWN: tuple[type[BaseException], ...] = (driver_errors.DriverError, catalog_errors.CatalogError)
 # Bad input: a request (or a reply parsed as one) that no retry makes valid.
 BAD_INPUT: tuple[type[BaseException], ...] = (ValidationError, KeyError, ValueError)
@@ -40,20 +40,21 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (TransportError,)
 
 
-def _retryable() -> tuple[type[BaseException], ...]:
-    from drivers.repository.errors import RepositoryLocked
-    from drivers.transport.client import TransportTransient, TransportUnreachable
-
-    # A remote site that does not answer may come back, a lock is released, a corrupted
-    # read is read again.
-    return (*RETRYABLE, RepositoryLocked, TransportUnreachable, TransportTransient)
+def error_type(e: BaseException) -> str:
+    """The catalogued type of an error: its class's name, or its nearest catalogued base's
+    (a JSONDecodeError is a ValueError to callers), so every type sent out is in the catalogue."""
+    return next((c.__name__ for c in type(e).__mro__ if c.__name__ in ERRORS), type(e).__name__)
 
 
 def as_application_error(e: BaseException) -> ApplicationError:
     message = str(e)
     if isinstance(e, KeyError):  # str(KeyError('x')) is "'x'": say what it is
         message = f"unknown key {e.args[0]!r}" if e.args else "unknown key"
-    return ApplicationError(message, type=type(e).__name__, non_retryable=not isinstance(e, _retryable()))
+    kind = error_type(e)
+    # Retryable only where the catalogue says a retry may fix it: a remote site that does not
+    # answer may come back, a lock is released, a transient read is read again.
+    retryable = kind in ERRORS and ERRORS[kind].retryable
+    return ApplicationError(message, type=kind, non_retryable=not retryable)
 
 
 def _translated() -> tuple[type[BaseException], ...]:

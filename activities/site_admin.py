@@ -16,6 +16,8 @@ from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Progress
 from activities.resources import Resources
 from models.activity_api import SiteAdminApi
+from models.admin import CreatedRepository, DeletedPoints, FindingsPage, InstalledKey
+from models.inventory import VM
 from models.plans import VMRef
 from drivers.repository.progress import MaintenanceProgress
 from models.jobs import FINDINGS_SAMPLE, MaintenanceInput, MaintenanceResult
@@ -31,7 +33,7 @@ class SiteAdminActivities(SiteAdminApi):
 
     @activity.defn(name="admin_create_repository")
     @translate_errors
-    def create_repository(self, p: dict) -> dict:
+    def create_repository(self, p: dict) -> CreatedRepository:
         """Create (or adopt) a repository; with `encrypt`, under a new key or the key file
         named, which the worker keeps in its key directory before any data is written."""
         from drivers.repository import Repository, RepoKey, install_key
@@ -59,16 +61,16 @@ class SiteAdminActivities(SiteAdminApi):
             if key is not None:  # kept before the repository exists: never a repository without its key
                 install_key(self._key_dir(), key)
             repo = Repository.init(path, key=key)
-        out = spec.model_dump(mode="json")
+        out = CreatedRepository(**dict(spec))
         if repo.key is not None:
-            out["key_file"] = str(install_key(self._key_dir(), repo.key))
-            out["key_id"] = repo.key.key_id
+            out.key_file = str(install_key(self._key_dir(), repo.key))
+            out.key_id = repo.key.key_id
         self.res.catalog.add_repository(spec)
         return out
 
     @activity.defn(name="admin_add_repository_key")
     @translate_errors
-    def add_repository_key(self, p: dict) -> dict:
+    def add_repository_key(self, p: dict) -> InstalledKey:
         """Give this worker the key of an encrypted repository (a wrong key is refused)."""
         from drivers.repository import Repository, RepoKey, install_key
 
@@ -78,11 +80,11 @@ class SiteAdminActivities(SiteAdminApi):
         repo = Repository.open(spec.path, key=key)  # EncryptionError if it is not this repository's key
         if repo.key is None:
             raise InvalidRequest(f"repository {req.name!r} is not encrypted: it needs no key")
-        return {"name": req.name, "key_file": str(install_key(self._key_dir(), key)), "key_id": key.key_id}
+        return InstalledKey(name=req.name, key_file=str(install_key(self._key_dir(), key)), key_id=key.key_id)
 
     @activity.defn(name="admin_repository_findings")
     @translate_errors
-    def repository_findings(self, p: dict) -> dict:
+    def repository_findings(self, p: dict) -> FindingsPage:
         """A page of the last verify's findings, streamed from the repository's report file."""
         from drivers.repository.verify import read_findings
 
@@ -92,8 +94,8 @@ class SiteAdminActivities(SiteAdminApi):
         if summary is None:
             raise InvalidRequest(f"repository {q.name!r} has not been verified yet (`abdr repository verify`)")
         total = sum(summary.get(k, 0) for k in FINDING_COUNTS)
-        return {"repository": q.name, "counts": summary, "total": total, "offset": q.offset,
-                "findings": [_bounded(f) for f in page]}
+        return FindingsPage(repository=q.name, counts=summary, total=total, offset=q.offset,
+                            findings=[_bounded(f) for f in page])
 
     def _key_dir(self) -> Path:
         if self.res.key_dir is None:
@@ -102,10 +104,10 @@ class SiteAdminActivities(SiteAdminApi):
 
     @activity.defn(name="admin_list_vms")
     @translate_errors
-    def list_vms(self, p: dict) -> list[dict]:
+    def list_vms(self, p: dict) -> list[VM]:
         vms = self.res.driver(p["cluster"]).list_vms()
         self.res.catalog.cache_vms(p["cluster"], vms)
-        return [v.model_dump(mode="json") for v in vms]
+        return vms
 
     @activity.defn(name="admin_check_vms")
     @translate_errors
@@ -116,7 +118,7 @@ class SiteAdminActivities(SiteAdminApi):
 
     @activity.defn(name="admin_delete_restore_points")
     @translate_errors
-    def delete_restore_points(self, p: dict) -> dict:
+    def delete_restore_points(self, p: dict) -> DeletedPoints:
         catalog = self.res.catalog
         by_repo: dict[str, list[str]] = {}
         for pid in p["ids"]:
@@ -125,7 +127,7 @@ class SiteAdminActivities(SiteAdminApi):
         for repo_name, ids in by_repo.items():
             repo = catalog.get_repository(repo_name)
             self.backup.delete_points(repo.path, ids)
-        return {"deleted": p["ids"]}
+        return DeletedPoints(deleted=p["ids"])
 
     @activity.defn(name="maintain_repository")
     @translate_errors

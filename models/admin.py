@@ -1,21 +1,31 @@
 """The closed list of administrative operations the `Admin` workflow runs, each with its
-request model. Anyone who can reach Temporal can start a workflow, so this list (not the
-set of activities a worker happens to register) decides what an `Admin` call may do: the
-workflow refuses an unknown operation or a payload its model rejects before any activity
-runs. `on_site` says where the activity lives: a site's queue (the call must name the
-site) or the catalog's (it must not)."""
+request and response model. Anyone who can reach Temporal can start a workflow, so this list
+(not the set of activities a worker happens to register) decides what an `Admin` call may
+do: the workflow refuses an unknown operation or a payload its model rejects before any
+activity runs. `on_site` says where the activity lives: a site's queue (the call must name
+the site) or the catalog's (it must not). The activity answers the response model; the
+workflow passes its JSON through, and the client reads it back as `response` (so the REST
+API's OpenAPI document describes what each route answers)."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from models.inventory import Cluster, Name, Site, Strict, check_name
-from models.plans import BackupPlanSpec, PlanStatus, VMRef
-from models.replication import ReplicationPlanSpec
-from models.replication_jobs import HistoryQuery
-from models.services import BackupService, RepositoryCreate, RepositoryFindingsQuery, RepositoryKeyFile
+from models.inventory import VM, Cluster, Name, Site, Strict, VMConfig, check_name
+from models.plans import BackupPlanSpec, PlanStatus, RunResult, VMRef
+from models.replication import ReplicationObject, ReplicationPlanSpec
+from models.replication_jobs import HistoryPage, HistoryQuery
+from models.restore_points import RestorePointSummary
+from models.services import (
+    BackupService,
+    RepositoryCreate,
+    RepositoryFindingsQuery,
+    RepositoryKeyFile,
+    RepositorySpec,
+)
 
 
 class NoArgs(Strict):
@@ -65,42 +75,137 @@ class PointIds(Strict):
     ids: list[str] = Field(min_length=1, max_length=10_000)
 
 
+# -- responses ------------------------------------------------------------------------------
+
+SpecT = TypeVar("SpecT", BackupPlanSpec, ReplicationPlanSpec)
+
+
+class PlanView(Strict, Generic[SpecT]):
+    """A plan as the CLI and the API show it: its spec and its run state."""
+
+    spec: SpecT
+    status: PlanStatus
+    last_result: RunResult
+    last_run_at: datetime | None = None
+
+
+class BackupPlanView(PlanView[BackupPlanSpec]):
+    pass
+
+
+class ReplicationPlanView(PlanView[ReplicationPlanSpec]):
+    pass
+
+
+class DeletedPlan(Strict):
+    deleted: Name
+
+
+class DeletedBackupPlan(DeletedPlan):
+    points: list[str] = Field(default_factory=list, description="The plan's restore points.")
+    points_deleted: bool = Field(default=False, description="Whether they were deleted too (`delete_points`).")
+
+
+class RestorePointDetail(RestorePointSummary):
+    vm_config: VMConfig
+
+
+class Job(Strict):
+    """One run of an operation, as the catalog records it."""
+
+    workflow_id: str
+    run_id: str
+    operation: str
+    plan: str | None = None
+    vm: str | None = None
+    status: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    result: dict[str, Any] = Field(default_factory=dict)
+    ui: str = Field(default="", description="The run in the Temporal Web UI (the client's link).")
+
+
+class JobDescription(Strict):
+    """A workflow run as Temporal describes it (what `GET /v1/jobs/{workflow_id}` follows)."""
+
+    workflow_id: str
+    run_id: str
+    type: str
+    status: str | None
+    started_at: datetime
+    ui: str
+    closed_at: datetime | None = None
+    result: Any = Field(default=None, description="A completed run's result: its workflow's result, as JSON.")
+    progress: Any = Field(default=None, description="A running backup plan run's progress.")
+
+
+class ReplicaView(ReplicationObject):
+    rpo_lag_s: float | None = Field(description="Seconds since the newest replica point (None: no point yet).")
+    transitions: int = Field(description="Entries in the replica's history (`replica_history`).")
+
+
+class CreatedRepository(RepositorySpec):
+    key_file: str | None = Field(default=None, description="Encrypted: the key file on the site's worker.")
+    key_id: str | None = None
+
+
+class InstalledKey(Strict):
+    name: Name
+    key_file: str
+    key_id: str
+
+
+class FindingsPage(Strict):
+    """A page of a repository's last verify findings (offset/limit through them)."""
+
+    repository: Name
+    counts: dict[str, Any] = Field(description="The verify's counts by kind.")
+    total: int
+    offset: int
+    findings: list[dict[str, Any]]
+
+
+class DeletedPoints(Strict):
+    deleted: list[str]
+
+
 class AdminOp(NamedTuple):
     request: type[BaseModel]
+    response: Any  # a model, or a list of one (the client reads the answer as this type)
     on_site: bool = False
 
 
 ADMIN_OPS: dict[str, AdminOp] = {
-    "add_site": AdminOp(Site),
-    "list_sites": AdminOp(NoArgs),
-    "add_cluster": AdminOp(Cluster),
-    "list_clusters": AdminOp(SiteFilter),
-    "put_backup_service": AdminOp(BackupService),
-    "list_repositories": AdminOp(NoArgs),
-    "add_backup_plan": AdminOp(BackupPlanSpec),
-    "update_backup_plan": AdminOp(BackupPlanSpec),
-    "get_backup_plan": AdminOp(ByName),
-    "list_backup_plans": AdminOp(NoArgs),
-    "set_backup_plan_status": AdminOp(SetPlanStatus),
-    "delete_backup_plan": AdminOp(ByName),
-    "list_restore_points": AdminOp(PointFilter),
-    "get_restore_point": AdminOp(PointId),
-    "list_jobs": AdminOp(JobFilter),
-    "add_replication_plan": AdminOp(ReplicationPlanSpec),
-    "update_replication_plan": AdminOp(ReplicationPlanSpec),
-    "get_replication_plan": AdminOp(ByName),
-    "list_replication_plans": AdminOp(NoArgs),
-    "set_replication_plan_status": AdminOp(SetPlanStatus),
-    "delete_replication_plan": AdminOp(ByName),
-    "list_replicas": AdminOp(PlanFilter),
-    "replica_history": AdminOp(HistoryQuery),
+    "add_site": AdminOp(Site, Site),
+    "list_sites": AdminOp(NoArgs, list[Site]),
+    "add_cluster": AdminOp(Cluster, Cluster),
+    "list_clusters": AdminOp(SiteFilter, list[Cluster]),
+    "put_backup_service": AdminOp(BackupService, BackupService),
+    "list_repositories": AdminOp(NoArgs, list[RepositorySpec]),
+    "add_backup_plan": AdminOp(BackupPlanSpec, BackupPlanSpec),
+    "update_backup_plan": AdminOp(BackupPlanSpec, BackupPlanSpec),
+    "get_backup_plan": AdminOp(ByName, BackupPlanView),
+    "list_backup_plans": AdminOp(NoArgs, list[BackupPlanView]),
+    "set_backup_plan_status": AdminOp(SetPlanStatus, BackupPlanView),
+    "delete_backup_plan": AdminOp(ByName, DeletedBackupPlan),
+    "list_restore_points": AdminOp(PointFilter, list[RestorePointSummary]),
+    "get_restore_point": AdminOp(PointId, RestorePointDetail),
+    "list_jobs": AdminOp(JobFilter, list[Job]),
+    "add_replication_plan": AdminOp(ReplicationPlanSpec, ReplicationPlanSpec),
+    "update_replication_plan": AdminOp(ReplicationPlanSpec, ReplicationPlanSpec),
+    "get_replication_plan": AdminOp(ByName, ReplicationPlanView),
+    "list_replication_plans": AdminOp(NoArgs, list[ReplicationPlanView]),
+    "set_replication_plan_status": AdminOp(SetPlanStatus, ReplicationPlanView),
+    "delete_replication_plan": AdminOp(ByName, DeletedPlan),
+    "list_replicas": AdminOp(PlanFilter, list[ReplicaView]),
+    "replica_history": AdminOp(HistoryQuery, HistoryPage),
     # On the site's worker: they need its disks, repositories or clusters.
-    "create_repository": AdminOp(RepositoryCreate, on_site=True),
-    "add_repository_key": AdminOp(RepositoryKeyFile, on_site=True),
-    "repository_findings": AdminOp(RepositoryFindingsQuery, on_site=True),
-    "list_vms": AdminOp(ClusterName, on_site=True),
-    "check_vms": AdminOp(VMList, on_site=True),
-    "delete_restore_points": AdminOp(PointIds, on_site=True),
+    "create_repository": AdminOp(RepositoryCreate, CreatedRepository, on_site=True),
+    "add_repository_key": AdminOp(RepositoryKeyFile, InstalledKey, on_site=True),
+    "repository_findings": AdminOp(RepositoryFindingsQuery, FindingsPage, on_site=True),
+    "list_vms": AdminOp(ClusterName, list[VM], on_site=True),
+    "check_vms": AdminOp(VMList, list[str], on_site=True),
+    "delete_restore_points": AdminOp(PointIds, DeletedPoints, on_site=True),
 }
 
 

@@ -15,13 +15,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
     from models.activity_api import CatalogApi, activity_name
+    from models.errors import non_retryable_types
     from models.jobs import JobRecord, Operation
     from models.queues import WORKFLOW_TASK_QUEUE
 
-# Errors no retry can fix: activities raise them as ApplicationError(type=...).
-NON_RETRYABLE = ["NotFound", "AlreadyExists", "InvalidState", "Unsupported", "GuestToolsMissing",
-                 "InvalidRequest", "PointNotFound", "CorruptChunk", "RepositoryNotFound", "PlanBusy",
-                 "StateConflict", "SourceRunning", "SourceUnknown", "SourceNotStopped"]
+# Errors no retry can fix (models/errors.py's catalogue): activities raise them as ApplicationError(type=...).
+NON_RETRYABLE = non_retryable_types()
 
 
 def retry(max_retries: int = 3, interval_s: int = 30) -> RetryPolicy:

@@ -2,10 +2,11 @@
 and query parameters several nouns use, and the 202 body of a started workflow."""
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 from temporalio.client import WorkflowHandle
 
 from models.inventory import NAME_PATTERN
@@ -29,5 +30,13 @@ def client(request: Request, creds: Annotated[HTTPAuthorizationCredentials | Non
 C = Annotated[AbdrClient, Depends(client)]
 
 
-def started(c: AbdrClient, h: WorkflowHandle) -> dict[str, Any]:
-    return {"workflow_id": h.id, "run_id": h.result_run_id, "ui": c.ui_link(h.id, h.result_run_id)}
+class Started(BaseModel):
+    """A workflow started: follow it with `GET /v1/jobs/{workflow_id}` or in the Web UI."""
+
+    workflow_id: str
+    run_id: str | None
+    ui: str = Field(description="The run in the Temporal Web UI.")
+
+
+def started(c: AbdrClient, h: WorkflowHandle) -> Started:
+    return Started(workflow_id=h.id, run_id=h.result_run_id, ui=c.ui_link(h.id, h.result_run_id))

@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from starter.client.errors import AbdrError, Busy, Conflict, Damaged, Invalid, NotFound, Unavailable
+
 
 class ErrorBody(BaseModel):
     """Every error the API answers: a message naming what and why, and for a request that
@@ -19,29 +21,27 @@ class ErrorBody(BaseModel):
 
 
 _WHY = {
-    400: "The request contradicts the catalog or the plan (the message says how).",
+    400: "The request contradicts the catalog or the plan, or the operation failed (the message says how).",
     401: "No valid bearer token.",
     404: "A plan, point, VM or job named by the request does not exist.",
-    409: "It exists already, or an operation on it is running.",
+    409: "It exists already or is not in the state the operation needs, or an operation on it is running.",
     413: "The request body is larger than the limit (ABDR_API_MAX_REQUEST_BYTES).",
     422: "The request does not validate: a rule of the schema or one between fields.",
-    503: "No abdr worker answered in time.",
+    500: "Stored data is damaged (a repository's chunk or manifest): `abdr repository verify` names it.",
+    503: "No abdr worker (or the site the operation needs) answered in time.",
 }
 # Any route may answer each of these: the token is checked, bodies are bounded and validated,
-# and every route asks the workers, whose refusals map to 400/404/409 (`status_of`).
+# and every route asks the workers, whose refusals map to a status by their class (`status_of`).
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": why} for code, why in _WHY.items()}
+# The client's exception classes (their ApplicationError type's meaning) as HTTP statuses.
+STATUS: dict[type[AbdrError], int] = {AbdrError: 400, Invalid: 400, NotFound: 404, Conflict: 409, Busy: 409,
+                                      Damaged: 500, Unavailable: 503}
 
 
-def status_of(message: str) -> int:
-    """The HTTP status of an AbdrError, from what its message says happened."""
-    if "did not answer within" in message:
-        return 503
-    if "not found" in message or "does not exist" in message or "no such" in message:
-        return 404
-    if "already" in message or "running" in message:
-        return 409
-    return 400
+def status_of(e: AbdrError) -> int:
+    """The HTTP status of an AbdrError, by its class (the nearest one the table names)."""
+    return next(STATUS[c] for c in type(e).__mro__ if c in STATUS)
 
 
 def error_bytes(message: str) -> bytes:

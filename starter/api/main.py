@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from drivers.secrets import check_secret
@@ -40,7 +41,9 @@ def make_api(settings: Settings, token: str, connect: Callable[[], Awaitable[Abd
         app.state.client = await (connect() if connect else AbdrClient.connect(settings))
         yield
 
-    app = FastAPI(title="abdr", version="1", lifespan=lifespan,
+    # One schema per model, requests and responses alike (a spec is both): the document names
+    # the models as their Python classes are named.
+    app = FastAPI(title="abdr", version="1", lifespan=lifespan, separate_input_output_schemas=False,
                   description="Disaster recovery for virtual machines: backup plans, restore, replication, "
                               "failover, failback. Every /v1 call needs `Authorization: Bearer <token>`; "
                               "every error answers `{\"error\": message, \"details\": ...}`.")
@@ -49,7 +52,7 @@ def make_api(settings: Settings, token: str, connect: Callable[[], Awaitable[Abd
 
     @app.exception_handler(AbdrError)
     async def _abdr_error(_: Request, e: AbdrError) -> JSONResponse:
-        return _error(status_of(str(e)), str(e))
+        return _error(status_of(e), str(e))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -57,8 +60,7 @@ def make_api(settings: Settings, token: str, connect: Callable[[], Awaitable[Abd
         response.headers.update(e.headers or {})
         if e.status_code == 405:  # Allow: every method of the path (one route per method, each knows its own)
             allowed = {m for router in ROUTERS for r in router.routes
-                       if getattr(r, "path_regex", None) and r.path_regex.match(request.url.path)
-                       for m in getattr(r, "methods", ())}
+                       if isinstance(r, APIRoute) and r.path_regex.match(request.url.path) for m in r.methods or ()}
             response.headers["Allow"] = ", ".join(sorted(allowed))
         return response
 

@@ -29,8 +29,11 @@ from starter.cli import (
 )
 from starter.cli.render import err_console
 
+EXIT_CODES_HELP = ("Exit codes: 0 done; 1 failed (or a run ended with failures); 2 bad input; 3 not found; "
+                   "4 conflict (exists already, or in the wrong state); 5 busy (an operation on it is "
+                   "running); 6 unavailable (a worker or site did not answer); 7 damaged data; 130 interrupted.")
 app = typer.Typer(name="abdr", help="abdr: disaster recovery for virtual machines, on Temporal.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  epilog=EXIT_CODES_HELP, no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 app.command()(stack.up)

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
-from models.plans import BackupPlanSpec
-from models.replication import ReplicationPlanSpec
 from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt
 from starter.cli.plan_files import ApplyFile, load_apply_file
@@ -21,8 +20,9 @@ from starter.runtime.settings import get_settings
 CANNOT_UPDATE = "differs from the catalog ({}); abdr cannot change a {} in place: left as is"
 
 
-def _differs(have: dict, want: dict, fields: tuple[str, ...]) -> list[str]:
-    return [f for f in fields if have.get(f) != want.get(f)]
+def _differs(have: BaseModel, want: dict, fields: tuple[str, ...]) -> list[str]:
+    dumped = have.model_dump(mode="json")
+    return [f for f in fields if dumped.get(f) != want.get(f)]
 
 
 async def apply_file(c: AbdrClient, f: ApplyFile, done: list[dict[str, Any]]) -> None:
@@ -37,7 +37,7 @@ async def apply_file(c: AbdrClient, f: ApplyFile, done: list[dict[str, Any]]) ->
         ("repository", f.repositories, c.list_repositories, ("kind", "path", "site", "description")),
     ]
     for kind, wanted, lister, fields in sections:
-        existing = {x["name"]: x for x in await lister()} if wanted else {}
+        existing = {x.name: x for x in await lister()} if wanted else {}
         for obj in wanted:
             if obj.name not in existing:
                 if kind == "site":
@@ -51,20 +51,19 @@ async def apply_file(c: AbdrClient, f: ApplyFile, done: list[dict[str, Any]]) ->
             declared = obj.model_dump(mode="json", exclude_unset=True)  # compare what the file says
             diff = _differs(existing[obj.name], declared, tuple(f for f in fields if f in declared))
             record(kind, obj.name, "unchanged", CANNOT_UPDATE.format(", ".join(diff), kind) if diff else "")
-    plan_sections: list[tuple[str, list[Any], Any, Any, Any, Any]] = [
-        ("backup_plan", f.backup_plans, BackupPlanSpec, c.list_backup_plans, c.create_backup_plan,
-         c.update_backup_plan),
-        ("replication_plan", f.replication_plans, ReplicationPlanSpec, c.list_replication_plans,
-         c.create_replication_plan, c.update_replication_plan),
+    plan_sections: list[tuple[str, list[Any], Any, Any, Any]] = [
+        ("backup_plan", f.backup_plans, c.list_backup_plans, c.create_backup_plan, c.update_backup_plan),
+        ("replication_plan", f.replication_plans, c.list_replication_plans, c.create_replication_plan,
+         c.update_replication_plan),
     ]
-    for kind, wanted, model, lister, create, update in plan_sections:
-        plans = {p["spec"]["name"]: p["spec"] for p in await lister()} if wanted else {}
+    for kind, wanted, lister, create, update in plan_sections:
+        plans = {p.spec.name: p.spec for p in await lister()} if wanted else {}
         for spec in wanted:
             if spec.name not in plans:
                 await create(spec)
                 record(kind, spec.name, "created")
                 continue
-            have = model.model_validate(plans[spec.name]).model_dump(mode="json")
+            have = plans[spec.name].model_dump(mode="json")
             want = spec.model_dump(mode="json")
             if have == want:
                 record(kind, spec.name, "unchanged")

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
+from models.admin import BackupPlanView
 from models.jobs import PlanRunResult
-from models.plans import RunResult
+from models.plans import BackupPlanSpec, RunResult
 from starter.cli.common import cli_errors, need_choice, with_client
 from starter.cli.grammar import format_retention, format_schedule, format_window
 from starter.cli.options import (
@@ -26,7 +27,7 @@ from starter.cli.options import (
 from starter.cli.plan_files import load_plan_file
 from starter.cli.plan_options import PlanKind, PlanOptions, add_save_commands, plan_from_options, save_plan
 from starter.cli.progress import plan_run_with_progress
-from starter.cli.render import emit, render_backup_run, say, show_workflow, table
+from starter.cli.render import emit, render_backup_run, say, show_workflow, table, when
 from starter.client import AbdrClient
 
 app = typer.Typer(help="Backup plans: VMs, repository, schedule, window, retention.", no_args_is_help=True)
@@ -40,25 +41,25 @@ DelayOpt = Annotated[str | None, typer.Option("--delay", help="At the window's e
 ServiceOpt = Annotated[str | None, typer.Option("--service", help="Backup service (default 'default').")]
 
 
-def plan_row(p: dict) -> dict:
-    s = p["spec"]
-    return {"name": s["name"], "status": p["status"], "vms": len(s["vms"]), "repository": s["repository"],
-            "schedule": format_schedule(s["schedule"], with_zone=True),
-            "full": format_schedule(s["full_schedule"]) if s.get("full_schedule") else "first only",
-            "window": format_window(s.get("window")), "retention": format_retention(s["retention"]),
-            "last result": p.get("last_result"), "last run": p.get("last_run_at")}
+def plan_row(p: BackupPlanView) -> dict:
+    s = p.spec
+    return {"name": s.name, "status": p.status, "vms": len(s.vms), "repository": s.repository,
+            "schedule": format_schedule(s.schedule, with_zone=True),
+            "full": format_schedule(s.full_schedule) if s.full_schedule else "first only",
+            "window": format_window(s.window), "retention": format_retention(s.retention),
+            "last result": p.last_result, "last run": when(p.last_run_at)}
 
 
-def _said(action: str):  # type: ignore[no-untyped-def]
-    def render(spec: dict) -> None:
-        say(f"backup plan [bold]{spec['name']}[/bold] {action}: {len(spec['vms'])} VMs -> repository "
-                      f"{spec['repository']}, {format_schedule(spec['schedule'], with_zone=True)}, "
-                      f"{format_retention(spec['retention'])}")
+def _said(action: str) -> Callable[[BackupPlanSpec], None]:
+    def render(spec: BackupPlanSpec) -> None:
+        say(f"backup plan [bold]{spec.name}[/bold] {action}: {len(spec.vms)} VMs -> repository "
+                      f"{spec.repository}, {format_schedule(spec.schedule, with_zone=True)}, "
+                      f"{format_retention(spec.retention)}")
     return render
 
 
 async def _current(c: AbdrClient, name: str) -> dict:
-    return (await c.get_backup_plan(name))["spec"]
+    return (await c.get_backup_plan(name)).spec.model_dump(mode="json")
 
 
 BACKUP = PlanKind("backup plan", load_plan_file, plan_from_options, _current,
@@ -105,17 +106,17 @@ def plan_show(name: str, as_json: JsonOpt = False) -> None:
         emit(with_client(lambda c: c.get_backup_plan(name)), as_json, _render_plan)
 
 
-def _render_plan(p: dict) -> None:
-    s = p["spec"]
+def _render_plan(p: BackupPlanView) -> None:
+    s = p.spec
     row = plan_row(p)
     rows = [{"field": k, "value": v} for k, v in row.items() if k != "vms"]
-    rows[1:1] = [{"field": "description", "value": s.get("description", "")},
-                 {"field": "vms", "value": ", ".join(f"{v['cluster']}/{v['vm']}" for v in s["vms"])},
-                 {"field": "service", "value": s["backup_service"]}]
-    rows += [{"field": "delay option", "value": s["delay_option"]},
-             {"field": "consistency", "value": s["consistency"]},
-             {"field": "compression", "value": "on" if s["compression"] else "off"}]
-    table(rows, ["field", "value"], f"backup plan {s['name']}")
+    rows[1:1] = [{"field": "description", "value": s.description},
+                 {"field": "vms", "value": ", ".join(f"{v.cluster}/{v.vm}" for v in s.vms)},
+                 {"field": "service", "value": s.backup_service}]
+    rows += [{"field": "delay option", "value": s.delay_option},
+             {"field": "consistency", "value": s.consistency},
+             {"field": "compression", "value": "on" if s.compression else "off"}]
+    table(rows, ["field", "value"], f"backup plan {s.name}")
 
 
 @app.command("pause")
@@ -123,7 +124,7 @@ def plan_pause(name: str, as_json: JsonOpt = False) -> None:
     """Pause a plan: its schedule stops starting runs (manual runs still work)."""
     with cli_errors():
         emit(with_client(lambda c: c.set_backup_plan_paused(name, True)), as_json,
-             lambda p: say(f"backup plan [bold]{name}[/bold] {p['status']}"))
+             lambda p: say(f"backup plan [bold]{name}[/bold] {p.status}"))
 
 
 @app.command("resume")
@@ -131,7 +132,7 @@ def plan_resume(name: str, as_json: JsonOpt = False) -> None:
     """Resume a paused plan."""
     with cli_errors():
         emit(with_client(lambda c: c.set_backup_plan_paused(name, False)), as_json,
-             lambda p: say(f"backup plan [bold]{name}[/bold] {p['status']}"))
+             lambda p: say(f"backup plan [bold]{name}[/bold] {p.status}"))
 
 
 @app.command("delete")
@@ -148,8 +149,8 @@ def plan_delete(
                                             "--keep-points or --delete-points")
         out = with_client(lambda c: c.delete_backup_plan(name, delete_points))
         emit(out, as_json, lambda o: say(
-            f"backup plan [bold]{name}[/bold] deleted; {len(o['points'])} restore points "
-            f"{'deleted' if o['points_deleted'] else 'kept'}"))
+            f"backup plan [bold]{name}[/bold] deleted; {len(o.points)} restore points "
+            f"{'deleted' if o.points_deleted else 'kept'}"))
 
 
 @app.command("run")

@@ -14,7 +14,7 @@ from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt
 from starter.cli.plan_files import default_endpoint
 from starter.cli.render import emit, say, table
-from starter.client import AbdrError
+from starter.client import Invalid
 from starter.runtime.settings import get_settings
 
 app = typer.Typer(help="Clusters: sets of VMs reached through a driver.", no_args_is_help=True)
@@ -35,14 +35,14 @@ def cluster_add(
     """Add a cluster to a site."""
     with cli_errors():
         if path is not None and endpoint:
-            raise AbdrError("give --path (local clusters) or --endpoint (other drivers), not both")
+            raise Invalid("give --path (local clusters) or --endpoint (other drivers), not both")
         if path is not None:
             endpoint = str(path.absolute())
         elif not endpoint:
             endpoint = default_endpoint(driver.value, get_settings().data_dir, name)
         cluster = with_client(lambda c: c.add_cluster(name, site, driver.value, endpoint))
         emit(cluster, as_json, lambda r: say(
-            f"cluster [bold]{r['name']}[/bold] added to site {r['site']} ({r['driver']}: {r['endpoint']})"))
+            f"cluster [bold]{r.name}[/bold] added to site {r.site} ({r.driver}: {r.endpoint})"))
 
 
 @app.command("list")

@@ -1,5 +1,5 @@
-"""What every `abdr` command shares: the errors shown as one line and running a coroutine
-with a connected AbdrClient."""
+"""What every `abdr` command shares: the errors shown as one line (with an exit code per
+kind of failure) and running a coroutine with a connected AbdrClient."""
 
 from __future__ import annotations
 
@@ -17,14 +17,25 @@ from temporalio.service import RPCError
 
 from drivers.base import DriverError
 from drivers.catalog.store import CatalogError
+from models.inventory import Cluster
 from starter.cli.grammar import UsageError
 from starter.cli.render import err_console, validation_message
-from starter.client import AbdrClient, AbdrError
+from starter.client import AbdrClient, AbdrError, Busy, Conflict, Damaged, Invalid, NotFound, Unavailable
 from starter.stack.up import StackError
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (AbdrError, CatalogError, DriverError, StackError, RPCError,
                                                  RuntimeError, OSError, ValueError)
 T = TypeVar("T")
+# Exit codes (README, "CLI reference"): 2 is bad input whoever found it (the CLI before
+# contacting anything, or a worker); a client exception's class gives the rest; 1 is any
+# other failure.
+EXIT_CODES: dict[type[AbdrError], int] = {AbdrError: 1, Invalid: 2, NotFound: 3, Conflict: 4, Busy: 5,
+                                          Unavailable: 6, Damaged: 7}
+
+
+def exit_code(e: BaseException) -> int:
+    """The exit code of an expected failure: by its client exception class, else 1."""
+    return next((EXIT_CODES[c] for c in type(e).__mro__ if c in EXIT_CODES), 1)
 
 
 def _repository_errors() -> tuple[type[BaseException], ...]:
@@ -35,7 +46,7 @@ def _repository_errors() -> tuple[type[BaseException], ...]:
 
 @contextmanager
 def user_errors(*known: type[BaseException]) -> Iterator[None]:
-    """Turn expected failures into one line on stderr and exit code 1."""
+    """Turn expected failures into one line on stderr and their exit code (`exit_code`)."""
     try:
         yield
     except ValidationError as e:
@@ -43,12 +54,13 @@ def user_errors(*known: type[BaseException]) -> Iterator[None]:
         raise typer.Exit(2) from None
     except known as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(exit_code(e)) from None
 
 
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Expected failures: one line on stderr; exit 2 for bad input, 1 for everything else.
+    """Expected failures: one line on stderr; exit 2 for bad input, a code per kind of client
+    failure (`EXIT_CODES`), 1 for everything else.
     A command's own `typer.Exit` passes through (it is a RuntimeError, which
     `user_errors` would otherwise report as "error: 1")."""
     code: int | None = None
@@ -85,6 +97,7 @@ async def _connect() -> AbdrClient:
         text = str(e) or type(e).__name__
         found = re.search(r'message: "([^"]+)"', text)  # the OS's reason inside tonic's error
         detail = found[1] if found else text.splitlines()[0][:200]
+        # Exit 1, not Unavailable's 6: nothing was asked of abdr yet (scripts read 1 as "not run").
         raise AbdrError(f"cannot reach Temporal at {settings.temporal_address}: {detail} "
                         "(is `abdr up` running? see ABDR_TEMPORAL_ADDRESS)") from None
 
@@ -98,11 +111,11 @@ def with_client(fn: Callable[[AbdrClient], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def find_cluster(client: AbdrClient, name: str) -> dict:
+async def find_cluster(client: AbdrClient, name: str) -> Cluster:
     for c in await client.list_clusters():
-        if c["name"] == name:
+        if c.name == name:
             return c
-    raise AbdrError(f"cluster {name!r} not found")
+    raise NotFound(f"cluster {name!r} not found")
 
 
 def need_choice(value: Any, message: str) -> Any:

@@ -19,7 +19,7 @@ async def outcome(client: AbdrClient, handle: WorkflowHandle) -> DrOperationResu
     try:
         return await client.result(handle)
     except AbdrError as e:
-        raise AbdrError(f"{e} (workflow {handle.id}: {client.ui_link(handle.id)})") from None
+        raise e.reworded(f"{e} (workflow {handle.id}: {client.ui_link(handle.id)})") from None
 
 
 def run_dr(start: Callable[[AbdrClient], Awaitable[WorkflowHandle]], wait: bool, as_json: bool, what: str,

@@ -19,7 +19,7 @@ from starter.cli.grammar import parse_duration
 from starter.cli.options import JsonOpt, PlanArg, VmArg
 from starter.cli.progress import POLL_S, with_spinner
 from starter.cli.render import emit, say, show_workflow
-from starter.client import AbdrClient, AbdrError
+from starter.client import AbdrClient, NotFound
 from workflows.drill import FailoverTestWorkflow
 
 app = typer.Typer(help="Failover tests: a copy of a replica at a point, started on an isolated network.",
@@ -94,7 +94,7 @@ def test_cleanup(plan: PlanArg, vm: VmArg, as_json: JsonOpt = False) -> None:
                 return c, await with_spinner(work, f"cleaning up the failover test of {plan}/{vm}", not as_json)
             except RPCError as e:
                 if e.status == RPCStatusCode.NOT_FOUND:
-                    raise AbdrError(f"no failover test of {plan}/{vm} is running") from None
+                    raise NotFound(f"no failover test of {plan}/{vm} is running") from None
                 raise
 
         client, result = with_client(run)

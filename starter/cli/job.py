@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
+from models.admin import JobDescription
 from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt
-from starter.cli.render import emit, emit_json, render_backup_run, say, table
+from starter.cli.render import emit, emit_json, render_backup_run, say, table, when
 
 app = typer.Typer(help="Jobs: runs of operations, with their Temporal workflows.", no_args_is_help=True)
 
@@ -33,18 +34,18 @@ def job_show(workflow_id: Annotated[str, typer.Argument(metavar="WORKFLOW_ID")],
         emit(with_client(lambda c: c.describe_job(workflow_id)), as_json, _render_job)
 
 
-def _render_job(j: dict) -> None:
-    say(f"[bold]{j['workflow_id']}[/bold] ({j['type']}) {j['status']}\n"
-                  f"  started {j['started_at']}" + (f", closed {j['closed_at']}" if j.get("closed_at") else "")
-                  + f"\n  {j['ui']}")
-    result = j.get("result")
-    progress = j.get("progress")
+def _render_job(j: JobDescription) -> None:
+    say(f"[bold]{j.workflow_id}[/bold] ({j.type}) {j.status}\n"
+                  f"  started {when(j.started_at)}" + (f", closed {when(j.closed_at)}" if j.closed_at else "")
+                  + f"\n  {j.ui}")
+    result = j.result
+    progress = j.progress
     if progress:
         say(f"  progress: {progress['vms_done']}/{progress['vms_total']} VMs")
     vms = result.get("vms") if isinstance(result, dict) else (progress or {}).get("results")
     if vms:
-        render_backup_run({"plan": (result or {}).get("plan", j["workflow_id"]), "vms": vms,
-                     "result": (result or {}).get("result", j["status"]),
-                     "skipped_reason": (result or {}).get("skipped_reason", ""), "ui": j["ui"]})
+        render_backup_run({"plan": (result or {}).get("plan", j.workflow_id), "vms": vms,
+                     "result": (result or {}).get("result", j.status),
+                     "skipped_reason": (result or {}).get("skipped_reason", ""), "ui": j.ui})
     elif result is not None:
         emit_json(result)

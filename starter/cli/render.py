@@ -51,12 +51,14 @@ def say(text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False)
 
 
-def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
-    """A rich table whose cells fold instead of being cut short: ids stay copyable."""
+def table(rows: list[dict[str, Any]] | list[BaseModel], columns: list[str], title: str | None = None) -> None:
+    """A rich table whose cells fold instead of being cut short: ids stay copyable. A row that
+    is a model shows its fields as `--json` writes them."""
     t = Table(title=title)
     for c in columns:
         t.add_column(c, overflow="fold")
-    for r in rows:
+    for row in rows:
+        r = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
         t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
     console.print(t)
 
@@ -86,10 +88,11 @@ def human_duration(seconds: float | None) -> str:
     return f"{m}m {sec:02d}s" if m else f"{sec}s"
 
 
-def when(iso: str | None) -> str:
-    if not iso:
+def when(at: datetime | str | None) -> str:
+    if not at:
         return ""
-    at = datetime.fromisoformat(iso)
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
     return (at.astimezone(timezone.utc) if at.tzinfo else at).strftime("%Y-%m-%d %H:%M:%SZ")
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from models.admin import ReplicaView
 from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt
 from starter.cli.render import emit, human_duration, table, when
@@ -13,11 +14,11 @@ from starter.cli.render import emit, human_duration, table, when
 app = typer.Typer(help="Replicas: each replicated VM's copy, its state and RPO lag.", no_args_is_help=True)
 
 
-def replica_row(o: dict) -> dict:
-    return {"plan": o["plan"], "vm": f"{o['source']['cluster']}/{o['source']['vm']}",
-            "replica": f"{o['replica']['cluster']}/{o['replica']['vm']}", "state": o["state"],
-            "newest point": o.get("replica_point"), "point time": when(o.get("last_point_at")),
-            "RPO lag": human_duration(o.get("rpo_lag_s")) or "no point yet"}
+def replica_row(o: ReplicaView) -> dict:
+    return {"plan": o.plan, "vm": f"{o.source.cluster}/{o.source.vm}",
+            "replica": f"{o.replica.cluster}/{o.replica.vm}", "state": o.state,
+            "newest point": o.replica_point, "point time": when(o.last_point_at),
+            "RPO lag": human_duration(o.rpo_lag_s) or "no point yet"}
 
 
 @app.command("list")
@@ -41,7 +42,7 @@ def replica_history(plan: Annotated[str, typer.Argument(help="The replication pl
     with cli_errors():
         page = with_client(lambda c: c.replica_history(plan, vm, limit, before))
         emit(page, as_json, lambda p: table(
-            [{"at": when(e["at"]), "from": e["from_state"], "to": e["to_state"], "by": e.get("owner") or "",
-              "reason": e["reason"]} for e in p["entries"]], ["at", "from", "to", "by", "reason"],
-            f"history of {plan}/{vm}: {len(p['entries'])} of {p['total']}"
-            + (f" (next: --before {p['next_before']})" if p["next_before"] else "")))
+            [{"at": when(e.at), "from": e.from_state, "to": e.to_state, "by": e.owner or "",
+              "reason": e.reason} for e in p.entries], ["at", "from", "to", "by", "reason"],
+            f"history of {plan}/{vm}: {len(p.entries)} of {p.total}"
+            + (f" (next: --before {p.next_before})" if p.next_before else "")))

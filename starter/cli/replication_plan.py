@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 from temporalio.client import WorkflowHandle
 
+from models.admin import ReplicationPlanView
 from models.plans import RunResult
+from models.replication import ReplicationPlanSpec
 from models.replication_jobs import ReplicationRunResult
 from starter.cli.common import cli_errors, with_client
 from starter.cli.grammar import (
@@ -39,7 +41,7 @@ from starter.cli.plan_options import (
     save_plan,
 )
 from starter.cli.progress import replication_run_with_progress
-from starter.cli.render import emit, human_bytes, say, show_workflow, table
+from starter.cli.render import emit, human_bytes, say, show_workflow, table, when
 from starter.client import AbdrClient
 
 app = typer.Typer(help="Replication plans: VMs replicated to another cluster or site on a schedule.",
@@ -67,27 +69,27 @@ NamingOpt = Annotated[str | None, typer.Option(
     "--naming", help="Replica names: origin | prefix:TEXT | suffix:TEXT (default suffix:-replica).")]
 
 
-def plan_row(p: dict) -> dict:
-    s = p["spec"]
-    return {"name": s["name"], "status": p["status"], "kind": s["kind"],
-            "source": f"{s['source_site']}/{s['source_cluster']}",
-            "target": f"{s['target_site']}/{s['target_cluster']}",
-            "vms": len(s["vms"]), "schedule": format_schedule(s["schedule"], with_zone=True),
-            "window": format_window(s.get("window")), "retention": format_retention(s["retention"]),
-            "last result": p.get("last_result"), "last run": p.get("last_run_at")}
+def plan_row(p: ReplicationPlanView) -> dict:
+    s = p.spec
+    return {"name": s.name, "status": p.status, "kind": s.kind,
+            "source": f"{s.source_site}/{s.source_cluster}",
+            "target": f"{s.target_site}/{s.target_cluster}",
+            "vms": len(s.vms), "schedule": format_schedule(s.schedule, with_zone=True),
+            "window": format_window(s.window), "retention": format_retention(s.retention),
+            "last result": p.last_result, "last run": when(p.last_run_at)}
 
 
-def _said(action: str) -> Callable[[dict], None]:
-    def render(spec: dict) -> None:
-        say(f"replication plan [bold]{spec['name']}[/bold] {action}: {len(spec['vms'])} VMs "
-            f"{spec['source_site']}/{spec['source_cluster']} -> {spec['target_site']}/{spec['target_cluster']} "
-            f"({spec['kind']}), {format_schedule(spec['schedule'], with_zone=True)}, "
-            f"{format_retention(spec['retention'])}")
+def _said(action: str) -> Callable[[ReplicationPlanSpec], None]:
+    def render(spec: ReplicationPlanSpec) -> None:
+        say(f"replication plan [bold]{spec.name}[/bold] {action}: {len(spec.vms)} VMs "
+            f"{spec.source_site}/{spec.source_cluster} -> {spec.target_site}/{spec.target_cluster} "
+            f"({spec.kind}), {format_schedule(spec.schedule, with_zone=True)}, "
+            f"{format_retention(spec.retention)}")
     return render
 
 
 async def _current(c: AbdrClient, name: str) -> dict:
-    return (await c.get_replication_plan(name))["spec"]
+    return (await c.get_replication_plan(name)).spec.model_dump(mode="json")
 
 
 REPLICATION = PlanKind("replication plan", load_replication_plan_file, replication_plan_from_options, _current,
@@ -139,20 +141,20 @@ def plan_show(name: str, as_json: JsonOpt = False) -> None:
         emit(with_client(lambda c: c.get_replication_plan(name)), as_json, _render_plan)
 
 
-def _render_plan(p: dict) -> None:
-    s = p["spec"]
+def _render_plan(p: ReplicationPlanView) -> None:
+    s = p.spec
     rows = [{"field": k, "value": v} for k, v in plan_row(p).items() if k != "vms"]
-    rows[1:1] = [{"field": "description", "value": s.get("description", "")},
-                 {"field": "vms", "value": ", ".join(f"{v['cluster']}/{v['vm']}" for v in s["vms"])}]
-    rows += [{"field": "naming", "value": format_naming(s["naming"])},
-             {"field": "network map", "value": ", ".join(f"{m['source']}={m['target']}" for m in s["network_mapping"])},
-             {"field": "ip map", "value": ", ".join(format_ip_map(m) for m in s["ip_mapping"])},
-             {"field": "MAC addresses", "value": "kept" if s["keep_mac"] else "new"},
-             {"field": "consistency", "value": s["consistency"]},
-             {"field": "compression", "value": "on" if s["compression"] else "off"},
-             {"field": "disks", "value": "thin" if s.get("thin_provisioning", True) else "thick"},
-             {"field": "at window end", "value": "stop" if s.get("abort_window_unfinished") else "finish"}]
-    table(rows, ["field", "value"], f"replication plan {s['name']}")
+    rows[1:1] = [{"field": "description", "value": s.description},
+                 {"field": "vms", "value": ", ".join(f"{v.cluster}/{v.vm}" for v in s.vms)}]
+    rows += [{"field": "naming", "value": format_naming(s.naming)},
+             {"field": "network map", "value": ", ".join(f"{m.source}={m.target}" for m in s.network_mapping)},
+             {"field": "ip map", "value": ", ".join(format_ip_map(m) for m in s.ip_mapping)},
+             {"field": "MAC addresses", "value": "kept" if s.keep_mac else "new"},
+             {"field": "consistency", "value": s.consistency},
+             {"field": "compression", "value": "on" if s.compression else "off"},
+             {"field": "disks", "value": "thin" if s.thin_provisioning else "thick"},
+             {"field": "at window end", "value": "stop" if s.abort_window_unfinished else "finish"}]
+    table(rows, ["field", "value"], f"replication plan {s.name}")
 
 
 @app.command("pause")
@@ -160,7 +162,7 @@ def plan_pause(name: str, as_json: JsonOpt = False) -> None:
     """Pause a plan: its schedule stops starting runs (manual runs still work)."""
     with cli_errors():
         emit(with_client(lambda c: c.set_replication_plan_paused(name, True)), as_json,
-             lambda p: say(f"replication plan [bold]{name}[/bold] {p['status']}"))
+             lambda p: say(f"replication plan [bold]{name}[/bold] {p.status}"))
 
 
 @app.command("resume")
@@ -168,7 +170,7 @@ def plan_resume(name: str, as_json: JsonOpt = False) -> None:
     """Resume a paused plan."""
     with cli_errors():
         emit(with_client(lambda c: c.set_replication_plan_paused(name, False)), as_json,
-             lambda p: say(f"replication plan [bold]{name}[/bold] {p['status']}"))
+             lambda p: say(f"replication plan [bold]{name}[/bold] {p.status}"))
 
 
 @app.command("delete")
@@ -189,7 +191,7 @@ def plan_run(
     """Replicate now (a manual run: its replica points are MANUAL)."""
     with cli_errors():
         async def run(c: AbdrClient) -> tuple[AbdrClient, WorkflowHandle, ReplicationRunResult | None]:
-            vms = [v["vm"] for v in (await c.get_replication_plan(name))["spec"]["vms"]]
+            vms = [v.vm for v in (await c.get_replication_plan(name)).spec.vms]
             handle = await c.run_replication_plan(name)
             if not wait:
                 return c, handle, None

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from models.admin import CreatedRepository, FindingsPage
 from models.jobs import MaintenanceResult
 from models.services import RepositoryCreate
 from starter.cli.common import cli_errors, with_client
@@ -42,10 +43,10 @@ def repo_create(
         emit(repo, as_json, _render_created)
 
 
-def _render_created(r: dict) -> None:
-    say(f"repository [bold]{r['name']}[/bold] at {r['path']} (site {r['site']})")
-    if r.get("key_file"):
-        say(f"encrypted; the site's worker keeps its key at {r['key_file']} (key id {r['key_id']}). Keep a copy "
+def _render_created(r: CreatedRepository) -> None:
+    say(f"repository [bold]{r.name}[/bold] at {r.path} (site {r.site})")
+    if r.key_file:
+        say(f"encrypted; the site's worker keeps its key at {r.key_file} (key id {r.key_id}). Keep a copy "
             "of that file somewhere safe, outside the repository: without it no point can be restored.")
 
 
@@ -58,7 +59,7 @@ def repo_add_key(
     """Give the site's worker the key of an encrypted repository (a wrong key is refused)."""
     with cli_errors():
         out = with_client(lambda c: c.add_repository_key(name, str(key_file.absolute())))
-        emit(out, as_json, lambda o: say(f"repository {o['name']}: key {o['key_id']} installed at {o['key_file']}"))
+        emit(out, as_json, lambda o: say(f"repository {o.name}: key {o.key_id} installed at {o.key_file}"))
 
 
 @app.command("list")
@@ -129,11 +130,11 @@ def repo_findings(
     with cli_errors():
         page = with_client(lambda c: c.repository_findings(name, offset, limit))
 
-        def render(p: dict) -> None:
-            shown = len(p["findings"])
-            say(f"repository [bold]{p['repository']}[/bold]: findings {p['offset'] + 1 if shown else p['offset']}-"
-                f"{p['offset'] + shown} of {p['total']}")
+        def render(p: FindingsPage) -> None:
+            shown = len(p.findings)
+            say(f"repository [bold]{p.repository}[/bold]: findings {p.offset + 1 if shown else p.offset}-"
+                f"{p.offset + shown} of {p.total}")
             if shown:
-                _findings_table(p["findings"])
+                _findings_table(p.findings)
 
         emit(page, as_json, render)

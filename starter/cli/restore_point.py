@@ -6,19 +6,21 @@ from typing import Annotated
 
 import typer
 
+from models.admin import RestorePointDetail
+from models.restore_points import RestorePointSummary
 from starter.cli.common import cli_errors, with_client
 from starter.cli.grammar import parse_vm
 from starter.cli.options import JsonOpt
-from starter.cli.render import emit, human_bytes, say, table
+from starter.cli.render import emit, human_bytes, say, table, when
 
 app = typer.Typer(help="Restore points: one VM at one instant, in a repository.", no_args_is_help=True)
 
 
-def point_row(p: dict) -> dict:
-    return {"id": p["id"], "plan": p.get("plan"), "vm": f"{p['cluster']}/{p['vm']}", "type": p["type"],
-            "creation": p["creation"], "state": p.get("state"), "created": p["created_at"],
-            "repository": p.get("repository"), "size": human_bytes(p.get("logical_bytes")),
-            "stored": human_bytes(p.get("stored_bytes"))}
+def point_row(p: RestorePointSummary) -> dict:
+    return {"id": p.id, "plan": p.plan, "vm": f"{p.cluster}/{p.vm}", "type": p.type,
+            "creation": p.creation, "state": p.state, "created": when(p.created_at),
+            "repository": p.repository, "size": human_bytes(p.logical_bytes),
+            "stored": human_bytes(p.stored_bytes)}
 
 
 POINT_COLUMNS = ["id", "plan", "vm", "type", "creation", "state", "created", "repository", "size", "stored"]
@@ -45,13 +47,12 @@ def point_show(point_id: Annotated[str, typer.Argument(metavar="ID")], as_json: 
         emit(with_client(lambda c: c.get_restore_point(point_id)), as_json, _render_point)
 
 
-def _render_point(p: dict) -> None:
+def _render_point(p: RestorePointDetail) -> None:
     table([{"field": k, "value": v} for k, v in point_row(p).items()], ["field", "value"], "restore point")
-    cfg = p.get("vm_config") or {}
-    disks = ", ".join(f"{d['name']} {human_bytes(d['size_bytes'])}" for d in cfg.get("disks", []))
-    nics = ", ".join(f"{n['name']}@{n['network']}" for n in cfg.get("nics", []))
-    say(f"VM config: {cfg.get('vcpu')} vCPU, {cfg.get('memory_mib')} MiB; disks {disks or '-'}; "
-                  f"NICs {nics or '-'}")
+    cfg = p.vm_config
+    disks = ", ".join(f"{d.name} {human_bytes(d.size_bytes)}" for d in cfg.disks)
+    nics = ", ".join(f"{n.name}@{n.network}" for n in cfg.nics)
+    say(f"VM config: {cfg.vcpu} vCPU, {cfg.memory_mib} MiB; disks {disks or '-'}; NICs {nics or '-'}")
 
 
 @app.command("delete")

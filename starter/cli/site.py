@@ -19,7 +19,7 @@ def site_add(name: str, description: Annotated[str, typer.Option(help="Free text
     """Add a site."""
     with cli_errors():
         site = with_client(lambda c: c.add_site(name, description))
-        emit(site, as_json, lambda s: say(f"site [bold]{s['name']}[/bold] added"))
+        emit(site, as_json, lambda s: say(f"site [bold]{s.name}[/bold] added"))
 
 
 @app.command("list")

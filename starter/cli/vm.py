@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
+from models.inventory import VM
 from starter.cli.common import cli_errors, find_cluster, with_client
 from starter.cli.options import JsonOpt
 from starter.cli.plan_files import local_cluster_dir
 from starter.cli.render import emit, human_bytes, say, table
-from starter.client import AbdrClient, AbdrError
+from starter.client import AbdrClient, Invalid, NotFound
 from starter.runtime.settings import get_settings
 
 app = typer.Typer(help="VMs of a cluster; import and write are local data-loading tools.", no_args_is_help=True)
@@ -19,20 +20,20 @@ app = typer.Typer(help="VMs of a cluster; import and write are local data-loadin
 ClusterOpt = Annotated[str, typer.Option("--cluster", "-c", help="Cluster name.")]
 
 
-def _vm_row(v: dict) -> dict:
-    cfg = v["config"]
-    return {"name": cfg["name"], "id": v["id"], "power": v.get("power_state", ""), "vcpu": cfg.get("vcpu"),
-            "memory": f"{cfg.get('memory_mib')} MiB",
-            "disks": ", ".join(f"{d['name']} {human_bytes(d['size_bytes'])}" for d in cfg.get("disks", [])),
-            "networks": ", ".join(n["network"] for n in cfg.get("nics", []))}
+def _vm_row(v: VM) -> dict:
+    cfg = v.config
+    return {"name": cfg.name, "id": v.id, "power": v.power_state, "vcpu": cfg.vcpu,
+            "memory": f"{cfg.memory_mib} MiB",
+            "disks": ", ".join(f"{d.name} {human_bytes(d.size_bytes)}" for d in cfg.disks),
+            "networks": ", ".join(n.network for n in cfg.nics)}
 
 
 @app.command("list")
 def vm_list(cluster: ClusterOpt, as_json: JsonOpt = False) -> None:
     """List a cluster's VMs (asked of its site's worker)."""
     with cli_errors():
-        async def run(c: AbdrClient) -> list[dict]:
-            return await c.list_vms(cluster, (await find_cluster(c, cluster))["site"])
+        async def run(c: AbdrClient) -> list[VM]:
+            return await c.list_vms(cluster, (await find_cluster(c, cluster)).site)
 
         vms = with_client(run)
         emit(vms, as_json, lambda rows: table([_vm_row(v) for v in rows],
@@ -45,9 +46,9 @@ def local_driver(cluster: str) -> Any:
     from drivers.local import LocalDriver
 
     info = with_client(lambda c: find_cluster(c, cluster))
-    if info["driver"] != "local":
-        raise AbdrError(f"cluster {cluster!r} uses driver {info['driver']!r}; this tool works on local clusters only")
-    return LocalDriver(info["endpoint"] or local_cluster_dir(get_settings().data_dir, cluster), cluster)
+    if info.driver != "local":
+        raise Invalid(f"cluster {cluster!r} uses driver {info.driver!r}; this tool works on local clusters only")
+    return LocalDriver(info.endpoint or local_cluster_dir(get_settings().data_dir, cluster), cluster)
 
 
 @app.command("import")
@@ -86,7 +87,7 @@ def vm_write(
         driver = local_driver(cluster)
         vm = driver.find_vm(name)
         if vm is None:
-            raise AbdrError(f"VM {name!r} not found in cluster {cluster!r}")
+            raise NotFound(f"VM {name!r} not found in cluster {cluster!r}")
         extents = rewrite_fraction(driver, vm.id, disk, fraction, seed)
         out = {"vm": f"{cluster}/{name}", "disk": disk, "extents": len(extents),
                "bytes": sum(e.length for e in extents)}

@@ -18,12 +18,28 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import TimeoutError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from models.admin import (
+    ADMIN_OPS,
+    BackupPlanView,
+    CreatedRepository,
+    DeletedBackupPlan,
+    DeletedPlan,
+    DeletedPoints,
+    FindingsPage,
+    InstalledKey,
+    Job,
+    JobDescription,
+    ReplicaView,
+    ReplicationPlanView,
+    RestorePointDetail,
+)
 from models.ids import dr_id, drill_id, maintenance_id, plan_run_id, replication_run_id, restore_id
+from models.inventory import VM, Cluster, Site
 from models.jobs import MaintenanceInput, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
 from models.plans import BackupPlanSpec, PlanStatus
 from models.queues import WORKFLOW_TASK_QUEUE
 from models.replication import ReplicationPlanSpec
-from models.replication_jobs import DrOperationResult, ReplicationRunInput
+from models.replication_jobs import DrOperationResult, HistoryPage, ReplicationRunInput
 from models.requests import (
     FailbackRequest,
     FailoverRequest,
@@ -32,8 +48,9 @@ from models.requests import (
     RestoreRequest,
     UndoFailoverRequest,
 )
+from models.restore_points import RestorePointSummary
 from models.services import RepositorySpec
-from starter.client.errors import AbdrError, failure_message
+from starter.client.errors import Busy, NotFound, Unavailable, failure_error
 from starter.runtime import schedules
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings, get_settings
@@ -67,31 +84,34 @@ class AbdrClient:
     # -- plumbing -----------------------------------------------------------------------
 
     async def admin(self, operation: str, payload: dict[str, Any] | None = None, site: str | None = None) -> Any:
+        """Run an admin operation; its answer as the response model `models.admin.ADMIN_OPS` declares."""
         try:
-            return await self.client.execute_workflow(
+            # The answer's type depends on the operation, which the SDK's typed overloads of a
+            # workflow reference cannot express: result_type says it at run time.
+            return await self.client.execute_workflow(  # type: ignore[call-overload]
                 AdminWorkflow.run, AdminCall(operation=operation, payload=payload or {}, site=site),
                 id=f"admin/{operation}/{uuid.uuid4().hex[:12]}", task_queue=WORKFLOW_TASK_QUEUE,
-                execution_timeout=ADMIN_TIMEOUT)
+                execution_timeout=ADMIN_TIMEOUT, result_type=ADMIN_OPS[operation].response)
         except WorkflowFailureError as e:
             if isinstance(e.cause, TimeoutError):
                 where = f"site {site!r}'s worker" if site else "an abdr worker"
-                raise AbdrError(f"{operation}: {where} did not answer within {ADMIN_TIMEOUT.seconds} s "
-                                "(is it running? `abdr status`)") from None
-            raise AbdrError(failure_message(e)) from None
+                raise Unavailable(f"{operation}: {where} did not answer within {ADMIN_TIMEOUT.seconds} s "
+                                  "(is it running? `abdr status`)") from None
+            raise failure_error(e) from None
 
     async def _start(self, workflow: Callable[[S, A], Awaitable[R]], arg: A, wf_id: str,
                      busy: str) -> WorkflowHandle[S, R]:
         try:
             return await self.client.start_workflow(workflow, arg, id=wf_id, task_queue=WORKFLOW_TASK_QUEUE)
         except WorkflowAlreadyStartedError:
-            raise AbdrError(f"{busy} (workflow {wf_id} is running; see {self.ui_link(wf_id)})") from None
+            raise Busy(f"{busy} (workflow {wf_id} is running; see {self.ui_link(wf_id)})") from None
 
     @staticmethod
     async def result(handle: WorkflowHandle) -> Any:
         try:
             return await handle.result()
         except WorkflowFailureError as e:
-            raise AbdrError(failure_message(e)) from None
+            raise failure_error(e) from None
 
     def ui_link(self, workflow_id: str, run_id: str | None = None) -> str:
         base = f"{self.settings.temporal_ui_url}/namespaces/{self.settings.temporal_namespace}/workflows/"
@@ -99,27 +119,27 @@ class AbdrClient:
 
     # -- inventory ------------------------------------------------------------------------
 
-    async def add_site(self, name: str, description: str = "") -> dict:
+    async def add_site(self, name: str, description: str = "") -> Site:
         return await self.admin("add_site", {"name": name, "description": description})
 
-    async def add_cluster(self, name: str, site: str, driver: str = "local", endpoint: str = "") -> dict:
+    async def add_cluster(self, name: str, site: str, driver: str = "local", endpoint: str = "") -> Cluster:
         return await self.admin("add_cluster", {"name": name, "site": site, "driver": driver, "endpoint": endpoint})
 
-    async def list_sites(self) -> list[dict]:
+    async def list_sites(self) -> list[Site]:
         return await self.admin("list_sites")
 
-    async def list_clusters(self, site: str | None = None) -> list[dict]:
+    async def list_clusters(self, site: str | None = None) -> list[Cluster]:
         return await self.admin("list_clusters", {"site": site})
 
-    async def list_vms(self, cluster: str, site: str) -> list[dict]:
+    async def list_vms(self, cluster: str, site: str) -> list[VM]:
         return await self.admin("list_vms", {"cluster": cluster}, site=site)
 
     # -- repositories -----------------------------------------------------------------------
 
-    async def create_repository(self, spec: RepositorySpec) -> dict:
+    async def create_repository(self, spec: RepositorySpec) -> CreatedRepository:
         return await self.admin("create_repository", spec.model_dump(mode="json"), site=spec.site)
 
-    async def list_repositories(self) -> list[dict]:
+    async def list_repositories(self) -> list[RepositorySpec]:
         return await self.admin("list_repositories")
 
     async def maintain_repository(self, name: str, *, verify: bool = True, prune: bool = False,
@@ -130,16 +150,16 @@ class AbdrClient:
 
     async def _repository_site(self, name: str) -> str:
         for r in await self.list_repositories():
-            if r["name"] == name:
-                return str(r["site"])
-        raise AbdrError(f"repository {name!r} not found")
+            if r.name == name:
+                return r.site
+        raise NotFound(f"repository {name!r} not found")
 
-    async def add_repository_key(self, name: str, key_file: str) -> dict:
+    async def add_repository_key(self, name: str, key_file: str) -> InstalledKey:
         """Give the repository's site worker its key, by path (the key itself never travels)."""
         return await self.admin("add_repository_key", {"name": name, "key_file": key_file},
                                 site=await self._repository_site(name))
 
-    async def repository_findings(self, name: str, offset: int = 0, limit: int = 100) -> dict:
+    async def repository_findings(self, name: str, offset: int = 0, limit: int = 100) -> FindingsPage:
         """A page of the last verify's findings."""
         return await self.admin("repository_findings", {"name": name, "offset": offset, "limit": limit},
                                 site=await self._repository_site(name))
@@ -148,16 +168,16 @@ class AbdrClient:
 
     async def check_vms(self, spec: BackupPlanSpec) -> None:
         """Every VM of the plan exists: asked of each cluster's site worker."""
-        sites = {c["name"]: c["site"] for c in await self.admin("list_clusters")}
+        sites = {c.name: c.site for c in await self.list_clusters()}
         by_site: dict[str, list[dict]] = {}
         for ref in spec.vms:
             if ref.cluster not in sites:
-                raise AbdrError(f"cluster {ref.cluster!r} not found")
+                raise NotFound(f"cluster {ref.cluster!r} not found")
             by_site.setdefault(sites[ref.cluster], []).append(ref.model_dump())
         for site, vms in by_site.items():
             await self.admin("check_vms", {"vms": vms}, site=site)
 
-    async def create_backup_plan(self, spec: BackupPlanSpec) -> dict:
+    async def create_backup_plan(self, spec: BackupPlanSpec) -> BackupPlanSpec:
         await self.check_vms(spec)
         created = await self.admin("add_backup_plan", spec.model_dump(mode="json"))
         try:
@@ -167,33 +187,33 @@ class AbdrClient:
             raise
         return created
 
-    async def update_backup_plan(self, spec: BackupPlanSpec) -> dict:
-        current = await self.admin("get_backup_plan", {"name": spec.name})
+    async def update_backup_plan(self, spec: BackupPlanSpec) -> BackupPlanSpec:
+        current = await self.get_backup_plan(spec.name)
         await self.check_vms(spec)
         updated = await self.admin("update_backup_plan", spec.model_dump(mode="json"))
-        await schedules.upsert(self.client, spec, paused=current["status"] != PlanStatus.WORKING)
+        await schedules.upsert(self.client, spec, paused=current.status != PlanStatus.WORKING)
         return updated
 
-    async def get_backup_plan(self, name: str) -> dict:
+    async def get_backup_plan(self, name: str) -> BackupPlanView:
         return await self.admin("get_backup_plan", {"name": name})
 
-    async def list_backup_plans(self) -> list[dict]:
+    async def list_backup_plans(self) -> list[BackupPlanView]:
         return await self.admin("list_backup_plans")
 
-    async def set_backup_plan_paused(self, name: str, paused: bool) -> dict:
+    async def set_backup_plan_paused(self, name: str, paused: bool) -> BackupPlanView:
         status = PlanStatus.PAUSED if paused else PlanStatus.WORKING
         result = await self.admin("set_backup_plan_status", {"name": name, "status": status.value})
         await schedules.set_paused(self.client, name, paused, note=f"{status.value} by abdr")
         return result
 
-    async def delete_backup_plan(self, name: str, delete_points: bool) -> dict:
+    async def delete_backup_plan(self, name: str, delete_points: bool) -> DeletedBackupPlan:
         plan = await self.get_backup_plan(name)
         await schedules.delete(self.client, name)
-        deleted = await self.admin("delete_backup_plan", {"name": name})
-        if delete_points and deleted["points"]:
-            repo = next(r for r in await self.list_repositories() if r["name"] == plan["spec"]["repository"])
-            await self.admin("delete_restore_points", {"ids": deleted["points"]}, site=repo["site"])
-        return {**deleted, "points_deleted": delete_points}
+        deleted: DeletedBackupPlan = await self.admin("delete_backup_plan", {"name": name})
+        if delete_points and deleted.points:
+            repo = next(r for r in await self.list_repositories() if r.name == plan.spec.repository)
+            await self.admin("delete_restore_points", {"ids": deleted.points}, site=repo.site)
+        return deleted.model_copy(update={"points_deleted": delete_points})
 
     async def run_backup_plan(self, name: str, full: bool = False) -> WorkflowHandle:
         await self.get_backup_plan(name)  # unknown plan: a clear error, no workflow
@@ -206,25 +226,25 @@ class AbdrClient:
 
     # -- restore points and restore -----------------------------------------------------------
 
-    async def list_restore_points(self, plan: str | None = None, vm: str | None = None) -> list[dict]:
+    async def list_restore_points(self, plan: str | None = None, vm: str | None = None) -> list[RestorePointSummary]:
         ref = None
         if vm:
             cluster, _, name = vm.partition("/")
             ref = {"cluster": cluster, "vm": name}
         return await self.admin("list_restore_points", {"plan": plan, "vm": ref})
 
-    async def get_restore_point(self, point_id: str) -> dict:
+    async def get_restore_point(self, point_id: str) -> RestorePointDetail:
         return await self.admin("get_restore_point", {"id": point_id})
 
-    async def delete_restore_point(self, point_id: str) -> dict:
+    async def delete_restore_point(self, point_id: str) -> DeletedPoints:
         point = await self.get_restore_point(point_id)
-        repo = next(r for r in await self.list_repositories() if r["name"] == point["repository"])
-        return await self.admin("delete_restore_points", {"ids": [point_id]}, site=repo["site"])
+        repo = next(r for r in await self.list_repositories() if r.name == point.repository)
+        return await self.admin("delete_restore_points", {"ids": [point_id]}, site=repo.site)
 
     async def restore(self, request: RestoreRequest) -> WorkflowHandle:
         point = await self.get_restore_point(request.point_id)
-        cluster = request.target_cluster or point["cluster"]
-        vm = request.new_name or point["vm"]
+        cluster = request.target_cluster or point.cluster
+        vm = request.new_name or point.vm
         return await self._start(RestoreWorkflow.run, RestoreInput(request=request), restore_id(cluster, vm),
                                  f"a restore to {cluster}/{vm} is already running")
 
@@ -233,7 +253,7 @@ class AbdrClient:
 
     # -- replication ------------------------------------------------------------------------
 
-    async def create_replication_plan(self, spec: ReplicationPlanSpec) -> dict:
+    async def create_replication_plan(self, spec: ReplicationPlanSpec) -> ReplicationPlanSpec:
         created = await self.admin("add_replication_plan", spec.model_dump(mode="json"))
         await self.admin("check_vms", {"vms": [v.model_dump() for v in spec.vms]}, site=spec.source_site)
         try:
@@ -243,25 +263,25 @@ class AbdrClient:
             raise
         return created
 
-    async def update_replication_plan(self, spec: ReplicationPlanSpec) -> dict:
-        current = await self.admin("get_replication_plan", {"name": spec.name})
+    async def update_replication_plan(self, spec: ReplicationPlanSpec) -> ReplicationPlanSpec:
+        current = await self.get_replication_plan(spec.name)
         updated = await self.admin("update_replication_plan", spec.model_dump(mode="json"))
-        await schedules.upsert(self.client, spec, paused=current["status"] != PlanStatus.WORKING)
+        await schedules.upsert(self.client, spec, paused=current.status != PlanStatus.WORKING)
         return updated
 
-    async def get_replication_plan(self, name: str) -> dict:
+    async def get_replication_plan(self, name: str) -> ReplicationPlanView:
         return await self.admin("get_replication_plan", {"name": name})
 
-    async def list_replication_plans(self) -> list[dict]:
+    async def list_replication_plans(self) -> list[ReplicationPlanView]:
         return await self.admin("list_replication_plans")
 
-    async def set_replication_plan_paused(self, name: str, paused: bool) -> dict:
+    async def set_replication_plan_paused(self, name: str, paused: bool) -> ReplicationPlanView:
         status = PlanStatus.PAUSED if paused else PlanStatus.WORKING
         result = await self.admin("set_replication_plan_status", {"name": name, "status": status.value})
         await schedules.set_paused(self.client, name, paused, note=f"{status.value} by abdr", kind="replication")
         return result
 
-    async def delete_replication_plan(self, name: str) -> dict:
+    async def delete_replication_plan(self, name: str) -> DeletedPlan:
         await self.get_replication_plan(name)
         await schedules.delete(self.client, name, kind="replication")
         return await self.admin("delete_replication_plan", {"name": name})
@@ -271,10 +291,10 @@ class AbdrClient:
         return await self._start(ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=name, manual=True),
                                  replication_run_id(name), f"replication plan {name!r} is already running")
 
-    async def list_replicas(self, plan: str | None = None) -> list[dict]:
+    async def list_replicas(self, plan: str | None = None) -> list[ReplicaView]:
         return await self.admin("list_replicas", {"plan": plan})
 
-    async def replica_history(self, plan: str, vm: str, limit: int = 50, before: int | None = None) -> dict:
+    async def replica_history(self, plan: str, vm: str, limit: int = 50, before: int | None = None) -> HistoryPage:
         """A page of a replica's state changes, newest first; pass `next_before` for the next."""
         return await self.admin("replica_history", {"plan": plan, "vm": vm, "limit": limit, "before": before})
 
@@ -306,26 +326,23 @@ class AbdrClient:
 
     # -- jobs ---------------------------------------------------------------------------
 
-    async def list_jobs(self, plan: str | None = None, limit: int = 50) -> list[dict]:
-        jobs = await self.admin("list_jobs", {"plan": plan, "limit": limit})
-        for j in jobs:
-            j["ui"] = self.ui_link(j["workflow_id"], j["run_id"])
-        return jobs
+    async def list_jobs(self, plan: str | None = None, limit: int = 50) -> list[Job]:
+        jobs: list[Job] = await self.admin("list_jobs", {"plan": plan, "limit": limit})
+        return [j.model_copy(update={"ui": self.ui_link(j.workflow_id, j.run_id)}) for j in jobs]
 
-    async def describe_job(self, workflow_id: str) -> dict:
+    async def describe_job(self, workflow_id: str) -> JobDescription:
         handle = self.client.get_workflow_handle(workflow_id)
         try:
             d = await handle.describe()
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
-                raise AbdrError(f"job {workflow_id!r} not found") from None
+                raise NotFound(f"job {workflow_id!r} not found") from None
             raise
-        out: dict[str, Any] = {"workflow_id": workflow_id, "run_id": d.run_id, "type": d.workflow_type,
-                               "status": d.status.name if d.status else None,
-                               "started_at": d.start_time.isoformat(), "ui": self.ui_link(workflow_id, d.run_id),
-                               "closed_at": d.close_time.isoformat() if d.close_time else None}
+        out = JobDescription(workflow_id=workflow_id, run_id=d.run_id, type=d.workflow_type,
+                             status=d.status.name if d.status else None, started_at=d.start_time,
+                             ui=self.ui_link(workflow_id, d.run_id), closed_at=d.close_time)
         if d.status == WorkflowExecutionStatus.COMPLETED:
-            out["result"] = await handle.result()
+            out.result = await handle.result()
         elif d.status == WorkflowExecutionStatus.RUNNING and d.workflow_type == "BackupPlanRun":
-            out["progress"] = await handle.query(BackupPlanRunWorkflow.progress)
+            out.progress = await handle.query(BackupPlanRunWorkflow.progress)
         return out

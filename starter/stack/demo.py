@@ -63,11 +63,11 @@ async def seed_demo(client: AbdrClient, settings: Settings) -> list[str]:
         return []
     data = settings.data_dir.absolute()
     cluster_dir = data / "clusters" / CLUSTER
-    if CLUSTER not in {c["name"] for c in await client.list_clusters()}:
+    if CLUSTER not in {c.name for c in await client.list_clusters()}:
         await client.add_cluster(CLUSTER, settings.site, "local", str(cluster_dir))
     made = await asyncio.to_thread(_make_vms, cluster_dir)  # keep the workers' event loop free
     repo_dir = data / "repositories" / REPOSITORY
-    if REPOSITORY not in {r["name"] for r in await client.list_repositories()}:
+    if REPOSITORY not in {r.name for r in await client.list_repositories()}:
         repo_dir.parent.mkdir(parents=True, exist_ok=True)
         await client.create_repository(RepositorySpec(name=REPOSITORY, path=str(repo_dir), site=settings.site))
     await client.create_backup_plan(demo_plan())
@@ -94,24 +94,24 @@ async def seed_dr_demo(client: AbdrClient, settings: Settings) -> list[str]:
     served = [settings.site, *extra_sites(settings)]
     if len(served) < 2 or await client.list_replication_plans():
         return []
-    clusters = {c["name"]: c for c in await client.list_clusters()}
+    clusters = {c.name: c for c in await client.list_clusters()}
     source = clusters.get(CLUSTER)
-    if source is None or source["site"] not in served:
+    if source is None or source.site not in served:
         return []
-    target_site = next(s for s in served if s != source["site"])
-    have = {v["config"]["name"] for v in await client.list_vms(CLUSTER, source["site"])}
+    target_site = next(s for s in served if s != source.site)
+    have = {v.name for v in await client.list_vms(CLUSTER, source.site)}
     if not set(DR_VMS) <= have:
         return []
     target = f"{target_site}-local"
     target_dir = settings.data_dir.absolute() / "clusters" / target
     if target not in clusters:
         await client.add_cluster(target, target_site, "local", str(target_dir))
-    elif clusters[target]["site"] != target_site:
-        return [f"Demo DR seed skipped: cluster {target} is in site {clusters[target]['site']}, not {target_site}"]
-    await client.create_replication_plan(demo_dr_plan(source["site"], target_site, target))
+    elif clusters[target].site != target_site:
+        return [f"Demo DR seed skipped: cluster {target} is in site {clusters[target].site}, not {target_site}"]
+    await client.create_replication_plan(demo_dr_plan(source.site, target_site, target))
     return [
         f"Demo DR seeded: site {target_site}, cluster {target} at {target_dir}",
-        f"  replication plan {DR_PLAN}: {', '.join(DR_VMS)} from {CLUSTER} (site {source['site']}) to {target}, "
+        f"  replication plan {DR_PLAN}: {', '.join(DR_VMS)} from {CLUSTER} (site {source.site}) to {target}, "
         "every 5 minutes, keep the last 3 replica points",
         f"  abdr replication-plan run {DR_PLAN} --wait   # replicate now",
         f"  abdr failover {DR_PLAN} web --source-shutdown poweroff --wait; abdr failback {DR_PLAN} web --wait",

@@ -66,9 +66,9 @@ async def test_malformed_payload_is_refused_and_changes_nothing(stack: Stack) ->
                                           payload={"name": "c9", "site": "default", "driver": "shell"}))
     assert "driver" in err.message
     assert await stack.client.list_sites() == sites
-    assert "c9" not in {c["name"] for c in await stack.client.list_clusters()}
+    assert "c9" not in {c.name for c in await stack.client.list_clusters()}
     # The same operations with good payloads run.
-    assert (await stack.client.add_site("s2"))["name"] == "s2"
+    assert (await stack.client.add_site("s2")).name == "s2"
 
 
 def test_every_admin_activity_is_a_listed_operation() -> None:
@@ -115,7 +115,7 @@ async def test_cluster_path_that_is_not_a_cluster_is_refused(stack: Stack, tmp_p
     code, out = await abdr("cluster", "add", "c9", "--site", "default", "--path", str(foreign))
     assert code != 0 and "is not empty and is not an abdr cluster" in out and "Traceback" not in out
     assert tree_digest(foreign) == before
-    assert "c9" not in {c["name"] for c in await stack.client.list_clusters()}
+    assert "c9" not in {c.name for c in await stack.client.list_clusters()}
     # A new directory, and an existing abdr cluster (c1 of the stack, with a VM), are accepted.
     code, out = await abdr("cluster", "add", "c10", "--site", "default", "--path", str(tmp_path / "new"))
     assert code == 0, out

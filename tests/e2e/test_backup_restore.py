@@ -56,7 +56,7 @@ async def test_full_then_incremental_then_restores_are_byte_exact(stack: Stack) 
     assert disk1.read_bytes == 0 and disk1.carried_chunks > 0  # an untouched disk is not read at all
 
     points = await stack.client.list_restore_points(plan="gold")
-    assert [(p["type"], p["creation"]) for p in points] == [("FULL", "MANUAL"), ("INCREMENTAL", "MANUAL")]
+    assert [(p.type, p.creation) for p in points] == [("FULL", "MANUAL"), ("INCREMENTAL", "MANUAL")]
     # What a user filtering by plan in the Web UI sees: the plan's runs and its VMs' backups, done.
     runs = [w async for w in stack.client.client.list_workflows("AbdrPlan = 'gold'")]
     assert {w.workflow_type for w in runs} == {"BackupPlanRun", "VMBackup"}
@@ -105,6 +105,6 @@ async def test_new_backup_after_base_snapshot_lost_is_full_with_reason(stack: St
     forced = await run_plan(stack, "p", full=True)
     assert forced.vms[0].type == PointType.FULL and forced.vms[0].full_reason == "manual --full"
     points = await stack.client.list_restore_points(plan="p")
-    assert all(p["creation"] == PointCreation.MANUAL for p in points) and len(points) == 3
+    assert all(p.creation == PointCreation.MANUAL for p in points) and len(points) == 3
     for result, oracle in ((first, at_first), (second, at_second), (forced, at_forced)):  # each restores exactly
         await assert_point_restores_to(stack.client, stack.driver, result.vms[0].point_id, oracle, "db-check")

@@ -39,7 +39,7 @@ async def pending(dr: DR, workflow_id: str, activity: str) -> bool:
 
 
 async def state(dr: DR) -> str:
-    return (await replica(dr))["state"]
+    return (await replica(dr)).state
 
 
 async def failure(handle: WorkflowHandle) -> str:
@@ -60,7 +60,7 @@ async def slow_replication_running(dr: DR, src_id: str) -> WorkflowHandle:
     rewrite_fraction(dr.a, src_id, "disk0", 0.05, seed=41)
     run = await dr.client.run_replication_plan("dr")
     await until(lambda: pending(dr, replicate_id("dr", "web"), "pull_extents"), "the pull to start writing")
-    assert (await replica(dr))["owner"] == replicate_id("dr", "web")
+    assert (await replica(dr)).owner == replicate_id("dr", "web")
     return run
 
 
@@ -111,7 +111,7 @@ async def test_failover_during_a_replication_run_is_refused_and_changes_nothing(
         message = await failure(refused)
         assert "refused, nothing was changed" in message and "busy" in message, message
         assert dr.power(dr.a, "web") == "RUNNING", f"failover {point} stopped the source though it was refused"
-    assert (await replica(dr))["owner"] == replicate_id("dr", "web")
+    assert (await replica(dr)).owner == replicate_id("dr", "web")
 
     done = await dr.client.result(run)
     assert done.vms[0].ok, done
@@ -141,7 +141,7 @@ async def test_a_replication_during_a_drill_holds_off_a_failover(dr: DR) -> None
     dr.same(dr.b, "web-replica", at_second, "replica replicated during the drill")
     await dr.client.cleanup_failover_test("dr", "web")
     assert (await dr_result(drill)).state == "READY"
-    assert (await replica(dr))["owner"] is None
+    assert (await replica(dr)).owner is None
 
 
 async def test_failover_now_syncs_under_its_own_claim(dr: DR) -> None:
@@ -157,7 +157,7 @@ async def test_failover_now_syncs_under_its_own_claim(dr: DR) -> None:
                                                          source_shutdown=ShutdownMode.POWEROFF))
     sync_id = f"{replicate_id('dr', 'web')}/final-sync"
     await until(lambda: pending(dr, sync_id, "pull_extents"), "the final sync")
-    assert (await replica(dr))["owner"] == "dr/dr/web"
+    assert (await replica(dr)).owner == "dr/dr/web"
     racing = await dr.client.result(await dr.client.run_replication_plan("dr"))
     # Refused by the claim while the sync runs, or by the state once the failover switched.
     error = racing.vms[0].error
@@ -167,7 +167,7 @@ async def test_failover_now_syncs_under_its_own_claim(dr: DR) -> None:
     assert fo.state == "FAILOVER" and fo.details["final_sync_bytes"] > 0
     assert dr.power(dr.a, "web") == "STOPPED" and dr.power(dr.b, "web-replica") == "RUNNING"
     dr.same(dr.b, "web-replica", last, "replica after a `now` failover")
-    assert (await replica(dr))["owner"] is None
+    assert (await replica(dr)).owner is None
 
 
 async def test_a_failback_that_fails_after_stopping_the_replica_undoes_itself(dr: DR) -> None:
@@ -195,7 +195,7 @@ async def test_a_failback_that_fails_after_stopping_the_replica_undoes_itself(dr
         await handle.result()
 
     obj = await replica(dr)
-    assert (obj["state"], obj["owner"]) == ("FAILOVER", None)  # the record says the truth
+    assert (obj.state, obj.owner) == ("FAILOVER", None)  # the record says the truth
     assert dr.power(dr.b, "web-replica") == "RUNNING"  # the replica serves again
     assert dr.power(dr.a, "web") == "STOPPED"  # never two running copies
     assert {s.id for s in dr.b.list_snapshots(replica_id)} == snapshots_before  # failback's snapshots dropped
@@ -218,7 +218,7 @@ async def test_failback_refuses_a_running_original(dr: DR) -> None:
     message = await failure(await dr.client.failback(FailbackRequest(plan="dr", vm="web")))
     assert "the original VM ca/web is running" in message, message
     obj = await replica(dr)
-    assert (obj["state"], obj["owner"]) == ("FAILOVER", None)
+    assert (obj.state, obj.owner) == ("FAILOVER", None)
     assert dr.power(dr.b, "web-replica") == "RUNNING"
 
 

@@ -138,7 +138,7 @@ async def test_replication_stopped_at_the_window_end_with_abort_window_unfinishe
     abdr(dr, "replication-plan", "create", "win", "--source-site", "a", "--target-site", "b", "--target-cluster", "cb",
          "--vm", "ca/slow", "--schedule", "every 5m", "--window", window, "--retention", "count:5",
          "--abort-at-window-end")
-    assert (await client.get_replication_plan("win"))["spec"]["abort_window_unfinished"] is True
+    assert (await client.get_replication_plan("win")).spec.abort_window_unfinished is True
     result = await trigger_and_wait(dr, "win", kind="replication", result_type=ReplicationRunResult)
     assert datetime.now(UTC) >= end
     assert result.result == RunResult.FAILED, result
@@ -146,7 +146,7 @@ async def test_replication_stopped_at_the_window_end_with_abort_window_unfinishe
     assert not vm.ok and vm.error == "stopped at the window's end", vm
     assert await client.list_restore_points(plan="win") == []
     assert dr.a.list_snapshots(vm_id) == []  # the run's source snapshot was dropped
-    assert [r["state"] for r in await client.list_replicas("win")] == ["NOT_READY"]
+    assert [r.state for r in await client.list_replicas("win")] == ["NOT_READY"]
     # The cancelled pull stops after the reads it has in flight (throttled) and gives its slot back.
     for _ in range(1200):
         if not dr.catalog.slot_leases():

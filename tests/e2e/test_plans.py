@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from temporalio.client import ScheduleOverlapPolicy
 
+from models.admin import BackupPlanView
 from models.jobs import PlanRunResult
 from models.plans import RunResult, VMRef
 from models.requests import RestoreMode, RestoreRequest
@@ -84,20 +85,20 @@ async def test_schedule_fires_on_its_own(stack: Stack) -> None:
     desc = await stack.client.client.get_schedule_handle(schedules.schedule_id("auto")).describe()
     assert desc.info.next_action_times[0] == due
 
-    async def ended() -> list[dict]:
+    async def ended() -> list[BackupPlanView]:
         # The run records its result after its VMs' points: wait for both.
         plan = await stack.client.get_backup_plan("auto")
-        if plan["last_result"] in ("NEVER_EXECUTE", "RUNNING"):
+        if plan.last_result in ("NEVER_EXECUTE", "RUNNING"):
             return []
         return [plan]
 
     [plan] = await wait_for(ended, 150, "the scheduled run to end")
-    assert plan["last_result"] == "SUCCESS", plan
+    assert plan.last_result == "SUCCESS", plan
     found = await stack.client.list_restore_points(plan="auto")
-    assert {p["vm"] for p in found} == {"a", "b", "c"} and len(found) == 3
-    assert {(p["type"], p["creation"]) for p in found} == {("FULL", "AUTO")}
-    assert repo_point_ids(stack) == {p["id"] for p in found}
-    await assert_points_restore(stack, {p["id"]: images[p["vm"]] for p in found})
+    assert {p.vm for p in found} == {"a", "b", "c"} and len(found) == 3
+    assert {(p.type, p.creation) for p in found} == {("FULL", "AUTO")}
+    assert repo_point_ids(stack) == {p.id for p in found}
+    await assert_points_restore(stack, {p.id: images[p.vm] for p in found})
 
 
 async def test_count_retention_keeps_last_n_automatic_and_all_manual(stack: Stack) -> None:
@@ -114,14 +115,14 @@ async def test_count_retention_keeps_last_n_automatic_and_all_manual(stack: Stac
         oracles |= point_oracles(autos[-1], images)
     assert all(r.result == RunResult.SUCCESS for r in autos)
     points = await stack.client.list_restore_points(plan="keep2")
-    by_vm = {vm: [p for p in points if p["vm"] == vm] for vm in ("a", "b")}
+    by_vm = {vm: [p for p in points if p.vm == vm] for vm in ("a", "b")}
     for vm, pts in by_vm.items():
-        assert [p["creation"] for p in pts] == ["MANUAL", "AUTO", "AUTO"], vm
+        assert [p.creation for p in pts] == ["MANUAL", "AUTO", "AUTO"], vm
         newest_two = {r.vms[[v.vm.vm for v in r.vms].index(vm)].point_id for r in autos[1:]}
-        assert {p["id"] for p in pts if p["creation"] == "AUTO"} == newest_two
-    assert {v.point_id for v in manual.vms} <= {p["id"] for p in points}
-    assert repo_point_ids(stack) == {p["id"] for p in points}  # manifests follow the catalog
-    await assert_points_restore(stack, {p["id"]: oracles[p["id"]] for p in points})  # the kept ones, exactly
+        assert {p.id for p in pts if p.creation == "AUTO"} == newest_two
+    assert {v.point_id for v in manual.vms} <= {p.id for p in points}
+    assert repo_point_ids(stack) == {p.id for p in points}  # manifests follow the catalog
+    await assert_points_restore(stack, {p.id: oracles[p.id] for p in points})  # the kept ones, exactly
 
 
 async def test_time_retention_expires_old_automatic_points(stack: Stack) -> None:
@@ -142,7 +143,7 @@ async def test_time_retention_expires_old_automatic_points(stack: Stack) -> None
     images = change_and_capture(stack, ["a"], 2)
     new = await trigger_and_wait(stack, "week")
     oracles |= point_oracles(new, images)
-    ids = {p["id"] for p in await stack.client.list_restore_points(plan="week")}
+    ids = {p.id for p in await stack.client.list_restore_points(plan="week")}
     assert ids == {manual.vms[0].point_id, new.vms[0].point_id}  # old AUTO gone, old MANUAL kept
     assert repo_point_ids(stack) == ids
     await assert_points_restore(stack, oracles)
@@ -236,11 +237,11 @@ async def test_deleting_a_plan_keeps_or_deletes_its_points_as_asked(stack: Stack
     for name in ("keep", "drop"):
         await stack.client.create_backup_plan(plan_spec(name, ["a"]))
         await run_plan(stack, name)
-    kept = {p["id"] for p in await stack.client.list_restore_points(plan="keep")}
-    dropped = {p["id"] for p in await stack.client.list_restore_points(plan="drop")}
+    kept = {p.id for p in await stack.client.list_restore_points(plan="keep")}
+    dropped = {p.id for p in await stack.client.list_restore_points(plan="drop")}
     await stack.client.delete_backup_plan("keep", delete_points=False)
     await stack.client.delete_backup_plan("drop", delete_points=True)
-    assert {p["id"] for p in await stack.client.list_restore_points()} == kept
+    assert {p.id for p in await stack.client.list_restore_points()} == kept
     assert repo_point_ids(stack) == kept and not dropped & repo_point_ids(stack)
     assert [s.id async for s in await stack.client.client.list_schedules()] == []
     with pytest.raises(AbdrError, match="backup plan 'keep' not found"):
@@ -262,7 +263,7 @@ async def test_maintenance_verifies_and_marks_damaged_points(stack: Stack) -> No
     chunk.write_bytes(bytes(blob))
     report = await stack.client.result(await stack.client.maintain_repository("r1"))
     assert {d["point_id"] for d in report.damaged} == {point}
-    assert (await stack.client.get_restore_point(point))["state"] == "DAMAGED"
+    assert (await stack.client.get_restore_point(point)).state == "DAMAGED"
 
 
 async def test_health_probe_runs_on_the_site_worker(stack: Stack) -> None:

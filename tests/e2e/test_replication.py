@@ -19,6 +19,7 @@ from drivers.catalog.store import Catalog
 from drivers.local import LocalDriver
 from drivers.local.tools import rewrite_fraction
 from models.ids import replicate_id
+from models.admin import ReplicaView
 from models.inventory import NIC, DiskSpec, ShutdownMode, Site, VMConfig
 from models.plans import RunResult
 from models.replication import ReplicationPlanSpec
@@ -148,7 +149,7 @@ async def replicate(dr: DR, name: str = "dr") -> ReplicationRunResult:
     return result
 
 
-async def replica(dr: DR, name: str = "dr") -> dict:
+async def replica(dr: DR, name: str = "dr") -> ReplicaView:
     [obj] = [o for o in await dr.client.list_replicas(name)]
     return obj
 
@@ -161,7 +162,7 @@ async def test_replicate_failover_failback_and_replicate_again(dr: DR) -> None:
     src_id = make_vm(dr.a, "web")
     seed = dr.disk(dr.a, "web")  # oracles: the source's bytes before each point, captured here
     await dr.client.create_replication_plan(plan())
-    assert (await replica(dr))["state"] == "NOT_READY"
+    assert (await replica(dr)).state == "NOT_READY"
 
     first = await replicate(dr)
     [r1] = first.vms
@@ -178,7 +179,7 @@ async def test_replicate_failover_failback_and_replicate_again(dr: DR) -> None:
     assert not r2.seeded and r2.moved_bytes == sum(e.length for e in changed)  # changed extents only
     dr.same(dr.b, "web-replica", at_point, "replica after the delta")
     obj = await replica(dr)
-    assert obj["state"] == "READY" and obj["rpo_lag_s"] is not None and obj["rpo_lag_s"] < 600
+    assert obj.state == "READY" and obj.rpo_lag_s is not None and obj.rpo_lag_s < 600
 
     rewrite_fraction(dr.a, src_id, "disk0", 0.02, seed=4)  # written after the last point: lost by failover
     fo = await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web",
@@ -197,7 +198,7 @@ async def test_replicate_failover_failback_and_replicate_again(dr: DR) -> None:
     assert dr.power(dr.a, "web") == "RUNNING" and dr.power(dr.b, "web-replica") == "STOPPED"
     assert 0 < fb.moved_bytes < fb.disk_bytes / 5  # only what changed moved, not the disks
     points = await dr.client.list_restore_points(plan="dr")
-    assert points[-1]["creation"] == "FAILBACK"
+    assert points[-1].creation == "FAILBACK"
 
     rewrite_fraction(dr.a, src_id, "disk0", 0.01, seed=6)
     again = dr.disk(dr.a, "web")
@@ -220,7 +221,7 @@ async def test_scheduled_replication_fires_and_the_replica_matches(dr: DR) -> No
     assert tick.result == RunResult.SUCCESS and len(tick.vms) == 1 and tick.vms[0].ok, tick
     dr.same(dr.b, "web-replica", at_point, "replica after the scheduled run")
     points = await dr.client.list_restore_points(plan="dr")
-    assert points[-1]["creation"] == "AUTO" and points[-1]["id"] == tick.vms[0].point_id
+    assert points[-1].creation == "AUTO" and points[-1].id == tick.vms[0].point_id
 
 
 async def test_failover_test_runs_beside_replication_and_cleans_up(dr: DR) -> None:
@@ -237,7 +238,7 @@ async def test_failover_test_runs_beside_replication_and_cleans_up(dr: DR) -> No
     assert copy is not None and all(n.network == "isolated" for n in copy.config.nics)
     assert dr.power(dr.b, "web-replica-test") == "RUNNING"
     dr.same(dr.b, "web-replica-test", tested, "drill copy")
-    assert (await replica(dr))["state"] == "FAILOVER_TEST"
+    assert (await replica(dr)).state == "FAILOVER_TEST"
     with pytest.raises(AbdrError, match="a failover test of dr/web is already running"):
         await dr.client.start_failover_test(FailoverTestRequest(plan="dr", vm="web"))
 
@@ -249,7 +250,7 @@ async def test_failover_test_runs_beside_replication_and_cleans_up(dr: DR) -> No
 
     done = await dr.client.cleanup_failover_test("dr", "web")
     assert done.point_id == first.vms[0].point_id
-    assert dr.b.find_vm("web-replica-test") is None and (await replica(dr))["state"] == "READY"
+    assert dr.b.find_vm("web-replica-test") is None and (await replica(dr)).state == "READY"
 
 
 async def test_undo_failover_returns_to_the_last_point_and_replication_resumes(dr: DR) -> None:
@@ -260,7 +261,7 @@ async def test_undo_failover_returns_to_the_last_point_and_replication_resumes(d
     rewrite_fraction(dr.a, src_id, "disk0", 0.05, seed=1)
     latest = dr.disk(dr.a, "web")
     second = await replicate(dr)
-    older = (await dr.client.list_restore_points(plan="dr"))[0]["id"]
+    older = (await dr.client.list_restore_points(plan="dr"))[0].id
     dr.a.power_off(src_id)
     fo = await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web", point=older)))
     assert fo.point_id == older
@@ -284,7 +285,7 @@ async def test_failover_refuses_a_running_source_without_fencing(dr: DR) -> None
     await replicate(dr)
     with pytest.raises(AbdrError, match="the source VM ca/web is running"):
         await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web")))
-    assert (await replica(dr))["state"] == "READY" and dr.power(dr.b, "web-replica") == "STOPPED"
+    assert (await replica(dr)).state == "READY" and dr.power(dr.b, "web-replica") == "STOPPED"
     dr.same(dr.b, "web-replica", at_point, "replica after the refused failover")
     dr.same(dr.a, "web", at_point, "source after the refused failover")
 
@@ -299,7 +300,7 @@ async def test_planned_failover_now_fences_the_source_and_syncs_last_changes(dr:
     with pytest.raises(AbdrError, match="failover aborted: the source VM ca/web could not be stopped"):
         await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web", point="now",
                                                                  source_shutdown=ShutdownMode.SHUTDOWN)))
-    assert dr.power(dr.a, "web") == "RUNNING" and (await replica(dr))["state"] == "READY"  # nothing changed
+    assert dr.power(dr.a, "web") == "RUNNING" and (await replica(dr)).state == "READY"  # nothing changed
     fo = await dr_result(await dr.client.failover(FailoverRequest(
         plan="dr", vm="web", point="now", source_shutdown=ShutdownMode.SHUTDOWN_WITH_POWEROFF)))
     assert fo.state == "FAILOVER" and fo.details["final_sync_bytes"] > 0
@@ -307,7 +308,7 @@ async def test_planned_failover_now_fences_the_source_and_syncs_last_changes(dr:
     dr.same(dr.b, "web-replica", latest, "replica after failover 'now'")
     dr.same(dr.a, "web", latest, "source after failover 'now'")
     points = await dr.client.list_restore_points(plan="dr")
-    assert points[-1]["creation"] == "FAILOVER" and points[-1]["id"] == fo.point_id
+    assert points[-1].creation == "FAILOVER" and points[-1].id == fo.point_id
 
 
 async def test_unplanned_failover_with_the_source_site_down(dr: DR) -> None:
@@ -337,8 +338,8 @@ async def test_permanent_failover_with_reprotect_seeds_a_delta(dr: DR) -> None:
     assert 0 < done.details["seed_moved_bytes"] < SIZE / 5  # the first reverse sync is a delta
     dr.same(dr.a, "web", served, "original after the reprotect seed")
     [back] = await dr.client.list_replicas(reverse)
-    assert back["state"] == "READY" and back["source"]["vm"] == "web-replica" and back["replica"]["vm"] == "web"
-    assert (await dr.client.get_replication_plan("dr"))["status"] == "STOPPED"  # the original left the plan
+    assert back.state == "READY" and back.source.vm == "web-replica" and back.replica.vm == "web"
+    assert (await dr.client.get_replication_plan("dr")).status == "STOPPED"  # the original left the plan
     rewrite_fraction(dr.b, dr.b.find_vm("web-replica").id, "disk0", 0.02, seed=10)
     served = dr.disk(dr.b, "web-replica")
     again = await replicate(dr, reverse)

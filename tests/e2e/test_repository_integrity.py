@@ -49,7 +49,7 @@ async def test_a_damaged_chunk_is_set_aside_and_the_next_backups_store_it_anew(s
 
     found = await verify(stack)
     assert found.damaged_points == [first] and {d["point_id"] for d in found.damaged} == {first}
-    assert (await stack.client.get_restore_point(first))["state"] == "DAMAGED"
+    assert (await stack.client.get_restore_point(first)).state == "DAMAGED"
     assert not victim.exists() and victim.with_name(victim.name + ".bad").exists()
 
     # A new full backup must store the chunk again, not find the damaged copy "already stored".
@@ -57,7 +57,7 @@ async def test_a_damaged_chunk_is_set_aside_and_the_next_backups_store_it_anew(s
     assert again.result == RunResult.SUCCESS and again.vms[0].type == PointType.FULL
     clean = await verify(stack)
     assert clean.damaged == [] and clean.findings == 0 and clean.healed_points == 1  # the first is whole again
-    assert (await stack.client.get_restore_point(first))["state"] == "READY"
+    assert (await stack.client.get_restore_point(first)).state == "READY"
     assert await restored(stack, again.vms[0].point_id, "web-full") == source
     assert await restored(stack, first, "web-first") == source
 
@@ -83,7 +83,7 @@ async def test_thousands_of_findings_return_a_small_result_and_page(stack: Stack
     assert len(result.model_dump_json()) < 16 * 1024  # a few KiB, whatever the damage
 
     seen: list[dict] = []
-    while page := (await stack.client.repository_findings("r1", offset=len(seen), limit=1000))["findings"]:
+    while page := (await stack.client.repository_findings("r1", offset=len(seen), limit=1000)).findings:
         seen += page
     assert len(seen) == result.findings
     assert seen[:FINDINGS_SAMPLE] == result.damaged

@@ -13,33 +13,33 @@ from models.requests import (
     UndoFailoverRequest,
 )
 from starter.api import examples as ex
-from starter.api.dependencies import C, started
+from starter.api.dependencies import C, Started, started
 from starter.api.errors import ERROR_RESPONSES
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
 
 @router.post("/v1/failover", status_code=202)
-async def failover(req: Annotated[FailoverRequest, Body(openapi_examples=ex.FAILOVER)], c: C) -> dict:
+async def failover(req: Annotated[FailoverRequest, Body(openapi_examples=ex.FAILOVER)], c: C) -> Started:
     return started(c, await c.failover(req))
 
 
 @router.post("/v1/failover/undo", status_code=202)
-async def undo_failover(req: Annotated[UndoFailoverRequest, Body(openapi_examples=ex.UNDO_FAILOVER)], c: C) -> dict:
+async def undo_failover(req: Annotated[UndoFailoverRequest, Body(openapi_examples=ex.UNDO_FAILOVER)], c: C) -> Started:
     return started(c, await c.undo_failover(req))
 
 
 @router.post("/v1/failover-tests", status_code=202)
-async def failover_test(req: Annotated[FailoverTestRequest, Body(openapi_examples=ex.FAILOVER_TEST)], c: C) -> dict:
+async def failover_test(req: Annotated[FailoverTestRequest, Body(openapi_examples=ex.FAILOVER_TEST)], c: C) -> Started:
     return started(c, await c.start_failover_test(req))
 
 
 @router.post("/v1/failback", status_code=202)
-async def failback(req: Annotated[FailbackRequest, Body(openapi_examples=ex.FAILBACK)], c: C) -> dict:
+async def failback(req: Annotated[FailbackRequest, Body(openapi_examples=ex.FAILBACK)], c: C) -> Started:
     return started(c, await c.failback(req))
 
 
 @router.post("/v1/permanent-failover", status_code=202)
 async def permanent_failover(
-        req: Annotated[PermanentFailoverRequest, Body(openapi_examples=ex.PERMANENT_FAILOVER)], c: C) -> dict:
+        req: Annotated[PermanentFailoverRequest, Body(openapi_examples=ex.PERMANENT_FAILOVER)], c: C) -> Started:
     return started(c, await c.permanent_failover(req))

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from models.admin import Job, JobDescription
 from starter.api.dependencies import C, PlanQuery
 from starter.api.errors import ERROR_RESPONSES
 
@@ -12,10 +13,10 @@ router = APIRouter(responses=ERROR_RESPONSES)
 
 @router.get("/v1/jobs")
 async def list_jobs(c: C, plan: PlanQuery = None,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict]:
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[Job]:
     return await c.list_jobs(plan=plan, limit=limit)
 
 
 @router.get("/v1/jobs/{workflow_id:path}")
-async def get_job(workflow_id: str, c: C) -> dict:
+async def get_job(workflow_id: str, c: C) -> JobDescription:
     return await c.describe_job(workflow_id)

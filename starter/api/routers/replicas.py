@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 
+from models.admin import ReplicaView
 from starter.api.dependencies import C, PlanQuery
 from starter.api.errors import ERROR_RESPONSES
 
@@ -9,5 +10,5 @@ router = APIRouter(responses=ERROR_RESPONSES)
 
 
 @router.get("/v1/replicas")
-async def list_replicas(c: C, plan: PlanQuery = None) -> list[dict]:
+async def list_replicas(c: C, plan: PlanQuery = None) -> list[ReplicaView]:
     return await c.list_replicas(plan)
