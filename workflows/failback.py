@@ -41,6 +41,11 @@ from workflows.common import catalog, phase, record_job, tag
 from workflows.replica_state import change, claim, hold, release
 from workflows.sites import Sites, refuse
 
+# Runs started from here on record their RUNNING job inside the undo's reach (a catalog
+# failure there lets the claim go) and read the original's power before the undo starts the
+# replica again. Runs recorded before keep their order (replay).
+FAILBACK_UNDO = "failback-undo-reads-original"
+
 
 async def ensure_stopped(sites: Sites, site: str, at: VMAt, what: str) -> None:
     """Refuse unless `what` is known not to run (an unreachable site proves nothing here)."""
@@ -73,13 +78,17 @@ class FailbackWorkflow:
         except ActivityError as e:
             raise refuse(f"failback of {obj.source} refused, nothing was changed: {failure_text(e)}",
                          "StateConflict") from None
-        await record_job(Operation.FAILBACK, "RUNNING", plan=req.plan, vm=req.vm)
+        careful = workflow.patched(FAILBACK_UNDO)
+        if not careful:
+            await record_job(Operation.FAILBACK, "RUNNING", plan=req.plan, vm=req.vm)
         stamp = f"{workflow.now():%Y%m%dT%H%M%SZ}"
         pull = PullInput(remote_site=tgt, remote=replica, local=original, bandwidth_mbps=r.failback_bandwidth_mbps,
                          kind=TransferKind.FAILBACK, compression=spec.compression)
         taken: list[str] = []
         replica_stopped = False
         try:
+            if careful:
+                await record_job(Operation.FAILBACK, "RUNNING", plan=req.plan, vm=req.vm)
             phase("pre-sync", f"{obj.replica} (running) -> {obj.source}")
             s1 = await sites.snapshot(tgt, replica, f"abdr-fb1-{stamp}", spec.consistency)
             taken.append(s1.snapshot_id)
@@ -95,12 +104,20 @@ class FailbackWorkflow:
                 "remote": replica.model_copy(update={"snapshot_id": s2.snapshot_id}), "remote_base": s1.snapshot_id}))
         except BaseException as e:
             phase("undo", failure_text(e))
+            serves = "the replica serves again"
             if replica_stopped:
-                await sites.power(tgt, replica, on=True)
+                # Two running copies are never allowed: an original started meanwhile (or one
+                # nobody can see) keeps the replica stopped, and the reason says so.
+                power = await sites.probe(src, original) if careful else PowerStateReply(state="STOPPED")
+                if power.reachable and power.state != "RUNNING":
+                    await sites.power(tgt, replica, on=True)
+                else:
+                    serves = (f"the original {obj.source} is {'running' if power.reachable else 'unknown'}, "
+                              "so the replica stays stopped")
             for snapshot_id in taken:
                 await sites.drop_snapshot(tgt, replica, snapshot_id)
             await release(req.plan, req.vm, ReplicaState.FAILOVER,
-                          f"failback failed, the replica serves again: {failure_text(e)}"[:1000])
+                          f"failback failed, {serves}: {failure_text(e)}"[:1000])
             await record_job(Operation.FAILBACK, "FAILED", plan=req.plan, vm=req.vm,
                              result={"error": failure_text(e)}, finished=True)
             raise
