@@ -37,6 +37,7 @@ from workflows.sites import Sites, refuse
 
 COPY_HEARTBEAT = timedelta(seconds=30)  # the worker's ticker beats every 2 s while a copy runs
 DIGEST_TIMEOUT = timedelta(hours=6)  # a digest reads every byte of the VM's disks
+DRILL_COPY_KNOWN = "drill-deletes-an-unstarted-copy"
 
 
 @workflow.defn(name="FailoverTest")
@@ -72,7 +73,12 @@ class FailoverTestWorkflow:
         tgt, name = spec.target_site, f"{obj.replica.vm}-test"[:63]
         copy_id, healthy = "", False
         try:
-            copy_id = await self.boot_copy(sites, r, point, name, req.test_network)
+            made = await self.make_copy(sites, r, point, name, req.test_network)
+            # From here a failure deletes the copy too, even one that never started (runs
+            # recorded before learned its id only once it was powered on: they replay so).
+            copy_id = made if workflow.patched(DRILL_COPY_KNOWN) else ""
+            await sites.power(tgt, VMAt(cluster=spec.target_cluster, vm_id=made), on=True)
+            copy_id = made
             healthy = await self.check(sites, r, point, copy_id, name, req.test_network)
             await record_job(Operation.FAILOVER_TEST, "RUNNING" if healthy else "UNHEALTHY", plan=req.plan,
                              vm=req.vm, result=self._evidence)
@@ -93,14 +99,13 @@ class FailoverTestWorkflow:
         return result
 
     @staticmethod
-    async def boot_copy(sites: Sites, r: ResolvedObject, point: ReplicaPoint, name: str, network: str) -> str:
+    async def make_copy(sites: Sites, r: ResolvedObject, point: ReplicaPoint, name: str, network: str) -> str:
         phase("copy", f"{r.obj.replica} @ {point.point_id} -> {name} on {network}")
         cluster = r.spec.target_cluster
         source = VMAt(cluster=cluster, vm_id=r.obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
         copy_id = await sites.call(r.spec.target_site, ReplicationApi.clone_vm_at, CloneInput(
             source=source, name=name, network=network),
             start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=COPY_HEARTBEAT)
-        await sites.power(r.spec.target_site, VMAt(cluster=cluster, vm_id=copy_id), on=True)
         return copy_id
 
     async def check(self, sites: Sites, r: ResolvedObject, point: ReplicaPoint, copy_id: str, name: str,
