@@ -3,7 +3,9 @@ another test's workflows), with the real workflows and the activity doubles runn
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from temporalio.client import Client
@@ -26,6 +28,18 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-async def client(skipping_env: WorkflowEnvironment) -> AsyncIterator[Client]:
+async def running_doubles(skipping_env: WorkflowEnvironment) -> AsyncIterator[Client]:
     async with workers(skipping_env) as c:
         yield c
+
+
+@pytest.fixture
+async def client(running_doubles: Client, skipping_env: WorkflowEnvironment) -> AsyncIterator[Client]:
+    """The client to start workflows with. After the test, the skipping clock must still run:
+    an activity left started (see doubles.hang) would stop it, and every later retry or
+    timer would wait in real time."""
+    yield running_doubles
+    try:
+        await asyncio.wait_for(skipping_env.sleep(timedelta(hours=1)), timeout=5)
+    except asyncio.TimeoutError:
+        raise AssertionError("this test left the test server's clock stopped") from None

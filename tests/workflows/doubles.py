@@ -24,7 +24,7 @@ from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -79,6 +79,7 @@ from models.requests import LATEST, NOW
 from models.restore_points import PointType
 
 RUNNING, STOPPED = "RUNNING", "STOPPED"
+RETRYABLE_KINDS = {"TransportUnreachable", "ConcurrentChange"}  # as activities/errors.py classes them
 STAMP = re.compile(r"\d{8}T\d{6}Z")  # the time stamps workflows put in names: "*" in a label
 PAIRS = {"source": "replica", "replica": "source"}  # the two copies of the replicated VM (their ids)
 SITE_QUEUE = site_task_queue("")
@@ -89,6 +90,7 @@ class Call:
     label: str
     arg: Any
     attempt: int
+    nth: int = 1  # the how-manieth call with this label
 
 
 Action = Callable[[Call], Awaitable[None] | None]
@@ -104,8 +106,17 @@ def fail(kind: str = "DriverError", *, retryable: bool = False, attempts: int | 
 
 
 async def hang(call: Call) -> None:
-    """Never answer (a site that does not respond, or a long step to cancel in the middle of)."""
-    activity.raise_complete_async()
+    """Hold the call until the test has cancelled its workflow (`execute(cancel_at=...)`) and
+    the workflow's compensation has begun, then fail it: a long step to cancel in the middle
+    of. Never left unanswered: the test server skips no time while an activity is started,
+    and an activity that answers only after its workflow closed keeps the clock stopped for
+    every later test. Nor answered before the workflow's cancel command is in: the test
+    server then rejects that command (ACTIVITY_UNKNOWN) and the workflow task times out."""
+    w = current()
+    info = activity.info()
+    w.held.append((info.workflow_id, info.activity_id))
+    await w.let_go.wait()
+    raise ApplicationError(f"{call.label} let go after the cancel", type="Abandoned", non_retryable=True)
 
 
 @dataclass
@@ -134,7 +145,11 @@ class World:
     violations: list[str] = field(default_factory=list)  # two running copies, ever
     unread_power_ons: list[str] = field(default_factory=list)  # a copy started without reading the other's state
     excluded: list[str] = field(default_factory=list)
+    backup_points: list[str] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)  # the test cancelled the workflow
+    let_go: asyncio.Event = field(default_factory=asyncio.Event)  # held calls may answer now
+    held: list[tuple[str, str]] = field(default_factory=list)  # (workflow id, activity id) of held calls
     _seen: Counter[str] = field(default_factory=Counter)
     _nth: dict[tuple[str, str], int] = field(default_factory=dict)
     _last_site_call: dict[str, str] = field(default_factory=dict)
@@ -160,8 +175,8 @@ class World:
         """Every call, once (retries of a call are not repeated)."""
         return [c.label for c in self.calls if c.attempt == 1]
 
-    def attempts(self, label: str) -> int:
-        return sum(1 for c in self.calls if c.label == label)
+    def attempts(self, label: str, occurrence: int = 1) -> int:
+        return sum(1 for c in self.calls if c.label == label and c.nth == occurrence)
 
     def args(self, label: str) -> list[Any]:
         return [c.arg for c in self.calls if c.label == label and c.attempt == 1]
@@ -175,14 +190,16 @@ class World:
         info = activity.info()
         site = info.task_queue.removeprefix(SITE_QUEUE) if info.task_queue != WORKFLOW_TASK_QUEUE else ""
         label = STAMP.sub("*", " ".join(filter(None, [f"{site}:{name}" if site else name, detail])))
-        call = Call(label, arg, info.attempt)
         key = (info.workflow_id, info.activity_id)
         if info.attempt == 1 or key not in self._nth:
             self._seen[label] += 1
             self._nth[key] = self._seen[label]
+        call = Call(label, arg, info.attempt, self._nth[key])
         self.calls.append(call)
         self._reached[label].set()
-        faults = [f for f in self.faults if f.label == label and f.occurrence == self._nth[key]]
+        if self.cancelled.is_set() and not self.let_go.is_set():
+            await self._let_go_of_held_calls()
+        faults = [f for f in self.faults if f.label == label and f.occurrence == call.nth]
         for f in faults:
             if not f.after:
                 await _run(f.action, call)
@@ -196,6 +213,15 @@ class World:
         if site:
             self._last_site_call[info.workflow_id] = label
         return result
+
+    async def _let_go_of_held_calls(self) -> None:
+        """The first call after the cancel (compensation): the cancel command is in, so the
+        held calls answer now, and this call waits until the server has their answers
+        (while their workflows are still open)."""
+        self.let_go.set()
+        for wf_id, activity_id in self.held:
+            handle = activity.client().get_workflow_handle(wf_id)
+            await until(lambda: _pending(handle), lambda ids: activity_id not in ids, "a held call's answer")
 
     def snapshot(self, vm_id: str, name: str) -> str:
         """Take the snapshot `name` of a VM; a retried attempt finds it taken (as the real one)."""
@@ -298,7 +324,8 @@ def double(name: str, detail: Callable[[Any, Any], str] = lambda self, arg: "") 
 
 
 def _claim(self: Doubles, ch: ObjectChange) -> str:
-    other = "" if (ch.plan, ch.vm) == (self.world.plan, "web") else f"{ch.plan}/{ch.vm}"
+    """`claim ->state`, the object named (plan as P) when it is not the world's own."""
+    other = "" if (ch.plan, ch.vm) == (self.world.plan, "web") else f"{ch.plan.replace(self.world.plan, 'P')}/{ch.vm}"
     return " ".join(filter(None, [other, ch.claim.value if ch.claim else "", f"->{ch.to}" if ch.to else ""]))
 
 
@@ -354,14 +381,13 @@ class CatalogDoubles(Doubles):
 
     @double("record_point", lambda self, r: r.point_id)
     def record_point(self, r: RecordPointInput) -> None:
-        self.world.points.setdefault(r.plan or "", []).append(ReplicaPoint(point_id=r.point_id,
-                                                                           snapshot_id=r.snapshot_id or ""))
+        self.world.backup_points.append(r.point_id)
 
     @double("resolve_restore")
     def resolve_restore(self, inp: RestoreInput) -> ResolvedRestore:
         req = inp.request
-        target = VMRef(cluster=req.target_cluster or "ca", vm=req.new_name or "web")
-        return ResolvedRestore(point_id=req.point_id, repository_path="/repo", source=VMRef(cluster="ca", vm="web"),
+        target = VMRef(cluster=req.target_cluster or "ca", vm=req.new_name or "db")
+        return ResolvedRestore(point_id=req.point_id, repository_path="/repo", source=VMRef(cluster="ca", vm="db"),
                                target=target, site="a", config=VMConfig(name=target.vm))
 
 
@@ -501,22 +527,41 @@ async def execute(client: Client, w: World, run: Any, arg: Any, wf_id: str, *,
     handle = await client.start_workflow(run, arg, id=wf_id, task_queue=WORKFLOW_TASK_QUEUE)
     if cancel_at is not None:
         await w.reached(cancel_at)
+        if not w.held:  # cancel between activities: one that ends while the cancel goes in makes the
+            await until_no_activity_pending(handle)  # test server reject the cancel (see hang)
+        w.cancelled.set()
         await handle.cancel()
     try:
         await handle.result()
     except WorkflowFailureError as e:
         return e
+    finally:
+        w.let_go.set()  # a held call nothing followed: let it end (it may stop the clock: see hang)
     return None
 
 
-async def pending(handle: WorkflowHandle[Any, Any], activity_type: str) -> None:
-    """Wait until the workflow has scheduled an activity of `activity_type` (a minute at most)."""
+async def _pending(handle: WorkflowHandle[Any, Any], by: str = "id") -> list[str]:
+    """The workflow's pending activities, by activity id or type."""
+    return [a.activity_id if by == "id" else a.activity_type.name
+            for a in (await handle.describe()).raw_description.pending_activities]
+
+
+async def until(read: Callable[[], Awaitable[list[str]]], done: Callable[[list[str]], bool], what: str) -> None:
+    """Poll the server until `done(read())` (a minute at most): waits for a state, not a time."""
     for _ in range(1200):
-        described = await handle.describe()
-        if any(a.activity_type.name == activity_type for a in described.raw_description.pending_activities):
+        if done(await read()):
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"no {activity_type} was scheduled")
+    raise AssertionError(f"waited a minute for {what}")
+
+
+async def pending(handle: WorkflowHandle[Any, Any], activity_type: str) -> None:
+    """Wait until the workflow has scheduled an activity of `activity_type`."""
+    await until(lambda: _pending(handle, by="type"), lambda types: activity_type in types, activity_type)
+
+
+async def until_no_activity_pending(handle: WorkflowHandle[Any, Any]) -> None:
+    await until(lambda: _pending(handle), lambda ids: not ids, "the workflow's activities to end")
 
 
 def root_error(err: BaseException) -> BaseException:
@@ -526,6 +571,20 @@ def root_error(err: BaseException) -> BaseException:
     while not isinstance(err, ApplicationError) and getattr(err, "cause", None) is not None:
         err = err.cause  # type: ignore[attr-defined]
     return err
+
+
+def assert_failed(failed: WorkflowFailureError | None, kind: str) -> ApplicationError:
+    """The workflow failed with an error of `kind`: non-retryable (a refusal, an injected
+    final failure), or a retryable one its retry policy gave up on."""
+    assert failed is not None, "the workflow should have failed"
+    root = root_error(failed)
+    assert isinstance(root, ApplicationError) and root.type == kind, root
+    assert root.non_retryable or kind in RETRYABLE_KINDS, f"{kind} should be final"
+    return root
+
+
+def assert_cancelled(failed: WorkflowFailureError | None) -> None:
+    assert failed is not None and isinstance(failed.cause, CancelledError), failed
 
 
 def runbook_until(runbook: list[str], label: str, occurrence: int = 1) -> list[str]:

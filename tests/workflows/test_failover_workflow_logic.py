@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.exceptions import ApplicationError, CancelledError, ChildWorkflowError
+from temporalio.exceptions import ChildWorkflowError
 from temporalio.testing import WorkflowEnvironment
 
 from models.inventory import ShutdownMode
@@ -24,10 +24,11 @@ from tests.workflows.doubles import (
     Action,
     Call,
     World,
+    assert_cancelled,
+    assert_failed,
     execute,
     fail,
     hang,
-    root_error,
     pending,
     runbook_until,
     site_worker,
@@ -111,14 +112,6 @@ def check_left(w: World, left: Left, owner: str | None = None) -> None:
     assert w.violations == [], "two running copies"
 
 
-def check_error(failed: WorkflowFailureError | None, kind: str) -> ApplicationError:
-    assert failed is not None, "the workflow should have failed"
-    root = root_error(failed)
-    assert isinstance(root, ApplicationError) and root.type == kind, root
-    assert root.non_retryable, "an injected failure or a refusal is final"
-    return root
-
-
 @pytest.mark.parametrize(("step", "n", "action", "after", "undo", "kind", "left"), [
     pytest.param("a:power_state source", 1, fail(), False, LET_GO, "SourceUnknown", UNTOUCHED,
                  id="fence: the source site answers with an error"),
@@ -149,7 +142,7 @@ async def test_a_failure_at_each_step_undoes_exactly_what_was_done(
     w = world()
     w.on(step, action or source_started(w), occurrence=n, after=after)
     failed = await execute(client, w, *failover(w))
-    check_error(failed, kind)
+    assert_failed(failed, kind)
     assert w.trace() == runbook_until(RUNBOOK, step, n) + undo
     owner = dr_id(w.plan, "web") if step == "change_replica release" else None
     check_left(w, left, owner)
@@ -197,8 +190,7 @@ async def test_a_failure_in_the_final_sync_powers_the_source_on_again(
     w.on(step, fail("TransportUnreachable", retryable=True) if transient else fail())
     failed = await execute(client, w, *failover(w, "now"))
     assert failed is not None and isinstance(failed.cause, ChildWorkflowError)
-    root = root_error(failed)
-    assert isinstance(root, ApplicationError) and root.type == ("TransportUnreachable" if transient else "DriverError")
+    assert_failed(failed, "TransportUnreachable" if transient else "DriverError")
     assert w.attempts(step) == (4 if transient else 1)  # the site's retry policy: 3 retries
     assert w.trace() == runbook_until(NOW_RUNBOOK, step) + child_undo + RESTART_SOURCE + LET_GO
     # Pulled extents stay on the replica's live disk (docs: "partly written, its points untouched").
@@ -225,7 +217,7 @@ async def test_cancelled_mid_way_undoes_what_was_done(client: Client, point: str
     w = world()
     w.on(hold, hang)
     failed = await execute(client, w, *failover(w, point), cancel_at=hold)
-    assert failed is not None and isinstance(failed.cause, CancelledError)
+    assert_cancelled(failed)
     assert w.trace() == runbook_until(NOW_RUNBOOK if point == "now" else RUNBOOK, hold) + undo
     check_left(w, UNTOUCHED)
 
@@ -237,7 +229,7 @@ async def test_a_claim_lost_to_another_operation_is_refused_and_changes_nothing(
     w = world()
     other = f"replication/{w.plan}/web"
     w.on("change_replica take", w.taken_by(other, ReplicaState.REPLICATING))
-    check_error(await execute(client, w, *failover(w)), "StateConflict")
+    assert_failed(await execute(client, w, *failover(w)), "StateConflict")
     assert w.trace() == runbook_until(RUNBOOK, "change_replica take") and w.attempts("change_replica take") == 1
     assert (w.obj.state, w.obj.owner, w.obj.version) == (ReplicaState.REPLICATING, other, 8)
     assert w.power == {"source": RUNNING, "replica": STOPPED} and w.jobs == []
@@ -261,7 +253,7 @@ async def test_a_refusal_before_the_claim_changes_nothing(client: Client, change
     w = world()
     w.obj = w.obj.model_copy(update=change)
     before = w.obj
-    check_error(await execute(client, w, *failover(w, "nope" if not change else "p1")), kind)
+    assert_failed(await execute(client, w, *failover(w, "nope" if not change else "p1")), kind)
     assert w.trace() == trace and w.obj == before and w.jobs == []
 
 
@@ -272,7 +264,7 @@ async def test_a_refusal_before_the_claim_changes_nothing(client: Client, change
 async def test_a_failure_recording_the_job_lets_the_claim_go(client: Client) -> None:
     w = world()
     w.on("record_job RUNNING", fail("CatalogError"))
-    check_error(await execute(client, w, *failover(w)), "CatalogError")
+    assert_failed(await execute(client, w, *failover(w)), "CatalogError")
     assert w.obj.owner is None
 
 
@@ -304,7 +296,7 @@ async def test_compensation_reads_the_replica_before_it_restarts_the_source(clie
     w = world()
     w.power["replica"] = RUNNING  # started by hand, and it will not stop
     w.on("b:set_power replica off", fail())
-    check_error(await execute(client, w, *failover(w)), "DriverError")
+    assert_failed(await execute(client, w, *failover(w)), "DriverError")
     assert w.violations == [] and w.unread_power_ons == []
 
 
@@ -346,9 +338,9 @@ async def test_a_failed_undo_lets_go_with_the_replica_left_failover(client: Clie
     w.on(step, action)
     failed = await execute(client, w, *undo(w), cancel_at=step if action is hang else None)
     if action is hang:
-        assert failed is not None and isinstance(failed.cause, CancelledError)
+        assert_cancelled(failed)
     else:
-        check_error(failed, "DriverError")
+        assert_failed(failed, "DriverError")
     assert w.trace() == runbook_until(UNDO_RUNBOOK, step) + ["change_replica release"]
     assert (w.obj.state, w.obj.owner, w.obj.failover_snapshot) == (FAILOVER, None, "replica.p1")
     assert "replica left stopped" in w.reasons[-1]
@@ -357,6 +349,6 @@ async def test_a_failed_undo_lets_go_with_the_replica_left_failover(client: Clie
 async def test_undo_refuses_a_claimed_replica(client: Client) -> None:
     w = world(FAILOVER)
     w.on("change_replica take", w.taken_by(f"other/{w.plan}/web"))
-    check_error(await execute(client, w, *undo(w)), "StateConflict")
+    assert_failed(await execute(client, w, *undo(w)), "StateConflict")
     assert w.trace() == runbook_until(UNDO_RUNBOOK, "change_replica take")
     assert w.power["replica"] == RUNNING
