@@ -45,6 +45,9 @@ from workflows.sites import Sites, refuse
 # failure there lets the claim go) and read the original's power before the undo starts the
 # replica again. Runs recorded before keep their order (replay).
 FAILBACK_UNDO = "failback-undo-reads-original"
+# A reprotect that fails drops the snapshots it took that no recorded point needs and puts a
+# reverse object it moved to REPLICATING back to NOT_READY, so a retry can seed again.
+REPROTECT_UNDO = "reprotect-undo"
 
 
 async def ensure_stopped(sites: Sites, site: str, at: VMAt, what: str) -> None:
@@ -194,22 +197,38 @@ class PermanentFailoverWorkflow:
         stamp = f"{workflow.now():%Y%m%dT%H%M%SZ}"
         replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "")
         original = VMAt(cluster=spec.source_cluster, vm_id=obj.source_vm_id or "")
-        seed = await sites.snapshot(spec.target_site, replica, f"abdr-rep-rp-{stamp}", spec.consistency)
-        moved: PullResult = await sites.pull(spec.source_site, PullInput(
-            remote_site=spec.target_site, remote=replica.model_copy(update={"snapshot_id": seed.snapshot_id}),
-            remote_base=obj.failover_snapshot, local=original, local_base=obj.source_snapshot,
-            compression=spec.compression))
-        rsnap = await sites.snapshot(spec.source_site, original, f"abdr-rp-rp-{stamp}", spec.consistency)
-        reverse = await catalog(ReplicationCatalogApi.create_reverse_plan,
-                                ObjectRef(plan=r.spec.name, vm=obj.source.vm))
-        point_id = f"{obj.replica.vm}.rp{stamp}"
-        await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
-            plan=reverse, replica=obj.source, point_id=point_id, snapshot_id=rsnap.snapshot_id,
-            creation=PointCreation.MANUAL, created_at=workflow.now(), config=rsnap.config,
-            logical_bytes=moved.disk_bytes, stored_bytes=moved.moved_bytes))
-        await change(reverse, obj.replica.vm, ReplicaState.REPLICATING, "seeded by reprotect",
-                     expect=[ReplicaState.NOT_READY])
-        await change(reverse, obj.replica.vm, ReplicaState.READY, "seeded by reprotect",
-                     expect=[ReplicaState.REPLICATING], source_snapshot=seed.snapshot_id, replica_point=point_id,
-                     source_vm_id=replica.vm_id, replica_vm_id=original.vm_id, last_point_at=workflow.now())
+        careful = workflow.patched(REPROTECT_UNDO)
+        unneeded: list[tuple[str, VMAt, str]] = []  # (site, VM, snapshot) to drop if the seed fails
+        reverse, seeding = "", False
+        try:
+            seed = await sites.snapshot(spec.target_site, replica, f"abdr-rep-rp-{stamp}", spec.consistency)
+            unneeded.append((spec.target_site, replica, seed.snapshot_id))
+            moved: PullResult = await sites.pull(spec.source_site, PullInput(
+                remote_site=spec.target_site, remote=replica.model_copy(update={"snapshot_id": seed.snapshot_id}),
+                remote_base=obj.failover_snapshot, local=original, local_base=obj.source_snapshot,
+                compression=spec.compression))
+            rsnap = await sites.snapshot(spec.source_site, original, f"abdr-rp-rp-{stamp}", spec.consistency)
+            unneeded.append((spec.source_site, original, rsnap.snapshot_id))
+            reverse = await catalog(ReplicationCatalogApi.create_reverse_plan,
+                                    ObjectRef(plan=r.spec.name, vm=obj.source.vm))
+            point_id = f"{obj.replica.vm}.rp{stamp}"
+            await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
+                plan=reverse, replica=obj.source, point_id=point_id, snapshot_id=rsnap.snapshot_id,
+                creation=PointCreation.MANUAL, created_at=workflow.now(), config=rsnap.config,
+                logical_bytes=moved.disk_bytes, stored_bytes=moved.moved_bytes))
+            unneeded.pop()  # the recorded point is the reverse replica's: its snapshot stays
+            await change(reverse, obj.replica.vm, ReplicaState.REPLICATING, "seeded by reprotect",
+                         expect=[ReplicaState.NOT_READY])
+            seeding = True
+            await change(reverse, obj.replica.vm, ReplicaState.READY, "seeded by reprotect",
+                         expect=[ReplicaState.REPLICATING], source_snapshot=seed.snapshot_id, replica_point=point_id,
+                         source_vm_id=replica.vm_id, replica_vm_id=original.vm_id, last_point_at=workflow.now())
+        except BaseException:
+            if careful:
+                if seeding:
+                    await change(reverse, obj.replica.vm, ReplicaState.NOT_READY, "reprotect failed: seed again",
+                                 expect=[ReplicaState.REPLICATING])
+                for site, at, snapshot_id in unneeded:
+                    await sites.drop_snapshot(site, at, snapshot_id)
+            raise
         return {"reverse_plan": reverse, "seed_moved_bytes": moved.moved_bytes, "disk_bytes": moved.disk_bytes}

@@ -30,7 +30,7 @@ from tests.workflows.doubles import (
     world,
 )
 from workflows import RestoreWorkflow, VMBackupWorkflow
-from workflows.backup import vm_backup_id
+from models.ids import vm_backup_id
 
 BACKUP = [
     "a:prepare_backup web",

@@ -26,7 +26,7 @@ from tests.workflows.doubles import (
     world,
 )
 from workflows import FailbackWorkflow, PermanentFailoverWorkflow
-from workflows.failover import dr_id
+from models.ids import dr_id
 
 READY, FAILOVER, FAILBACK = ReplicaState.READY, ReplicaState.FAILOVER, ReplicaState.FAILBACK
 
@@ -51,7 +51,7 @@ RUNBOOK = [
     "change_replica release",
     "record_job SUCCESS",
 ]
-REPLICA_ON = ["b:set_power replica on"]
+REPLICA_ON = ["a:power_state source", "b:set_power replica on"]  # read right before the power-on
 S1_DROPPED = ["b:drop_snapshot replica.s1"]
 S2_DROPPED = ["b:drop_snapshot replica.s2"]
 SERVES_AGAIN = ["change_replica release ->FAILOVER", "record_job FAILED"]
@@ -139,9 +139,6 @@ async def test_failback_refuses_a_replica_claimed_meanwhile(client: Client) -> N
     assert (w.obj.state, w.obj.owner) == (FAILOVER, other) and w.power["replica"] == RUNNING
 
 
-@pytest.mark.xfail(strict=True, reason="docs/operations.md: 'the other copy's power state is read right before "
-                   "every power-on'; Failback's compensation powers the replica on again without reading the "
-                   "original's state, so an original started during the failback runs beside the replica")
 async def test_compensation_reads_the_original_before_it_restarts_the_replica(client: Client) -> None:
     w = world(FAILOVER)
 
@@ -170,10 +167,6 @@ async def test_a_failure_after_the_final_sync_lets_go_with_a_copy_serving(client
     assert RUNNING in (w.power["source"], w.power["replica"])
 
 
-@pytest.mark.xfail(strict=True, reason="docs/operations.md: 'the claim is let go with the state that is true at "
-                   "the end'; Failback records its RUNNING job after claiming FAILBACK and outside its try, so a "
-                   "catalog failure there leaves the replica FAILBACK and claimed: no failback, undo or "
-                   "permanent failover can start again")
 async def test_a_failure_recording_the_job_lets_the_claim_go(client: Client) -> None:
     w = world(FAILOVER)
     w.on("record_job RUNNING", fail("CatalogError"))
@@ -220,13 +213,26 @@ async def test_permanent_failover_runbook(client: Client, reprotect: bool, runbo
             READY, "replica.s1", "replica", "source")
 
 
-@pytest.mark.parametrize("step", REPROTECT_RUNBOOK[2:9])
-async def test_a_failed_reprotect_seed_lets_go_still_failover(client: Client, step: str) -> None:
-    """docs/operations.md: 'a failure of the seed releases the claim, still FAILOVER'."""
+SEED_DROPPED = ["b:drop_snapshot replica.s1"]
+RSNAP_DROPPED = ["a:drop_snapshot source.s1"]
+
+
+@pytest.mark.parametrize(("step", "undo"), list(zip(REPROTECT_RUNBOOK[2:9], [
+    [],  # the seed snapshot itself
+    SEED_DROPPED,
+    SEED_DROPPED,  # the old original's snapshot
+    SEED_DROPPED + RSNAP_DROPPED,  # the reverse plan
+    SEED_DROPPED + RSNAP_DROPPED,  # the reverse replica's point
+    SEED_DROPPED,  # ->REPLICATING: the recorded point keeps its snapshot
+    [f"change_replica {REVERSE} ->NOT_READY"] + SEED_DROPPED,  # ->READY: seed again next time
+])))
+async def test_a_failed_reprotect_seed_lets_go_still_failover(client: Client, step: str, undo: list[str]) -> None:
+    """docs/operations.md: 'a failure of the seed releases the claim, still FAILOVER', having
+    dropped the snapshots no recorded point needs and put the reverse object back."""
     w = world(FAILOVER)
     w.on(step, fail())
     assert_failed(await execute(client, w, *permanent(w)), "DriverError")
-    assert w.trace() == runbook_until(REPROTECT_RUNBOOK, step) + ["change_replica release"]
+    assert w.trace() == runbook_until(REPROTECT_RUNBOOK, step) + undo + ["change_replica release"]
     assert (w.obj.state, w.obj.owner) == (FAILOVER, None) and w.excluded == []
     assert w.power == {"source": STOPPED, "replica": RUNNING}
 
@@ -236,13 +242,10 @@ async def test_a_cancelled_reprotect_lets_go_still_failover(client: Client) -> N
     step = "a:pull_extents replica.s1 -> source"
     w.on(step, hang)
     assert_cancelled(await execute(client, w, *permanent(w), cancel_at=step))
-    assert w.trace() == runbook_until(REPROTECT_RUNBOOK, step) + ["change_replica release"]
+    assert w.trace() == runbook_until(REPROTECT_RUNBOOK, step) + SEED_DROPPED + ["change_replica release"]
     assert (w.obj.state, w.obj.owner) == (FAILOVER, None)
 
 
-@pytest.mark.xfail(strict=True, reason="docs/operations.md: 'compensation undoes exactly what was done'; a "
-                   "reprotect that fails after the reverse object went REPLICATING leaves it there (unclaimed), "
-                   "so every later permanent failover with reprotect is refused at that step (StateConflict)")
 async def test_a_permanent_failover_retried_after_a_failed_seed_completes(client: Client) -> None:
     w = world(FAILOVER)
     w.on(f"change_replica {REVERSE} ->READY", fail())
@@ -250,9 +253,6 @@ async def test_a_permanent_failover_retried_after_a_failed_seed_completes(client
     assert await execute(client, w, *permanent(w)) is None
 
 
-@pytest.mark.xfail(strict=True, reason="docs/operations.md: 'compensation undoes exactly what was done'; a failed "
-                   "reprotect seed drops neither its seed snapshot of the new production VM nor the snapshot it took "
-                   "of the old original")
 async def test_a_failed_reprotect_seed_drops_its_snapshots(client: Client) -> None:
     w = world(FAILOVER)
     w.on("create_reverse_plan", fail())

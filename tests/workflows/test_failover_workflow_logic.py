@@ -35,7 +35,7 @@ from tests.workflows.doubles import (
     world,
 )
 from workflows import FailoverWorkflow, UndoFailoverWorkflow
-from workflows.failover import dr_id
+from models.ids import dr_id
 
 READY, FAILOVER = ReplicaState.READY, ReplicaState.FAILOVER
 

@@ -24,7 +24,7 @@ from tests.workflows.doubles import (
     world,
 )
 from workflows import ReplicateWorkflow
-from workflows.replication import replicate_id
+from models.ids import replicate_id
 
 READY, NOT_READY, FAILOVER_TEST = ReplicaState.READY, ReplicaState.NOT_READY, ReplicaState.FAILOVER_TEST
 
