@@ -109,14 +109,12 @@ class FailbackWorkflow:
             phase("undo", failure_text(e))
             serves = "the replica serves again"
             if replica_stopped:
-                # Two running copies are never allowed: an original started meanwhile (or one
-                # nobody can see) keeps the replica stopped, and the reason says so.
-                power = await sites.probe(src, original) if careful else PowerStateReply(state="STOPPED")
-                if power.reachable and power.state != "RUNNING":
+                # Two running copies are never allowed: an original started meanwhile keeps
+                # the replica stopped, and the reason says so.
+                if not (careful and await sites.known_running(src, original)):
                     await sites.power(tgt, replica, on=True)
                 else:
-                    serves = (f"the original {obj.source} is {'running' if power.reachable else 'unknown'}, "
-                              "so the replica stays stopped")
+                    serves = f"the original {obj.source} runs, so the replica stays stopped"
             for snapshot_id in taken:
                 await sites.drop_snapshot(tgt, replica, snapshot_id)
             await release(req.plan, req.vm, ReplicaState.FAILOVER,

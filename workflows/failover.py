@@ -42,6 +42,10 @@ from workflows.replication import ReplicateWorkflow
 from workflows.sites import Sites, refuse
 
 FAILOVER_FROM = (ReplicaState.READY, ReplicaState.FAILOVER_TEST)
+# Runs started from here record their RUNNING job inside the undo's reach (a catalog failure
+# there lets the claim go) and read the replica's power before the undo restarts the source.
+# Runs recorded before keep their order (replay).
+FAILOVER_UNDO = "failover-undo-reads-replica"
 
 
 async def find_point(plan: str, vm: str, point: str) -> ReplicaPoint:
@@ -82,12 +86,16 @@ class FailoverWorkflow:
         except ActivityError as e:
             raise refuse(f"failover of {obj.source} refused, nothing was changed: {failure_text(e)}",
                          "StateConflict") from None
-        await record_job(Operation.FAILOVER, "RUNNING", plan=req.plan, vm=req.vm)
+        careful = workflow.patched(FAILOVER_UNDO)
+        if not careful:
+            await record_job(Operation.FAILOVER, "RUNNING", plan=req.plan, vm=req.vm)
         source = VMAt(cluster=spec.source_cluster, vm_id=obj.source_vm_id or "")
         replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "")
         details: dict = {}
         stopped_source = rolled_back = switched = False
         try:
+            if careful:
+                await record_job(Operation.FAILOVER, "RUNNING", plan=req.plan, vm=req.vm)
             if req.source_shutdown != ShutdownMode.NONE:
                 phase("fence-source", f"{req.source_shutdown} {obj.source}")
                 stopped_source = await self.fence(sites, r, req)
@@ -116,7 +124,8 @@ class FailoverWorkflow:
                 await ensure_source_stopped(sites, r)
                 await sites.power(spec.target_site, replica, on=True)
         except BaseException as e:
-            await self.undo(sites, r, req, source, replica, stopped_source, rolled_back, switched, failure_text(e))
+            await self.undo(sites, r, req, source, replica, stopped_source, rolled_back, switched, failure_text(e),
+                            careful)
             raise
         obj = await release(req.plan, req.vm, reason="failover done")
         result = DrOperationResult(operation="failover", plan=req.plan, vm=req.vm, state=obj.state,
@@ -140,7 +149,8 @@ class FailoverWorkflow:
 
     @staticmethod
     async def undo(sites: Sites, r: ResolvedObject, req: FailoverRequest, source: VMAt, replica: VMAt,
-                   stopped_source: bool, rolled_back: bool, switched: bool, why: str) -> None:
+                   stopped_source: bool, rolled_back: bool, switched: bool, why: str,
+                   careful: bool = False) -> None:
         """Compensation: exactly what was done, undone; the claim let go with the truth."""
         phase("undo", why)
         if rolled_back:
@@ -149,7 +159,12 @@ class FailoverWorkflow:
             newest = await find_point(req.plan, req.vm, LATEST)
             await sites.rollback(r.spec.target_site, replica, newest.snapshot_id)
         if stopped_source:
-            await sites.power(r.spec.source_site, source, on=True)
+            # Two running copies are never allowed: a replica that runs (it could not be
+            # stopped) keeps the source stopped, and the reason says so.
+            if not (careful and await sites.known_running(r.spec.target_site, replica)):
+                await sites.power(r.spec.source_site, source, on=True)
+            else:
+                why = f"{why}; the replica {r.obj.replica} still runs, so the source stays stopped"
         refs = {"failover_snapshot": None} if switched else {}
         await release(req.plan, req.vm, ReplicaState.READY if switched else None,
                       f"failover failed, undone: {why}"[:1000], **refs)

@@ -89,3 +89,12 @@ class Sites:
                 return PowerStateReply(state="ABSENT")
             raise refuse(f"site {site} answered but could not tell whether VM {at.vm_id} is running: "
                          f"{answer or e}", "SourceUnknown") from None
+
+    async def known_running(self, site: str, at: VMAt) -> bool:
+        """For an undo about to start the other copy: True only when the site says this VM
+        runs. No answer, or an error, is not known running: the undo goes on (compensation
+        must finish) and starts the copy it stopped, as it would have without the check."""
+        try:
+            return (await self.probe(site, at)).state == "RUNNING"
+        except ApplicationError:
+            return False

@@ -75,7 +75,7 @@ NOW_RUNBOOK = [*RUNBOOK[:1], *RUNBOOK[2:6], *SYNC, "find_replica_point web.fo*",
 
 # Compensation, piece by piece, as docs/operations.md names it.
 BACK_TO_NEWEST = ["b:set_power replica off", "find_replica_point latest", "b:rollback_vm replica.p2"]
-RESTART_SOURCE = ["a:set_power source on"]
+RESTART_SOURCE = ["b:power_state replica", "a:set_power source on"]  # read right before the power-on
 LET_GO = ["change_replica release", "record_job FAILED"]  # the replica's state as it is
 LET_GO_READY = ["change_replica release ->READY", "record_job FAILED"]  # after FAILOVER was set
 SYNC_SNAPSHOT_DROPPED = ["a:drop_snapshot source.s1", "change_replica hold ->READY"]
@@ -257,10 +257,6 @@ async def test_a_refusal_before_the_claim_changes_nothing(client: Client, change
     assert w.trace() == trace and w.obj == before and w.jobs == []
 
 
-@pytest.mark.xfail(strict=True, reason="docs/operations.md: 'the claim is let go with the state that is true at "
-                   "the end'; Failover records its RUNNING job after the claim and outside its try, so a catalog "
-                   "failure there leaves the replica claimed by dr/<plan>/<vm> (scheduled replication refused) "
-                   "with nothing undone")
 async def test_a_failure_recording_the_job_lets_the_claim_go(client: Client) -> None:
     w = world()
     w.on("record_job RUNNING", fail("CatalogError"))
@@ -289,9 +285,6 @@ async def test_a_source_stopped_after_an_unanswered_probe_is_powered_on_again(
     assert w.power["source"] == RUNNING
 
 
-@pytest.mark.xfail(strict=True, reason="docs/operations.md: 'the other copy's power state is read right before "
-                   "every power-on'; Failover's compensation powers the source on again without reading the "
-                   "replica's state, so a replica that could not be stopped runs beside the restarted source")
 async def test_compensation_reads_the_replica_before_it_restarts_the_source(client: Client) -> None:
     w = world()
     w.power["replica"] = RUNNING  # started by hand, and it will not stop
