@@ -30,9 +30,9 @@ from activities.catalog import CatalogActivities
 from activities.health import HealthActivities
 from activities.heartbeat import HeartbeatInterceptor
 from activities.registry import activities_of
-from activities.resources import Resources
 from activities.replication import ReplicationActivities
 from activities.replication_catalog import ReplicationCatalogActivities
+from activities.resources import Resources
 from activities.restore import RestoreActivities
 from activities.site_admin import SiteAdminActivities
 from drivers.catalog.store import Catalog

@@ -14,8 +14,8 @@ from activities.errors import translate_errors
 from activities.heartbeat import Progress, resume_details
 from activities.resources import Resources
 from activities.slots import SlotRequest, TransferKind, holds_slot
-from drivers.ratelimit import limit_iops
 from drivers.base import AlreadyExists, NotFound
+from drivers.ratelimit import limit_iops
 from drivers.repository import Repository
 from drivers.repository.errors import PointBusy, PointNotFound, RepositoryLocked
 from drivers.repository.manifest import check_point_id
@@ -36,7 +36,6 @@ from models.jobs import (
 from models.plans import VMRef
 from models.restore_points import PointState, PointType
 from models.retention import ExpiredPoints, expired_points
-
 
 # Transfer progress is made durable (staging journal) this often: a killed worker loses at
 # most this much work, and the heartbeat only ever reports durable progress.

@@ -8,8 +8,8 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError

@@ -4,10 +4,9 @@ resolve plans and objects, move objects through the replica state machine, recor
 from __future__ import annotations
 
 from temporalio import activity
-
-from activities.errors import InvalidRequest, translate_errors
 from temporalio.client import Client
 
+from activities.errors import InvalidRequest, translate_errors
 from drivers.catalog.store import AlreadyExists, Catalog
 from models.activity_api import ReplicationCatalogApi
 from models.jobs import PlanResultInput

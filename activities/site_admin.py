@@ -15,12 +15,12 @@ from activities.backup import BackupActivities
 from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Progress
 from activities.resources import Resources
+from drivers.repository.progress import MaintenanceProgress
 from models.activity_api import SiteAdminApi
 from models.admin import CreatedRepository, DeletedPoints, FindingsPage, InstalledKey
 from models.inventory import VM
-from models.plans import VMRef
-from drivers.repository.progress import MaintenanceProgress
 from models.jobs import FINDINGS_SAMPLE, MaintenanceInput, MaintenanceResult
+from models.plans import VMRef
 from models.restore_points import PointState
 from models.retention import expired_points
 from models.services import RepositoryCreate, RepositoryFindingsQuery, RepositoryKeyFile, RepositorySpec
@@ -36,7 +36,7 @@ class SiteAdminActivities(SiteAdminApi):
     def create_repository(self, p: dict) -> CreatedRepository:
         """Create (or adopt) a repository; with `encrypt`, under a new key or the key file
         named, which the worker keeps in its key directory before any data is written."""
-        from drivers.repository import Repository, RepoKey, install_key
+        from drivers.repository import RepoKey, Repository, install_key
 
         req = RepositoryCreate.model_validate(p)
         spec = RepositorySpec.model_validate(req.model_dump(exclude={"encrypt", "key_file"}))
@@ -72,7 +72,7 @@ class SiteAdminActivities(SiteAdminApi):
     @translate_errors
     def add_repository_key(self, p: dict) -> InstalledKey:
         """Give this worker the key of an encrypted repository (a wrong key is refused)."""
-        from drivers.repository import Repository, RepoKey, install_key
+        from drivers.repository import RepoKey, Repository, install_key
 
         req = RepositoryKeyFile.model_validate(p)
         spec = self.res.catalog.get_repository(req.name)

@@ -20,8 +20,8 @@ from typing import Any
 
 from bench.common import (
     FRACTION,
-    MUTATE_SEED,
     MAKE_IMAGE,
+    MUTATE_SEED,
     PY,
     BenchError,
     Load,

@@ -20,12 +20,11 @@ Semantics (ABDR's, with the differences written down):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from collections.abc import Iterable
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, PlainSerializer, field_validator, model_validator
 

@@ -9,15 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from models.inventory import NIC, DiskSpec, VMConfig, check_name
-from models.plans import BackupPlanSpec
+from models.plans import BackupPlanSpec, VMRef
 from models.replication import (
+    TRANSITIONS,
     IllegalTransition,
-    check_transition,
     ReplicaState,
     ReplicationPlanSpec,
-    TRANSITIONS,
+    check_transition,
 )
-from models.plans import VMRef
 from models.requests import FailoverRequest, RestoreRequest
 from models.retention import Retention
 from models.schedule import Schedule, Window

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 

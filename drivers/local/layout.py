@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import DriverError, NotFound, ResourceLocked, validate_name
-
 from drivers.fsio import fsync_dir  # noqa: F401  (re-exported)
 
 safe_name = validate_name  # user names become file names here: see validate_name

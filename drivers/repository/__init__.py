@@ -45,8 +45,8 @@ from drivers.repository.errors import (
     SourceChanged,
     UnsupportedFormat,
 )
-from drivers.repository.keys import find_key, install_key
 from drivers.repository.gc import GC_MARGIN, GCHooks, GCReport, collect_garbage
+from drivers.repository.keys import find_key, install_key
 from drivers.repository.locks import MaintenanceLock
 from drivers.repository.manifest import ChunkTable, DiskManifest, DiskStats, PointDraft, RestorePoint
 from drivers.repository.points import PointStore

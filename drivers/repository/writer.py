@@ -30,7 +30,6 @@ from drivers.repository.extents import ReadPlan, merge
 from drivers.repository.fsutil import atomic_write, syncfs
 from drivers.repository.journal import Journal
 from drivers.repository.locks import BackupLease
-from drivers.repository.verify import known_bad
 from drivers.repository.manifest import (
     DIGEST_LEN,
     ZERO,
@@ -38,6 +37,7 @@ from drivers.repository.manifest import (
     PointDraft,
     RestorePoint,
 )
+from drivers.repository.verify import known_bad
 from models.inventory import Extent
 
 if TYPE_CHECKING:

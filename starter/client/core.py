@@ -29,8 +29,8 @@ from models.admin import (
     InstalledKey,
     Job,
     JobDescription,
-    ReplicaView,
     ReplicationPlanView,
+    ReplicaView,
     RestorePointDetail,
 )
 from models.ids import dr_id, drill_id, maintenance_id, plan_run_id, replication_run_id, restore_id
@@ -62,7 +62,6 @@ from workflows.maintenance import RepositoryMaintenanceWorkflow
 from workflows.plan_run import BackupPlanRunWorkflow
 from workflows.replication_plan import ReplicationPlanRunWorkflow
 from workflows.restore import RestoreWorkflow
-
 
 ADMIN_TIMEOUT = timedelta(seconds=60)
 # A workflow class, its input and its result, read from the run method started.

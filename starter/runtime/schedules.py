@@ -27,13 +27,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from models import search_attributes as sa
 from models.jobs import Operation, PlanTickInput
 from models.plans import BackupPlanSpec
+from models.queues import WORKFLOW_TASK_QUEUE
 from models.replication import ReplicationPlanSpec
 from models.replication_jobs import ReplicationTickInput
-from models.queues import WORKFLOW_TASK_QUEUE
 from models.schedule_spec import skip_policy, to_schedule_spec
 from workflows.plan_run import BackupPlanTickWorkflow
 from workflows.replication_plan import ReplicationPlanTickWorkflow
-
 
 AnyPlan = BackupPlanSpec | ReplicationPlanSpec
 

@@ -15,13 +15,13 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from drivers.catalog.store import Catalog
-from tests.e2e.histories import export_histories
-from tests.e2e.oracle import read_disk
 from drivers.local import LocalDriver
 from models.inventory import DiskSpec, Site, VMConfig
 from models.services import RepositorySpec
 from starter.client import AbdrClient
 from starter.runtime.settings import Settings
+from tests.e2e.histories import export_histories
+from tests.e2e.oracle import read_disk
 from worker import build_workers
 
 MiB = 1 << 20

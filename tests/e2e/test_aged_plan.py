@@ -13,8 +13,8 @@ from temporalio.client import Client
 from drivers.local.tools import rewrite_fraction
 from models.catalog import ReplicaChangeRow
 from models.inventory import ShutdownMode
-from models.restore_points import PointCreation, PointType, RestorePointSummary
 from models.requests import FailbackRequest, FailoverRequest, FailoverTestRequest
+from models.restore_points import PointCreation, PointType, RestorePointSummary
 from tests.e2e.test_replication import DR, dr, dr_result, make_vm, plan, replica, replicate, server  # noqa: F401,F811
 
 EVENT_LIMIT = 32 << 10

@@ -17,11 +17,10 @@ from models.plans import RunResult
 from models.requests import RestoreMode, RestoreRequest
 from models.services import BackupService
 from starter.client import AbdrClient
+from tests.e2e.killable import KillableStack, MiB, killable_stack
 from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_same_bytes
-from tests.e2e.killable import MiB, KillableStack, killable_stack
 from tests.e2e.processes import free_port
-
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from temporalio.client import ScheduleOverlapPolicy
 
+from drivers.local.tools import rewrite_fraction
 from models.admin import BackupPlanView
 from models.jobs import PlanRunResult
 from models.plans import RunResult, VMRef
@@ -18,7 +19,6 @@ from models.services import BackupService, RepositorySpec
 from starter.client import AbdrError
 from starter.runtime import schedules
 from starter.stack import status
-from drivers.local.tools import rewrite_fraction
 from tests.e2e.conftest import MiB, Stack
 from tests.e2e.oracle import Image, assert_image, assert_point_restores_to, capture
 from tests.e2e.test_backup_restore import plan_spec, run_plan

@@ -18,8 +18,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from drivers.catalog.store import Catalog
 from drivers.local import LocalDriver
 from drivers.local.tools import rewrite_fraction
-from models.ids import replicate_id
 from models.admin import ReplicaView
+from models.ids import replicate_id
 from models.inventory import NIC, DiskSpec, ShutdownMode, Site, VMConfig
 from models.plans import RunResult
 from models.replication import ReplicationPlanSpec

@@ -20,7 +20,7 @@ from models.queues import site_task_queue
 from models.requests import RestoreMode, RestoreRequest
 from models.services import BackupService
 from starter.client import AbdrClient
-from tests.e2e.killable import MiB, KillableStack, killable_stack
+from tests.e2e.killable import KillableStack, MiB, killable_stack
 
 SIZE = 48 * MiB
 WRITE_IOPS = 32  # 2 MiB/s: ~24 s of writing; the server sees progress every ~8 s

@@ -33,7 +33,18 @@ from tests.guest.domain import Guest, create_disk, define_guest
 from tests.guest.pattern import BLOCK, check_image, position
 from tests.hypervisor import nbdview
 from tests.hypervisor.tools import (
-    GRANULARITY, bitmaps, changed_clusters, checkpoint_xml, clusters, patch, pull_backup_xml, qemu_nbd, raw_copy, redefine_xml, run)
+    GRANULARITY,
+    bitmaps,
+    changed_clusters,
+    checkpoint_xml,
+    clusters,
+    patch,
+    pull_backup_xml,
+    qemu_nbd,
+    raw_copy,
+    redefine_xml,
+    run,
+)
 
 pytestmark = pytest.mark.hypervisor
 DIRTY_VDA = "qemu:dirty-bitmap:backup-vda"  # libvirt names the exported bitmap backup-<disk>

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 from temporalio.client import Client
 
+from models.ids import vm_backup_id
 from models.jobs import ResolvedVM, RestoreInput, VMBackupInput
 from models.plans import VMRef
 from models.requests import RestoreMode, RestoreRequest
@@ -30,7 +31,6 @@ from tests.workflows.doubles import (
     world,
 )
 from workflows import RestoreWorkflow, VMBackupWorkflow
-from models.ids import vm_backup_id
 
 BACKUP = [
     "a:prepare_backup web",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from temporalio.client import Client
 
+from models.ids import drill_id
 from models.replication import ReplicaState
 from models.requests import FailoverTestRequest
 from tests.workflows.doubles import (
@@ -21,7 +22,6 @@ from tests.workflows.doubles import (
     world,
 )
 from workflows import FailoverTestWorkflow
-from models.ids import drill_id
 
 READY, FAILOVER_TEST = ReplicaState.READY, ReplicaState.FAILOVER_TEST
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from temporalio.client import Client
 
+from models.ids import dr_id
 from models.replication import ReplicaState
 from models.requests import FailbackRequest, PermanentFailoverRequest
 from tests.workflows.doubles import (
@@ -26,7 +27,6 @@ from tests.workflows.doubles import (
     world,
 )
 from workflows import FailbackWorkflow, PermanentFailoverWorkflow
-from models.ids import dr_id
 
 READY, FAILOVER, FAILBACK = ReplicaState.READY, ReplicaState.FAILOVER, ReplicaState.FAILBACK
 

@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ChildWorkflowError
 from temporalio.testing import WorkflowEnvironment
 
+from models.ids import dr_id
 from models.inventory import ShutdownMode
 from models.queues import WORKFLOW_TASK_QUEUE
 from models.replication import ReplicaState
@@ -35,7 +36,6 @@ from tests.workflows.doubles import (
     world,
 )
 from workflows import FailoverWorkflow, UndoFailoverWorkflow
-from models.ids import dr_id
 
 READY, FAILOVER = ReplicaState.READY, ReplicaState.FAILOVER
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from temporalio.client import Client
 
+from models.ids import replicate_id
 from models.replication import ReplicaState
 from models.replication_jobs import ReplicateInput
 from tests.workflows.doubles import (
@@ -24,7 +25,6 @@ from tests.workflows.doubles import (
     world,
 )
 from workflows import ReplicateWorkflow
-from models.ids import replicate_id
 
 READY, NOT_READY, FAILOVER_TEST = ReplicaState.READY, ReplicaState.NOT_READY, ReplicaState.FAILOVER_TEST
 

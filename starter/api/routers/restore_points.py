@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body
 from models.requests import RestoreRequest
 from models.restore_points import RestorePointSummary
 from starter.api import examples as ex
-from starter.api.dependencies import C, PlanQuery, VMQuery, Started, started
+from starter.api.dependencies import C, PlanQuery, Started, VMQuery, started
 from starter.api.errors import ERROR_RESPONSES
 
 router = APIRouter(responses=ERROR_RESPONSES)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from drivers.repository import PointNotFound, PointType, Repository, RepositoryError, SyncMode
 from models.inventory import Extent
-from tests.drivers.repository.conftest import CS, KiB, MiB, FileDisk, backup, make_content, restore_bytes, vm_config
+from tests.drivers.repository.conftest import CS, FileDisk, KiB, MiB, backup, make_content, restore_bytes, vm_config
 
 
 def test_full_backup_restores_byte_exact(repo: Repository, disks, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from drivers.repository import Repository, RepositoryError, SyncMode
-from tests.drivers.repository.conftest import CS, MiB, FileDisk, make_content, restore_bytes, vm_config
+from tests.drivers.repository.conftest import CS, FileDisk, MiB, make_content, restore_bytes, vm_config
 
 ROOT = Path(__file__).resolve().parents[3]
 

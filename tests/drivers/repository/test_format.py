@@ -121,6 +121,7 @@ def test_stats(repo: Repository, disks) -> None:
 
 def test_encrypted_repository(tmp_path: Path, disks) -> None:
     import cryptography  # noqa: F401  (a dependency: encryption must be tested, never skipped)
+
     from drivers.repository import EncryptionError, RepoKey
 
     key = RepoKey.generate()

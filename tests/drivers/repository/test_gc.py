@@ -14,7 +14,7 @@ import pytest
 
 from drivers.repository import GCHooks, PointBusy, PointCreation, Repository, RepositoryError
 from models.retention import Retention
-from tests.drivers.repository.conftest import CS, KiB, MiB, FileDisk, backup, make_content, restore_bytes, vm_config
+from tests.drivers.repository.conftest import CS, FileDisk, KiB, MiB, backup, make_content, restore_bytes, vm_config
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

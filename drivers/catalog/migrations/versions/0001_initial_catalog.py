@@ -4,12 +4,12 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-25 23:18:32.969758
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
 import sqlmodel.sql.sqltypes
-import models.catalog
+from alembic import op
 
+import models.catalog
 
 revision = '0001'
 down_revision = None

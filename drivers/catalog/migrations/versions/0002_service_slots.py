@@ -3,12 +3,12 @@
 Revision ID: 0002
 Revises: 0001
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
 import sqlmodel.sql.sqltypes
-import models.catalog
+from alembic import op
 
+import models.catalog
 
 revision = '0002'
 down_revision = '0001'
