@@ -32,7 +32,7 @@ from workflows import v1
 from workflows.backup import failure_text
 from workflows.common import catalog, phase, record_job, tag
 from workflows.failover import find_point
-from workflows.replica_state import change
+from workflows.replica_state import change, require_state
 from workflows.sites import Sites, refuse
 
 COPY_HEARTBEAT = timedelta(seconds=30)  # the worker's ticker beats every 2 s while a copy runs
@@ -62,8 +62,7 @@ class FailoverTestWorkflow:
             return await v1.failover_test(self, req, r, sites)
         spec, obj = r.spec, r.obj
         tag(Operation.FAILOVER_TEST, plan=req.plan, vm=str(obj.source), site=spec.target_site, phase="start")
-        if obj.state != ReplicaState.READY:
-            raise refuse(f"cannot test failover of {obj.source}: its replica is {obj.state} (needs READY)")
+        require_state(obj, [ReplicaState.READY], "test the failover of")
         point = await find_point(req.plan, req.vm, req.point)
         try:
             await change(req.plan, req.vm, ReplicaState.FAILOVER_TEST, f"drill of point {point.point_id}",

@@ -14,7 +14,6 @@ if failback stopped it, the failback snapshots are dropped, and the replica keep
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import ReplicationCatalogApi
@@ -38,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import v1
 from workflows.backup import failure_text
 from workflows.common import catalog, phase, record_job, tag
-from workflows.replica_state import change, claim, hold, release
+from workflows.replica_state import change, claim_or_refuse, hold, release, require_state
 from workflows.sites import Sites, refuse
 
 # Runs started from here on record their RUNNING job inside the undo's reach (a catalog
@@ -71,16 +70,11 @@ class FailbackWorkflow:
         spec, obj = r.spec, r.obj
         src, tgt = spec.source_site, spec.target_site
         tag(Operation.FAILBACK, plan=req.plan, vm=str(obj.source), site=src, phase="check")
-        if obj.state != ReplicaState.FAILOVER:
-            raise refuse(f"cannot fail back {obj.source}: its replica is {obj.state} (needs FAILOVER)")
+        require_state(obj, [ReplicaState.FAILOVER], "fail back")
         original = VMAt(cluster=spec.source_cluster, vm_id=obj.source_vm_id or "")
         replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "")
         await ensure_stopped(sites, src, original, f"the original VM {obj.source}")
-        try:
-            await claim(req.plan, req.vm, [ReplicaState.FAILOVER], ReplicaState.FAILBACK, "failback started")
-        except ActivityError as e:
-            raise refuse(f"failback of {obj.source} refused, nothing was changed: {failure_text(e)}",
-                         "StateConflict") from None
+        await claim_or_refuse(obj, [ReplicaState.FAILOVER], "failback", ReplicaState.FAILBACK, "failback started")
         careful = workflow.patched(FAILBACK_UNDO)
         if not careful:
             await record_job(Operation.FAILBACK, "RUNNING", plan=req.plan, vm=req.vm)
@@ -166,12 +160,8 @@ class PermanentFailoverWorkflow:
             return await v1.permanent_failover(req, r, sites)
         spec, obj = r.spec, r.obj
         tag(Operation.PERMANENT_FAILOVER, plan=req.plan, vm=str(obj.source), site=spec.target_site)
-        if obj.state != ReplicaState.FAILOVER:
-            raise refuse(f"permanent failover of {obj.source} needs a failover first (replica is {obj.state})")
-        try:
-            await claim(req.plan, req.vm, [ReplicaState.FAILOVER], reason="permanent failover")
-        except ActivityError as e:
-            raise refuse(f"permanent failover of {obj.source} refused: {failure_text(e)}", "StateConflict") from None
+        require_state(obj, [ReplicaState.FAILOVER], "make permanent the failover of")
+        await claim_or_refuse(obj, [ReplicaState.FAILOVER], "permanent failover")
         details: dict = {}
         try:
             if req.reprotect:

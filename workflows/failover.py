@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import v1
 from workflows.backup import failure_text
 from workflows.common import catalog, phase, record_job, tag
-from workflows.replica_state import claim, hold, me, release
+from workflows.replica_state import claim_or_refuse, hold, me, release, require_state
 from workflows.replication import ReplicateWorkflow
 from workflows.sites import Sites, refuse
 
@@ -78,14 +78,9 @@ class FailoverWorkflow:
         if obj.owner:
             raise refuse(f"failover of {obj.source} refused, nothing was changed: its replica is busy: "
                          f"{obj.owner} holds it (wait for it to end, or cancel it)", "StateConflict")
-        if obj.state not in FAILOVER_FROM:
-            raise refuse(f"cannot fail over {obj.source}: its replica is {obj.state} (needs READY)")
+        require_state(obj, FAILOVER_FROM, "fail over")
         point = None if req.point == NOW else await find_point(req.plan, req.vm, req.point)
-        try:
-            obj = await claim(req.plan, req.vm, FAILOVER_FROM, reason=f"failover to {req.point}")
-        except ActivityError as e:
-            raise refuse(f"failover of {obj.source} refused, nothing was changed: {failure_text(e)}",
-                         "StateConflict") from None
+        obj = await claim_or_refuse(obj, FAILOVER_FROM, "failover", reason=f"failover to {req.point}")
         careful = workflow.patched(FAILOVER_UNDO)
         if not careful:
             await record_job(Operation.FAILOVER, "RUNNING", plan=req.plan, vm=req.vm)
@@ -185,13 +180,9 @@ class UndoFailoverWorkflow:
             return await v1.undo_failover(req, r, sites)
         spec, obj = r.spec, r.obj
         tag(Operation.FAILOVER, plan=req.plan, vm=str(obj.source), site=spec.target_site, phase="undo")
-        if obj.state != ReplicaState.FAILOVER:
-            raise refuse(f"nothing to undo: the replica of {obj.source} is {obj.state}, not FAILOVER")
+        require_state(obj, [ReplicaState.FAILOVER], "undo the failover of")
         point = await find_point(req.plan, req.vm, obj.replica_point or "")
-        try:
-            await claim(req.plan, req.vm, [ReplicaState.FAILOVER], reason="undo failover")
-        except ActivityError as e:
-            raise refuse(f"undo of the failover of {obj.source} refused: {failure_text(e)}", "StateConflict") from None
+        await claim_or_refuse(obj, [ReplicaState.FAILOVER], "undo failover")
         replica = VMAt(cluster=spec.target_cluster, vm_id=obj.replica_vm_id or "")
         try:
             await sites.power(spec.target_site, replica, on=False)

@@ -9,13 +9,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import ReplicationCatalogApi
     from models.replication import ReplicaState, ReplicationObject
     from models.replication_jobs import Claim, ObjectChange
 
+from workflows.backup import failure_text
 from workflows.common import catalog
+from workflows.sites import refuse
 
 
 def me() -> str:
@@ -50,3 +53,24 @@ async def hold(plan: str, vm: str, to: ReplicaState | None = None, reason: str =
                owner: str | None = None, **updates: Any) -> ReplicationObject:
     """Change the replica while keeping the claim (refused if the claim is not ours)."""
     return await change(plan, vm, to, reason, claim=Claim.HOLD, owner=owner, **updates)
+
+
+# -- the opening frame every DR operation shares ---------------------------------------------
+
+def require_state(obj: ReplicationObject, allowed: Iterable[ReplicaState], doing: str) -> None:
+    """Refuse, having changed nothing, unless the replica is in one of `allowed`."""
+    allowed = list(allowed)
+    if obj.state not in allowed:
+        raise refuse(f"cannot {doing} {obj.source}: its replica is {obj.state} "
+                     f"(needs {' or '.join(s.value for s in allowed)})")
+
+
+async def claim_or_refuse(obj: ReplicationObject, expect: Iterable[ReplicaState], doing: str,
+                          to: ReplicaState | None = None, reason: str = "") -> ReplicationObject:
+    """Claim the replica for this operation; a replica another operation changed or claimed
+    meanwhile is a refusal (StateConflict) that changed nothing."""
+    try:
+        return await claim(obj.plan, obj.source.vm, expect, to, reason or doing)
+    except ActivityError as e:
+        raise refuse(f"{doing} of {obj.source} refused, nothing was changed: {failure_text(e)}",
+                     "StateConflict") from None
