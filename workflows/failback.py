@@ -47,6 +47,9 @@ FAILBACK_UNDO = "failback-undo-reads-original"
 # A reprotect that fails drops the snapshots it took that no recorded point needs and puts a
 # reverse object it moved to REPLICATING back to NOT_READY, so a retry can seed again.
 REPROTECT_UNDO = "reprotect-undo"
+# A failure after the final sync is undone too: before READY the replica serves again; after
+# it the claim is let go with READY (the original holds the data). Drops there are best effort.
+FAILBACK_SWITCH_UNDO = "failback-undo-after-sync"
 
 
 async def ensure_stopped(sites: Sites, site: str, at: VMAt, what: str) -> None:
@@ -117,23 +120,54 @@ class FailbackWorkflow:
                              result={"error": failure_text(e)}, finished=True)
             raise
         phase("switch", f"{obj.source} takes over again")
-        base: SnapshotRef = await sites.snapshot(src, original, f"abdr-rep-fb-{stamp}", spec.consistency)
+        # Runs from here undo a failed switch too; runs recorded before replay as they ran.
+        undo_switch = workflow.patched(FAILBACK_SWITCH_UNDO)
+        base: SnapshotRef | None = None
         point_id = f"{req.vm}.fb{stamp}"
-        await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
-            plan=req.plan, replica=obj.replica, point_id=point_id, snapshot_id=s2.snapshot_id,
-            creation=PointCreation.FAILBACK, created_at=workflow.now(), config=s2.config,
-            logical_bytes=final.disk_bytes, stored_bytes=pre.moved_bytes + final.moved_bytes))
-        old_base = obj.source_snapshot
-        obj = await hold(req.plan, req.vm, ReplicaState.READY, f"failback done at point {point_id}",
-                         source_snapshot=base.snapshot_id, replica_point=point_id, failover_snapshot=None,
-                         last_point_at=workflow.now())
-        await sites.drop_snapshot(tgt, replica, s1.snapshot_id)
-        if old_base:
-            await sites.drop_snapshot(src, original, old_base)
-        if req.power_on:
-            phase("power-on", str(obj.source))
-            await ensure_stopped(sites, tgt, replica, f"the replica {obj.replica}")
-            await sites.power(src, original, on=True)
+        recorded = ready = False
+        try:
+            base = await sites.snapshot(src, original, f"abdr-rep-fb-{stamp}", spec.consistency)
+            await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
+                plan=req.plan, replica=obj.replica, point_id=point_id, snapshot_id=s2.snapshot_id,
+                creation=PointCreation.FAILBACK, created_at=workflow.now(), config=s2.config,
+                logical_bytes=final.disk_bytes, stored_bytes=pre.moved_bytes + final.moved_bytes))
+            recorded = True
+            old_base = obj.source_snapshot
+            obj = await hold(req.plan, req.vm, ReplicaState.READY, f"failback done at point {point_id}",
+                             source_snapshot=base.snapshot_id, replica_point=point_id, failover_snapshot=None,
+                             last_point_at=workflow.now())
+            ready = True
+            # Old snapshots left behind are harmless (a later run drops them): not a failure.
+            await sites.drop_snapshot(tgt, replica, s1.snapshot_id, best_effort=undo_switch)
+            if old_base:
+                await sites.drop_snapshot(src, original, old_base, best_effort=undo_switch)
+            if req.power_on:
+                phase("power-on", str(obj.source))
+                await ensure_stopped(sites, tgt, replica, f"the replica {obj.replica}")
+                await sites.power(src, original, on=True)
+        except BaseException as e:
+            if not undo_switch:
+                raise
+            phase("undo", failure_text(e))
+            if ready:  # the original holds the replica's data and is the copy of record
+                await release(req.plan, req.vm, reason=f"failback done, the original not started: "
+                                                       f"{failure_text(e)}"[:1000])
+            else:  # the replica is still the copy of record: it serves again
+                serves = "the replica serves again"
+                if not await sites.known_running(src, original):
+                    await sites.power(tgt, replica, on=True)
+                else:
+                    serves = f"the original {obj.source} runs, so the replica stays stopped"
+                if base is not None:
+                    await sites.drop_snapshot(src, original, base.snapshot_id, best_effort=True)
+                # s2 stays once the FAILBACK point names it; s1 goes.
+                for snapshot_id in ([s1.snapshot_id] if recorded else [s1.snapshot_id, s2.snapshot_id]):
+                    await sites.drop_snapshot(tgt, replica, snapshot_id, best_effort=True)
+                await release(req.plan, req.vm, ReplicaState.FAILOVER,
+                              f"failback failed after the final sync, {serves}: {failure_text(e)}"[:1000])
+            await record_job(Operation.FAILBACK, "FAILED", plan=req.plan, vm=req.vm,
+                             result={"error": failure_text(e)}, finished=True)
+            raise
         obj = await release(req.plan, req.vm, reason="failback done")
         moved = pre.moved_bytes + final.moved_bytes
         result = DrOperationResult(operation="failback", plan=req.plan, vm=req.vm, state=obj.state, point_id=point_id,

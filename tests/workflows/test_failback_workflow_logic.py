@@ -150,21 +150,44 @@ async def test_compensation_reads_the_original_before_it_restarts_the_replica(cl
     assert w.violations == [] and w.unread_power_ons == []
 
 
-@pytest.mark.xfail(strict=True, reason="docs/operations.md: a failure once the final sync is done leaves '-' (or "
-                   "only snapshots, at the drops) and 'the claim is let go with the state that is true at the end'; "
-                   "Failback's steps after the final sync are outside its compensation, so a failure there leaves "
-                   "the claim held, both VMs stopped and, before READY, the replica FAILBACK")
-@pytest.mark.parametrize("step", [
-    "a:create_snapshot source", "record_replica_point web.fb*", "change_replica hold ->READY",
-    "b:drop_snapshot replica.s1", "a:drop_snapshot source.base", "a:set_power source on",
+SERVES_AGAIN_PROBED = ["a:power_state source", "b:set_power replica on"]
+
+
+@pytest.mark.parametrize(("step", "undo"), [
+    pytest.param("a:create_snapshot source", SERVES_AGAIN_PROBED + S1_DROPPED + S2_DROPPED + SERVES_AGAIN,
+                 id="the new base"),
+    pytest.param("record_replica_point web.fb*", SERVES_AGAIN_PROBED + ["a:drop_snapshot source.s1"] + S1_DROPPED
+                 + S2_DROPPED + SERVES_AGAIN, id="the FAILBACK point"),
+    pytest.param("change_replica hold ->READY", SERVES_AGAIN_PROBED + ["a:drop_snapshot source.s1"] + S1_DROPPED
+                 + SERVES_AGAIN, id="READY: s2 stays, the recorded point names it"),
+    pytest.param("a:set_power source on", ["change_replica release", "record_job FAILED"],
+                 id="the original's power-on: READY, let go"),
 ])
-async def test_a_failure_after_the_final_sync_lets_go_with_a_copy_serving(client: Client, step: str) -> None:
+async def test_a_failure_after_the_final_sync_is_undone(client: Client, step: str, undo: list[str]) -> None:
+    """docs/operations.md: before READY the replica serves again (FAILOVER, the bases as they
+    were, so the next failback re-syncs); after READY the claim is let go with READY."""
     w = world(FAILOVER)
     w.on(step, fail())
     assert_failed(await execute(client, w, *failback(w)), "DriverError")
-    assert w.trace() == runbook_until(RUNBOOK, step)  # the failure itself is as described
-    assert w.obj.owner is None and w.obj.state != FAILBACK
-    assert RUNNING in (w.power["source"], w.power["replica"])
+    assert w.trace() == runbook_until(RUNBOOK, step) + undo
+    assert w.obj.owner is None and w.violations == [] and w.unread_power_ons == []
+    if step == "a:set_power source on":
+        assert (w.obj.state, w.power) == (READY, {"source": STOPPED, "replica": STOPPED})
+    elif step == "change_replica hold ->READY":  # s2 stays: the recorded FAILBACK point names it
+        assert (w.obj.state, w.obj.failover_snapshot, w.power) == (FAILOVER, "replica.p1", {"source": STOPPED,
+                                                                                           "replica": RUNNING})
+        assert w.snapshots["replica"] == ["replica.p1", "replica.p2", "replica.s2"]
+    else:
+        check_serves_again(w)
+
+
+@pytest.mark.parametrize("step", ["b:drop_snapshot replica.s1", "a:drop_snapshot source.base"])
+async def test_a_failed_drop_after_the_switch_is_only_a_snapshot_left(client: Client, step: str) -> None:
+    w = world(FAILOVER)
+    w.on(step, fail())
+    assert await execute(client, w, *failback(w)) is None
+    assert w.trace() == RUNBOOK
+    assert (w.obj.state, w.obj.owner, w.power) == (READY, None, {"source": RUNNING, "replica": STOPPED})
 
 
 async def test_a_failure_recording_the_job_lets_the_claim_go(client: Client) -> None:
