@@ -189,15 +189,17 @@ class ReplicationActivities(ReplicationApi):
     def shutdown_vm(self, inp: ShutdownInput) -> PowerStateReply:
         """Fence a VM: graceful shutdown, forced power-off, or graceful then forced."""
         driver, vm_id = self.res.driver(inp.at.cluster), inp.at.vm_id
-        if driver.get_vm(vm_id).power_state == PowerState.STOPPED or inp.mode == ShutdownMode.NONE:
-            return PowerStateReply(state=driver.get_vm(vm_id).power_state)
+        was = driver.get_vm(vm_id).power_state
+        if was == PowerState.STOPPED or inp.mode == ShutdownMode.NONE:
+            return PowerStateReply(state=was)
+        ran = was == PowerState.RUNNING  # the caller restarts what this call stopped, if it must undo
         if inp.mode == ShutdownMode.POWEROFF:
-            return PowerStateReply(state=driver.power_off(vm_id).power_state)
+            return PowerStateReply(state=driver.power_off(vm_id).power_state, stopped=ran)
         try:
-            return PowerStateReply(state=driver.shutdown(vm_id, inp.timeout_s).power_state)
+            return PowerStateReply(state=driver.shutdown(vm_id, inp.timeout_s).power_state, stopped=ran)
         except OperationTimeout as e:
             if inp.mode == ShutdownMode.SHUTDOWN_WITH_POWEROFF:
-                return PowerStateReply(state=driver.power_off(vm_id).power_state)
+                return PowerStateReply(state=driver.power_off(vm_id).power_state, stopped=ran)
             # The guest had its timeout; retrying the same request would only delay the answer.
             raise ApplicationError(str(e), type="SourceNotStopped", non_retryable=True) from e
 

@@ -207,6 +207,7 @@ class ShutdownInput(Strict):
 class PowerStateReply(Strict):
     state: str
     reachable: bool = True
+    stopped: bool = False  # a shutdown's answer: this call stopped a VM that was running
 
 
 class DrOperationResult(Strict):

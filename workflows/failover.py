@@ -46,6 +46,7 @@ FAILOVER_FROM = (ReplicaState.READY, ReplicaState.FAILOVER_TEST)
 # there lets the claim go) and read the replica's power before the undo restarts the source.
 # Runs recorded before keep their order (replay).
 FAILOVER_UNDO = "failover-undo-reads-replica"
+FENCE_COUNTS_SHUTDOWN = "fence-counts-the-shutdown"
 
 
 async def find_point(plan: str, vm: str, point: str) -> ReplicaPoint:
@@ -136,11 +137,14 @@ class FailoverWorkflow:
         at = VMAt(cluster=r.spec.source_cluster, vm_id=r.obj.source_vm_id or "")
         try:
             before: PowerStateReply = await sites.probe(r.spec.source_site, at)
-            await sites.shutdown(r.spec.source_site, at, req.source_shutdown, req.shutdown_timeout_s)
+            after = await sites.shutdown(r.spec.source_site, at, req.source_shutdown, req.shutdown_timeout_s)
         except ActivityError as e:
             raise refuse(f"failover aborted: the source VM {r.obj.source} could not be stopped "
                          f"({req.source_shutdown}): {e.cause or e}", "SourceNotStopped") from None
-        return before.reachable and before.state == "RUNNING"
+        ran = before.reachable and before.state == "RUNNING"
+        # The shutdown says itself whether it stopped a running VM: a probe that went unanswered
+        # must not keep the undo from restarting it (runs recorded before replay without this).
+        return (ran or after.stopped) if workflow.patched(FENCE_COUNTS_SHUTDOWN) else ran
 
     @staticmethod
     async def undo(sites: Sites, r: ResolvedObject, req: FailoverRequest, source: VMAt, replica: VMAt,

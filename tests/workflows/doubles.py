@@ -405,8 +405,9 @@ class SiteDoubles(Doubles):
 
     @double("shutdown_vm", lambda self, inp: inp.at.vm_id)
     def shutdown_vm(self, inp: ShutdownInput) -> PowerStateReply:
+        was = self.world.power[inp.at.vm_id]
         self.world.power[inp.at.vm_id] = STOPPED
-        return PowerStateReply(state=STOPPED)
+        return PowerStateReply(state=STOPPED, stopped=was == RUNNING)
 
     @double("set_power", lambda self, p: f"{p.vm_id} {'on' if p.on else 'off'}")
     def set_power(self, p: PowerInput) -> None:

@@ -264,10 +264,6 @@ async def test_a_failure_recording_the_job_lets_the_claim_go(client: Client) -> 
     assert w.obj.owner is None
 
 
-@pytest.mark.xfail(strict=True, reason="docs/operations.md: fence the source -> 'the source stopped by abdr' is "
-                   "'powered on again'; Failover.fence counts the source as stopped by abdr only if the probe "
-                   "before the shutdown answered RUNNING, so when that probe goes unanswered but the shutdown "
-                   "then stops the source, a failed failover leaves the source stopped (nothing serves)")
 async def test_a_source_stopped_after_an_unanswered_probe_is_powered_on_again(
         client: Client, skipping_env: WorkflowEnvironment) -> None:
     """The source's site (`x` here) does not answer the fence's first probe (no worker yet),
