@@ -25,7 +25,14 @@ from starter.cli.options import (
     WindowOpt,
 )
 from starter.cli.plan_files import load_plan_file
-from starter.cli.plan_options import PlanKind, PlanOptions, add_save_commands, plan_from_options, save_plan
+from starter.cli.plan_options import (
+    PlanKind,
+    PlanOptions,
+    add_pause_commands,
+    add_save_commands,
+    plan_from_options,
+    save_plan,
+)
 from starter.cli.progress import plan_run_with_progress
 from starter.cli.render import emit, render_backup_run, say, show_workflow, table, when
 from starter.client import AbdrClient
@@ -63,7 +70,8 @@ async def _current(c: AbdrClient, name: str) -> dict:
 
 
 BACKUP = PlanKind("backup plan", load_plan_file, plan_from_options, _current,
-                  AbdrClient.create_backup_plan, AbdrClient.update_backup_plan)
+                  AbdrClient.create_backup_plan, AbdrClient.update_backup_plan,
+                  AbdrClient.set_backup_plan_paused)
 
 
 def _save(update: bool) -> Callable[..., None]:
@@ -87,6 +95,7 @@ def _save(update: bool) -> Callable[..., None]:
 
 
 add_save_commands(app, BACKUP, _save)
+add_pause_commands(app, BACKUP)
 
 
 @app.command("list")
@@ -117,22 +126,6 @@ def _render_plan(p: BackupPlanView) -> None:
              {"field": "consistency", "value": s.consistency},
              {"field": "compression", "value": "on" if s.compression else "off"}]
     table(rows, ["field", "value"], f"backup plan {s.name}")
-
-
-@app.command("pause")
-def plan_pause(name: str, as_json: JsonOpt = False) -> None:
-    """Pause a plan: its schedule stops starting runs (manual runs still work)."""
-    with cli_errors():
-        emit(with_client(lambda c: c.set_backup_plan_paused(name, True)), as_json,
-             lambda p: say(f"backup plan [bold]{name}[/bold] {p.status}"))
-
-
-@app.command("resume")
-def plan_resume(name: str, as_json: JsonOpt = False) -> None:
-    """Resume a paused plan."""
-    with cli_errors():
-        emit(with_client(lambda c: c.set_backup_plan_paused(name, False)), as_json,
-             lambda p: say(f"backup plan [bold]{name}[/bold] {p.status}"))
 
 
 @app.command("delete")

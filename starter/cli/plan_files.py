@@ -37,7 +37,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def _expand_shared(raw: Any, where: str, what: str, schedules: tuple[str, ...]) -> dict:
-    """The one expander of the fields both plan kinds share: `vms` as "cluster/vm" strings,
+    """The fields both plan kinds share, as a file writes them (options have theirs in
+    plan_options.shared_fields; both parse with grammar.py): `vms` as "cluster/vm" strings,
     compact schedules, `window` and `retention`, and a plan-level `time_zone` applied to
     the schedules."""
     if not isinstance(raw, dict):

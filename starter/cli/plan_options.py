@@ -16,7 +16,7 @@ import typer
 
 from models.plans import BackupPlanSpec
 from models.replication import ReplicationPlanSpec
-from starter.cli.common import with_client
+from starter.cli.common import cli_errors, with_client
 from starter.cli.grammar import (
     UsageError,
     infer_source_and_kind,
@@ -31,6 +31,8 @@ from starter.cli.grammar import (
     parse_vm,
     parse_window,
 )
+from starter.cli.options import JsonOpt
+from starter.cli.render import emit, say
 from starter.client import AbdrClient
 
 
@@ -187,8 +189,8 @@ Spec = TypeVar("Spec", BackupPlanSpec, ReplicationPlanSpec)
 
 @dataclass(frozen=True)
 class PlanKind(Generic[Spec]):
-    """What `create` and `update` need of one plan kind: its noun, how a file and options
-    make its spec, and the client's calls for it."""
+    """What the commands both plan kinds share need of one kind: its noun, how a file and
+    options make its spec, and the client's calls for it."""
 
     noun: str
     load: Callable[[Path, str | None], Spec]  # (file, the name it must hold or None)
@@ -196,6 +198,7 @@ class PlanKind(Generic[Spec]):
     current: Callable[[AbdrClient, str], Awaitable[dict]]  # the plan's spec as JSON
     create: Callable[[AbdrClient, Spec], Awaitable[Any]]
     update: Callable[[AbdrClient, Spec], Awaitable[Any]]
+    set_paused: Callable[[AbdrClient, str, bool], Awaitable[Any]]  # (name, paused): the plan's view
 
 
 def plan_spec(kind: PlanKind[Spec], name: str | None, file: Path | None, o: SharedOptions,
@@ -235,3 +238,17 @@ def add_save_commands(app: typer.Typer, kind: PlanKind[Any], save: Callable[[boo
     app.command("create", help=f"Create a {kind.noun} from options or from -f plan.yaml; "
                                "its Temporal Schedule starts working.")(save(False))
     app.command("update", help="Change a plan: -f replaces it whole; options change only what they name.")(save(True))
+
+
+def add_pause_commands(app: typer.Typer, kind: PlanKind[Any]) -> None:
+    """`pause` and `resume`: the plan's status and its schedule's state, for either kind."""
+
+    def setter(paused: bool) -> Callable[[str, bool], None]:
+        def set_paused(name: str, as_json: JsonOpt = False) -> None:
+            with cli_errors():
+                emit(with_client(lambda c: kind.set_paused(c, name, paused)), as_json,
+                     lambda p: say(f"{kind.noun} [bold]{name}[/bold] {p.status}"))
+        return set_paused
+
+    app.command("pause", help="Pause a plan: its schedule stops starting runs (manual runs still work).")(setter(True))
+    app.command("resume", help="Resume a paused plan.")(setter(False))

@@ -36,6 +36,7 @@ from starter.cli.plan_files import load_replication_plan_file
 from starter.cli.plan_options import (
     PlanKind,
     ReplicationOptions,
+    add_pause_commands,
     add_save_commands,
     replication_plan_from_options,
     save_plan,
@@ -93,7 +94,8 @@ async def _current(c: AbdrClient, name: str) -> dict:
 
 
 REPLICATION = PlanKind("replication plan", load_replication_plan_file, replication_plan_from_options, _current,
-                       AbdrClient.create_replication_plan, AbdrClient.update_replication_plan)
+                       AbdrClient.create_replication_plan, AbdrClient.update_replication_plan,
+                       AbdrClient.set_replication_plan_paused)
 
 
 def _save(update: bool) -> Callable[..., None]:
@@ -122,6 +124,7 @@ def _save(update: bool) -> Callable[..., None]:
 
 
 add_save_commands(app, REPLICATION, _save)
+add_pause_commands(app, REPLICATION)
 
 
 @app.command("list")
@@ -155,22 +158,6 @@ def _render_plan(p: ReplicationPlanView) -> None:
              {"field": "disks", "value": "thin" if s.thin_provisioning else "thick"},
              {"field": "at window end", "value": "stop" if s.abort_window_unfinished else "finish"}]
     table(rows, ["field", "value"], f"replication plan {s.name}")
-
-
-@app.command("pause")
-def plan_pause(name: str, as_json: JsonOpt = False) -> None:
-    """Pause a plan: its schedule stops starting runs (manual runs still work)."""
-    with cli_errors():
-        emit(with_client(lambda c: c.set_replication_plan_paused(name, True)), as_json,
-             lambda p: say(f"replication plan [bold]{name}[/bold] {p.status}"))
-
-
-@app.command("resume")
-def plan_resume(name: str, as_json: JsonOpt = False) -> None:
-    """Resume a paused plan."""
-    with cli_errors():
-        emit(with_client(lambda c: c.set_replication_plan_paused(name, False)), as_json,
-             lambda p: say(f"replication plan [bold]{name}[/bold] {p.status}"))
 
 
 @app.command("delete")
