@@ -53,9 +53,24 @@ def _local_default(data_dir: Path, name: str) -> str:
     return str((data_dir / "clusters" / name).absolute())
 
 
+def _open_libvirt(endpoint: str, name: str) -> ClusterDriver:
+    from drivers.libvirt import LibvirtDriver
+
+    return LibvirtDriver(endpoint, name)
+
+
+def _check_libvirt(endpoint: str, name: str) -> None:
+    from drivers.libvirt.driver import check_endpoint
+
+    check_endpoint(endpoint, name)
+
+
 DRIVERS: dict[str, DriverKind] = {
     "local": DriverKind("a directory on this host (--path; default <ABDR_DATA_DIR>/clusters/<NAME>)",
                         _open_local, _check_local, _local_default),
+    "libvirt": DriverKind("a KVM/QEMU host through libvirt (--endpoint qemu:///system or qemu+tls://HOST/system; "
+                          "--path: its disk directory, default /var/lib/libvirt/images/abdr/<NAME>)",
+                          _open_libvirt, _check_libvirt),
 }
 
 

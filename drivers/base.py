@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from pydantic import ValidationError
+
 from models.inventory import VM, Consistency, Extent, SnapshotInfo, VMConfig
 
 
@@ -171,6 +173,21 @@ def validate_name(value: object, what: str) -> str:
         bad = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "_.-"))})
         raise InvalidName(f"{what} {value!r} contains {bad}; use letters, digits, '.', '_' or '-'")
     return value
+
+
+def check_config(config: VMConfig) -> VMConfig:
+    """A config a driver may act on: every name through validate_name (with its specific
+    message), then the model's own rules again (model_construct() skips them)."""
+    validate_name(config.name, "VM name")
+    for d in config.disks:
+        validate_name(d.name, f"disk name of VM {config.name!r}")
+    for n in config.nics:
+        validate_name(n.name, f"NIC name of VM {config.name!r}")
+        validate_name(n.network, f"network of NIC {n.name!r}")
+    try:
+        return VMConfig.model_validate(config.model_dump())
+    except ValidationError as e:
+        raise DriverError(f"config of VM {config.name!r} is invalid: {e}") from None
 
 
 def block_runs_to_extents(

@@ -111,6 +111,10 @@ class VMConfig(Strict):
         default=False, description="Guest agent present: file-system-consistent snapshots possible."
     )
     description: str = ""
+    platform: dict[str, str] = Field(
+        default_factory=dict,
+        description="Hypervisor settings a restore must carry over, kept as given by drivers that have "
+                    "no use for them (libvirt: kernel, initrd and cmdline of a direct kernel boot).")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "VMConfig":

@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from drivers.base import (
     AlreadyExists,
     Bytes,
@@ -28,6 +26,7 @@ from drivers.base import (
     Unsupported,
     block_runs_to_extents,
     blocks_to_extents,
+    check_config,
 )
 from drivers.local.disk import COW_BATCH, DiskChain, LocalDiskHandle, writable_chain
 from drivers.local.layout import (
@@ -105,18 +104,7 @@ class LocalDriver:
                 continue  # deleted while we listed
 
     def _check_config(self, config: VMConfig) -> VMConfig:
-        # names first, with our specific messages; then the model's own rules again, since
-        # model_construct() skips them
-        safe_name(config.name, "VM name")
-        for d in config.disks:
-            safe_name(d.name, f"disk name of VM {config.name!r}")
-        for n in config.nics:
-            safe_name(n.name, f"NIC name of VM {config.name!r}")
-            safe_name(n.network, f"network of NIC {n.name!r}")
-        try:
-            return VMConfig.model_validate(config.model_dump())
-        except ValidationError as e:
-            raise DriverError(f"config of VM {config.name!r} is invalid: {e}") from None
+        return check_config(config)
 
     def _name_taken(self, name: str, except_id: str | None = None) -> str | None:
         for r in self._scan():

@@ -13,19 +13,13 @@ atomic-file helpers every other module of the local driver relies on.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import re
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from drivers.base import DriverError, NotFound, ResourceLocked, validate_name
-from drivers.fsio import fsync_dir  # noqa: F401  (re-exported)
+from drivers.base import DriverError, NotFound, validate_name
+from drivers.fsio import acquire, atomic_write_json, fsync_dir, locked  # noqa: F401  (re-exported)
 
 safe_name = validate_name  # user names become file names here: see validate_name
 
@@ -114,22 +108,6 @@ class VMPaths:
         return self.snaps / snap_id
 
 
-# ---------------------------------------------------------------------------- files
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write-to-temp, fsync, rename, fsync dir: readers see the old or the new file, never a
-    torn one, and after a crash exactly one of them."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    data = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
     """pwrite until everything is written (a regular file may take less per call)."""
     view = memoryview(data).cast("B")
@@ -145,36 +123,3 @@ def remove_tmp_files(d: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-# ---------------------------------------------------------------------------- locks
-def acquire(fd: int, exclusive: bool, timeout_s: float, what: str) -> None:
-    """flock with a deadline: a stuck holder becomes ResourceLocked, never a silent hang.
-    Polls LOCK_NB with a short backoff (flock itself has no timeout)."""
-    op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-    deadline = time.monotonic() + timeout_s
-    delay = 0.0005
-    while True:
-        try:
-            fcntl.flock(fd, op | fcntl.LOCK_NB)
-            return
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
-        if time.monotonic() >= deadline:
-            raise ResourceLocked(f"{what} is locked by another task for more than {timeout_s:g}s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.005)
-
-
-@contextmanager
-def locked(path: Path, exclusive: bool, timeout_s: float, what: str) -> Iterator[int]:
-    """Hold flock on `path` (a fresh open file description, so threads of one process
-    exclude each other too)."""
-    try:
-        fd = os.open(path, os.O_RDWR)  # no O_CREAT: a deleted VM must not get a new lock file
-    except FileNotFoundError:
-        raise NotFound(f"{what} does not exist") from None
-    try:
-        acquire(fd, exclusive, timeout_s, what)
-        yield fd
-    finally:
-        os.close(fd)  # closing releases the flock

@@ -1,0 +1,764 @@
+"""The libvirt/QEMU cluster driver: a cluster is one libvirt connection (a host) plus the
+directory where abdr keeps its disks and state. Its VMs are the host's domains that belong
+to the directory: those abdr created there (their `<abdr:vm cluster=...>` metadata says so)
+and those whose disks all lie in it.
+
+Disks are qcow2 v3 chains (drivers/qcow2): a snapshot freezes each disk's active file and
+puts an empty overlay on top (libvirt's external disk-only snapshot for a running domain,
+atomic over all disks; qemu-img for a stopped one), so changed blocks between two snapshots
+are the clusters the files between them hold (`qemu-img map`, metadata only), for running
+and stopped VMs alike, and nothing can be lost by a killed QEMU: frozen files are never
+written again. Deleting a snapshot merges the file above its own into it (a libvirt block
+commit while running, qemu-img commit when stopped). Data moves over NBD (qemu-nbd +
+libnbd). docs/driver-contract.md has the design and its reasons.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import libvirt
+
+from drivers.base import (
+    AlreadyExists,
+    Bytes,
+    DriverError,
+    GuestToolsMissing,
+    InvalidState,
+    NotFound,
+    OperationTimeout,
+    ResourceLocked,
+    Unsupported,
+    block_runs_to_extents,
+    check_config,
+    validate_name,
+)
+from drivers.fsio import locked
+from drivers.libvirt import domxml
+from drivers.libvirt.state import Merge, Snap, VMState, load, save
+from drivers.qcow2 import images
+from drivers.qcow2.nbd import NbdImage
+from models.inventory import VM, Consistency, Extent, PowerState, SnapshotInfo, VMConfig
+
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions; no stderr noise
+BLOCK_SIZE = images.CLUSTER
+DEFAULT_ROOT = Path("/var/lib/libvirt/images/abdr")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SNAP_ID_RE = re.compile(r"^snap-[0-9a-f]{12}$")
+LOCK_TIMEOUT_S = 120.0
+
+
+def parse_endpoint(endpoint: str, cluster: str) -> tuple[str, Path]:
+    """`<libvirt URI>[#<directory>]` -> (URI, directory); the directory defaults to
+    /var/lib/libvirt/images/abdr/<cluster>."""
+    uri, _, path = endpoint.partition("#")
+    uri = uri or "qemu:///system"
+    if "://" not in uri:
+        raise DriverError(f"libvirt cluster {cluster!r}: endpoint {endpoint!r} is not a libvirt URI "
+                          "(e.g. qemu:///system, or qemu:///system#/srv/abdr/c1 to name its disk directory)")
+    root = Path(path) if path else DEFAULT_ROOT / cluster
+    if not root.is_absolute():
+        raise DriverError(f"libvirt cluster {cluster!r}: directory {path!r} must be absolute")
+    return uri, root
+
+
+def virt_type(conn: libvirt.virConnect) -> str:
+    """'kvm' where /dev/kvm runs unmodified guests, else 'qemu' (TCG); ABDR_LIBVIRT_VIRT
+    forces one. kvm_pvm (a paravirtual /dev/kvm of nested sandboxes) counts as none."""
+    forced = os.environ.get("ABDR_LIBVIRT_VIRT")
+    if forced:
+        return forced
+    if not conn.getURI().startswith("qemu:///"):
+        return "kvm"  # a remote host: its own /dev/kvm is not ours to look at
+    if os.access("/dev/kvm", os.R_OK | os.W_OK) and not Path("/sys/module/kvm_pvm").exists():
+        return "kvm"
+    return "qemu"
+
+
+def check_endpoint(endpoint: str, cluster: str) -> None:
+    uri, root = parse_endpoint(endpoint, cluster)
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as e:
+        raise DriverError(f"libvirt cluster {cluster!r}: cannot connect to {uri}: {e.get_error_message()}") from None
+    conn.close()
+    if root.exists() and not root.is_dir():
+        raise DriverError(f"libvirt cluster {cluster!r}: {root} is not a directory")
+
+
+def _power(dom: libvirt.virDomain) -> PowerState:
+    st = dom.state()[0]
+    if st in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED):
+        return PowerState.RUNNING
+    if st == libvirt.VIR_DOMAIN_PAUSED:
+        return PowerState.SUSPENDED
+    if st in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_SHUTDOWN):
+        return PowerState.STOPPED if not dom.isActive() else PowerState.RUNNING
+    return PowerState.UNKNOWN
+
+
+class LibvirtDriver:
+    block_size = BLOCK_SIZE
+
+    def __init__(self, endpoint: str, cluster: str) -> None:
+        self.cluster = cluster
+        self.uri, self.root = parse_endpoint(endpoint, cluster)
+        self._conn: libvirt.virConnect | None = None
+        self._conn_lock = threading.Lock()
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "vms").mkdir(exist_ok=True)
+        (self.root / "cluster.lock").touch()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def conn(self) -> libvirt.virConnect:
+        with self._conn_lock:
+            if self._conn is None or not self._conn.isAlive():
+                try:
+                    self._conn = libvirt.open(self.uri)
+                except libvirt.libvirtError as e:
+                    raise DriverError(f"cluster {self.cluster!r}: cannot connect to {self.uri}: "
+                                      f"{e.get_error_message()}") from None
+            return self._conn
+
+    def _dir(self, vm_id: str) -> Path:
+        return self.root / "vms" / vm_id
+
+    def _dom(self, vm_id: str) -> libvirt.virDomain:
+        if not isinstance(vm_id, str) or not UUID_RE.match(vm_id):
+            raise NotFound(f"no VM with id {vm_id!r} (libvirt VM ids are domain UUIDs)")
+        try:
+            dom = self.conn.lookupByUUIDString(vm_id)
+        except libvirt.libvirtError:
+            raise NotFound(f"no VM with id {vm_id} on {self.uri}") from None
+        if not self._belongs(domxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))):
+            raise NotFound(f"no VM with id {vm_id} in cluster {self.cluster!r} ({self.root})")
+        return dom
+
+    def _belongs(self, d: domxml.Domain) -> bool:
+        if d.cluster_path is not None:
+            return d.cluster_path == str(self.root)
+        files = [x.source for x in d.disks]
+        return bool(files) and all(f is not None and f.is_relative_to(self.root) for f in files)
+
+    def _parse(self, dom: libvirt.virDomain) -> domxml.Domain:
+        return domxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+    @contextmanager
+    def _cluster_locked(self) -> Iterator[None]:
+        with locked(self.root / "cluster.lock", True, LOCK_TIMEOUT_S, f"cluster {self.cluster!r}"):
+            yield
+
+    @contextmanager
+    def _vm(self, vm_id: str, exclusive: bool = True) -> Iterator[tuple[libvirt.virDomain, VMState]]:
+        dom = self._dom(vm_id)
+        d = self._dir(vm_id)
+        d.mkdir(exist_ok=True)
+        (d / "vm.lock").touch()
+        with locked(d / "vm.lock", exclusive, LOCK_TIMEOUT_S, f"VM {vm_id}"):
+            self._dom(vm_id)  # not deleted while we waited
+            st = load(d / "state.json")
+            if exclusive:
+                st = self._repair(dom, st)
+            yield dom, st
+
+    def _save(self, vm_id: str, st: VMState) -> None:
+        save(self._dir(vm_id) / "state.json", st)
+
+    def _to_vm(self, dom: libvirt.virDomain, d: domxml.Domain | None = None) -> VM:
+        d = d or self._parse(dom)
+        sizes = {}
+        for disk in d.disks:
+            sizes[disk.name] = self._disk_size(dom, disk)
+        return VM(id=d.uuid, cluster=self.cluster, config=d.config(sizes), power_state=_power(dom))
+
+    @staticmethod
+    def _disk_size(dom: libvirt.virDomain, disk: domxml.DomainDisk) -> int:
+        try:
+            return int(dom.blockInfo(disk.target)[0])
+        except libvirt.libvirtError:
+            if disk.source is None:
+                raise
+            return images.virtual_size([disk.source])
+
+    def _adopt(self, d: domxml.Domain, st: VMState) -> VMState:
+        """State for disks abdr has not seen yet (a domain created outside abdr, a disk an
+        administrator added): their current file becomes a chain of one."""
+        for disk in d.disks:
+            if disk.name not in st.active:
+                if disk.source is None:
+                    raise Unsupported(f"disk {disk.name} of VM {d.name!r} is not a file; abdr protects file disks")
+                st.active[disk.name] = str(disk.source)
+                st.backing.setdefault(str(disk.source), None)
+        return st
+
+    def _need_qcow2(self, d: domxml.Domain) -> None:
+        for disk in d.disks:
+            if disk.fmt != "qcow2":
+                raise Unsupported(
+                    f"disk {disk.name} of VM {d.name!r} is {disk.fmt}, not qcow2: abdr's snapshots and "
+                    f"changed-block tracking need qcow2 v3; convert it while the VM is stopped "
+                    f"(qemu-img convert -O qcow2 -o compat=1.1 {disk.source} NEW.qcow2) and point the domain at it")
+
+    # ------------------------------------------------------------------ repair
+    def _repair(self, dom: libvirt.virDomain, st: VMState) -> VMState:
+        """Finish what a crash interrupted: unfinished merges, and the domain's disks pointed
+        where the state says (the state is written first, the domain after)."""
+        d = self._parse(dom)
+        st = self._adopt(d, st)
+        for m in list(st.merges):
+            self._merge(dom, st, m)
+        if not dom.isActive():
+            want = {disk.name: Path(st.active[disk.name]) for disk in d.disks
+                    if disk.source is not None and str(disk.source) != st.active.get(disk.name)}
+            if want:
+                self.conn.defineXML(domxml.set_disk_sources(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), want))
+        else:
+            live = domxml.parse(dom.XMLDesc(0))
+            for disk in live.disks:  # a running snapshot libvirt took before the state knew it
+                if disk.source is not None and str(disk.source) != st.active.get(disk.name):
+                    below = st.active.get(disk.name)
+                    st.backing[str(disk.source)] = below
+                    st.active[disk.name] = str(disk.source)
+                    self._save(d.uuid, st)
+        # files no record names any more (a crash between creating and recording them)
+        refs = set(st.backing) | set(st.active.values())
+        for f in self._dir(d.uuid).glob("*.qcow2"):
+            if str(f) not in refs:
+                f.unlink(missing_ok=True)
+        return st
+
+    # ------------------------------------------------------------------ inventory
+    def _members(self) -> Iterator[tuple[libvirt.virDomain, domxml.Domain]]:
+        for dom in self.conn.listAllDomains():
+            try:
+                d = self._parse(dom)
+            except libvirt.libvirtError:
+                continue  # undefined while we listed
+            if self._belongs(d):
+                yield dom, d
+
+    def list_vms(self) -> list[VM]:
+        out = []
+        for dom, d in self._members():
+            try:
+                out.append(self._to_vm(dom, d))
+            except libvirt.libvirtError:
+                continue
+        return sorted(out, key=lambda v: v.name)
+
+    def get_vm(self, vm_id: str) -> VM:
+        return self._to_vm(self._dom(vm_id))
+
+    def find_vm(self, name: str) -> VM | None:
+        validate_name(name, "VM name")
+        for dom, d in self._members():
+            if d.name == name:
+                return self._to_vm(dom, d)
+        return None
+
+    def _name_taken(self, name: str, except_id: str | None = None) -> str | None:
+        return next((d.uuid for _, d in self._members() if d.name == name and d.uuid != except_id), None)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _new_file(self, vm_id: str, st: VMState, disk: str) -> Path:
+        st.seq += 1
+        return self._dir(vm_id) / f"{disk}.{st.seq}.qcow2"
+
+    def _define(self, vm_id: str, dom_name: str, config: VMConfig, st: VMState) -> libvirt.virDomain:
+        xml = domxml.build(virt_type=virt_type(self.conn), uuid=vm_id, dom_name=dom_name,
+                           cluster_path=str(self.root), config=config,
+                           sources={d.name: Path(st.active[d.name]) for d in config.disks},
+                           console=self._dir(vm_id) / "console.log")
+        return self.conn.defineXML(xml)
+
+    def create_vm(self, config: VMConfig) -> VM:
+        config = check_config(config)
+        with self._cluster_locked():
+            taken = self._name_taken(config.name)
+            if taken:
+                raise AlreadyExists(f"cluster {self.cluster!r} already has a VM named {config.name!r} ({taken})")
+            vm_id = str(uuid.uuid4())
+            d = self._dir(vm_id)
+            d.mkdir()
+            (d / "vm.lock").touch()
+            st = VMState()
+            for disk in config.disks:
+                f = self._new_file(vm_id, st, disk.name)
+                images.create(f, disk.size_bytes, thin=disk.thin)
+                st.active[disk.name], st.backing[str(f)] = str(f), None
+            self._save(vm_id, st)
+            dom_name = config.name
+            try:
+                self.conn.lookupByName(dom_name)
+                dom_name = f"{config.name}-{vm_id[:8]}"  # domain names are per host, VM names per cluster
+            except libvirt.libvirtError:
+                pass
+            self._define(vm_id, dom_name, config, st)
+            return self.get_vm(vm_id)
+
+    def delete_vm(self, vm_id: str) -> None:
+        with self._cluster_locked(), self._vm(vm_id) as (dom, st):
+            if dom.isActive():
+                raise InvalidState(f"VM {vm_id} is RUNNING; stop it before deleting it")
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                              | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                              | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            for f in st.backing:
+                if Path(f).is_relative_to(self._dir(vm_id)) or Path(f).is_relative_to(self.root):
+                    Path(f).unlink(missing_ok=True)
+        shutil.rmtree(self._dir(vm_id), ignore_errors=True)
+
+    def update_vm_config(self, vm_id: str, config: VMConfig) -> VM:
+        config = check_config(config)
+        with self._cluster_locked(), self._vm(vm_id) as (dom, st):
+            self._no_pending(st, vm_id)
+            taken = self._name_taken(config.name, except_id=vm_id)
+            if taken:
+                raise AlreadyExists(f"cluster {self.cluster!r} already has a VM named {config.name!r} ({taken})")
+            cur = self._to_vm(dom)
+            changes_disks = [(d.name, d.size_bytes) for d in cur.config.disks] != [(d.name, d.size_bytes) for d in config.disks]
+            if changes_disks and dom.isActive():
+                raise InvalidState(f"VM {cur.name!r} ({vm_id}) is RUNNING; stop it to add, grow or remove disks")
+            self._reshape_disks(vm_id, st, cur.config, config)
+            self._save(vm_id, st)
+            self._define(vm_id, self._parse(dom).dom_name, config, st)
+            return self.get_vm(vm_id)
+
+    def _reshape_disks(self, vm_id: str, st: VMState, cur: VMConfig, want: VMConfig) -> None:
+        """Live disks to `want`'s: new ones created empty, grown ones resized (new bytes
+        zero), removed ones dropped from the live chain (files snapshots name stay)."""
+        have = {d.name: d for d in cur.disks}
+        for d in want.disks:
+            old = have.get(d.name)
+            if old is None:
+                f = self._new_file(vm_id, st, d.name)
+                images.create(f, d.size_bytes, thin=d.thin)
+                st.active[d.name], st.backing[str(f)] = str(f), None
+            elif d.size_bytes < old.size_bytes:
+                raise Unsupported(f"disk {d.name} of VM {cur.name!r} cannot shrink "
+                                  f"({old.size_bytes} -> {d.size_bytes} bytes)")
+            elif d.size_bytes > old.size_bytes:
+                images.resize(st.chain(st.active[d.name]), d.size_bytes)
+        for name in set(have) - {d.name for d in want.disks}:
+            self._drop_live(st, name)
+
+    @staticmethod
+    def _drop_live(st: VMState, disk: str) -> None:
+        f = st.active.pop(disk, None)
+        if f is None:
+            return
+        if f not in {x for s in st.snapshots for x in s.files.values()}:
+            st.backing.pop(f, None)  # unreferenced now: _repair's sweep unlinks it
+
+    @staticmethod
+    def _no_pending(st: VMState, vm_id: str) -> None:
+        if st.pending_rollback:
+            raise InvalidState(f"VM {vm_id} has an unfinished rollback to {st.pending_rollback}; redo it first")
+
+    # ------------------------------------------------------------------ power and network
+    def power_on(self, vm_id: str) -> VM:
+        with self._vm(vm_id) as (dom, st):
+            self._no_pending(st, vm_id)
+            if not dom.isActive():
+                try:
+                    dom.create()
+                except libvirt.libvirtError as e:
+                    msg = e.get_error_message()
+                    if e.get_error_code() == libvirt.VIR_ERR_NO_NETWORK or "network" in msg.lower():
+                        raise NotFound(f"VM {vm_id} cannot start: {msg}") from None
+                    raise DriverError(f"VM {vm_id} cannot start: {msg}") from None
+            return self._to_vm(dom)
+
+    def power_off(self, vm_id: str) -> VM:
+        with self._vm(vm_id) as (dom, _):
+            if dom.isActive():
+                try:
+                    dom.destroy()
+                except libvirt.libvirtError:
+                    if dom.isActive():
+                        raise
+            return self._to_vm(dom)
+
+    def shutdown(self, vm_id: str, timeout_s: float) -> VM:
+        dom = self._dom(vm_id)
+        if not dom.isActive():
+            return self._to_vm(dom)
+        try:
+            dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+        except libvirt.libvirtError:
+            if dom.isActive():
+                raise
+        deadline = time.monotonic() + timeout_s
+        while dom.isActive():
+            if time.monotonic() >= deadline:
+                raise OperationTimeout(f"VM {vm_id} did not stop within {timeout_s:g}s of an ACPI shutdown; "
+                                       "it is still RUNNING (power it off to force)")
+            time.sleep(0.1)
+        return self._to_vm(dom)
+
+    def attach_network(self, vm_id: str, nic_name: str, network: str) -> VM:
+        validate_name(nic_name, "NIC name")
+        validate_name(network, "network")
+        with self._vm(vm_id) as (dom, st):
+            cur = self._to_vm(dom)
+            if nic_name not in {n.name for n in cur.config.nics}:
+                raise NotFound(f"VM {cur.name!r} ({vm_id}) has no NIC {nic_name!r}")
+            cfg = cur.config.model_copy(deep=True)
+            for n in cfg.nics:
+                if n.name == nic_name:
+                    n.network = network
+            self._define(vm_id, self._parse(dom).dom_name, cfg, st)
+            return self.get_vm(vm_id)
+
+    # ------------------------------------------------------------------ snapshots
+    def create_snapshot(self, vm_id: str, name: str,
+                        consistency: Consistency = Consistency.CRASH_CONSISTENT) -> SnapshotInfo:
+        validate_name(name, "snapshot name")
+        consistency = Consistency(consistency)
+        with self._vm(vm_id) as (dom, st):
+            self._no_pending(st, vm_id)
+            d = self._parse(dom)
+            cur = self._to_vm(dom, d)
+            if consistency == Consistency.FILE_SYSTEM_CONSISTENT and not cur.config.guest_tools:
+                raise GuestToolsMissing(
+                    f"VM {cur.name!r} ({vm_id}) has no guest tools (no QEMU guest agent channel), so a "
+                    "FILE_SYSTEM_CONSISTENT snapshot is impossible; take a CRASH_CONSISTENT one or install guest tools")
+            for s in st.snapshots:
+                if s.name == name:
+                    raise AlreadyExists(f"VM {cur.name!r} ({vm_id}) already has a snapshot named {name!r} ({s.id})")
+            self._need_qcow2(d)
+            snap = Snap(id=f"snap-{uuid.uuid4().hex[:12]}", name=name, created_at=datetime.now(UTC),
+                        consistency=consistency, config=cur.config, files=dict(st.active))
+            new = {disk.name: self._new_file(vm_id, st, disk.name) for disk in d.disks}
+            if dom.isActive():
+                self._snapshot_running(dom, cur, new, consistency)
+            else:
+                for disk in cur.config.disks:  # what the snapshot captures must survive a power cut
+                    fd = os.open(st.active[disk.name], os.O_RDONLY)
+                    try:
+                        os.fdatasync(fd)
+                    finally:
+                        os.close(fd)
+                    images.create_overlay(new[disk.name], Path(st.active[disk.name]), disk.size_bytes)
+            for disk, f in new.items():
+                st.backing[str(f)] = st.active[disk]
+                st.active[disk] = str(f)
+            st.snapshots.append(snap)
+            self._save(vm_id, st)  # the snapshot exists from here on
+            if not dom.isActive():
+                self.conn.defineXML(domxml.set_disk_sources(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), new))
+            return snap.info(vm_id)
+
+    def _snapshot_running(self, dom: libvirt.virDomain, vm: VM, new: dict[str, Path],
+                          consistency: Consistency) -> None:
+        targets = {x.name: x.target for x in self._parse(dom).disks}
+        disks = "".join(f"<disk name='{targets[n]}' snapshot='external'><driver type='qcow2'/>"
+                        f"<source file='{f}'/></disk>" for n, f in new.items())
+        xml = f"<domainsnapshot><disks>{disks}</disks></domainsnapshot>"
+        flags = (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
+                 | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
+        if consistency == Consistency.FILE_SYSTEM_CONSISTENT:
+            flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
+        try:
+            dom.snapshotCreateXML(xml, flags)
+        except libvirt.libvirtError as e:
+            for f in new.values():
+                f.unlink(missing_ok=True)
+            msg = e.get_error_message()
+            if consistency == Consistency.FILE_SYSTEM_CONSISTENT and "agent" in msg.lower():
+                raise GuestToolsMissing(f"VM {vm.name!r} ({vm.id}): the QEMU guest agent did not freeze the "
+                                        f"file systems ({msg}); take a CRASH_CONSISTENT snapshot instead") from None
+            raise DriverError(f"VM {vm.name!r} ({vm.id}): snapshot failed: {msg}") from None
+
+    def list_snapshots(self, vm_id: str) -> list[SnapshotInfo]:
+        self._dom(vm_id)
+        return [s.info(vm_id) for s in load(self._dir(vm_id) / "state.json").snapshots]
+
+    def get_snapshot(self, vm_id: str, snap_id: str) -> SnapshotInfo:
+        self._check_snap_id(vm_id, snap_id)
+        st = load(self._dir(vm_id) / "state.json")
+        self._dom(vm_id)
+        return st.snapshots[st.snap_index(vm_id, snap_id)].info(vm_id)
+
+    @staticmethod
+    def _check_snap_id(vm_id: str, snap_id: object) -> str:
+        if not isinstance(snap_id, str) or not SNAP_ID_RE.match(snap_id):
+            raise NotFound(f"VM {vm_id} has no snapshot {snap_id!r} (ids look like snap-<12 hex digits>)")
+        return snap_id
+
+    def delete_snapshot(self, vm_id: str, snap_id: str) -> None:
+        self._check_snap_id(vm_id, snap_id)
+        with self._vm(vm_id) as (dom, st):
+            k = st.snap_index(vm_id, snap_id)
+            if st.pending_rollback == snap_id:
+                raise InvalidState(f"VM {vm_id} is being rolled back to {snap_id}; redo the rollback first")
+            snap = st.snapshots.pop(k)
+            for disk, f in snap.files.items():
+                child = st.child_of(f)
+                if child is not None:
+                    st.merges.append(Merge(disk=disk, child=child, parent=f))
+                elif f not in st.referenced():
+                    st.backing.pop(f, None)  # nobody reads through it any more
+            self._save(vm_id, st)  # gone from here on; the merges below are redone after a crash
+            for m in list(st.merges):
+                self._merge(dom, st, m)
+
+    def _merge(self, dom: libvirt.virDomain, st: VMState, m: Merge) -> None:
+        """Commit `child` into `parent` (which only deleted snapshots read), then let
+        whatever named `child` name `parent`: the file count stays the snapshot count + 1."""
+        grandchild = st.child_of(m.child)
+        if m.child in st.backing:
+            if dom.isActive() and m.child in self._live_chain(dom, m.disk):
+                self._block_commit(dom, m)
+            elif not dom.isActive():
+                images.commit(Path(m.child), st.chain(m.parent))
+                if grandchild is not None:
+                    images.rebase_unsafe(Path(grandchild), Path(m.parent))
+        if grandchild is not None:
+            st.backing[grandchild] = m.parent
+        for s in st.snapshots:
+            if s.files.get(m.disk) == m.child:
+                s.files[m.disk] = m.parent
+        was_active = st.active.get(m.disk) == m.child
+        if was_active:
+            st.active[m.disk] = m.parent
+        st.backing.pop(m.child, None)
+        st.merges = [x for x in st.merges if x != m]
+        self._save(dom.UUIDString(), st)
+        if was_active and not dom.isActive():
+            self.conn.defineXML(domxml.set_disk_sources(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
+                                                        {m.disk: Path(m.parent)}))
+        Path(m.child).unlink(missing_ok=True)
+
+    def _live_chain(self, dom: libvirt.virDomain, disk: str) -> list[str]:
+        root = domxml.ET.fromstring(dom.XMLDesc(0))
+        for el in root.findall("devices/disk"):
+            alias = el.find("alias")
+            target = el.find("target")
+            name = alias.get("name", "") if alias is not None else ""
+            if (name[3:] if name.startswith("ua-") else (target.get("dev") if target is not None else None)) != disk:
+                continue
+            out, node = [], el
+            while node is not None:
+                src = node.find("source")
+                if src is not None and src.get("file"):
+                    out.append(src.get("file"))
+                node = node.find("backingStore")
+            return [x for x in out if x]
+        return []
+
+    def _block_commit(self, dom: libvirt.virDomain, m: Merge) -> None:
+        target = next(x.target for x in domxml.parse(dom.XMLDesc(0)).disks if x.name == m.disk)
+        active = self._live_chain(dom, m.disk)[0] == m.child
+        flags = libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE if active else 0
+        dom.blockCommit(target, m.parent, None if active else m.child, 0, flags)
+        deadline = time.monotonic() + 24 * 3600
+        while time.monotonic() < deadline:
+            info = dom.blockJobInfo(target, 0)
+            if not info:
+                if not active:
+                    return  # a non-active commit ends by itself
+                raise DriverError(f"block commit of {m.child} ended without reaching the pivot")
+            if info.get("end", 0) and info.get("cur") == info.get("end") and (active or info.get("ready", 1)):
+                if active:
+                    dom.blockJobAbort(target, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+                    while dom.blockJobInfo(target, 0):
+                        time.sleep(0.05)
+                    return
+            time.sleep(0.05)
+        raise OperationTimeout(f"block commit of {m.child} did not finish")
+
+    def rollback(self, vm_id: str, snap_id: str) -> VM:
+        self._check_snap_id(vm_id, snap_id)
+        with self._cluster_locked(), self._vm(vm_id) as (dom, st):
+            snap = st.snapshots[st.snap_index(vm_id, snap_id)]
+            if dom.isActive():
+                raise InvalidState(f"VM {vm_id} is RUNNING; stop it before rolling it back")
+            if st.pending_rollback not in (None, snap_id):
+                raise InvalidState(f"VM {vm_id} has an unfinished rollback to {st.pending_rollback}; redo it first")
+            st.pending_rollback = snap_id
+            self._save(vm_id, st)
+            for disk in list(st.active):
+                if disk not in snap.files:
+                    self._drop_live(st, disk)
+            for spec in snap.config.disks:
+                if spec.name not in st.active:  # removed since: a fresh overlay on the snapshot's file
+                    f = self._new_file(vm_id, st, spec.name)
+                    images.create_overlay(f, Path(snap.files[spec.name]), spec.size_bytes)
+                    st.backing[str(f)], st.active[spec.name] = snap.files[spec.name], str(f)
+                    self._save(vm_id, st)
+                    continue
+                self._copy_back(st, spec.name, snap.files[spec.name], spec.size_bytes)
+            cfg = snap.config.model_copy(update={"name": self._parse(dom).name}, deep=True)
+            self._define(vm_id, self._parse(dom).dom_name, cfg, st)
+            st.pending_rollback = None
+            self._save(vm_id, st)
+            return self.get_vm(vm_id)
+
+    def _copy_back(self, st: VMState, disk: str, snap_file: str, size: int) -> None:
+        """The live disk reads as the snapshot's file: the blocks that differ are written
+        back through the normal write path (newer snapshots keep their frozen files)."""
+        live = st.chain(st.active[disk])
+        images.resize(live, size)  # first: QEMU zero-fills a regrown tail in the top file, which the map then shows
+        k = self._depth_to(st, st.active[disk], snap_file)
+        runs = images.runs_in_top(live, k) if k is not None else images.data_runs(live) + images.data_runs(st.chain(snap_file))
+        runs = [(s, min(e, size)) for s, e in runs if s < size]
+        if not runs:
+            return
+        src, dst = NbdImage(st.chain(snap_file), writable=False), NbdImage(live, writable=True)
+        try:
+            for s, e in runs:
+                for at in range(s, e, 4 * 1024 * 1024):
+                    n = min(4 * 1024 * 1024, e - at)
+                    dst.write(at, src.read(at, n))
+            dst.flush()
+        finally:
+            src.close()
+            dst.close()
+
+    @staticmethod
+    def _depth_to(st: VMState, top: str, base: str) -> int | None:
+        for i, f in enumerate(st.chain(top)):
+            if str(f) == base:
+                return i
+        return None
+
+    # ------------------------------------------------------------------ extents
+    def _view(self, vm_id: str, st: VMState, disk: str, snap_id: str | None) -> tuple[str, int]:
+        """(top file, size) of a disk's view: a snapshot's frozen file or the live one."""
+        validate_name(disk, "disk name")
+        if snap_id is None:
+            if disk not in st.active:
+                raise NotFound(f"VM {vm_id} has no disk {disk!r}")
+            return st.active[disk], images.virtual_size([Path(st.active[disk])])
+        self._check_snap_id(vm_id, snap_id)
+        snap = st.snapshots[st.snap_index(vm_id, snap_id)]
+        if disk not in snap.files:
+            raise NotFound(f"snapshot {snap_id} of VM {vm_id} has no disk {disk!r}")
+        return snap.files[disk], snap.config.disk(disk).size_bytes
+
+    def _runs_to_extents(self, runs: Iterable[tuple[int, int]], size: int) -> list[Extent]:
+        bs = self.block_size
+        return block_runs_to_extents(((s // bs, -(-e // bs)) for s, e in runs if s < size), bs, size)
+
+    def allocated_extents(self, vm_id: str, disk: str, snap_id: str | None = None) -> list[Extent]:
+        with self._vm(vm_id, exclusive=False) as (_, st):
+            top, size = self._view(vm_id, st, disk, snap_id)
+            return self._runs_to_extents(images.data_runs(st.chain(top)), size)
+
+    def changed_extents(self, vm_id: str, disk: str, base_snap_id: str,
+                        snap_id: str | None = None) -> list[Extent]:
+        with self._vm(vm_id, exclusive=False) as (_, st):
+            self._check_snap_id(vm_id, base_snap_id)
+            b = st.snap_index(vm_id, base_snap_id)
+            if snap_id is not None and st.snap_index(vm_id, self._check_snap_id(vm_id, snap_id)) < b:
+                raise InvalidState(f"VM {vm_id}: snapshot {snap_id} is older than base {base_snap_id}; changed extents go from older to newer")
+            base, _ = self._view(vm_id, st, disk, base_snap_id)
+            top, size = self._view(vm_id, st, disk, snap_id)
+            k = self._depth_to(st, top, base)
+            if k is None:  # not one chain (a disk removed and added again): everything either holds
+                runs = images.data_runs(st.chain(top)) + images.data_runs(st.chain(base))
+            else:
+                runs = images.runs_in_top(st.chain(top), k)
+            return self._runs_to_extents(runs, size)
+
+    # ------------------------------------------------------------------ data
+    def open_disk(self, vm_id: str, disk: str, snap_id: str | None = None,
+                  writable: bool = False) -> LibvirtDiskHandle:
+        if writable and snap_id is not None:
+            raise InvalidState("snapshot views are read-only")
+        with self._vm(vm_id, exclusive=False) as (dom, st):
+            self._view(vm_id, st, disk, snap_id)
+            if writable and dom.isActive():
+                raise InvalidState(f"VM {vm_id} is RUNNING: its live disk is the guest's; stop it to write")
+        return LibvirtDiskHandle(self, vm_id, disk, snap_id, writable)
+
+    def read(self, vm_id: str, disk: str, offset: int, length: int, snap_id: str | None = None) -> bytes:
+        with self.open_disk(vm_id, disk, snap_id) as h:
+            return h.read(offset, length)
+
+    def write(self, vm_id: str, disk: str, offset: int, data: Bytes) -> None:
+        with self.open_disk(vm_id, disk, writable=True) as h:
+            h.write(offset, data)
+            h.flush()
+
+
+class LibvirtDiskHandle:
+    """A disk view served by its own qemu-nbd. Every call holds the VM's lock (SH for reads,
+    EX for writes) and re-checks what it serves: a snapshot deleted meanwhile raises
+    NotFound; a live file replaced meanwhile (a snapshot froze it) is reopened."""
+
+    def __init__(self, driver: LibvirtDriver, vm_id: str, disk: str, snap_id: str | None, writable: bool) -> None:
+        self.d, self.vm_id, self.disk, self.snap_id, self.writable = driver, vm_id, disk, snap_id, writable
+        self._img: NbdImage | None = None
+        self._top: str | None = None
+        with self._locked(False) as img:
+            self.size = img.size
+
+    @contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[NbdImage]:
+        lock = self.d._dir(self.vm_id) / "vm.lock"
+        with locked(lock, exclusive or self.writable, LOCK_TIMEOUT_S, f"VM {self.vm_id}"):
+            st = load(self.d._dir(self.vm_id) / "state.json")
+            top, _ = self.d._view(self.vm_id, st, self.disk, self.snap_id)
+            if self.snap_id is None and self.writable:
+                dom = self.d._dom(self.vm_id)
+                if dom.isActive():
+                    raise InvalidState(f"VM {self.vm_id} started: its live disk is the guest's now")
+            if self._img is None or top != self._top:
+                if self._img is not None and self.snap_id is None:
+                    self._img.close()  # the live file was frozen by a snapshot: write the new one
+                    self._img = None
+                if self._img is None:
+                    self._img, self._top = NbdImage(st.chain(top), self.writable), top
+            yield self._img
+
+    def read(self, offset: int, length: int) -> bytes:
+        with self._locked(False) as img:
+            return img.read(offset, length)
+
+    def write(self, offset: int, data: Bytes) -> None:
+        if not self.writable:
+            raise InvalidState("this handle is read-only")
+        with self._locked(True) as img:
+            img.write(offset, data)
+            img.flush()  # the file is whole before the lock goes: a snapshot may freeze it next
+
+    def write_many(self, writes: Iterable[tuple[int, Bytes]]) -> None:
+        if not self.writable:
+            raise InvalidState("this handle is read-only")
+        with self._locked(True) as img:
+            img.write_many(writes)
+            img.flush()
+
+    def flush(self) -> None:
+        if self._img is not None and self.writable:
+            with self._locked(True) as img:
+                img.sync()
+
+    def close(self) -> None:
+        if self._img is not None:
+            self._img.close()
+            self._img = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+__all__ = ["LibvirtDriver", "LibvirtDiskHandle", "ResourceLocked"]
