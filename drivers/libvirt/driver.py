@@ -175,6 +175,7 @@ class LibvirtDriver:
 
     def _save(self, vm_id: str, st: VMState) -> None:
         save(self._dir(vm_id) / "state.json", st)
+        bump_generation(self._dir(vm_id))
 
     def _to_vm(self, dom: libvirt.virDomain, d: domxml.Domain | None = None) -> VM:
         d = d or self._parse(dom)
@@ -695,15 +696,34 @@ class LibvirtDriver:
             h.flush()
 
 
+def generation(vm_dir: Path) -> str:
+    try:
+        return (vm_dir / "generation").read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def bump_generation(vm_dir: Path) -> str:
+    """A new token for 'the VM's files changed': a qemu-nbd caches qcow2 metadata (L2 and
+    refcount tables), so a handle whose server opened the files before someone else wrote
+    or restructured them must reopen, or two servers would allocate the same clusters.
+    Written under the VM's EX lock; a hint only (a crash ends every server anyway)."""
+    token = uuid.uuid4().hex
+    (vm_dir / "generation").write_text(token)
+    return token
+
+
 class LibvirtDiskHandle:
     """A disk view served by its own qemu-nbd. Every call holds the VM's lock (SH for reads,
     EX for writes) and re-checks what it serves: a snapshot deleted meanwhile raises
-    NotFound; a live file replaced meanwhile (a snapshot froze it) is reopened."""
+    NotFound; a live view whose files anyone else wrote or restructured meanwhile (the
+    generation token moved) is reopened, so at most one server's caches are ever current."""
 
     def __init__(self, driver: LibvirtDriver, vm_id: str, disk: str, snap_id: str | None, writable: bool) -> None:
         self.d, self.vm_id, self.disk, self.snap_id, self.writable = driver, vm_id, disk, snap_id, writable
         self._img: NbdImage | None = None
         self._top: str | None = None
+        self._gen = ""
         with self._locked(False) as img:
             self.size = img.size
 
@@ -717,13 +737,18 @@ class LibvirtDiskHandle:
                 dom = self.d._dom(self.vm_id)
                 if dom.isActive():
                     raise InvalidState(f"VM {self.vm_id} started: its live disk is the guest's now")
-            if self._img is None or top != self._top:
-                if self._img is not None and self.snap_id is None:
-                    self._img.close()  # the live file was frozen by a snapshot: write the new one
-                    self._img = None
-                if self._img is None:
-                    self._img, self._top = NbdImage(st.chain(top), self.writable), top
-            yield self._img
+            vm_dir = self.d._dir(self.vm_id)
+            if self._img is not None and self.snap_id is None and generation(vm_dir) != self._gen:
+                self._img.close()  # someone else wrote or restructured the live files
+                self._img = None
+            if self._img is None:
+                self._gen = generation(vm_dir)
+                self._img, self._top = NbdImage(st.chain(top), self.writable), top
+            try:
+                yield self._img
+            finally:
+                if self.writable:
+                    self._gen = bump_generation(vm_dir)  # our writes: other handles must reopen
 
     def read(self, offset: int, length: int) -> bytes:
         with self._locked(False) as img:
