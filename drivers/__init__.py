@@ -28,6 +28,18 @@ class DriverKind:
     open: Callable[[str, str], ClusterDriver]
     check: Callable[[str, str], None]  # refuses an endpoint before the catalog knows the cluster; changes nothing
     default_endpoint: Callable[[Path, str], str] | None = None  # (data dir, name): the starter's default
+    with_path: Callable[[str, Path], str] | None = None  # (endpoint, --path): the endpoint naming that directory
+
+
+def join_endpoint(driver: str, endpoint: str, path: Path | None) -> str:
+    """The endpoint of `cluster add --endpoint E --path P` (or a file's endpoint/path): local
+    takes the directory as its endpoint; libvirt writes it after the URI (`URI#DIR`)."""
+    kind = DRIVERS.get(driver)
+    if path is None:
+        return endpoint
+    if kind is None or kind.with_path is None:
+        raise DriverError(f"driver {driver!r} takes no path")
+    return kind.with_path(endpoint, path)
 
 
 def _local_endpoint(endpoint: str, name: str) -> str:
@@ -53,6 +65,18 @@ def _local_default(data_dir: Path, name: str) -> str:
     return str((data_dir / "clusters" / name).absolute())
 
 
+def _local_with_path(endpoint: str, path: Path) -> str:
+    if endpoint:
+        raise DriverError("a local cluster is its directory: give --path or --endpoint, not both")
+    return str(path.absolute())
+
+
+def _libvirt_with_path(endpoint: str, path: Path) -> str:
+    if "#" in endpoint:
+        raise DriverError(f"endpoint {endpoint!r} names a directory already (after '#'); drop --path")
+    return f"{endpoint or 'qemu:///system'}#{path.absolute()}"
+
+
 def _open_libvirt(endpoint: str, name: str) -> ClusterDriver:
     from drivers.libvirt import LibvirtDriver
 
@@ -67,10 +91,10 @@ def _check_libvirt(endpoint: str, name: str) -> None:
 
 DRIVERS: dict[str, DriverKind] = {
     "local": DriverKind("a directory on this host (--path; default <ABDR_DATA_DIR>/clusters/<NAME>)",
-                        _open_local, _check_local, _local_default),
+                        _open_local, _check_local, _local_default, _local_with_path),
     "libvirt": DriverKind("a KVM/QEMU host through libvirt (--endpoint qemu:///system or qemu+tls://HOST/system; "
                           "--path: its disk directory, default /var/lib/libvirt/images/abdr/<NAME>)",
-                          _open_libvirt, _check_libvirt),
+                          _open_libvirt, _check_libvirt, with_path=_libvirt_with_path),
 }
 
 
@@ -95,4 +119,4 @@ def check_cluster(cluster: Cluster) -> None:
     driver_kind(cluster).check(cluster.endpoint, cluster.name)
 
 
-__all__ = ["DRIVERS", "ClusterDriver", "DriverKind", "check_cluster", "get_driver"]
+__all__ = ["DRIVERS", "ClusterDriver", "DriverKind", "check_cluster", "get_driver", "join_endpoint"]

@@ -453,9 +453,9 @@ class LibvirtDriver:
                     finally:
                         os.close(fd)
                     images.create_overlay(new[disk.name], Path(st.active[disk.name]), disk.size_bytes)
-            for disk, f in new.items():
-                st.backing[str(f)] = st.active[disk]
-                st.active[disk] = str(f)
+            for name, f in new.items():
+                st.backing[str(f)] = st.active[name]
+                st.active[name] = str(f)
             st.snapshots.append(snap)
             self._save(vm_id, st)  # the snapshot exists from here on
             if not dom.isActive():
@@ -551,13 +551,14 @@ class LibvirtDriver:
             name = alias.get("name", "") if alias is not None else ""
             if (name[3:] if name.startswith("ua-") else (target.get("dev") if target is not None else None)) != disk:
                 continue
-            out, node = [], el
+            out: list[str] = []
+            node: domxml.ET.Element | None = el
             while node is not None:
                 src = node.find("source")
                 if src is not None and src.get("file"):
-                    out.append(src.get("file"))
+                    out.append(src.get("file", ""))
                 node = node.find("backingStore")
-            return [x for x in out if x]
+            return out
         return []
 
     def _block_commit(self, dom: libvirt.virDomain, m: Merge) -> None:

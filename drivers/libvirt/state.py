@@ -54,8 +54,9 @@ class VMState(BaseModel):
 
     def chain(self, top: str) -> list[Path]:
         """The chain read through `top`, top first."""
-        out, f = [], top
-        seen = set()
+        out: list[Path] = []
+        f: str | None = top
+        seen: set[str] = set()
         while f is not None and f not in seen:
             seen.add(f)
             out.append(Path(f))

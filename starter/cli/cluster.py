@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from drivers import DRIVERS
+from drivers import DRIVERS, join_endpoint
+from drivers.base import DriverError
 from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt
 from starter.cli.plan_files import default_endpoint
@@ -27,17 +28,19 @@ def cluster_add(
     name: str,
     site: Annotated[str, typer.Option("--site", help="The site the cluster is in.")],
     driver: Annotated[DriverName, typer.Option(help=DRIVER_HELP)] = DriverName("local"),
-    path: Annotated[Path | None, typer.Option(help="The cluster directory, for a local cluster.")] = None,
-    endpoint: Annotated[str, typer.Option(help="Other drivers: AOC URL or libvirt URI.")] = "",
+    path: Annotated[Path | None, typer.Option(help="The cluster directory (local), or the directory where "
+                                               "abdr keeps a libvirt cluster's disks.")] = None,
+    endpoint: Annotated[str, typer.Option(help="libvirt: the host's URI (qemu:///system, qemu+tls://HOST/system); "
+                                               "aoc: its URL.")] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Add a cluster to a site."""
     with cli_errors():
-        if path is not None and endpoint:
-            raise Invalid("give --path (local clusters) or --endpoint (other drivers), not both")
-        if path is not None:
-            endpoint = str(path.absolute())
-        elif not endpoint:
+        try:
+            endpoint = join_endpoint(driver.value, endpoint, path)
+        except DriverError as e:
+            raise Invalid(str(e)) from None
+        if not endpoint:
             endpoint = default_endpoint(driver.value, get_settings().data_dir, name)
         cluster = with_client(lambda c: c.add_cluster(name, site, driver.value, endpoint))
         emit(cluster, as_json, lambda r: say(

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from drivers import DRIVERS
+from drivers import DRIVERS, join_endpoint
+from drivers.base import DriverError
 from models.inventory import Cluster, Consistency, Site
 from models.plans import BackupDelayOption, BackupPlanSpec
 from models.replication import ReplicationKind, ReplicationPlanSpec
@@ -174,10 +175,12 @@ def cluster_from(raw: Any, where: str, data_dir: Path, base: Path | None = None)
         raise UsageError(f"{where}: a cluster is a mapping (name, site, driver, path)")
     data = dict(raw)
     path = data.pop("path", None)
-    if path is not None and data.get("endpoint"):
-        raise UsageError(f"{where}: give path or endpoint, not both")
     if path is not None:
-        data["endpoint"] = str(((base or Path.cwd()) / path).absolute())
+        driver = known_driver(str(data.get("driver", "local")), where)
+        try:
+            data["endpoint"] = join_endpoint(driver, str(data.get("endpoint") or ""), (base or Path.cwd()) / path)
+        except DriverError as e:
+            raise UsageError(f"{where}: {e}") from None
     cluster = _validated(Cluster, data, where)
     known_driver(cluster.driver, where)
     if not cluster.endpoint:

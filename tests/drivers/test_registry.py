@@ -19,7 +19,7 @@ def test_every_registered_driver_is_a_known_name_and_runs_the_contract_suite() -
 
 
 def test_a_cluster_of_a_driver_not_implemented_is_refused() -> None:
-    with pytest.raises(Unsupported, match="'aoc', which is not implemented; abdr has: local"):
+    with pytest.raises(Unsupported, match="'aoc', which is not implemented; abdr has: local, libvirt"):
         check_cluster(Cluster(name="x", site="s1", driver="aoc", endpoint="https://aoc.example"))
 
 
