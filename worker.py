@@ -58,7 +58,7 @@ def site_activities(catalog: Catalog, site: str, settings: Settings) -> list[Cal
 
 def catalog_activities(catalog: Catalog, client: Client) -> list[Callable[..., Any]]:
     """Activities of the workflow queue: the catalog's, reachable while any site is down."""
-    impls = [CatalogActivities(catalog), AdminActivities(catalog), ReplicationCatalogActivities(catalog, client)]
+    impls = [CatalogActivities(catalog), AdminActivities(catalog, client), ReplicationCatalogActivities(catalog, client)]
     return [fn for impl in impls for fn in activities_of(impl)]
 
 

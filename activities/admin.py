@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from temporalio import activity
+from temporalio.client import Client
 
 from activities.errors import InvalidRequest, translate_errors
 from drivers.catalog.store import Catalog
@@ -36,6 +37,7 @@ from models.replication import ReplicationPlanSpec
 from models.replication_jobs import HistoryPage, HistoryQuery
 from models.restore_points import RestorePointSummary
 from models.services import BackupService, RepositorySpec
+from starter.runtime import job_ends
 
 ViewT = TypeVar("ViewT", bound=PlanView[Any])
 
@@ -55,8 +57,9 @@ def check_local_cluster(cluster: Cluster) -> None:
 
 
 class AdminActivities:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, client: Client | None = None) -> None:
         self.catalog = catalog
+        self.client = client  # reconciles job rows with their runs' real ends (None: rows as written)
 
     @activity.defn(name="admin_add_site")
     @translate_errors
@@ -147,8 +150,17 @@ class AdminActivities:
 
     @activity.defn(name="admin_list_jobs")
     @translate_errors
-    def list_jobs(self, p: JobFilter) -> list[Job]:
-        return [Job.model_validate(j, from_attributes=True) for j in self.catalog.list_jobs(plan=p.plan, limit=p.limit)]
+    async def list_jobs(self, p: JobFilter) -> list[Job]:
+        """The newest jobs; a row its workflow left unfinished first takes the end Temporal
+        recorded for the run (compare-and-set: a row that ended meanwhile keeps its end)."""
+        rows = self.catalog.list_jobs(plan=p.plan, limit=p.limit)
+        unfinished = [(r.workflow_id, r.run_id) for r in rows if r.finished_at is None]
+        if self.client is not None and unfinished:
+            ends = await job_ends.run_ends(self.client, unfinished)
+            changed = [self.catalog.end_job(wid, rid, end.value, why) for (wid, rid), (end, why) in ends.items()]
+            if any(changed):
+                rows = self.catalog.list_jobs(plan=p.plan, limit=p.limit)
+        return [Job.model_validate(j, from_attributes=True) for j in rows]
 
     @activity.defn(name="admin_add_replication_plan")
     @translate_errors

@@ -67,7 +67,7 @@ class BackupActivities(BackupApi):
         if inp.force_full:
             return PrepareBackupResult(vm_id=vm_id, type=PointType.FULL, reason=inp.full_reason, base=base)
         if known is None:
-            return PrepareBackupResult(vm_id=vm_id, type=PointType.FULL, reason="first backup of this VM in the plan")
+            return PrepareBackupResult(vm_id=vm_id, type=PointType.FULL, reason=self.no_base_reason(inp.plan, inp.vm))
         try:
             self.res.driver(inp.vm.cluster).get_snapshot(vm_id, base.snapshot_id or "")
         except NotFound:
@@ -76,6 +76,20 @@ class BackupActivities(BackupApi):
                                        base=BackupBase(point_id=base.point_id))
         return PrepareBackupResult(vm_id=vm_id, type=PointType.INCREMENTAL,
                                    reason=f"changes since point {base.point_id}", base=base)
+
+    def no_base_reason(self, plan: str, vm: VMRef) -> str:
+        """Why no point of the VM in the plan is a changed-block base: the truth, not "first"
+        when older points exist. Only the newest point keeps its snapshot (each backup
+        releases its base's), so older points left after it was deleted have none to build on."""
+        catalog = self.res.catalog
+        points = catalog.list_restore_points(plan=plan, vm=vm)  # oldest first
+        if not points:
+            return "first backup of this VM in the plan"
+        newest = points[-1]
+        if newest.state != PointState.READY and catalog.point_snapshot(newest.id):
+            return f"the base point {newest.id} is {newest.state.value}: an incremental cannot build on it"
+        return (f"the point that was this VM's changed-block base was deleted; {newest.id}, the newest point "
+                "left, keeps no snapshot to build on, so tracking restarts with a full backup")
 
     @activity.defn(name="create_snapshot")
     @translate_errors

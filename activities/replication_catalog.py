@@ -25,7 +25,7 @@ from models.replication_jobs import (
     ResolvedReplicationPlan,
 )
 from models.requests import LATEST, NOW
-from models.restore_points import PointType, RestorePointSummary
+from models.restore_points import RestorePointSummary
 
 
 def reverse_spec(spec: ReplicationPlanSpec, obj: ReplicationObject) -> ReplicationPlanSpec:
@@ -107,7 +107,7 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
     def record_replica_point(self, r: ReplicaPointRecord) -> None:
         self.catalog.add_restore_point(
             RestorePointSummary(id=r.point_id, plan=r.plan, cluster=r.replica.cluster, vm=r.replica.vm,
-                                type=PointType.INCREMENTAL, creation=r.creation, created_at=r.created_at,
+                                type=r.type, creation=r.creation, created_at=r.created_at,
                                 logical_bytes=r.logical_bytes, stored_bytes=r.stored_bytes),
             snapshot_id=r.snapshot_id, vm_config=r.config)
 
@@ -129,11 +129,18 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
 
     @activity.defn(name="exclude_from_plan")
     @translate_errors
-    def exclude_from_plan(self, ref: ObjectRef) -> None:
-        """Permanent failover: the original leaves the plan (its object keeps its history)."""
+    async def exclude_from_plan(self, ref: ObjectRef) -> None:
+        """Permanent failover: the original leaves the plan (its object keeps its history).
+        A plan left without VMs is STOPPED, and so is its schedule: paused, not deleted, so
+        the Web UI still shows it and why (idempotent: pausing a paused schedule is no change)."""
+        from starter.runtime import schedules
+
         spec = self.catalog.get_replication_plan(ref.plan)
         keep = [v for v in spec.vms if v.vm != ref.vm]
         if keep:
             self.catalog.update_replication_plan(spec.model_copy(update={"vms": keep}))
-        else:
-            self.catalog.set_replication_plan_state(ref.plan, status=PlanStatus.STOPPED)
+            return
+        self.catalog.set_replication_plan_state(ref.plan, status=PlanStatus.STOPPED)
+        if self.client is not None:
+            await schedules.pause_if_present(self.client, ref.plan, "replication",
+                                             f"STOPPED: its last VM, {ref.vm}, was failed over permanently")

@@ -257,7 +257,7 @@ class ReplicationCatalogApi(ABC):
 
     @activity.defn(name="exclude_from_plan")
     @abstractmethod
-    def exclude_from_plan(self, ref: ObjectRef) -> None: ...
+    async def exclude_from_plan(self, ref: ObjectRef) -> None: ...
 
 
 # Which worker serves each interface: a site's (its queue) or the catalog's (the workflow queue).

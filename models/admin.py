@@ -137,6 +137,7 @@ class JobDescription(Strict):
     closed_at: datetime | None = None
     result: Any = Field(default=None, description="A completed run's result: its workflow's result, as JSON.")
     progress: Any = Field(default=None, description="A running backup plan run's progress.")
+    error: str = Field(default="", description="Why a run that did not complete ended (its failure's message).")
 
 
 class ReplicaView(ReplicationObject):

@@ -227,6 +227,18 @@ class PlanResultInput(Strict):
     at: datetime
 
 
+class JobEnd(StrEnum):
+    """How a run ended, as Temporal recorded it: the status a job row takes when its workflow
+    could not write its own end (it failed, was cancelled, terminated or timed out)."""
+
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TERMINATED = "TERMINATED"
+    TIMED_OUT = "TIMED_OUT"
+    CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
+
+
 class JobRecord(Strict):
     workflow_id: str
     run_id: str

@@ -10,7 +10,7 @@ from pydantic import Field
 from models.inventory import Name, ShutdownMode, Strict, VMConfig
 from models.plans import RunResult, VMRef
 from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec, StateChange
-from models.restore_points import PointCreation
+from models.restore_points import PointCreation, PointType
 from models.services import TransferKind
 
 
@@ -189,6 +189,7 @@ class ReplicaPointRecord(Strict):
     config: VMConfig
     logical_bytes: int = 0
     stored_bytes: int = 0
+    type: PointType = PointType.INCREMENTAL  # FULL: a seed (every byte moved, no base)
 
 
 class ReplicaRetentionInput(Strict):

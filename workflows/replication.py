@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         ReplicateResult,
         VMAt,
     )
+    from models.restore_points import PointType
 
 from workflows import v1
 from workflows.backup import failure_text
@@ -81,7 +82,7 @@ class ReplicateWorkflow:
             await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
                 plan=spec.name, replica=obj.replica, point_id=inp.point_id, snapshot_id=rsnap.snapshot_id,
                 creation=inp.creation, created_at=now, config=rsnap.config, logical_bytes=moved.disk_bytes,
-                stored_bytes=moved.moved_bytes))
+                stored_bytes=moved.moved_bytes, type=PointType.INCREMENTAL if base else PointType.FULL))
         except BaseException:
             if snap is not None:
                 await sites.drop_snapshot(src, source, snap.snapshot_id)

@@ -394,18 +394,37 @@ class Catalog(ReplicaObjects):
     def record_job(self, workflow_id: str, run_id: str, operation: str, status: str,
                    plan: str | None = None, vm: str | None = None, result: dict | None = None,
                    finished: bool = False) -> None:
-        """Create or update the job row of one workflow run (idempotent under retries)."""
+        """Create or update the job row of one workflow run (idempotent under retries). An
+        ended row is final: the update is a compare-and-set on `finished_at IS NULL`, so a
+        late retry of a run's write never overwrites the end `end_job` recorded."""
+        with self.session() as s:
+            if s.get(JobRow, (workflow_id, run_id)) is None:
+                s.add(JobRow(workflow_id=workflow_id, run_id=run_id, operation=operation, plan=plan, vm=vm,
+                             status=status, result=result or {}, finished_at=utcnow() if finished else None))
+                return
+            values: dict[str, Any] = {"status": status}
+            if result is not None:
+                values["result"] = result
+            if finished:
+                values["finished_at"] = utcnow()
+            s.exec(update(JobRow).where(*self._unfinished_job(workflow_id, run_id)).values(**values))
+
+    def end_job(self, workflow_id: str, run_id: str, status: str, error: str = "") -> bool:
+        """Compare-and-set: an unfinished job row (RUNNING, or a drill's UNHEALTHY) takes the
+        end Temporal recorded for its run; False if the row had ended already (or is unknown)."""
         with self.session() as s:
             row = s.get(JobRow, (workflow_id, run_id))
-            if row is None:
-                row = JobRow(workflow_id=workflow_id, run_id=run_id, operation=operation, plan=plan,
-                             vm=vm, status=status, result=result or {})
-            row.status = status
-            if result is not None:
-                row.result = result
-            if finished and row.finished_at is None:
-                row.finished_at = utcnow()
-            s.add(row)
+            if row is None or row.finished_at is not None:
+                return False
+            result = {**row.result, "error": error} if error else row.result
+            done = s.exec(update(JobRow).where(*self._unfinished_job(workflow_id, run_id))
+                          .values(status=status, finished_at=utcnow(), result=result))
+            return bool(done.rowcount)
+
+    @staticmethod
+    def _unfinished_job(workflow_id: str, run_id: str) -> tuple[Any, ...]:
+        return (col(JobRow.workflow_id) == workflow_id, col(JobRow.run_id) == run_id,
+                col(JobRow.finished_at).is_(None))
 
     def list_jobs(self, plan: str | None = None, limit: int = 50) -> list[JobRow]:
         with self.session() as s:

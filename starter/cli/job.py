@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from models.admin import JobDescription
 from starter.cli.common import cli_errors, with_client
@@ -24,7 +25,8 @@ def job_list(
     with cli_errors():
         jobs = with_client(lambda c: c.list_jobs(plan=plan, limit=limit))
         emit(jobs, as_json, lambda rows: table(
-            rows, ["workflow_id", "operation", "status", "plan", "vm", "started_at", "finished_at"], "jobs"))
+            [{**j.model_dump(mode="json"), "error": escape(str(j.result.get("error", "")))} for j in rows],
+            ["workflow_id", "operation", "status", "plan", "vm", "started_at", "finished_at", "error"], "jobs"))
 
 
 @app.command("show")
@@ -37,7 +39,7 @@ def job_show(workflow_id: Annotated[str, typer.Argument(metavar="WORKFLOW_ID")],
 def _render_job(j: JobDescription) -> None:
     say(f"[bold]{j.workflow_id}[/bold] ({j.type}) {j.status}\n"
                   f"  started {when(j.started_at)}" + (f", closed {when(j.closed_at)}" if j.closed_at else "")
-                  + f"\n  {j.ui}")
+                  + f"\n  {j.ui}" + (f"\n  [red]{escape(j.error)}[/red]" if j.error else ""))
     result = j.result
     progress = j.progress
     if progress:

@@ -51,7 +51,7 @@ from models.requests import (
 from models.restore_points import RestorePointSummary
 from models.services import RepositorySpec
 from starter.client.errors import Busy, NotFound, Unavailable, failure_error
-from starter.runtime import schedules
+from starter.runtime import job_ends, schedules
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings, get_settings
 from workflows.admin import AdminCall, AdminWorkflow
@@ -342,6 +342,10 @@ class AbdrClient:
                              ui=self.ui_link(workflow_id, d.run_id), closed_at=d.close_time)
         if d.status == WorkflowExecutionStatus.COMPLETED:
             out.result = await handle.result()
+        elif d.status in job_ends.ENDS:  # ended otherwise: say how (the job list's words) and why
+            ended = await job_ends.run_end(self.client, workflow_id, d.run_id)
+            if ended is not None:
+                out.status, out.error = ended[0].value, ended[1]
         elif d.status == WorkflowExecutionStatus.RUNNING and d.workflow_type == "BackupPlanRun":
             out.progress = await handle.query(BackupPlanRunWorkflow.progress)
         return out

@@ -92,6 +92,15 @@ async def set_paused(client: Client, plan: str, paused: bool, note: str, kind: s
     await (handle.pause(note=note) if paused else handle.unpause(note=note))
 
 
+async def pause_if_present(client: Client, plan: str, kind: str, note: str) -> None:
+    """Pause the plan's schedule; a plan without one (never scheduled, or deleted) is fine."""
+    try:
+        await set_paused(client, plan, True, note, kind)
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
 async def delete(client: Client, plan: str, kind: str = "backup") -> None:
     try:
         await client.get_schedule_handle(schedule_id(plan, kind)).delete()

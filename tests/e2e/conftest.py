@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
@@ -25,6 +30,7 @@ from tests.e2e.oracle import read_disk
 from worker import build_workers
 
 MiB = 1 << 20
+ABDR = str(Path(sys.executable).parent / "abdr")
 
 
 @dataclass
@@ -49,6 +55,19 @@ class Stack:
 
     def disk_bytes(self, vm_name: str, disk: str = "disk0", snap_id: str | None = None) -> bytes:
         return read_disk(self.driver, vm_name, disk, snap_id)
+
+    async def cli(self, *args: str) -> str:
+        """The real `abdr` CLI against this stack, as a user runs it; its output (it must succeed)."""
+        env = {**os.environ, "ABDR_TEMPORAL_ADDRESS": self.settings.temporal_address,
+               "ABDR_DATA_DIR": str(self.tmp / "cli"), "COLUMNS": "250"}
+        proc = await asyncio.create_subprocess_exec(ABDR, *args, env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode()
+        return out.decode()
+
+    async def cli_json(self, *args: str) -> Any:
+        return json.loads(await self.cli(*args, "--json"))
 
 
 async def _quiesce(env: WorkflowEnvironment) -> None:

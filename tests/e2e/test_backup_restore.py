@@ -108,3 +108,23 @@ async def test_new_backup_after_base_snapshot_lost_is_full_with_reason(stack: St
     assert all(p.creation == PointCreation.MANUAL for p in points) and len(points) == 3
     for result, oracle in ((first, at_first), (second, at_second), (forced, at_forced)):  # each restores exactly
         await assert_point_restores_to(stack.client, stack.driver, result.vms[0].point_id, oracle, "db-check")
+
+
+async def test_backup_after_newest_point_deleted_says_why_it_is_full(stack: Stack) -> None:
+    """Older points exist but none keeps a changed-block snapshot (only the newest does):
+    the full backup says its base was deleted, not that it is the VM's first."""
+    vm_id = stack.make_vm("app")
+    await stack.client.create_backup_plan(plan_spec("silver", ["app"]))
+    await stack.cli("backup-plan", "run", "silver", "--wait")
+    rewrite_fraction(stack.driver, vm_id, "disk0", 0.05, seed=5)
+    second = await stack.cli_json("backup-plan", "run", "silver", "--wait")
+    [r2] = second["vms"]
+    assert r2["type"] == "INCREMENTAL", r2
+    first_id = [p["id"] for p in await stack.cli_json("restore-point", "list", "--plan", "silver")][0]
+    await stack.cli("restore-point", "delete", r2["point_id"])
+    at_third = capture(stack.driver, "app")
+    third = await stack.cli_json("backup-plan", "run", "silver", "--wait")
+    [r3] = third["vms"]
+    assert r3["type"] == "FULL" and "first backup" not in r3["full_reason"], r3
+    assert "base was deleted" in r3["full_reason"] and first_id in r3["full_reason"], r3
+    await assert_point_restores_to(stack.client, stack.driver, r3["point_id"], at_third, "app-check")

@@ -28,11 +28,12 @@ CHUNK_HEADER = struct.Struct("<4sBBHII")  # magic, version, flags, reserved, raw
 FLAG_ZSTD = 1
 
 
-def abdr(dr: DR, *argv: str) -> None:  # noqa: F811
-    """The real `abdr` CLI against the test's stack."""
+def abdr(dr: DR, *argv: str) -> str:  # noqa: F811
+    """The real `abdr` CLI against the test's stack; its output."""
     done = subprocess.run([ABDR, *argv], env={**os.environ, **dr.env}, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def compressible_vm(driver: LocalDriver, name: str, size: int = 8 * MiB) -> bytes:
