@@ -143,3 +143,48 @@ def test_driver_never_adopts_a_foreign_directory(tmp_path: Path) -> None:
         LocalDriver(tmp_path, "c1")
     assert (tmp_path / "tmp" / "keep").read_text() == "keep me"
     assert not (tmp_path / "cluster.json").exists()
+
+
+@pytest.mark.hypervisor
+async def test_libvirt_cluster_through_the_cli(stack: Stack, tmp_path: Path) -> None:
+    """`abdr cluster add --driver libvirt --endpoint URI --path DIR` through the real stack:
+    the endpoint names the directory, `vm list` shows the host's domains that belong to it
+    (one abdr created there, one defined outside abdr with its disk there), not others."""
+    from drivers.libvirt import LibvirtDriver
+    from tests.drivers.helpers import config
+    from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
+
+    mine, other = fresh_cluster_dir(), fresh_cluster_dir()
+    endpoint = f"qemu:///system#{mine}"
+    try:
+        LibvirtDriver(endpoint, "kvm1").create_vm(config("made-by-abdr"))
+        LibvirtDriver(f"qemu:///system#{other}", "kvm2").create_vm(config("elsewhere"))
+        import libvirt
+
+        from drivers.qcow2.images import create
+
+        create(mine / "foreign.qcow2", 1 << 20)
+        conn = libvirt.open("qemu:///system")
+        conn.defineXML(f"""<domain type='qemu'><name>foreign-{mine.name}</name><memory unit='MiB'>64</memory>
+          <os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'>
+          <driver name='qemu' type='qcow2'/><source file='{mine}/foreign.qcow2'/><target dev='vda' bus='virtio'/>
+          </disk></devices></domain>""")
+        conn.close()
+        env = {**os.environ, "ABDR_TEMPORAL_ADDRESS": stack.settings.temporal_address,
+               "ABDR_DATA_DIR": str(tmp_path / "cli")}
+        proc = await asyncio.create_subprocess_exec(
+            ABDR, "cluster", "add", "kvm1", "--site", "default", "--driver", "libvirt",
+            "--endpoint", "qemu:///system", "--path", str(mine), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode()
+        got = {c.name: c for c in await stack.client.list_clusters()}["kvm1"]
+        assert (got.driver, got.endpoint) == ("libvirt", endpoint)
+        vms = await stack.client.list_vms("kvm1", "default")
+        assert [v.name for v in vms] == [f"foreign-{mine.name}", "made-by-abdr"]
+        assert [d.name for d in vms[0].config.disks] == ["vda"]  # a foreign disk is named by its target
+        with pytest.raises(AbdrError, match="not a libvirt URI"):
+            await stack.client.add_cluster("kvm3", "default", "libvirt", "/not/a/uri")
+    finally:
+        remove_cluster_dir(endpoint)
+        remove_cluster_dir(f"qemu:///system#{other}")
