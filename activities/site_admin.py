@@ -4,6 +4,7 @@ repository maintenance (verify, prune by each plan's retention, garbage collecti
 
 from __future__ import annotations
 
+import errno
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -24,6 +25,27 @@ from models.plans import VMRef
 from models.restore_points import PointState
 from models.retention import expired_points
 from models.services import RepositoryCreate, RepositoryFindingsQuery, RepositoryKeyFile, RepositorySpec
+
+
+def path_refusal(path: Path, e: OSError) -> InvalidRequest:
+    """An OS error on a repository's path as what is wrong and what to do about it, rather
+    than an errno string (bad input: exit 2, REST 400)."""
+    if isinstance(e, NotADirectoryError) or path.is_file():
+        problem = "is a file (or inside one), not a directory"
+        fix = "give a new or empty directory, or an existing abdr repository"
+    elif isinstance(e, PermissionError):
+        problem = "cannot be created or written by the site's worker (permission denied)"
+        fix = "give a directory it may write, or give its user write access to this one"
+    elif e.errno == errno.EROFS:
+        problem = "is on a read-only file system"
+        fix = "give a directory on a writable volume (or mount this one read-write)"
+    elif e.errno == errno.ENOSPC:
+        problem = "is on a full volume"
+        fix = "free space there or give a directory on another volume"
+    else:
+        problem = f"cannot be created or used ({e.strerror or type(e).__name__})"
+        fix = "give a directory on a mounted, writable file system"
+    return InvalidRequest(f"repository path {path} {problem}: {fix}")
 
 
 class SiteAdminActivities(SiteAdminApi):
@@ -49,18 +71,21 @@ class SiteAdminActivities(SiteAdminApi):
         if req.key_file and not req.encrypt:
             raise InvalidRequest("--key-file is the key of an encrypted repository: give --encrypt too")
         key = RepoKey.load(Path(req.key_file)) if req.key_file else None
-        if path.exists() and any(path.iterdir()):
-            # An existing abdr repository is adopted (with its key if encrypted); anything else is refused.
-            repo = Repository.open(path, key=key, key_dir=self.res.key_dir)
-            if req.encrypt and repo.key is None:
-                raise InvalidRequest(f"repository at {path} exists unencrypted; --encrypt applies to new "
-                                     "repositories only")
-        else:
-            if req.encrypt and key is None:
-                key = RepoKey.generate()
-            if key is not None:  # kept before the repository exists: never a repository without its key
-                install_key(self._key_dir(), key)
-            repo = Repository.init(path, key=key)
+        try:
+            if path.exists() and any(path.iterdir()):
+                # An existing abdr repository is adopted (with its key if encrypted); anything else is refused.
+                repo = Repository.open(path, key=key, key_dir=self.res.key_dir)
+                if req.encrypt and repo.key is None:
+                    raise InvalidRequest(f"repository at {path} exists unencrypted; --encrypt applies to new "
+                                         "repositories only")
+            else:
+                if req.encrypt and key is None:
+                    key = RepoKey.generate()
+                if key is not None:  # kept before the repository exists: never a repository without its key
+                    install_key(self._key_dir(), key)
+                repo = Repository.init(path, key=key)
+        except OSError as e:
+            raise path_refusal(path, e) from None  # the refusal, not the errno string, is the message
         out = CreatedRepository(**dict(spec))
         if repo.key is not None:
             out.key_file = str(install_key(self._key_dir(), repo.key))

@@ -7,14 +7,13 @@ are written down in docs/driver-contract.md; the contract suite in tests/drivers
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from pydantic import ValidationError
 
-from models.inventory import VM, Consistency, Extent, SnapshotInfo, VMConfig
+from models.inventory import VM, Consistency, Extent, SnapshotInfo, VMConfig, name_problem
 
 
 # ---------------------------------------------------------------------------- errors
@@ -151,27 +150,14 @@ class ClusterDriver(Protocol):
 
 
 # ---------------------------------------------------------------------------- helpers
-MAX_NAME = 63
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-
-
 def validate_name(value: object, what: str) -> str:
     """Refuse names that could escape a directory or surprise a shell, saying which rule
-    broke (same alphabet as models.inventory.NAME_PATTERN). Drivers call it on every name
-    they get as a plain string."""
+    broke (models.inventory.name_problem, the wording every refusal of a name shares).
+    Drivers call it on every name they get as a plain string."""
     if not isinstance(value, str):
         raise InvalidName(f"{what} must be a string, got {type(value).__name__}")
-    if value == "":
-        raise InvalidName(f"{what} is empty; give 1-{MAX_NAME} characters")
-    if len(value) > MAX_NAME:
-        raise InvalidName(f"{what} {value[:20]!r}... is {len(value)} characters long; the limit is {MAX_NAME}")
-    if "/" in value or "\\" in value or value in (".", ".."):
-        raise InvalidName(f"{what} {value!r} looks like a path ('/', '\\' or '..'); names cannot be paths")
-    if value.startswith((".", "-")):
-        raise InvalidName(f"{what} {value!r} starts with {value[0]!r}; names start with a letter, digit or '_'")
-    if not _NAME_RE.match(value):
-        bad = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "_.-"))})
-        raise InvalidName(f"{what} {value!r} contains {bad}; use letters, digits, '.', '_' or '-'")
+    if (why := name_problem(value)) is not None:
+        raise InvalidName(f"{what} {why}")
     return value
 
 

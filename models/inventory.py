@@ -9,26 +9,59 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 # Names users give to things become ids, directory names and parts of workflow ids, so
-# they are kept to a safe alphabet: letters, digits, '.', '_', '-', not starting with '.'.
-NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"
+# they are kept to a safe alphabet. The rules are said in words (NAME_RULES) wherever a name is
+# refused; NAME_PATTERN is the same rule for the OpenAPI document and JSON schemas.
+MAX_NAME = 63
+NAME_PATTERN = rf"^[A-Za-z0-9_][A-Za-z0-9_.-]{{0,{MAX_NAME - 1}}}$"
 _NAME_RE = re.compile(NAME_PATTERN)
+NAME_RULES = (f"a name uses letters, digits, '.', '_' or '-', starts with a letter, digit or '_', "
+              f"and has 1-{MAX_NAME} characters")
 MAC_PATTERN = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"
 
 
+def name_problem(value: str) -> str | None:
+    """What is wrong with `value` as a name, in words, naming the rule it breaks and then all
+    of them (`NAME_RULES`); None for a good name. The one wording of every refusal of a name:
+    the models' `Name`, `check_name`, the drivers' `validate_name`, the CLI's name arguments."""
+    if _NAME_RE.fullmatch(value):  # fullmatch: '$' alone would let a trailing newline through
+        return None
+    if value == "":
+        why = "is empty"
+    elif len(value) > MAX_NAME:
+        why = f"is {len(value)} characters long"
+        value = value[:20] + "..."
+    elif "/" in value or "\\" in value or value in (".", ".."):
+        why = "looks like a path ('/', '\\' or '..')"
+    elif value.startswith((".", "-")):
+        why = f"starts with {value[0]!r}"
+    else:
+        bad = "".join(sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "_.-"))}))
+        why = f"contains {bad!r}"
+    return f"{value!r} {why}; {NAME_RULES}" if value else f"{why}; {NAME_RULES}"
+
+
 def check_name(value: str, what: str = "name") -> str:
-    """Validate a user-given name; the message says which rule failed."""
-    if not _NAME_RE.match(value):
-        raise ValueError(
-            f"{what} {value!r} is invalid: use 1-63 letters, digits, '.', '_' or '-', "
-            "not starting with '.' or '-'"
-        )
+    """Validate a user-given name; ValueError says which rule failed (`name_problem`)."""
+    if (why := name_problem(value)) is not None:
+        raise ValueError(f"{what} {why}")
     return value
 
 
-Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=63)]
+def _valid_name(value: str) -> str:
+    if (why := name_problem(value)) is not None:
+        # A custom error: its message is the words alone (no "Value error, " before them).
+        raise PydanticCustomError("invalid_name", "{why}", {"why": why})
+    return value
+
+
+# The schema still states the pattern (clients and the fuzzer read it); validation is
+# _valid_name, so a refusal reads as words rather than as the regular expression.
+Name = Annotated[str, AfterValidator(_valid_name),
+                 Field(json_schema_extra={"pattern": NAME_PATTERN, "minLength": 1, "maxLength": MAX_NAME})]
 
 
 class Strict(BaseModel):

@@ -141,7 +141,7 @@ def test_window_retention_and_choices() -> None:
     (lambda: parse_delay("later"), "delay option 'later' is not one of: keep-go-on, stop-backup"),
     (lambda: parse_consistency("app"), "consistency 'app' is not one of: crash, fs"),
     (lambda: parse_vm("web"), "vm 'web': write it cluster/vm"),
-    (lambda: parse_vm("c1/we b"), "vm 'c1/we b': vm: String should match pattern"),
+    (lambda: parse_vm("c1/we b"), "vm 'c1/we b': vm: 'we b' contains ' '; a name uses letters, digits"),
     (lambda: parse_network_map("prod"), "network map 'prod': write it source=target"),
 ])
 def test_bad_options_name_the_problem(call, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -320,6 +320,24 @@ def test_installed_command_errors_are_one_line(tmp_path: Path) -> None:
     assert down.stderr.strip().splitlines() == [
         "error: cannot reach Temporal at 127.0.0.1:1: Connection refused (is `abdr up` running? see "
         "ABDR_TEMPORAL_ADDRESS)"]
+
+
+@pytest.mark.parametrize("argv, value, why", [
+    (["site", "add", "a/b"], "a/b", "looks like a path ('/', '\\' or '..')"),
+    (["cluster", "add", "c/d", "--site", "default"], "c/d", "looks like a path ('/', '\\' or '..')"),
+    (["cluster", "add", "c1", "--site", ".hidden"], ".hidden", "starts with '.'"),
+    (["site", "add", "x" * 64], "x" * 20 + "...", "is 64 characters long"),
+    (["repository", "create", "r b", "--path", "/srv/r"], "r b", "contains ' '"),
+])
+def test_bad_names_are_one_line_in_words_exit_2(tmp_path: Path, argv: list[str], value: str, why: str) -> None:
+    """Refused before anything is contacted (Temporal here is down), saying the naming rules
+    in words: which characters, how it starts, how long, never the regular expression."""
+    r = run(*argv, env={"ABDR_TEMPORAL_ADDRESS": "127.0.0.1:1", "ABDR_DATA_DIR": str(tmp_path)})
+    [line] = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and line.startswith("error: "), r.stderr
+    assert (f"{value!r} {why}; a name uses letters, digits, '.', '_' or '-', starts with a letter, digit or '_', "
+            "and has 1-63 characters") in line
+    assert "pattern" not in line and "[A-Za-z" not in line
 
 
 # -- one smoke test of the whole CLI on `abdr up` with the demo seed ------------------------------

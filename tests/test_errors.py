@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError, TimeoutError, TimeoutType
 
 from activities.errors import _translated, as_application_error, error_type
 from models.errors import ERRORS, Meaning, non_retryable_types
-from starter.api.errors import _WHY, STATUS, status_of
+from starter.api.errors import _WHY, STATUS, ErrorBody, status_of
 from starter.cli.app import EXIT_CODES_HELP
 from starter.cli.common import EXIT_CODES, exit_code
 from starter.client.errors import BY_MEANING, AbdrError, Busy, Conflict, NotFound, Unavailable, failure_error
@@ -130,6 +130,7 @@ def test_every_client_exception_has_a_status_and_an_exit_code() -> None:
     for meaning, cls in BY_MEANING.items():
         e = cls("x")
         assert status_of(e) in _WHY, meaning  # declared in the OpenAPI document
+        assert ErrorBody(error="x", kind=meaning.value).kind == meaning.value  # the REST body names its kind
         assert exit_code(e) == EXIT_CODES[cls]
     assert status_of(NotFound("x")) == 404 and status_of(Conflict("x")) == status_of(Busy("x")) == 409
     assert status_of(Unavailable("x")) == 503 and status_of(AbdrError("x")) == 400

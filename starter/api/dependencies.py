@@ -6,17 +6,34 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+from pydantic_core import PydanticCustomError
 from temporalio.client import WorkflowHandle
 
-from models.inventory import NAME_PATTERN
+from models.inventory import NAME_PATTERN, Name, name_problem
 from starter.client import AbdrClient
 
 bearer = HTTPBearer(auto_error=False)
-PlanName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63, description="A plan's name.")]
-PlanQuery = Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=63, description="Only this plan's.")]
-VMQuery = Annotated[str | None, Query(pattern=NAME_PATTERN.replace("$", "") + "/" + NAME_PATTERN[1:],
-                                      description="Only this VM's, written cluster/vm.")]
+# Name: a refusal says the naming rules in words (models.inventory.name_problem); the
+# document still states the pattern.
+PlanName = Annotated[Name, Path(description="A plan's name.")]
+PlanQuery = Annotated[Name | None, Query(description="Only this plan's.")]
+
+
+def _vm_ref(value: str) -> str:
+    """cluster/vm, each part a name (the same words as every refusal of a name)."""
+    cluster, sep, vm = value.partition("/")
+    if not sep:
+        raise PydanticCustomError("invalid_vm", "{why}", {"why": f"{value!r}: write it cluster/vm"})
+    for part in (cluster, vm):
+        if (why := name_problem(part)) is not None:
+            raise PydanticCustomError("invalid_name", "{why}", {"why": f"{value!r}: {why}"})
+    return value
+
+
+VMName = Annotated[str, AfterValidator(_vm_ref),
+                   Field(json_schema_extra={"pattern": NAME_PATTERN.replace("$", "") + "/" + NAME_PATTERN[1:]})]
+VMQuery = Annotated[VMName | None, Query(description="Only this VM's, written cluster/vm.")]
 
 
 def client(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> AbdrClient:

@@ -21,16 +21,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
 
 from drivers.secrets import check_secret
-from starter.api.errors import BodyLimit, status_of
+from starter.api.errors import BodyLimit, error_body, kind_of_status, status_of
 from starter.api.routers import ROUTERS
 from starter.client import AbdrClient, AbdrError
 from starter.runtime.settings import Settings
 
 
-def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "details": details}, status_code=status)
+def _error(status: int, message: str, kind: str | None = None,
+           details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, kind or kind_of_status(status), details), status_code=status)
 
 
 def make_api(settings: Settings, token: str, connect: Callable[[], Awaitable[AbdrClient]] | None = None) -> FastAPI:
@@ -46,13 +48,13 @@ def make_api(settings: Settings, token: str, connect: Callable[[], Awaitable[Abd
     app = FastAPI(title="abdr", version="1", lifespan=lifespan, separate_input_output_schemas=False,
                   description="Disaster recovery for virtual machines: backup plans, restore, replication, "
                               "failover, failback. Every /v1 call needs `Authorization: Bearer <token>`; "
-                              "every error answers `{\"error\": message, \"details\": ...}`.")
+                              "every error answers `{\"error\": message, \"kind\": kind, \"details\": ...}`.")
     app.state.token = token  # read by the routers' dependency (dependencies.client)
     app.add_middleware(BodyLimit, limit=settings.api_max_request_bytes)
 
     @app.exception_handler(AbdrError)
     async def _abdr_error(_: Request, e: AbdrError) -> JSONResponse:
-        return _error(status_of(e), str(e))
+        return _error(status_of(e), str(e), e.meaning.value)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -69,7 +71,19 @@ def make_api(settings: Settings, token: str, connect: Callable[[], Awaitable[Abd
         details = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
                    for err in e.errors()]
         summary = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details)
-        return _error(422, f"invalid request: {summary}", details)
+        return _error(422, f"invalid request: {summary}", "invalid", details)
+
+    @app.exception_handler(RPCError)
+    async def _temporal_error(_: Request, e: RPCError) -> JSONResponse:
+        # Temporal went away after the API connected (a client call that reached no worker).
+        return _error(503, f"Temporal did not answer: {e.message} (is it running? `abdr status`)", "unavailable")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, e: Exception) -> JSONResponse:
+        # A bug: still the one shape (starlette would answer plain text); the server logs the
+        # traceback, as it re-raises the error after this answer.
+        return _error(500, f"unexpected {type(e).__name__}: {e} (a bug in abdr; the API's log has the traceback)",
+                      "failed")
 
     for router in ROUTERS:
         app.include_router(router)

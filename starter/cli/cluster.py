@@ -11,7 +11,7 @@ import typer
 from drivers import DRIVERS, join_endpoint
 from drivers.base import DriverError
 from starter.cli.common import cli_errors, with_client
-from starter.cli.options import JsonOpt
+from starter.cli.options import JsonOpt, NameArg, SiteOpt
 from starter.cli.plan_files import default_endpoint
 from starter.cli.render import emit, say, table
 from starter.client import Invalid
@@ -25,8 +25,8 @@ DRIVER_HELP = "The driver: " + "; ".join(f"{name}, {kind.description}" for name,
 
 @app.command("add")
 def cluster_add(
-    name: str,
-    site: Annotated[str, typer.Option("--site", help="The site the cluster is in.")],
+    name: NameArg,
+    site: SiteOpt,
     driver: Annotated[DriverName, typer.Option(help=DRIVER_HELP)] = DriverName("local"),
     path: Annotated[Path | None, typer.Option(help="The cluster directory (local), or the directory where "
                                                "abdr keeps a libvirt cluster's disks.")] = None,

@@ -1,11 +1,23 @@
 """The options and arguments more than one `abdr` command takes, declared once: `--json`,
-the plan fields backup and replication plans share, and the DR commands' PLAN VM [--wait]."""
+the names of what is added, the plan fields backup and replication plans share, and the DR
+commands' PLAN VM [--wait]."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+
+from models.inventory import name_problem
+
+
+def _checked_name(value: str | None) -> str | None:
+    """A new thing's name, refused before anything is contacted, in the words every refusal
+    of a name uses (exit 2, one line: `main` reports click's BadParameter)."""
+    if value is not None and (why := name_problem(value)) is not None:
+        raise typer.BadParameter(why)
+    return value
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -22,6 +34,10 @@ CompressionOpt = Annotated[bool | None, typer.Option("--compression/--no-compres
                                                      help="zstd: a backup's new chunks, a replication's "
                                                           "transport (default on).")]
 DescOpt = Annotated[str | None, typer.Option("--description", help="Free text.")]
+
+# The name of what `site add`, `cluster add` create, and the site a cluster is added to.
+NameArg = Annotated[str, typer.Argument(metavar="NAME", callback=_checked_name)]
+SiteOpt = Annotated[str, typer.Option("--site", callback=_checked_name, help="The site the cluster is in.")]
 
 # The DR commands: failover, failover undo, failover-test, failback, permanent-failover.
 PlanArg = Annotated[str, typer.Argument(metavar="PLAN", help="The replication plan.")]

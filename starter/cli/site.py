@@ -7,14 +7,14 @@ from typing import Annotated
 import typer
 
 from starter.cli.common import cli_errors, with_client
-from starter.cli.options import JsonOpt
+from starter.cli.options import JsonOpt, NameArg
 from starter.cli.render import emit, say, table
 
 app = typer.Typer(help="Sites: failure domains, each with its own abdr worker.", no_args_is_help=True)
 
 
 @app.command("add")
-def site_add(name: str, description: Annotated[str, typer.Option(help="Free text.")] = "",
+def site_add(name: NameArg, description: Annotated[str, typer.Option(help="Free text.")] = "",
              as_json: JsonOpt = False) -> None:
     """Add a site."""
     with cli_errors():

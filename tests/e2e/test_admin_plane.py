@@ -9,6 +9,7 @@ import hashlib
 import os
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,9 @@ async def test_malformed_payload_is_refused_and_changes_nothing(stack: Stack) ->
     sites = await stack.client.list_sites()
     err = await refused(client, AdminCall(operation="add_site", payload={"name": "../../etc", "admin": True}))
     assert "invalid payload" in err.message and "name" in err.message and "admin" in err.message
+    # The naming rules in words, as every refusal of a name says them, not as a regular expression.
+    assert "name: '../../etc' looks like a path ('/', '\\' or '..'); a name uses letters, digits" in err.message
+    assert "pattern" not in err.message and "[A-Za-z" not in err.message
     err = await refused(client, AdminCall(operation="list_jobs", payload={"limit": 10**9}))
     assert "limit" in err.message
     err = await refused(client, AdminCall(operation="add_cluster",
@@ -95,14 +99,8 @@ def tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*"))}
 
 
-async def test_cluster_path_that_is_not_a_cluster_is_refused(stack: Stack, tmp_path: Path) -> None:
-    # A directory like /var: other software's files, among them a tmp/ the driver would empty.
-    foreign = tmp_path / "var"
-    (foreign / "tmp").mkdir(parents=True)
-    (foreign / "tmp" / "session").write_bytes(b"someone else's data")
-    (foreign / "log").mkdir()
-    (foreign / "log" / "syslog").write_bytes(b"x" * 1000)
-    before = tree_digest(foreign)
+def cli(stack: Stack, tmp_path: Path) -> Callable[..., Awaitable[tuple[int, str]]]:
+    """`abdr ARGS` as a user runs it against the stack's server: (exit code, stdout + stderr)."""
     env = {**os.environ, "ABDR_TEMPORAL_ADDRESS": stack.settings.temporal_address,
            "ABDR_DATA_DIR": str(tmp_path / "cli")}
 
@@ -112,6 +110,38 @@ async def test_cluster_path_that_is_not_a_cluster_is_refused(stack: Stack, tmp_p
         out, _ = await proc.communicate()
         return proc.returncode or 0, out.decode()
 
+    return abdr
+
+
+async def test_repository_path_problems_say_what_to_do(stack: Stack, tmp_path: Path) -> None:
+    """A path the site's worker cannot use is refused as bad input (exit 2) in one line that
+    says what is wrong and what to give instead, not as an errno string."""
+    abdr = cli(stack, tmp_path)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    cases = {
+        a_file: "is a file (or inside one), not a directory: give a new or empty directory",
+        Path("/proc/abdr-repo"): "cannot be created or used (No such file or directory): give a directory on "
+                                 "a mounted, writable file system",
+        Path("/sys/abdr-repo"): "cannot be created or written by the site's worker (permission denied): give a "
+                                "directory it may write",
+    }
+    for i, (path, words) in enumerate(cases.items()):
+        code, out = await abdr("repository", "create", f"bad{i}", "--path", str(path))
+        assert code == 2 and len(out.splitlines()) == 1 and f"error: repository path {path} {words}" in out, out
+        assert "Errno" not in out
+    assert not {f"bad{i}" for i in range(len(cases))} & {r.name for r in await stack.client.list_repositories()}
+
+
+async def test_cluster_path_that_is_not_a_cluster_is_refused(stack: Stack, tmp_path: Path) -> None:
+    # A directory like /var: other software's files, among them a tmp/ the driver would empty.
+    foreign = tmp_path / "var"
+    (foreign / "tmp").mkdir(parents=True)
+    (foreign / "tmp" / "session").write_bytes(b"someone else's data")
+    (foreign / "log").mkdir()
+    (foreign / "log" / "syslog").write_bytes(b"x" * 1000)
+    before = tree_digest(foreign)
+    abdr = cli(stack, tmp_path)
     code, out = await abdr("cluster", "add", "c9", "--site", "default", "--path", str(foreign))
     assert code != 0 and "is not empty and is not an abdr cluster" in out and "Traceback" not in out
     assert tree_digest(foreign) == before

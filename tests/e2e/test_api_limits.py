@@ -31,7 +31,8 @@ async def test_large_requests_get_413_and_memory_stays_bounded(stack: Stack) -> 
                 declared = await http.post("/v1/backup-plans", content=b"x" * BIG,
                                            headers={"content-type": "application/json", **headers})
                 assert declared.status_code == 413, declared.text
-                assert declared.json() == {"error": f"the request body is larger than {MiB} bytes", "details": None}
+                assert declared.json() == {"error": f"the request body is larger than {MiB} bytes", "kind": "invalid",
+                                           "details": None}
                 chunked = await http.post("/v1/restores", content=chunks(BIG),
                                           headers={"content-type": "application/json", **headers})
                 assert chunked.status_code == 413 and "larger than" in chunked.json()["error"]

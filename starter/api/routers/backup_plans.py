@@ -2,13 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body
 
 from models.admin import BackupPlanView, DeletedBackupPlan
 from models.plans import BackupPlanSpec
 from starter.api import examples as ex
 from starter.api.dependencies import C, PlanName, Started, started
 from starter.api.errors import ERROR_RESPONSES
+from starter.client import Invalid
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -33,7 +34,7 @@ async def get_backup_plan(name: PlanName, c: C) -> BackupPlanView:
 async def update_backup_plan(name: PlanName, spec: Annotated[BackupPlanSpec, Body(openapi_examples=ex.BACKUP_PLAN)],
                              c: C) -> BackupPlanSpec:
     if spec.name != name:
-        raise HTTPException(400, f"the body names plan {spec.name!r}, the path {name!r}")
+        raise Invalid(f"the body names plan {spec.name!r}, the path {name!r}")
     return await c.update_backup_plan(spec)
 
 
