@@ -48,9 +48,9 @@ from models.requests import (
     RestoreRequest,
     UndoFailoverRequest,
 )
-from models.restore_points import RestorePointSummary
+from models.restore_points import PointState, RestorePointSummary, unrestorable
 from models.services import RepositorySpec
-from starter.client.errors import Busy, NotFound, Unavailable, failure_error
+from starter.client.errors import Busy, Damaged, Invalid, NotFound, Unavailable, failure_error
 from starter.runtime import schedules
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings, get_settings
@@ -242,6 +242,10 @@ class AbdrClient:
 
     async def restore(self, request: RestoreRequest) -> WorkflowHandle:
         point = await self.get_restore_point(request.point_id)
+        if why := unrestorable(point.id, point.state):  # refused at once; the workflow checks again
+            raise (Damaged if point.state == PointState.DAMAGED else Invalid)(why)
+        if request.target_cluster and request.target_cluster not in {c.name for c in await self.list_clusters()}:
+            raise NotFound(f"cluster {request.target_cluster!r} not found")
         cluster = request.target_cluster or point.cluster
         vm = request.new_name or point.vm
         return await self._start(RestoreWorkflow.run, RestoreInput(request=request), restore_id(cluster, vm),
@@ -297,8 +301,18 @@ class AbdrClient:
         """A page of a replica's state changes, newest first; pass `next_before` for the next."""
         return await self.admin("replica_history", {"plan": plan, "vm": vm, "limit": limit, "before": before})
 
+    async def require_replica(self, plan: str, vm: str) -> ReplicaView:
+        """The replica of `vm` in `plan`; NotFound for an unknown plan or VM, so a DR request
+        naming nothing is refused at once instead of starting a workflow that fails later."""
+        await self.get_replication_plan(plan)  # unknown plan: NotFound, it names the plan
+        found = next((r for r in await self.list_replicas(plan) if r.source.vm == vm), None)
+        if found is None:
+            raise NotFound(f"VM {vm!r} is not protected by replication plan {plan!r}")
+        return found
+
     async def _dr(self, workflow: Callable[[Any, Any], Awaitable[DrOperationResult]], req: Any,
                   wf_id: str) -> WorkflowHandle[Any, DrOperationResult]:
+        await self.require_replica(req.plan, req.vm)
         return await self._start(workflow, req, wf_id,
                                  f"another disaster-recovery operation on {req.plan}/{req.vm} is running")
 
@@ -315,6 +329,7 @@ class AbdrClient:
         return await self._dr(PermanentFailoverWorkflow.run, req, dr_id(req.plan, req.vm))
 
     async def start_failover_test(self, req: FailoverTestRequest) -> WorkflowHandle:
+        await self.require_replica(req.plan, req.vm)
         return await self._start(FailoverTestWorkflow.run, req, drill_id(req.plan, req.vm),
                                  f"a failover test of {req.plan}/{req.vm} is already running")
 
