@@ -9,7 +9,7 @@ as their workflows, plans as Temporal Schedules.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -36,7 +36,7 @@ from models.admin import (
 from models.ids import dr_id, drill_id, maintenance_id, plan_run_id, replication_run_id, restore_id
 from models.inventory import VM, Cluster, Site
 from models.jobs import MaintenanceInput, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
-from models.plans import BackupPlanSpec, PlanStatus
+from models.plans import BackupPlanSpec, PlanStatus, VMRef
 from models.queues import WORKFLOW_TASK_QUEUE
 from models.replication import ReplicationPlanSpec
 from models.replication_jobs import DrOperationResult, HistoryPage, ReplicationRunInput
@@ -165,19 +165,19 @@ class AbdrClient:
 
     # -- backup plans ---------------------------------------------------------------------
 
-    async def check_vms(self, spec: BackupPlanSpec) -> None:
-        """Every VM of the plan exists: asked of each cluster's site worker."""
+    async def check_vms(self, vms: Sequence[VMRef]) -> None:
+        """Every VM named exists: asked of each cluster's site worker."""
         sites = {c.name: c.site for c in await self.list_clusters()}
         by_site: dict[str, list[dict]] = {}
-        for ref in spec.vms:
+        for ref in vms:
             if ref.cluster not in sites:
                 raise NotFound(f"cluster {ref.cluster!r} not found")
             by_site.setdefault(sites[ref.cluster], []).append(ref.model_dump())
-        for site, vms in by_site.items():
-            await self.admin("check_vms", {"vms": vms}, site=site)
+        for site, refs in by_site.items():
+            await self.admin("check_vms", {"vms": refs}, site=site)
 
     async def create_backup_plan(self, spec: BackupPlanSpec) -> BackupPlanSpec:
-        await self.check_vms(spec)
+        await self.check_vms(spec.vms)
         created = await self.admin("add_backup_plan", spec.model_dump(mode="json"))
         try:
             await schedules.upsert(self.client, spec)
@@ -188,7 +188,7 @@ class AbdrClient:
 
     async def update_backup_plan(self, spec: BackupPlanSpec) -> BackupPlanSpec:
         current = await self.get_backup_plan(spec.name)
-        await self.check_vms(spec)
+        await self.check_vms(spec.vms)
         updated = await self.admin("update_backup_plan", spec.model_dump(mode="json"))
         await schedules.upsert(self.client, spec, paused=current.status != PlanStatus.WORKING)
         return updated
@@ -257,8 +257,8 @@ class AbdrClient:
     # -- replication ------------------------------------------------------------------------
 
     async def create_replication_plan(self, spec: ReplicationPlanSpec) -> ReplicationPlanSpec:
+        await self.check_vms(spec.vms)  # before the plan exists: a plan over a missing VM is never created
         created = await self.admin("add_replication_plan", spec.model_dump(mode="json"))
-        await self.admin("check_vms", {"vms": [v.model_dump() for v in spec.vms]}, site=spec.source_site)
         try:
             await schedules.upsert(self.client, spec)
         except Exception:

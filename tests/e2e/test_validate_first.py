@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
+
 from models.admin import ReplicaView
 from models.ids import dr_id, drill_id
+from starter.client import NotFound
 from tests.e2e.api_process import api_process
 from tests.e2e.conftest import MiB, Stack
 from tests.e2e.test_backup_restore import plan_spec, run_plan
@@ -80,6 +83,10 @@ async def test_dr_operations_on_unknown_plans_and_vms_are_refused_at_once(dr: DR
         assert code == 3 and "replication plan 'nosuch'" in out and "started" not in out, (argv, code, out)
     code, out = await abdr(dr, "failover", "dr", "nosuch")
     assert code == 3 and "VM 'nosuch' is not protected by replication plan 'dr'" in out, out
+    # A replication plan over a VM that is not there is never created (it was, before its VM check).
+    with pytest.raises(NotFound, match="ghost"):
+        await dr.client.create_replication_plan(plan("dr2", vms=[{"cluster": "ca", "vm": "ghost"}]))
+    assert "dr2" not in {p.spec.name for p in await dr.client.list_replication_plans()}
     started = {wf.id async for wf in dr.client.client.list_workflows()}
     assert not {dr_id("nosuch", "web"), drill_id("nosuch", "web"), dr_id("dr", "nosuch")} & started
 
@@ -114,3 +121,27 @@ async def test_a_failed_rebuild_removes_the_vm_it_created(stack: Stack) -> None:
     flip(chunk_files(stack.repo_path)[0])  # damaged on disk, not yet found by a verify: the write finds it
     code, out = await cli(stack_env(stack), "restore", point, "--mode", "rebuild", "--new-name", "web-copy", "--wait")
     assert code != 0 and "web-copy" not in {v.name for v in stack.driver.list_vms()}, out
+
+
+async def test_apply_of_a_file_with_one_bad_plan_names_it_and_changes_nothing(stack: Stack) -> None:
+    stack.make_vm("web", size=1 * MiB)
+    f = stack.tmp / "plans.yaml"
+    f.write_text(f"""
+sites: [{{name: s2}}]
+clusters: [{{name: c2, site: s2, path: {stack.tmp / 'c2'}}}]
+repositories: [{{name: r2, site: default, path: {stack.tmp / 'r2'}}}]
+backup_plans:
+  - {{name: good, vms: [c1/web], repository: r1, schedule: "daily 03:00", retention: "count:3"}}
+  - {{name: bad, vms: [c1/web, c1/nosuch], repository: r2, schedule: "daily 03:00", retention: "count:3"}}
+""")
+    code, out = await cli(stack_env(stack), "apply", "-f", str(f))
+    assert code == 3 and "backup_plans[1] (bad)" in out and "nosuch" in out and "nothing was applied" in out, out
+    assert "s2" not in {s.name for s in await stack.client.list_sites()}
+    assert "c2" not in {c.name for c in await stack.client.list_clusters()}
+    assert "r2" not in {r.name for r in await stack.client.list_repositories()}
+    assert not await stack.client.list_backup_plans()
+    # A reference to what neither the file nor the catalog has is named too.
+    f.write_text("backup_plans: [{name: lost, vms: [c1/web], repository: r9, schedule: 'daily 03:00', "
+                 "retention: 'count:3'}]\n")
+    code, out = await cli(stack_env(stack), "apply", "-f", str(f))
+    assert code == 3 and "backup_plans[0] (lost): repository 'r9' is neither in the file nor in the catalog" in out
