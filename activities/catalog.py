@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.errors import InvalidRequest, translate_errors
+from activities.errors import InvalidRequest, PointDamaged, translate_errors
 from drivers.catalog.store import Catalog
 from models.activity_api import CatalogApi
 from models.jobs import (
@@ -22,7 +22,7 @@ from models.jobs import (
 )
 from models.plans import PlanStatus, VMRef
 from models.requests import RestoreMode
-from models.restore_points import RestorePointSummary
+from models.restore_points import PointState, RestorePointSummary, unrestorable
 from models.services import RepositorySpec
 
 
@@ -83,6 +83,8 @@ class CatalogActivities(CatalogApi):
     def resolve_restore(self, inp: RestoreInput) -> ResolvedRestore:
         req, c = inp.request, self.catalog
         point = c.get_restore_point(req.point_id)
+        if why := unrestorable(point.id, point.state):
+            raise (PointDamaged if point.state == PointState.DAMAGED else InvalidRequest)(why)
         source = VMRef(cluster=point.cluster, vm=point.vm)
         if point.repository is None:
             raise InvalidRequest(f"restore point {point.id!r} is not in a backup repository")

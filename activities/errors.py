@@ -28,6 +28,10 @@ class InvalidRequest(Exception):
     """A request that contradicts the catalog (e.g. a restore point of another VM)."""
 
 
+class PointDamaged(InvalidRequest):
+    """A restore of a point whose stored data failed its checks (repository verify)."""
+
+
 def _repository_errors() -> tuple[type[BaseException], ...]:
     from drivers.repository import errors
 

@@ -70,6 +70,7 @@ ERRORS: dict[str, ErrorType] = {
     "TransportTransient": ErrorType(_M.UNAVAILABLE, retryable=True),
     # requests: activities/errors.py's InvalidRequest (the Admin workflow's refusal too), bad input
     "InvalidRequest": ErrorType(_M.INVALID),
+    "PointDamaged": ErrorType(_M.DAMAGED),  # a restore of a point verify marked DAMAGED
     "IllegalTransition": ErrorType(_M.CONFLICT),
     "WeakSecret": ErrorType(_M.INVALID),
     "ValidationError": ErrorType(_M.INVALID),

@@ -29,6 +29,17 @@ class PointState(StrEnum):
     DELETING = "DELETING"
 
 
+def unrestorable(point_id: str, state: PointState) -> str | None:
+    """Why a point in `state` cannot be restored (None: it can): checked before a restore
+    creates or stops anything, by the client and again by the workflow."""
+    if state == PointState.DAMAGED:
+        return (f"restore point {point_id!r} is DAMAGED (repository verify found its data failing checks): "
+                "nothing was restored; choose another point, or back up again to heal it")
+    if state != PointState.READY:
+        return f"restore point {point_id!r} is {state.value}, not READY: nothing was restored"
+    return None
+
+
 class RestorePointSummary(Strict):
     id: str
     plan: Name | None

@@ -10,7 +10,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.activity_api import BackupApi, CatalogApi, RestoreApi, activity_name
+    from models.activity_api import BackupApi, CatalogApi, ReplicationApi, RestoreApi, activity_name
     from models.jobs import (
         CreateVMInput,
         Operation,
@@ -21,11 +21,15 @@ with workflow.unsafe.imports_passed_through():
         SnapshotRef,
     )
     from models.queues import site_task_queue
+    from models.replication_jobs import VMAt
     from models.requests import RestoreMode
 
-from workflows.backup import SITE_HEARTBEAT, TRANSFER_HEARTBEAT
+from workflows.backup import SITE_HEARTBEAT, TRANSFER_HEARTBEAT, failure_text
 from workflows.common import A, R, catalog, phase, record_job, retry, tag
 
+# A REBUILD that fails after creating its VM deletes that VM (a half-written VM is no
+# restore); runs recorded before left it and replay so.
+REBUILD_UNDO = "restore-rebuild-deletes-its-vm"
 
 @workflow.defn(name="Restore")
 class RestoreWorkflow:
@@ -58,14 +62,22 @@ class RestoreWorkflow:
             created = await site(RestoreApi.create_vm_for_restore, CreateVMInput(
                 cluster=r.target.cluster, config=r.config, network_mapping=req.network_mapping))
             vm_id = created.vm_id
-        phase("write", f"point {r.point_id} -> {r.target}")
-        written = await site(
-            RestoreApi.restore_disks, RestoreDisksInput(restore=r, vm_id=vm_id, new_vm=req.mode == RestoreMode.REBUILD),
-            # Short: the server sees durable progress every 8 s (the core throttles heartbeats to 80%).
-            start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=TRANSFER_HEARTBEAT)
-        if req.power_on:
-            phase("power-on")
-            await site(RestoreApi.set_power, PowerInput(cluster=r.target.cluster, vm_id=vm_id, on=True))
+        undo = req.mode == RestoreMode.REBUILD and workflow.patched(REBUILD_UNDO)
+        try:
+            phase("write", f"point {r.point_id} -> {r.target}")
+            written = await site(
+                RestoreApi.restore_disks,
+                RestoreDisksInput(restore=r, vm_id=vm_id, new_vm=req.mode == RestoreMode.REBUILD),
+                # Short: the server sees durable progress every 8 s (the core throttles heartbeats to 80%).
+                start_to_close_timeout=timedelta(hours=24), heartbeat_timeout=TRANSFER_HEARTBEAT)
+            if req.power_on:
+                phase("power-on")
+                await site(RestoreApi.set_power, PowerInput(cluster=r.target.cluster, vm_id=vm_id, on=True))
+        except BaseException as e:
+            if undo:
+                phase("undo", f"delete the new VM {r.target}: {failure_text(e)}")
+                await site(ReplicationApi.delete_vm, VMAt(cluster=r.target.cluster, vm_id=vm_id))
+            raise
         result = RestoreResult(point_id=r.point_id, vm=r.target, vm_id=vm_id, written_bytes=written.written_bytes,
                                total_bytes=written.total_bytes, powered_on=req.power_on)
         await record_job(Operation.RESTORE, "SUCCESS", vm=str(r.target), result=result.model_dump(mode="json"),

@@ -14,7 +14,7 @@ from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt
 from starter.cli.plan_files import ApplyFile, load_apply_file
 from starter.cli.render import emit, say, table
-from starter.client import AbdrClient
+from starter.client import AbdrClient, AbdrError, NotFound
 from starter.runtime.settings import get_settings
 
 CANNOT_UPDATE = "differs from the catalog ({}); abdr cannot change a {} in place: left as is"
@@ -25,8 +25,46 @@ def _differs(have: BaseModel, want: dict, fields: tuple[str, ...]) -> list[str]:
     return [f for f in fields if dumped.get(f) != want.get(f)]
 
 
+async def check_file(c: AbdrClient, f: ApplyFile) -> None:
+    """Every entry's references resolve against the file and the catalog, and the VMs of plans
+    on clusters the catalog has exist, before anything is changed: the first wrong entry is
+    named with why, and nothing is applied. (VMs on clusters the file adds are checked when
+    their plan is created: abdr can ask a cluster only once it knows it.)"""
+    sites = {s.name for s in f.sites} | {s.name for s in await c.list_sites()}
+    known = {x.name: x.site for x in await c.list_clusters()}
+    clusters = {**{x.name: x.site for x in f.clusters}, **known}  # an existing cluster keeps its site
+    repositories = {r.name for r in f.repositories} | {r.name for r in await c.list_repositories()}
+
+    def refuse(section: str, name: str, why: str) -> NotFound:
+        return NotFound(f"{f.where[(section, name)]}: {why}; nothing was applied")
+
+    for section, entries in (("clusters", f.clusters), ("repositories", f.repositories)):
+        for entry in entries:
+            if entry.site not in sites:
+                raise refuse(section, entry.name, f"site {entry.site!r} is neither in the file nor in the catalog")
+    plans: list[tuple[str, str, list[tuple[str, str | None]], list[Any]]] = [
+        ("backup_plans", p.name, [(v.cluster, None) for v in p.vms], p.vms) for p in f.backup_plans]
+    plans += [("replication_plans", p.name, [(p.source_cluster, p.source_site), (p.target_cluster, p.target_site)],
+               p.vms) for p in f.replication_plans]
+    for p in f.backup_plans:
+        if p.repository not in repositories:
+            raise refuse("backup_plans", p.name,
+                         f"repository {p.repository!r} is neither in the file nor in the catalog")
+    for section, name, refs, vms in plans:
+        for cluster, site in refs:
+            if cluster not in clusters:
+                raise refuse(section, name, f"cluster {cluster!r} is neither in the file nor in the catalog")
+            if site is not None and clusters[cluster] != site:
+                raise refuse(section, name, f"cluster {cluster!r} is in site {clusters[cluster]!r}, not {site!r}")
+        try:
+            await c.check_vms([v for v in vms if v.cluster in known])
+        except AbdrError as e:
+            raise e.reworded(f"{f.where[(section, name)]}: {e}; nothing was applied") from None
+
+
 async def apply_file(c: AbdrClient, f: ApplyFile, done: list[dict[str, Any]]) -> None:
     """Apply in dependency order, appending one row per object to `done` as it goes."""
+    await check_file(c, f)
 
     def record(kind: str, name: str, action: str, note: str = "") -> None:
         done.append({"kind": kind, "name": name, "action": action, "note": note})

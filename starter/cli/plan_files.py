@@ -5,7 +5,7 @@ sites, clusters, repositories and plans. Fields may be written in the compact gr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -145,6 +145,9 @@ class ApplyFile:
     repositories: list[RepositorySpec]
     backup_plans: list[BackupPlanSpec]
     replication_plans: list[ReplicationPlanSpec]
+    # (section, name) -> where the entry is, e.g. "plans.yaml: backup_plans[1] (gold)": errors found
+    # against the catalog name the entry as the file's own errors do.
+    where: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 SECTIONS = ("sites", "clusters", "repositories", "backup_plans", "replication_plans")
@@ -241,4 +244,5 @@ def load_apply_file(path: str | Path, data_dir: Path) -> ApplyFile:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise UsageError(f"{path}: {section} names repeat: {dup}")
+        out.where.update({(section, n): where(section, i, item) for i, (n, item) in enumerate(zip(names, lists[section]))})
     return out

@@ -9,7 +9,7 @@ as their workflows, plans as Temporal Schedules.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -36,7 +36,7 @@ from models.admin import (
 from models.ids import dr_id, drill_id, maintenance_id, plan_run_id, replication_run_id, restore_id
 from models.inventory import VM, Cluster, Site
 from models.jobs import MaintenanceInput, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
-from models.plans import BackupPlanSpec, PlanStatus
+from models.plans import BackupPlanSpec, PlanStatus, VMRef
 from models.queues import WORKFLOW_TASK_QUEUE
 from models.replication import ReplicationPlanSpec
 from models.replication_jobs import DrOperationResult, HistoryPage, ReplicationRunInput
@@ -48,9 +48,9 @@ from models.requests import (
     RestoreRequest,
     UndoFailoverRequest,
 )
-from models.restore_points import RestorePointSummary
+from models.restore_points import PointState, RestorePointSummary, unrestorable
 from models.services import RepositorySpec
-from starter.client.errors import Busy, NotFound, Unavailable, failure_error
+from starter.client.errors import Busy, Damaged, Invalid, NotFound, Unavailable, failure_error
 from starter.runtime import job_ends, schedules
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings, get_settings
@@ -165,19 +165,19 @@ class AbdrClient:
 
     # -- backup plans ---------------------------------------------------------------------
 
-    async def check_vms(self, spec: BackupPlanSpec) -> None:
-        """Every VM of the plan exists: asked of each cluster's site worker."""
+    async def check_vms(self, vms: Sequence[VMRef]) -> None:
+        """Every VM named exists: asked of each cluster's site worker."""
         sites = {c.name: c.site for c in await self.list_clusters()}
         by_site: dict[str, list[dict]] = {}
-        for ref in spec.vms:
+        for ref in vms:
             if ref.cluster not in sites:
                 raise NotFound(f"cluster {ref.cluster!r} not found")
             by_site.setdefault(sites[ref.cluster], []).append(ref.model_dump())
-        for site, vms in by_site.items():
-            await self.admin("check_vms", {"vms": vms}, site=site)
+        for site, refs in by_site.items():
+            await self.admin("check_vms", {"vms": refs}, site=site)
 
     async def create_backup_plan(self, spec: BackupPlanSpec) -> BackupPlanSpec:
-        await self.check_vms(spec)
+        await self.check_vms(spec.vms)
         created = await self.admin("add_backup_plan", spec.model_dump(mode="json"))
         try:
             await schedules.upsert(self.client, spec)
@@ -188,7 +188,7 @@ class AbdrClient:
 
     async def update_backup_plan(self, spec: BackupPlanSpec) -> BackupPlanSpec:
         current = await self.get_backup_plan(spec.name)
-        await self.check_vms(spec)
+        await self.check_vms(spec.vms)
         updated = await self.admin("update_backup_plan", spec.model_dump(mode="json"))
         await schedules.upsert(self.client, spec, paused=current.status != PlanStatus.WORKING)
         return updated
@@ -242,6 +242,10 @@ class AbdrClient:
 
     async def restore(self, request: RestoreRequest) -> WorkflowHandle:
         point = await self.get_restore_point(request.point_id)
+        if why := unrestorable(point.id, point.state):  # refused at once; the workflow checks again
+            raise (Damaged if point.state == PointState.DAMAGED else Invalid)(why)
+        if request.target_cluster and request.target_cluster not in {c.name for c in await self.list_clusters()}:
+            raise NotFound(f"cluster {request.target_cluster!r} not found")
         cluster = request.target_cluster or point.cluster
         vm = request.new_name or point.vm
         return await self._start(RestoreWorkflow.run, RestoreInput(request=request), restore_id(cluster, vm),
@@ -253,8 +257,8 @@ class AbdrClient:
     # -- replication ------------------------------------------------------------------------
 
     async def create_replication_plan(self, spec: ReplicationPlanSpec) -> ReplicationPlanSpec:
+        await self.check_vms(spec.vms)  # before the plan exists: a plan over a missing VM is never created
         created = await self.admin("add_replication_plan", spec.model_dump(mode="json"))
-        await self.admin("check_vms", {"vms": [v.model_dump() for v in spec.vms]}, site=spec.source_site)
         try:
             await schedules.upsert(self.client, spec)
         except Exception:
@@ -297,8 +301,18 @@ class AbdrClient:
         """A page of a replica's state changes, newest first; pass `next_before` for the next."""
         return await self.admin("replica_history", {"plan": plan, "vm": vm, "limit": limit, "before": before})
 
+    async def require_replica(self, plan: str, vm: str) -> ReplicaView:
+        """The replica of `vm` in `plan`; NotFound for an unknown plan or VM, so a DR request
+        naming nothing is refused at once instead of starting a workflow that fails later."""
+        await self.get_replication_plan(plan)  # unknown plan: NotFound, it names the plan
+        found = next((r for r in await self.list_replicas(plan) if r.source.vm == vm), None)
+        if found is None:
+            raise NotFound(f"VM {vm!r} is not protected by replication plan {plan!r}")
+        return found
+
     async def _dr(self, workflow: Callable[[Any, Any], Awaitable[DrOperationResult]], req: Any,
                   wf_id: str) -> WorkflowHandle[Any, DrOperationResult]:
+        await self.require_replica(req.plan, req.vm)
         return await self._start(workflow, req, wf_id,
                                  f"another disaster-recovery operation on {req.plan}/{req.vm} is running")
 
@@ -315,6 +329,7 @@ class AbdrClient:
         return await self._dr(PermanentFailoverWorkflow.run, req, dr_id(req.plan, req.vm))
 
     async def start_failover_test(self, req: FailoverTestRequest) -> WorkflowHandle:
+        await self.require_replica(req.plan, req.vm)
         return await self._start(FailoverTestWorkflow.run, req, drill_id(req.plan, req.vm),
                                  f"a failover test of {req.plan}/{req.vm} is already running")
 
