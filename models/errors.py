@@ -46,6 +46,8 @@ ERRORS: dict[str, ErrorType] = {
     "OperationTimeout": ErrorType(_M.UNAVAILABLE, retryable=True),
     "OutOfRange": ErrorType(_M.INVALID),
     "InvalidName": ErrorType(_M.INVALID),
+    # drivers/qcow2/images.py (qemu-img failed: a disk error or a lock may pass, so retried)
+    "ImageError": ErrorType(_M.FAILED, retryable=True),
     # drivers/catalog/errors.py (StateConflict: the DR workflows' refusal too)
     "CatalogError": ErrorType(_M.FAILED),
     "InUse": ErrorType(_M.CONFLICT),
