@@ -1,0 +1,211 @@
+"""abdr end to end on libvirt clusters with a real booting guest that keeps writing: the
+real dev server, an orchestration worker and two site workers as separate processes, two
+libvirt clusters on this host in two sites. The oracle is the guest's own write sequence
+(tests/guest/pattern.py): any disk abdr produces must be exactly the guest's disk after
+writes 1..C for the C its head block names (the one write in flight aside), and a restored
+or failed-over VM must boot and say on its own console which C it found."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from drivers.catalog.store import Catalog
+from drivers.libvirt import LibvirtDriver
+from models.inventory import DiskSpec, Site, VMConfig
+from models.plans import BackupPlanSpec, RunResult
+from models.requests import RestoreMode, RestoreRequest
+from models.restore_points import PointType
+from models.services import RepositorySpec
+from starter.client import AbdrClient
+from starter.runtime.settings import Settings
+from tests.e2e.histories import export_histories
+from tests.e2e.processes import DevServer, WorkerProcess
+from tests.guest import pattern
+from tests.guest.domain import MEMORY_MIB, Guest
+from tests.guest.initramfs import GuestImage
+from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
+
+pytestmark = pytest.mark.hypervisor
+DISK = 32 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    s = DevServer(tmp_path_factory.mktemp("temporal") / "temporal.db").start()
+    yield s
+    s.stop()
+
+
+@dataclass
+class KVM:
+    """Two libvirt clusters (ka in site a, kb in site b) on this host, the workers serving
+    them as processes, and a client."""
+
+    server: DevServer
+    tmp: Path
+    env: dict[str, str]
+    ka: LibvirtDriver
+    kb: LibvirtDriver
+    conn: libvirt.virConnect
+    client: AbdrClient
+    procs: dict[str, WorkerProcess] = field(default_factory=dict)
+
+    def start(self, role: str) -> None:
+        args = {"orchestrator": ["--no-site"], "a": ["--site", "a", "--no-workflows"],
+                "b": ["--site", "b", "--no-workflows"]}[role]
+        self.procs[role] = WorkerProcess(self.env, self.tmp / f"{role}-{len(self.procs)}.log", *args)
+
+    def guest(self, driver: LibvirtDriver, vm_name: str) -> Guest:
+        vm = driver.find_vm(vm_name)
+        assert vm is not None, vm_name
+        g = Guest(self.conn.lookupByUUIDString(vm.id), Path(), driver.root / "vms" / vm.id / "console.log")
+        g.mark = g.console.stat().st_size if g.console.exists() else 0  # from now on
+        return g
+
+
+async def _terminate_all(client: Client) -> None:
+    await export_histories(client)
+    async for s in await client.list_schedules():
+        await client.get_schedule_handle(s.id).delete()
+    async for wf in client.list_workflows("ExecutionStatus = 'Running'"):
+        await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("test finished")
+
+
+@pytest.fixture
+async def kvm(server: DevServer, tmp_path: Path) -> AsyncIterator[KVM]:
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    env = {"ABDR_TEMPORAL_ADDRESS": server.address, "ABDR_DATA_DIR": str(tmp_path / "state"),
+           "ABDR_DATABASE_URL": url, "ABDR_SHUTDOWN_GRACE_S": "1", "ABDR_TRANSPORT_TOKEN": "test-token-123"}
+    catalog = Catalog(url)
+    for site in ("a", "b"):
+        catalog.add_site(Site(name=site))
+    catalog.close()
+    endpoints = {c: f"qemu:///system#{fresh_cluster_dir()}" for c in ("ka", "kb")}
+    conn = libvirt.open("qemu:///system")
+    temporal = await Client.connect(server.address, data_converter=pydantic_data_converter)
+    client = AbdrClient(temporal, Settings(temporal_address=server.address, data_dir=tmp_path / "state",
+                                           database_url=url))
+    world = KVM(server, tmp_path, env, LibvirtDriver(endpoints["ka"], "ka"), LibvirtDriver(endpoints["kb"], "kb"),
+                conn, client)
+    try:
+        for role in ("orchestrator", "a", "b"):
+            world.start(role)
+        await _terminate_all(temporal)
+        await client.add_cluster("ka", "a", "libvirt", endpoints["ka"])
+        await client.add_cluster("kb", "b", "libvirt", endpoints["kb"])
+        await client.create_repository(RepositorySpec(name="r1", path=str(tmp_path / "repo"), site="a"))
+        yield world
+    finally:
+        await _terminate_all(temporal)
+        for p in world.procs.values():
+            p.kill()
+        for e in endpoints.values():
+            remove_cluster_dir(e)
+        conn.close()
+
+
+def guest_config(image: GuestImage, name: str) -> VMConfig:
+    return VMConfig(name=name, memory_mib=MEMORY_MIB, disks=[DiskSpec(name="disk0", size_bytes=DISK, boot=True)],
+                    platform={"kernel": str(image.kernel), "initrd": str(image.initrd),
+                              "cmdline": "console=ttyS0 panic=-1 quiet abdr.mode=write abdr.interval_us=20000"})
+
+
+def disk_of(driver: LibvirtDriver, vm_name: str) -> bytes:
+    vm = driver.find_vm(vm_name)
+    assert vm is not None, vm_name
+    with driver.open_disk(vm.id, "disk0") as h:
+        return h.read(0, h.size)
+
+
+def guest_state(image: bytes, what: str) -> int:
+    """The C of a disk that is exactly the guest's disk after writes 1..C (else fail)."""
+    check = pattern.check_image(image)
+    assert check.ok, f"{what}: not a state of the guest's writes; bad blocks {check.bad_blocks[:5]}"
+    return check.counter
+
+
+def plan_spec(vm: str) -> BackupPlanSpec:
+    return BackupPlanSpec.model_validate({
+        "name": "gold", "vms": [{"cluster": "ka", "vm": vm}], "repository": "r1",
+        "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "COUNT", "value": 10}})
+
+
+async def run_plan(kvm: KVM) -> Any:
+    result = await kvm.client.plan_run_result(await kvm.client.run_backup_plan("gold"))
+    assert result.result == RunResult.SUCCESS, result
+    [vm] = result.vms
+    return vm
+
+
+async def restore_boots(kvm: KVM, point_id: str, name: str) -> int:
+    """REBUILD the point as `name`: its disk must be a whole state C of the guest's writes,
+    and the restored VM, booted, must say on its own console that it found C."""
+    await kvm.client.restore_result(await kvm.client.restore(
+        RestoreRequest(point_id=point_id, mode=RestoreMode.REBUILD, new_name=name)))
+    c = guest_state(disk_of(kvm.ka, name), f"point {point_id} restored as {name}")
+    vm = kvm.ka.find_vm(name)
+    assert vm is not None
+    g = kvm.guest(kvm.ka, name)
+    kvm.ka.power_on(vm.id)
+    ready = g.wait_for(pattern.READY)
+    assert int(ready.group(3)) == c, f"{name} booted and found c={ready.group(3)}, its disk says {c}"
+    kvm.ka.power_off(vm.id)
+    kvm.ka.delete_vm(vm.id)
+    return c
+
+
+def logged(g: Guest) -> int:
+    got = [int(x) for x in pattern.LOG.findall(g.output())]
+    return got[-1] if got else 0
+
+
+async def test_backup_of_a_running_guest_and_restores_that_boot(kvm: KVM, image: GuestImage) -> None:
+    vm = kvm.ka.create_vm(guest_config(image, "g1"))
+    g = kvm.guest(kvm.ka, "g1")
+    kvm.ka.power_on(vm.id)
+    g.wait_for(pattern.READY)
+    g.wait_counter(50)
+    await kvm.client.create_backup_plan(plan_spec("g1"))
+
+    before = logged(g)
+    first = await run_plan(kvm)
+    assert first.type == PointType.FULL
+    g.wait_counter(logged(g) + 30)  # the guest keeps writing, 4 KiB at a time spread over the disk
+    second = await run_plan(kvm)
+    assert second.type == PointType.INCREMENTAL, second.full_reason
+    c1 = await restore_boots(kvm, first.point_id, "g1-full")
+    assert before <= c1, "the point is a state from while the backup ran"
+    c2 = await restore_boots(kvm, second.point_id, "g1-incr")
+    assert c2 > c1
+    # the incremental read only chunks the guest's writes c1+1..c2+1 touched (and the head's)
+    [d] = second.disks
+    nblk, chunk = DISK // pattern.BLOCK, 128 * 1024
+    touched = {0} | {pattern.position(c, nblk) * pattern.BLOCK // chunk for c in range(c1 + 1, c2 + 2)}
+    assert 0 < d.read_bytes <= len(touched) * chunk < DISK, (d, len(touched))
+
+    # INPLACE onto the stopped VM: the guest's own shutdown, then more writes to undo
+    kvm.ka.shutdown(vm.id, timeout_s=120)
+    oracle = disk_of(kvm.ka, "g1")
+    c3 = guest_state(oracle, "g1 after its shutdown")
+    third = await run_plan(kvm)
+    kvm.ka.power_on(vm.id)
+    g = kvm.guest(kvm.ka, "g1")
+    g.wait_counter(c3 + 50)
+    kvm.ka.shutdown(vm.id, timeout_s=120)
+    assert disk_of(kvm.ka, "g1") != oracle
+    await kvm.client.restore_result(await kvm.client.restore(
+        RestoreRequest(point_id=third.point_id, mode=RestoreMode.INPLACE, vm="ka/g1")))
+    assert disk_of(kvm.ka, "g1") == oracle
+    g = kvm.guest(kvm.ka, "g1")
+    kvm.ka.power_on(vm.id)
+    assert int(g.wait_for(re.compile(pattern.READY.pattern)).group(3)) == c3
+    kvm.ka.power_off(vm.id)
