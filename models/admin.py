@@ -231,6 +231,6 @@ def admin_request(operation: str, payload: dict[str, Any], site: str | None) -> 
     try:
         return op.request.model_validate(payload)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'payload'}: {err['msg']}"
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'payload'}: {err['msg'].removeprefix('Value error, ')}"
                              for err in e.errors(include_url=False, include_input=False))
         raise AdminRefused(f"admin operation {operation!r}: invalid payload: {problems}") from None

@@ -184,8 +184,15 @@ class Cluster(Strict):
 
     name: Name
     site: Name
-    driver: str = Field(default="local", pattern=f"^({'|'.join(DRIVER_NAMES)})$")
+    driver: str = Field(default="local", json_schema_extra={"enum": list(DRIVER_NAMES)})
     endpoint: str = Field(default="", description="Driver-specific: a directory, an AOC URL, a libvirt URI.")
+
+    @field_validator("driver")
+    @classmethod
+    def _known_driver(cls, v: str) -> str:
+        if v not in DRIVER_NAMES:  # said as the choices, not as a pattern of them
+            raise ValueError(f"{v!r} is not one of {', '.join(map(repr, DRIVER_NAMES))}")
+        return v
 
 
 class VM(Strict):

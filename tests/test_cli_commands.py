@@ -228,7 +228,7 @@ def test_apply_file_resolves_paths_and_names_bad_entries(tmp_path: Path) -> None
         ("plans: []\n", "unknown section(s) ['plans']"),
         ("sites: {name: dr}\n", "sites must be a list"),
         ("sites: [{name: dr}, {name: dr}]\n", "sites names repeat: ['dr']"),
-        ("clusters: [{name: c1, site: default, driver: vmware}]\n", "clusters[0] (c1): driver: String should match"),
+        ("clusters: [{name: c1, site: default, driver: vmware}]\n", "clusters[0] (c1): driver: 'vmware' is not one of 'local', 'aoc', 'libvirt'"),
         ("backup_plans: [{name: p, vms: [c1/web], repository: r, schedule: hourly, retention: count:1, x: 1}]\n",
          "backup_plans[0] (p): x: Extra inputs are not permitted"),
         ("backup_plans: [{name: p, vms: [web], repository: r, schedule: hourly, retention: count:1}]\n",

@@ -37,8 +37,13 @@ class RepoKey:
         try:
             raw = json.loads(Path(path).read_text())
             return cls(aead=bytes.fromhex(raw["aead"]), id=bytes.fromhex(raw["id"]))
-        except (OSError, ValueError, KeyError) as e:
-            raise EncryptionError(f"cannot read repository key file {path}: {e}") from e
+        except OSError as e:
+            # from None: a caller shows a failure chain's innermost message, which would be the errno string.
+            raise EncryptionError(f"cannot read repository key file {path} ({(e.strerror or str(e)).lower()}): "
+                                  "give the path of the key file as the site's worker sees it") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise EncryptionError(f"repository key file {path} is not an abdr key file ({e}): give the key file "
+                                  "abdr wrote when the repository was created") from None
 
     def save(self, path: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

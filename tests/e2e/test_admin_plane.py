@@ -68,7 +68,7 @@ async def test_malformed_payload_is_refused_and_changes_nothing(stack: Stack) ->
     assert "limit" in err.message
     err = await refused(client, AdminCall(operation="add_cluster",
                                           payload={"name": "c9", "site": "default", "driver": "shell"}))
-    assert "driver" in err.message
+    assert "driver: 'shell' is not one of 'local', 'aoc', 'libvirt'" in err.message
     assert await stack.client.list_sites() == sites
     assert "c9" not in {c.name for c in await stack.client.list_clusters()}
     # The same operations with good payloads run.
@@ -130,6 +130,11 @@ async def test_repository_path_problems_say_what_to_do(stack: Stack, tmp_path: P
         code, out = await abdr("repository", "create", f"bad{i}", "--path", str(path))
         assert code == 2 and len(out.splitlines()) == 1 and f"error: repository path {path} {words}" in out, out
         assert "Errno" not in out
+    code, out = await abdr("repository", "create", "bad-key", "--path", str(tmp_path / "new-repo"), "--encrypt",
+                           "--key-file", str(tmp_path / "no-such.key"))
+    assert code == 1 and out.splitlines() == [
+        f"error: cannot read repository key file {tmp_path / 'no-such.key'} (no such file or directory): give the "
+        "path of the key file as the site's worker sees it"], out
     assert not {f"bad{i}" for i in range(len(cases))} & {r.name for r in await stack.client.list_repositories()}
 
 
