@@ -82,6 +82,7 @@ ERRORS: dict[str, ErrorType] = {
     "SourceRunning": ErrorType(_M.CONFLICT),
     "SourceNotStopped": ErrorType(_M.CONFLICT),
     "SourceUnknown": ErrorType(_M.UNAVAILABLE),
+    "TargetUnreachable": ErrorType(_M.UNAVAILABLE),  # a failover's target site did not answer: nothing stopped
 }
 
 

@@ -47,6 +47,10 @@ FAILOVER_FROM = (ReplicaState.READY, ReplicaState.FAILOVER_TEST)
 # Runs recorded before keep their order (replay).
 FAILOVER_UNDO = "failover-undo-reads-replica"
 FENCE_COUNTS_SHUTDOWN = "fence-counts-the-shutdown"
+# Runs from here ask the target site for the replica before the claim, so a failover whose
+# replica cannot be reached or is gone stops nothing (production stays up); runs recorded
+# before went straight to the claim and replay so.
+TARGET_FIRST = "failover-checks-the-target-first"
 
 
 async def find_point(plan: str, vm: str, point: str) -> ReplicaPoint:
@@ -81,6 +85,8 @@ class FailoverWorkflow:
                          f"{obj.owner} holds it (wait for it to end, or cancel it)", "StateConflict")
         require_state(obj, FAILOVER_FROM, "fail over")
         point = None if req.point == NOW else await find_point(req.plan, req.vm, req.point)
+        if workflow.patched(TARGET_FIRST):
+            await self.check_target(sites, r)
         obj = await claim_or_refuse(obj, FAILOVER_FROM, "failover", reason=f"failover to {req.point}")
         careful = workflow.patched(FAILOVER_UNDO)
         if not careful:
@@ -130,6 +136,21 @@ class FailoverWorkflow:
                          result=result.model_dump(mode="json"), finished=True)
         phase("done", f"{obj.replica} serves at point {point.point_id}")
         return result
+
+    @staticmethod
+    async def check_target(sites: Sites, r: ResolvedObject) -> None:
+        """Refuse unless the target site answers and has the replica: validated before the
+        first side effect, since fencing the source for a replica nobody can start takes
+        production down for nothing."""
+        at = VMAt(cluster=r.spec.target_cluster, vm_id=r.obj.replica_vm_id or "")
+        found: PowerStateReply = await sites.probe(r.spec.target_site, at)
+        if not found.reachable:
+            raise refuse(f"failover of {r.obj.source} refused, nothing was changed: the target site "
+                         f"{r.spec.target_site} does not answer, so its replica {r.obj.replica} cannot be started",
+                         "TargetUnreachable")
+        if found.state == "ABSENT":
+            raise refuse(f"failover of {r.obj.source} refused, nothing was changed: its replica {r.obj.replica} "
+                         f"is not on cluster {r.spec.target_cluster} of site {r.spec.target_site}", "NotFound")
 
     @staticmethod
     async def fence(sites: Sites, r: ResolvedObject, req: FailoverRequest) -> bool:

@@ -58,6 +58,18 @@ async def test_failover_to_another_vms_point_leaves_production_running(dr: DR) -
         ("db", "READY", None), ("web", "READY", None)]
 
 
+
+async def test_failover_to_a_target_that_does_not_answer_leaves_production_running(dr: DR) -> None:
+    make_vm(dr.a, "web")
+    await dr.client.create_replication_plan(plan())
+    await replicate(dr)
+    dr.procs["b"].stop()  # the target site's worker is down: nobody could start the replica
+    code, out = await abdr(dr, "failover", "dr", "web", "--source-shutdown", "poweroff", "--wait")
+    assert code == 6 and "nothing was changed: the target site b does not answer" in out, out
+    assert dr.power(dr.a, "web") == "RUNNING", "production was stopped for a replica nobody can start"
+    assert [(r.state, r.owner) for r in await dr.client.list_replicas("dr")] == [("READY", None)]
+
+
 async def test_drill_and_failback_refuse_bad_inputs_before_acting(dr: DR) -> None:
     db_point = await two_replicated_vms(dr)
     code, out = await abdr(dr, "failover-test", "start", "dr", "web", "--restore-point", db_point, "--wait")

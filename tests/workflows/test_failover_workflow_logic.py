@@ -43,6 +43,7 @@ READY, FAILOVER = ReplicaState.READY, ReplicaState.FAILOVER
 RUNBOOK = [
     "get_replica",
     "find_replica_point p1",
+    "b:power_state replica",  # the target answers and has the replica, before anything is changed
     "change_replica take",
     "record_job RUNNING",
     "a:power_state source",  # fence: is it running (then compensation restarts it)?
@@ -70,8 +71,8 @@ SYNC = [
     "a:drop_snapshot source.base",
     "b:replica_retention",
 ]
-NOW_RUNBOOK = [*RUNBOOK[:1], *RUNBOOK[2:6], *SYNC, "find_replica_point web.fo*", *RUNBOOK[6:8],
-               "b:rollback_vm replica.s1", *RUNBOOK[9:]]
+NOW_RUNBOOK = [*RUNBOOK[:1], *RUNBOOK[2:7], *SYNC, "find_replica_point web.fo*", *RUNBOOK[7:9],
+               "b:rollback_vm replica.s1", *RUNBOOK[10:]]
 
 # Compensation, piece by piece, as docs/operations.md names it.
 BACK_TO_NEWEST = ["b:set_power replica off", "find_replica_point latest", "b:rollback_vm replica.p2"]
@@ -277,7 +278,7 @@ async def test_a_source_stopped_after_an_unanswered_probe_is_powered_on_again(
     async with site_worker(skipping_env, "x"):
         with pytest.raises(WorkflowFailureError):
             await handle.result()
-    assert w.trace()[2:4] == ["record_job RUNNING", "x:shutdown_vm source"]  # the probe was never answered
+    assert w.trace()[3:5] == ["record_job RUNNING", "x:shutdown_vm source"]  # the probe was never answered
     assert w.power["source"] == RUNNING
 
 
