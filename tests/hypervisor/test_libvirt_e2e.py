@@ -20,9 +20,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from drivers.catalog.store import Catalog
 from drivers.libvirt import LibvirtDriver
-from models.inventory import DiskSpec, Site, VMConfig
+from models.inventory import DiskSpec, PowerState, ShutdownMode, Site, VMConfig
 from models.plans import BackupPlanSpec, RunResult
-from models.requests import RestoreMode, RestoreRequest
+from models.replication import ReplicationPlanSpec
+from models.requests import FailbackRequest, FailoverRequest, RestoreMode, RestoreRequest
 from models.restore_points import PointType
 from models.services import RepositorySpec
 from starter.client import AbdrClient
@@ -209,3 +210,58 @@ async def test_backup_of_a_running_guest_and_restores_that_boot(kvm: KVM, image:
     kvm.ka.power_on(vm.id)
     assert int(g.wait_for(re.compile(pattern.READY.pattern)).group(3)) == c3
     kvm.ka.power_off(vm.id)
+
+
+def replication_plan(vm: str, **over: Any) -> ReplicationPlanSpec:
+    data: dict[str, Any] = {
+        "name": "dr", "kind": "CROSS_SITE", "source_site": "a", "source_cluster": "ka", "target_site": "b",
+        "target_cluster": "kb", "vms": [{"cluster": "ka", "vm": vm}],
+        "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "COUNT", "value": 5}}
+    data.update(over)
+    return ReplicationPlanSpec.model_validate(data)
+
+
+async def replicate(kvm: KVM) -> Any:
+    result = await kvm.client.result(await kvm.client.run_replication_plan("dr"))
+    assert result.result == RunResult.SUCCESS, result
+    [vm] = result.vms
+    return vm
+
+
+async def test_replication_failover_and_failback_boot_the_guest(kvm: KVM, image: GuestImage) -> None:
+    """libvirt -> libvirt across two sites on one host: the replica is a whole state of the
+    guest's writes after every run; failover boots it and it finds that state; it serves and
+    writes on; failback moves only what changed and the original boots with the replica's
+    last state."""
+    vm = kvm.ka.create_vm(guest_config(image, "g2"))
+    g = kvm.guest(kvm.ka, "g2")
+    kvm.ka.power_on(vm.id)
+    g.wait_for(pattern.READY)
+    g.wait_counter(50)
+    await kvm.client.create_replication_plan(replication_plan("g2"))
+
+    seed = await replicate(kvm)
+    assert seed.seeded
+    c_seed = guest_state(disk_of(kvm.kb, "g2-replica"), "replica after the seed")
+    g.wait_counter(c_seed + 30)
+    delta = await replicate(kvm)
+    assert not delta.seeded and 0 < delta.moved_bytes < DISK // 2
+    c_point = guest_state(disk_of(kvm.kb, "g2-replica"), "replica after the delta")
+    assert c_point > c_seed
+
+    replica_g = kvm.guest(kvm.kb, "g2-replica")
+    fo = await AbdrClient.result(await kvm.client.failover(FailoverRequest(
+        plan="dr", vm="g2", source_shutdown=ShutdownMode.SHUTDOWN, shutdown_timeout_s=120)))
+    assert fo.state == "FAILOVER" and fo.point_id == delta.point_id
+    assert kvm.ka.find_vm("g2").power_state == PowerState.STOPPED  # type: ignore[union-attr]
+    assert int(replica_g.wait_for(pattern.READY).group(3)) == c_point, "the replica booted the point's state"
+    replica_g.wait_counter(c_point + 60)  # it serves, and writes
+
+    original_g = kvm.guest(kvm.ka, "g2")
+    fb = await AbdrClient.result(await kvm.client.failback(FailbackRequest(plan="dr", vm="g2")))
+    assert fb.state == "READY"
+    c_served = guest_state(disk_of(kvm.kb, "g2-replica"), "replica after failback")
+    assert c_served >= c_point + 60
+    assert int(original_g.wait_for(pattern.READY).group(3)) == c_served, "the original booted the replica's state"
+    assert 0 < fb.moved_bytes < fb.disk_bytes, fb
+    assert kvm.kb.find_vm("g2-replica").power_state == PowerState.STOPPED  # type: ignore[union-attr]
