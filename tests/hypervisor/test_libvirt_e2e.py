@@ -18,12 +18,20 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from drivers.base import ClusterDriver
 from drivers.catalog.store import Catalog
 from drivers.libvirt import LibvirtDriver
+from drivers.local import LocalDriver
 from models.inventory import DiskSpec, PowerState, ShutdownMode, Site, VMConfig
 from models.plans import BackupPlanSpec, RunResult
 from models.replication import ReplicationPlanSpec
-from models.requests import FailbackRequest, FailoverRequest, RestoreMode, RestoreRequest
+from models.requests import (
+    FailbackRequest,
+    FailoverRequest,
+    PermanentFailoverRequest,
+    RestoreMode,
+    RestoreRequest,
+)
 from models.restore_points import PointType
 from models.services import RepositorySpec
 from starter.client import AbdrClient
@@ -56,6 +64,7 @@ class KVM:
     env: dict[str, str]
     ka: LibvirtDriver
     kb: LibvirtDriver
+    la: LocalDriver  # a local cluster in site a beside ka
     conn: libvirt.virConnect
     client: AbdrClient
     procs: dict[str, WorkerProcess] = field(default_factory=dict)
@@ -96,13 +105,14 @@ async def kvm(server: DevServer, tmp_path: Path) -> AsyncIterator[KVM]:
     client = AbdrClient(temporal, Settings(temporal_address=server.address, data_dir=tmp_path / "state",
                                            database_url=url))
     world = KVM(server, tmp_path, env, LibvirtDriver(endpoints["ka"], "ka"), LibvirtDriver(endpoints["kb"], "kb"),
-                conn, client)
+                LocalDriver(tmp_path / "la", "la"), conn, client)
     try:
         for role in ("orchestrator", "a", "b"):
             world.start(role)
         await _terminate_all(temporal)
         await client.add_cluster("ka", "a", "libvirt", endpoints["ka"])
         await client.add_cluster("kb", "b", "libvirt", endpoints["kb"])
+        await client.add_cluster("la", "a", "local", str(tmp_path / "la"))
         await client.create_repository(RepositorySpec(name="r1", path=str(tmp_path / "repo"), site="a"))
         yield world
     finally:
@@ -120,7 +130,7 @@ def guest_config(image: GuestImage, name: str) -> VMConfig:
                               "cmdline": "console=ttyS0 panic=-1 quiet abdr.mode=write abdr.interval_us=20000"})
 
 
-def disk_of(driver: LibvirtDriver, vm_name: str) -> bytes:
+def disk_of(driver: ClusterDriver, vm_name: str) -> bytes:
     vm = driver.find_vm(vm_name)
     assert vm is not None, vm_name
     with driver.open_disk(vm.id, "disk0") as h:
@@ -221,8 +231,8 @@ def replication_plan(vm: str, **over: Any) -> ReplicationPlanSpec:
     return ReplicationPlanSpec.model_validate(data)
 
 
-async def replicate(kvm: KVM) -> Any:
-    result = await kvm.client.result(await kvm.client.run_replication_plan("dr"))
+async def replicate(kvm: KVM, plan: str = "dr") -> Any:
+    result = await kvm.client.result(await kvm.client.run_replication_plan(plan))
     assert result.result == RunResult.SUCCESS, result
     [vm] = result.vms
     return vm
@@ -265,3 +275,36 @@ async def test_replication_failover_and_failback_boot_the_guest(kvm: KVM, image:
     assert int(original_g.wait_for(pattern.READY).group(3)) == c_served, "the original booted the replica's state"
     assert 0 < fb.moved_bytes < fb.disk_bytes, fb
     assert kvm.kb.find_vm("g2-replica").power_state == PowerState.STOPPED  # type: ignore[union-attr]
+
+
+async def test_local_to_libvirt_failover_and_permanent_failover_with_reprotect(kvm: KVM, image: GuestImage) -> None:
+    """A local VM holding the guest's disk after 400 writes (and its boot settings) is
+    replicated onto the libvirt cluster; failover boots it there and it finds c=400; made
+    permanent with reprotect, the reverse plan replicates the running guest back onto the
+    local original (libvirt -> local), a whole state of its writes each time."""
+    nblk = DISK // pattern.BLOCK
+    src = kvm.la.create_vm(guest_config(image, "p1"))
+    with kvm.la.open_disk(src.id, "disk0", writable=True) as h:
+        h.write(0, pattern.expected_image(nblk, 400))
+        h.flush()
+    await kvm.client.create_replication_plan(replication_plan(
+        "p1", name="lv", source_cluster="la", vms=[{"cluster": "la", "vm": "p1"}]))
+    seed = await replicate(kvm, "lv")
+    assert seed.seeded
+    assert guest_state(disk_of(kvm.kb, "p1-replica"), "libvirt replica of the local VM") == 400
+
+    replica_g = kvm.guest(kvm.kb, "p1-replica")
+    await AbdrClient.result(await kvm.client.failover(FailoverRequest(plan="lv", vm="p1")))
+    assert int(replica_g.wait_for(pattern.READY).group(3)) == 400, "the replica booted the local VM's state"
+    replica_g.wait_counter(460)
+
+    done = await AbdrClient.result(await kvm.client.permanent_failover(
+        PermanentFailoverRequest(plan="lv", vm="p1", reprotect=True)))
+    assert done.state == "PERMANENT_FAILOVER"
+    assert 0 < done.details["seed_moved_bytes"] < DISK, done.details  # the first reverse sync is a delta
+    c_back = guest_state(disk_of(kvm.la, "p1"), "local original after the reprotect seed")
+    assert c_back >= 460
+    replica_g.wait_counter(c_back + 30)  # the new production guest writes on
+    again = await replicate(kvm, done.details["reverse_plan"])
+    assert not again.seeded
+    assert guest_state(disk_of(kvm.la, "p1"), "local original after the reverse replication") > c_back
