@@ -22,7 +22,7 @@ from drivers.base import NotFound, OperationTimeout
 from drivers.transport.client import TransportClient, batches
 from drivers.transport.protocol import ExtentsRequest, ReadRequest
 from models.activity_api import ReplicationApi
-from models.inventory import NIC, PowerState, ShutdownMode, VMConfig
+from models.inventory import NIC, GuestSigns, PowerState, ShutdownMode, VMConfig
 from models.replication_jobs import (
     CloneInput,
     EnsureReplicaInput,
@@ -238,6 +238,12 @@ class ReplicationActivities(ReplicationApi):
             driver.delete_vm(at.vm_id)
         except NotFound:
             pass
+
+    @activity.defn(name="guest_signs")
+    @translate_errors
+    def guest_signs(self, at: VMAt) -> GuestSigns:
+        """What the running guest itself showed (console output, agent ping): a drill's evidence."""
+        return self.res.driver(at.cluster).guest_signs(at.vm_id)
 
     @activity.defn(name="disk_digest")
     @translate_errors

@@ -13,7 +13,7 @@ from typing import Protocol, Self, runtime_checkable
 
 from pydantic import ValidationError
 
-from models.inventory import VM, Consistency, Extent, SnapshotInfo, VMConfig, name_problem
+from models.inventory import VM, Consistency, Extent, GuestSigns, SnapshotInfo, VMConfig, name_problem
 
 
 # ---------------------------------------------------------------------------- errors
@@ -125,6 +125,7 @@ class ClusterDriver(Protocol):
     def power_off(self, vm_id: str) -> VM: ...
     def shutdown(self, vm_id: str, timeout_s: float) -> VM: ...
     def attach_network(self, vm_id: str, nic_name: str, network: str) -> VM: ...
+    def guest_signs(self, vm_id: str) -> GuestSigns: ...
 
     # snapshots
     def create_snapshot(

@@ -18,6 +18,7 @@ from typing import Any
 from temporalio import activity
 
 from models.health import HealthCheckInput, SiteWorkerInfo
+from models.inventory import GuestSigns
 from models.jobs import (
     CleanupInput,
     CreateVMInput,
@@ -164,6 +165,10 @@ class ReplicationApi(ABC):
     @activity.defn(name="delete_vm")
     @abstractmethod
     def delete_vm(self, at: VMAt) -> None: ...
+
+    @activity.defn(name="guest_signs")
+    @abstractmethod
+    def guest_signs(self, at: VMAt) -> GuestSigns: ...
 
     @activity.defn(name="disk_digest")
     @abstractmethod

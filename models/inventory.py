@@ -208,6 +208,19 @@ class VM(Strict):
         return self.config.name
 
 
+class GuestSigns(Strict):
+    """What a running guest itself showed, as its hypervisor can see it: the evidence of a
+    boot that a failover test records. None: the driver cannot see that kind of sign (the
+    local driver simulates no guest; a VM without a guest-agent channel has no agent)."""
+
+    console_tail: str | None = Field(default=None, description="The serial console's output since the last power-on (its end).")
+    agent: bool | None = Field(default=None, description="The guest agent answered a ping.")
+
+    @property
+    def visible(self) -> bool:
+        return self.console_tail is not None or self.agent is not None
+
+
 class SnapshotInfo(Strict):
     """A VM snapshot (all disks at one instant)."""
 

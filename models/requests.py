@@ -3,9 +3,10 @@ permanent failover. One model per workflow input (Temporal convention)."""
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from models.inventory import Name, ShutdownMode, Strict
 from models.replication import NetworkMapping
@@ -74,6 +75,22 @@ class FailoverTestRequest(Strict):
     point: str = LATEST
     test_network: Name = "abdr-isolated"
     cleanup_after_s: int = Field(default=3600, ge=1, le=30 * 86400)
+    expect_console: str | None = Field(
+        default=None, max_length=1000,
+        description="A regular expression the copy's serial console must show for the test to pass (where the "
+                    "hypervisor shows the console: libvirt). Default: any output, or a guest-agent ping.")
+    boot_timeout_s: int = Field(default=600, ge=1, le=86400,
+                                description="How long the copy may take to show that it booted.")
+
+    @field_validator("expect_console")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"expect_console {v!r} is not a regular expression: {e}") from None
+        return v
 
 
 class FailbackRequest(Strict):

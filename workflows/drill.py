@@ -9,6 +9,7 @@ replica's state to the failover."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 
 from temporalio import workflow
@@ -16,6 +17,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import ReplicationApi, ReplicationCatalogApi
+    from models.inventory import GuestSigns
     from models.jobs import Operation
     from models.replication import ReplicaState
     from models.replication_jobs import (
@@ -38,6 +40,10 @@ from workflows.sites import Sites, refuse
 COPY_HEARTBEAT = timedelta(seconds=30)  # the worker's ticker beats every 2 s while a copy runs
 DIGEST_TIMEOUT = timedelta(hours=6)  # a digest reads every byte of the VM's disks
 DRILL_COPY_KNOWN = "drill-deletes-an-unstarted-copy"
+# The health check asks the guest itself (its console, its agent) where the hypervisor can
+# see them; runs recorded before compared the copy's disks with the point only.
+DRILL_ASKS_THE_GUEST = "drill-asks-the-guest"
+SIGNS_EVERY = timedelta(seconds=5)
 
 
 @workflow.defn(name="FailoverTest")
@@ -78,7 +84,7 @@ class FailoverTestWorkflow:
             copy_id = made if workflow.patched(DRILL_COPY_KNOWN) else ""
             await sites.power(tgt, VMAt(cluster=spec.target_cluster, vm_id=made), on=True)
             copy_id = made
-            healthy = await self.check(sites, r, point, copy_id, name, req.test_network)
+            healthy = await self.check(sites, r, point, copy_id, name, req)
             await record_job(Operation.FAILOVER_TEST, "RUNNING" if healthy else "UNHEALTHY", plan=req.plan,
                              vm=req.vm, result=self._evidence)
             phase("running", f"test copy {name} up; cleanup on request or in {req.cleanup_after_s} s")
@@ -108,10 +114,24 @@ class FailoverTestWorkflow:
         return copy_id
 
     async def check(self, sites: Sites, r: ResolvedObject, point: ReplicaPoint, copy_id: str, name: str,
-                    network: str) -> bool:
+                    req: FailoverTestRequest) -> bool:
+        """Healthy: the copy runs and shows it booted — on its own console (matching
+        `expect_console`, or any output) or by its guest agent's answer — where the
+        hypervisor can see either; elsewhere (the local driver simulates no guest) its
+        disks read as the point's."""
+        network = req.test_network
         phase("health-check", name)
         tgt, cluster = r.spec.target_site, r.spec.target_cluster
         copy = VMAt(cluster=cluster, vm_id=copy_id)
+        if workflow.patched(DRILL_ASKS_THE_GUEST):
+            signs, shown = await self.wait_for_signs(sites, tgt, copy, req)
+            if signs.visible:
+                state = await sites.call(tgt, ReplicationApi.power_state, copy)
+                self._evidence = {"point": point.point_id, "test_vm": name, "network": network,
+                                  "power_state": state.state, "evidence": "guest", "booted": shown,
+                                  "console_tail": (signs.console_tail or "")[-1000:], "agent_ping": signs.agent,
+                                  "expect_console": req.expect_console, "checked_at": workflow.now().isoformat()}
+                return state.state == "RUNNING" and shown
         source = VMAt(cluster=cluster, vm_id=r.obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
         state = await sites.call(tgt, ReplicationApi.power_state, copy)
         booted = await sites.call(tgt, ReplicationApi.disk_digest, copy, start_to_close_timeout=DIGEST_TIMEOUT,
@@ -122,6 +142,19 @@ class FailoverTestWorkflow:
                           "power_state": state.state, "disks_match_point": booted == expected,
                           "disk_digests": booted, "checked_at": workflow.now().isoformat()}
         return state.state == "RUNNING" and booted == expected
+
+    @staticmethod
+    async def wait_for_signs(sites: Sites, site: str, copy: VMAt, req: FailoverTestRequest) -> tuple[GuestSigns, bool]:
+        """Ask the copy's guest until it shows it booted or the boot timeout passes."""
+        deadline = workflow.now() + timedelta(seconds=req.boot_timeout_s)
+        pattern = re.compile(req.expect_console or r"\S")
+        while True:
+            signs = await sites.call(site, ReplicationApi.guest_signs, copy)
+            shown = bool(signs.console_tail and pattern.search(signs.console_tail)) or (
+                req.expect_console is None and signs.agent is True)
+            if shown or not signs.visible or workflow.now() >= deadline:
+                return signs, shown
+            await workflow.sleep(SIGNS_EVERY)
 
     @staticmethod
     async def end_drill(req: FailoverTestRequest, point: ReplicaPoint) -> ReplicaState:

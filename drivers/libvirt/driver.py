@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Self
 
 import libvirt
+import libvirt_qemu
 
 from drivers.base import (
     AlreadyExists,
@@ -49,7 +50,7 @@ from drivers.libvirt import domxml
 from drivers.libvirt.state import Merge, Snap, VMState, load, save
 from drivers.qcow2 import images
 from drivers.qcow2.nbd import NbdImage
-from models.inventory import VM, Consistency, Extent, PowerState, SnapshotInfo, VMConfig
+from models.inventory import VM, Consistency, Extent, GuestSigns, PowerState, SnapshotInfo, VMConfig
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions; no stderr noise
 BLOCK_SIZE = images.CLUSTER
@@ -373,6 +374,9 @@ class LibvirtDriver:
         with self._vm(vm_id) as (dom, st):
             self._no_pending(st, vm_id)
             if not dom.isActive():
+                console = self._dir(vm_id) / "console.log"
+                st.console_mark = console.stat().st_size if console.exists() else 0
+                self._save(vm_id, st)
                 try:
                     dom.create()
                 except libvirt.libvirtError as e:
@@ -422,6 +426,34 @@ class LibvirtDriver:
                     n.network = network
             self._define(vm_id, self._parse(dom).dom_name, cfg, st)
             return self.get_vm(vm_id)
+
+    def guest_signs(self, vm_id: str) -> GuestSigns:
+        """This boot's serial console output (its last 4 KiB; abdr's domains log it to a
+        file) and whether the QEMU guest agent answers a ping (None: no agent channel)."""
+        dom = self._dom(vm_id)
+        d = self._parse(dom)
+        console = self._dir(vm_id) / "console.log"
+        tail: str | None = None
+        if d.cluster_path is not None:
+            mark = load(self._dir(vm_id) / "state.json").console_mark
+            try:
+                with console.open("rb") as f:
+                    size = f.seek(0, os.SEEK_END)
+                    since = mark if mark <= size else 0  # a shorter log was replaced: all of it is this boot's
+                    f.seek(max(since, size - 4096))
+                    tail = f.read().decode(errors="replace")
+            except FileNotFoundError:
+                tail = ""
+        agent: bool | None = None
+        if d.guest_agent:
+            agent = False
+            if dom.isActive():
+                try:
+                    libvirt_qemu.qemuAgentCommand(dom, '{"execute": "guest-ping"}', 5, 0)
+                    agent = True
+                except libvirt.libvirtError:
+                    agent = False
+        return GuestSigns(console_tail=tail, agent=agent)
 
     # ------------------------------------------------------------------ snapshots
     def create_snapshot(self, vm_id: str, name: str,

@@ -51,6 +51,7 @@ class VMState(BaseModel):
     snapshots: list[Snap] = Field(default_factory=list)  # oldest first
     merges: list[Merge] = Field(default_factory=list)
     pending_rollback: str | None = None
+    console_mark: int = 0  # the console log's size at the last power-on: where this boot's output starts
 
     def chain(self, top: str) -> list[Path]:
         """The chain read through `top`, top first."""

@@ -43,7 +43,7 @@ from drivers.local.layout import (
 from drivers.local.meta import VMRecord, load_record, save_record
 from drivers.local.recovery import repair
 from drivers.local.undo import merge_into
-from models.inventory import VM, Consistency, Extent, PowerState, SnapshotInfo, VMConfig
+from models.inventory import VM, Consistency, Extent, GuestSigns, PowerState, SnapshotInfo, VMConfig
 
 BLOCK_SIZE = 64 * 1024
 
@@ -242,6 +242,12 @@ class LocalDriver:
                         save_record(p.meta, rec)
                     return rec.to_vm(self.cluster)
             raise NotFound(f"VM {rec.config.name!r} ({vm_id}) has no NIC {nic_name!r}")
+
+    def guest_signs(self, vm_id: str) -> GuestSigns:
+        """None of either: the local driver simulates no guest (a failover test falls back
+        to comparing the copy's disks with the point)."""
+        self.get_vm(vm_id)
+        return GuestSigns()
 
     # ------------------------------------------------------------------ snapshots
     def create_snapshot(self, vm_id: str, name: str,

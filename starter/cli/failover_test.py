@@ -7,6 +7,7 @@ import asyncio
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -35,6 +36,11 @@ def test_start(
     cleanup_after: Annotated[str, typer.Option("--cleanup-after", help="Seconds (or 30m, 2h, 1d) before the copy "
                                                                        "is removed unless cleaned up earlier.")]
     = "3600",
+    expect_console: Annotated[str | None, typer.Option(
+        "--expect-console", help="A regular expression the copy's serial console must show (libvirt clusters); "
+                                 "default: any console output or a guest-agent ping.")] = None,
+    boot_timeout: Annotated[str, typer.Option("--boot-timeout", help="Seconds (or 5m, 1h) the copy may take to "
+                                                                     "show that it booted.")] = "600",
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the copy runs and print its health check.")]
     = False,
     as_json: JsonOpt = False,
@@ -42,7 +48,9 @@ def test_start(
     """Start a copy of VM's replica at a point on an isolated network; replication goes on."""
     with cli_errors():
         req = FailoverTestRequest(plan=plan, vm=vm, point=restore_point, test_network=test_network,
-                                  cleanup_after_s=parse_duration(cleanup_after, "--cleanup-after"))
+                                  cleanup_after_s=parse_duration(cleanup_after, "--cleanup-after"),
+                                  expect_console=expect_console,
+                                  boot_timeout_s=parse_duration(boot_timeout, "--boot-timeout"))
 
         async def run(c: AbdrClient) -> tuple[AbdrClient, WorkflowHandle, dict | None]:
             handle = await c.start_failover_test(req)
@@ -60,12 +68,28 @@ def test_start(
         out = {**evidence, "workflow_id": handle.id, "ui": client.ui_link(handle.id)}
         emit(out, as_json, lambda e: say(
             f"test copy [bold]{e.get('test_vm', '-')}[/bold] of point {e.get('point', '?')} on network "
-            f"{e.get('network', '?')}: {e.get('power_state', '?')}, disks match the point: "
-            f"{'yes' if e.get('disks_match_point') else '[red]no[/red]'}\n"
+            f"{e.get('network', '?')}: {e.get('power_state', '?')}, {_health(e)}\n"
             f"  workflow [bold]{e['workflow_id']}[/bold]\n  {e['ui']}\n"
             f"  clean up with: abdr failover-test cleanup {plan} {vm}"))
-        if not (evidence.get("power_state") == "RUNNING" and evidence.get("disks_match_point")):
+        if not _passed(evidence):
             raise typer.Exit(1)
+
+
+def _passed(e: dict) -> bool:
+    """The drill's own verdict: the copy runs and showed its boot (or its disks match the point)."""
+    shown = e.get("booted") if e.get("evidence") == "guest" else e.get("disks_match_point")
+    return e.get("power_state") == "RUNNING" and bool(shown)
+
+
+def _health(e: dict) -> str:
+    """The check's verdict in words: what the guest showed, or whether the disks match."""
+    if e.get("evidence") == "guest":
+        if not e.get("booted"):
+            return "[red]the guest showed no sign of a boot[/red]"
+        lines = [ln for ln in str(e.get("console_tail") or "").splitlines() if ln.strip()]
+        shown = f"console: {escape(lines[-1][:120])}" if lines else "its guest agent answered"
+        return f"the guest booted ({shown})"
+    return f"disks match the point: {'yes' if e.get('disks_match_point') else '[red]no[/red]'}"
 
 
 async def _evidence(client: AbdrClient, handle: WorkflowHandle) -> dict:

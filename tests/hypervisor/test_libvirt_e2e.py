@@ -7,7 +7,11 @@ or failed-over VM must boot and say on its own console which C it found."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +49,7 @@ from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
 
 pytestmark = pytest.mark.hypervisor
 DISK = 32 * 1024 * 1024
+ABDR = str(Path(sys.executable).parent / "abdr")
 
 
 @pytest.fixture(scope="module")
@@ -308,3 +313,35 @@ async def test_local_to_libvirt_failover_and_permanent_failover_with_reprotect(k
     again = await replicate(kvm, done.details["reverse_plan"])
     assert not again.seeded
     assert guest_state(disk_of(kvm.la, "p1"), "local original after the reverse replication") > c_back
+
+
+async def test_failover_test_boots_an_isolated_copy_and_its_console_is_the_evidence(kvm: KVM, image: GuestImage) -> None:
+    """The drill's copy of the replica point boots with no network; the test passes on what
+    the copy printed itself (its READY line names the point's write counter), through the
+    CLI a user runs, and the copy is gone after the cleanup."""
+    vm = kvm.ka.create_vm(guest_config(image, "g3"))
+    g = kvm.guest(kvm.ka, "g3")
+    kvm.ka.power_on(vm.id)
+    g.wait_for(pattern.READY)
+    g.wait_counter(50)
+    await kvm.client.create_replication_plan(replication_plan("g3"))
+    await replicate(kvm)
+    c_point = guest_state(disk_of(kvm.kb, "g3-replica"), "replica")
+
+    env = {**kvm.env, "ABDR_DATA_DIR": str(kvm.tmp / "cli")}
+    proc = await asyncio.create_subprocess_exec(
+        ABDR, "failover-test", "start", "dr", "g3", "--expect-console", r"ABDR-GUEST-READY mode=write",
+        "--boot-timeout", "300", "--wait", "--json", env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    evidence = json.loads(out)
+    assert evidence["evidence"] == "guest" and evidence["booted"] is True, evidence
+    assert evidence["power_state"] == "RUNNING" and evidence["agent_ping"] is None  # no agent in this guest
+    ready = pattern.READY.search(evidence["console_tail"])
+    assert ready and int(ready.group(3)) == c_point, "the copy booted the tested point's state"
+    copy = kvm.kb.find_vm("g3-replica-test")
+    assert copy is not None and copy.config.nics == []  # nothing to reach production with
+
+    done = await kvm.client.cleanup_failover_test("dr", "g3")
+    assert done.state == "READY" and kvm.kb.find_vm("g3-replica-test") is None

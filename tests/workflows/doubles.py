@@ -34,7 +34,7 @@ from activities.errors import InvalidRequest, as_application_error
 from drivers.catalog.errors import CatalogError
 from drivers.catalog.replicas import check_change
 from models import search_attributes
-from models.inventory import VMConfig
+from models.inventory import GuestSigns, VMConfig
 from models.jobs import (
     BackupBase,
     CleanupInput,
@@ -452,6 +452,10 @@ class SiteDoubles(Doubles):
     @double("delete_vm", lambda self, at: at.vm_id)
     def delete_vm(self, at: VMAt) -> None:
         self.world.power.pop(at.vm_id, None)
+
+    @double("guest_signs", lambda self, at: at.vm_id)
+    def guest_signs(self, at: VMAt) -> GuestSigns:
+        return GuestSigns()  # this world simulates no guest: the drill compares disks
 
     @double("disk_digest", lambda self, at: f"{at.vm_id}@{at.snapshot_id}" if at.snapshot_id else at.vm_id)
     def disk_digest(self, at: VMAt) -> dict[str, str]:
