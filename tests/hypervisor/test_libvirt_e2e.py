@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from drivers.catalog.store import Catalog
 from drivers.libvirt import LibvirtDriver
 from drivers.local import LocalDriver
 from models.inventory import DiskSpec, PowerState, ShutdownMode, Site, VMConfig
+from models.jobs import TransferProgress
 from models.plans import BackupPlanSpec, RunResult
 from models.replication import ReplicationPlanSpec
 from models.requests import (
@@ -37,10 +39,11 @@ from models.requests import (
     RestoreRequest,
 )
 from models.restore_points import PointType
-from models.services import RepositorySpec
+from models.services import BackupService, RepositorySpec
 from starter.client import AbdrClient
 from starter.runtime.settings import Settings
 from tests.e2e.histories import export_histories
+from tests.e2e.observe import wait_heartbeat
 from tests.e2e.processes import DevServer, WorkerProcess
 from tests.guest import pattern
 from tests.guest.domain import MEMORY_MIB, Guest
@@ -72,6 +75,7 @@ class KVM:
     la: LocalDriver  # a local cluster in site a beside ka
     conn: libvirt.virConnect
     client: AbdrClient
+    catalog_url: str
     procs: dict[str, WorkerProcess] = field(default_factory=dict)
 
     def start(self, role: str) -> None:
@@ -110,7 +114,7 @@ async def kvm(server: DevServer, tmp_path: Path) -> AsyncIterator[KVM]:
     client = AbdrClient(temporal, Settings(temporal_address=server.address, data_dir=tmp_path / "state",
                                            database_url=url))
     world = KVM(server, tmp_path, env, LibvirtDriver(endpoints["ka"], "ka"), LibvirtDriver(endpoints["kb"], "kb"),
-                LocalDriver(tmp_path / "la", "la"), conn, client)
+                LocalDriver(tmp_path / "la", "la"), conn, client, url)
     try:
         for role in ("orchestrator", "a", "b"):
             world.start(role)
@@ -345,3 +349,55 @@ async def test_failover_test_boots_an_isolated_copy_and_its_console_is_the_evide
 
     done = await kvm.client.cleanup_failover_test("dr", "g3")
     assert done.state == "READY" and kvm.kb.find_vm("g3-replica-test") is None
+
+
+async def test_qemu_killed_mid_write_then_the_next_backup_holds_what_the_disk_had(kvm: KVM, image: GuestImage) -> None:
+    """SIGKILL of the guest's QEMU while it writes: the disk is a crash-consistent state of
+    its writes; the next backup, an incremental (frozen overlay files cannot lose what
+    changed), restores to exactly that disk and boots; the older point is still whole."""
+    vm = kvm.ka.create_vm(guest_config(image, "g4"))
+    g = kvm.guest(kvm.ka, "g4")
+    kvm.ka.power_on(vm.id)
+    g.wait_for(pattern.READY)
+    g.wait_counter(50)
+    await kvm.client.create_backup_plan(plan_spec("g4"))
+    first = await run_plan(kvm)
+    g.wait_counter(logged(g) + 30)
+    os.kill(g.qemu_pid(), signal.SIGKILL)
+    g.wait_shutoff()
+    assert kvm.ka.get_vm(vm.id).power_state == PowerState.STOPPED
+    oracle = disk_of(kvm.ka, "g4")  # the bytes the disk had when QEMU died
+    c_kill = guest_state(oracle, "g4 after SIGKILL of its QEMU")
+
+    second = await run_plan(kvm)
+    assert second.type == PointType.INCREMENTAL, second.full_reason
+    await kvm.client.restore_result(await kvm.client.restore(
+        RestoreRequest(point_id=second.point_id, mode=RestoreMode.REBUILD, new_name="g4-after-kill")))
+    assert disk_of(kvm.ka, "g4-after-kill") == oracle
+    assert await restore_boots(kvm, first.point_id, "g4-first") < c_kill
+
+
+async def test_site_worker_killed_mid_backup_resumes_and_the_point_is_whole(kvm: KVM, image: GuestImage) -> None:
+    """The site worker is SIGKILLed while it reads a running guest's snapshot (slowed to
+    1 MiB/s): a new worker resumes from the progress the server recorded, and the point is a
+    whole state of the guest's writes that boots."""
+    vm = kvm.ka.create_vm(guest_config(image, "g5"))
+    g = kvm.guest(kvm.ka, "g5")
+    kvm.ka.power_on(vm.id)
+    g.wait_for(pattern.READY)
+    g.wait_counter(250)  # ~250 clusters of 64 KiB written: ~16 MiB to read
+    catalog = Catalog(kvm.catalog_url)
+    catalog.put_service(BackupService(name="default", site="a", backup_read_iops=16))  # 64 KiB reads: 1 MiB/s
+    catalog.close()
+    await kvm.client.create_backup_plan(plan_spec("g5"))
+    run = await kvm.client.run_backup_plan("gold")
+    seen = await wait_heartbeat(kvm.client.client, "backup/gold/ka/g5", "transfer_backup", TransferProgress,
+                                "bytes_done", 2 * 1024 * 1024)
+    kvm.procs["a"].kill()
+    kvm.start("a")
+    result = await kvm.client.plan_run_result(run)
+    assert result.result == RunResult.SUCCESS, result
+    [done] = result.vms
+    [disk] = done.disks
+    assert disk.resumed_chunks >= seen.chunk_index > 0
+    assert await restore_boots(kvm, done.point_id, "g5-resumed") > 0
