@@ -210,6 +210,32 @@ class Abdr:
         return res
 
 
+async def activity_seconds(server: DevServer) -> dict[str, list[tuple[str, float]]]:
+    """Where abdr's steps spent their time, from the workflows' histories: per workflow
+    (`<type> <start>`), each activity's seconds from scheduled to completed, in order."""
+    client = await server.connect()
+    out: dict[str, list[tuple[str, float]]] = {}
+    async for wf in client.list_workflows():
+        names: dict[int, tuple[str, Any]] = {}
+        acts: list[tuple[str, float]] = []
+        async for e in client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history_events():
+            if e.HasField("activity_task_scheduled_event_attributes"):
+                names[e.event_id] = (e.activity_task_scheduled_event_attributes.activity_type.name, e.event_time)
+            elif e.HasField("activity_task_completed_event_attributes"):
+                name, t0 = names[e.activity_task_completed_event_attributes.scheduled_event_id]
+                acts.append((name, e.event_time.ToDatetime().timestamp() - t0.ToDatetime().timestamp()))
+        out[f"{wf.workflow_type} {wf.start_time.isoformat()}"] = acts
+    return dict(sorted(out.items(), key=lambda kv: kv[0].split(" ", 1)[1]))
+
+
+def _slowest(acts: dict[str, list[tuple[str, float]]], wf_type: str, index: int, n: int = 4) -> str:
+    """The `n` slowest activities of the `index`-th workflow of a type, as text."""
+    runs = [a for k, a in acts.items() if k.split(" ", 1)[0] == wf_type]
+    if len(runs) <= index:
+        return "?"
+    return ", ".join(f"{name} {sec:.2f} s" for name, sec in sorted(runs[index], key=lambda x: -x[1])[:n])
+
+
 def vnb_step(name: str, cmd: list[str], logs: Path, qemu: int) -> Measured:
     with Meter({"qemu": qemu}) as m:
         res = measure(name, cmd, logs)
@@ -312,6 +338,7 @@ def _run(work: Path, img: Any) -> dict[str, Any]:
         out["abdr_restore_file"] = {"name": new.name, **du(new)}
         verify("abdr restore", new, "qcow2", img.mutated)
         out["verified"] = True
+        out["activities"] = asyncio.run(activity_seconds(server))
         out["versions"] = {"virtnbdbackup": run(["virtnbdbackup", "-V"]).stdout.strip(),
                            "libvirt": run(["virsh", "--version"]).stdout.strip(),
                            "qemu": run(["qemu-img", "--version"]).stdout.splitlines()[0], "virt_type": virt_type}
@@ -390,6 +417,9 @@ def report(s: dict[str, Any], o: dict[str, Any]) -> str:
               f"   abdr full read {fmt_bytes(full['read_bytes'])} (allocated clusters), stored "
               f"{fmt_bytes(full['new_bytes'])}; incremental ({fmt_bytes(o['changed_bytes'])} changed): read "
               f"{fmt_bytes(inc['read_bytes'])}, stored {fmt_bytes(inc['new_bytes'])}",
+              "   abdr's slowest activities (workflow histories, scheduled -> completed): full: "
+              f"{_slowest(o['activities'], 'VMBackup', 0)}; incremental: {_slowest(o['activities'], 'VMBackup', 1)}; "
+              f"restore: {_slowest(o['activities'], 'Restore', 0)}",
               f"   abdr worker + its qemu-nbd, sampled peak: full {fmt_bytes(a['full']['worker_tree_peak'])}, "
               f"incremental {fmt_bytes(a['incremental']['worker_tree_peak'])}, restore "
               f"{fmt_bytes(a['restore']['worker_tree_peak'])}",
