@@ -26,6 +26,7 @@ test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
+	bash scripts/ensure-hypervisor.sh $(VENV)
 	bash scripts/install-bench-tools.sh
 	$(BIN)/python -m bench
 

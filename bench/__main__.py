@@ -1,4 +1,4 @@
-"""`python -m bench [backup|replication|all]` (default all). See README.md, "Benchmarks"."""
+"""`python -m bench [backup|replication|libvirt|all]` (default all). See README.md, "Benchmarks"."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import ROOT, BenchError, log
+from bench.common import ROOT, SIZE, BenchError, log
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description="abdr benchmarks (never part of the tests)")
-    p.add_argument("which", nargs="?", default="all", choices=["all", "backup", "replication"])
+    p.add_argument("which", nargs="?", default="all", choices=["all", "backup", "replication", "libvirt"])
     p.add_argument("--work-dir", type=Path, default=ROOT / "bench" / "out",
                    help="images, scratch space and results-<name>.json (default bench/out, gitignored)")
     p.add_argument("--repeat", type=int, default=5, help="backup: runs per tool, medians reported (default 5)")
     p.add_argument("--vms", type=int, default=50, help="replication: VMs failed over at once (default 50)")
+    p.add_argument("--image-size", default=SIZE,
+                   help=f"libvirt: the image's size (default {SIZE}; anything else is a trial run, not the figures)")
     args = p.parse_args(argv)
     work = args.work_dir.absolute()
     t0 = time.monotonic()
@@ -29,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.replication import bench_replication
 
             bench_replication(work, vms=args.vms)
+        if args.which in ("all", "libvirt"):
+            from bench.libvirt import bench_libvirt
+
+            bench_libvirt(work, size=args.image_size)
     except BenchError as e:
         print(f"\nBENCHMARK FAILED: {e}", file=sys.stderr, flush=True)
         return 1

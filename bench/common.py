@@ -42,15 +42,16 @@ class Images:
     size: int
 
 
-def images(work: Path) -> Images:
-    """The benchmark's fixed input images, generated into the work dir once and reused."""
+def images(work: Path, size: str = SIZE) -> Images:
+    """The benchmark's fixed input images, generated into the work dir once and reused
+    (`size` other than 2GiB: a quick trial of a benchmark, not its figures)."""
     work.mkdir(parents=True, exist_ok=True)
-    base = work / f"image-{SIZE}-seed{BASE_SEED}.raw"
-    mutated = work / f"image-{SIZE}-seed{BASE_SEED}-mut{MUTATE_SEED}-{FRACTION:g}.raw"
+    base = work / f"image-{size}-seed{BASE_SEED}.raw"
+    mutated = work / f"image-{size}-seed{BASE_SEED}-mut{MUTATE_SEED}-{FRACTION:g}.raw"
     if not base.exists():
-        log(f"generating {base.name} (make_image.py create --size {SIZE} --seed {BASE_SEED})")
+        log(f"generating {base.name} (make_image.py create --size {size} --seed {BASE_SEED})")
         tmp = base.with_suffix(".partial")
-        run([PY, str(MAKE_IMAGE), "create", str(tmp), "--size", SIZE, "--seed", str(BASE_SEED)])
+        run([PY, str(MAKE_IMAGE), "create", str(tmp), "--size", size, "--seed", str(BASE_SEED)])
         tmp.rename(base)
     if not mutated.exists():
         log(f"generating {mutated.name} (copy + make_image.py mutate --fraction {FRACTION:g} --seed {MUTATE_SEED})")

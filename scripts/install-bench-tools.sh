@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The peer tools the benchmarks measure abdr against, from Debian's packages:
-# restic (backup; the comparison is specified against 0.14, Debian 12's version) and
-# rsync (replication). Installs only what is missing.
+# restic (backup; the comparison is specified against 0.14, Debian 12's version), rsync
+# (replication) and virtnbdbackup (libvirt; 1.9.15 in Debian 12, with virtnbdrestore).
+# Installs only what is missing. The libvirt benchmark also needs the hypervisor test bed
+# (scripts/ensure-hypervisor.sh, which `make bench` runs first).
 set -euo pipefail
 missing=()
 command -v restic >/dev/null 2>&1 || missing+=(restic)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+command -v virtnbdbackup >/dev/null 2>&1 || missing+=(virtnbdbackup)
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
@@ -19,3 +22,4 @@ esac
 # sed, not head: head would close the pipe early and pipefail would turn rsync's SIGPIPE
 # into a failure of this script
 rsync --version | sed -n 1p
+echo "virtnbdbackup $(virtnbdbackup -V)"
