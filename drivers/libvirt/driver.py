@@ -670,18 +670,25 @@ class LibvirtDriver:
         return None
 
     # ------------------------------------------------------------------ extents
-    def _view(self, vm_id: str, st: VMState, disk: str, snap_id: str | None) -> tuple[str, int]:
-        """(top file, size) of a disk's view: a snapshot's frozen file or the live one."""
+    def _top(self, vm_id: str, st: VMState, disk: str, snap_id: str | None) -> str:
+        """The top file of a disk's view: a snapshot's frozen file or the live one."""
         validate_name(disk, "disk name")
         if snap_id is None:
             if disk not in st.active:
                 raise NotFound(f"VM {vm_id} has no disk {disk!r}")
-            return st.active[disk], images.virtual_size([Path(st.active[disk])])
+            return st.active[disk]
         self._check_snap_id(vm_id, snap_id)
         snap = st.snapshots[st.snap_index(vm_id, snap_id)]
         if disk not in snap.files:
             raise NotFound(f"snapshot {snap_id} of VM {vm_id} has no disk {disk!r}")
-        return snap.files[disk], snap.config.disk(disk).size_bytes
+        return snap.files[disk]
+
+    def _view(self, vm_id: str, st: VMState, disk: str, snap_id: str | None) -> tuple[str, int]:
+        """(top file, size) of a disk's view."""
+        top = self._top(vm_id, st, disk, snap_id)
+        if snap_id is None:
+            return top, images.virtual_size([Path(top)])
+        return top, st.snapshots[st.snap_index(vm_id, snap_id)].config.disk(disk).size_bytes
 
     def _runs_to_extents(self, runs: Iterable[tuple[int, int]], size: int) -> list[Extent]:
         bs = self.block_size
@@ -757,26 +764,26 @@ class LibvirtDiskHandle:
         self._img: NbdImage | None = None
         self._top: str | None = None
         self._gen = ""
+        self._dom = driver._dom(vm_id)
         with self._locked(False) as img:
             self.size = img.size
 
     @contextmanager
     def _locked(self, exclusive: bool) -> Iterator[NbdImage]:
-        lock = self.d._dir(self.vm_id) / "vm.lock"
-        with locked(lock, exclusive or self.writable, LOCK_TIMEOUT_S, f"VM {self.vm_id}"):
-            st = load(self.d._dir(self.vm_id) / "state.json")
-            top, _ = self.d._view(self.vm_id, st, self.disk, self.snap_id)
-            if self.snap_id is None and self.writable:
-                dom = self.d._dom(self.vm_id)
-                if dom.isActive():
-                    raise InvalidState(f"VM {self.vm_id} started: its live disk is the guest's now")
-            vm_dir = self.d._dir(self.vm_id)
-            if self._img is not None and self.snap_id is None and generation(vm_dir) != self._gen:
-                self._img.close()  # someone else wrote or restructured the live files
-                self._img = None
-            if self._img is None:
-                self._gen = generation(vm_dir)
-                self._img, self._top = NbdImage(st.chain(top), self.writable), top
+        vm_dir = self.d._dir(self.vm_id)
+        with locked(vm_dir / "vm.lock", exclusive or self.writable, LOCK_TIMEOUT_S, f"VM {self.vm_id}"):
+            if self.writable and self._dom.isActive():  # one cheap call: a start outside abdr counts too
+                raise InvalidState(f"VM {self.vm_id} started: its live disk is the guest's now")
+            gen = generation(vm_dir)
+            if self._img is None or gen != self._gen:  # first call, or the files changed: look again
+                st = load(vm_dir / "state.json")
+                top = self.d._top(self.vm_id, st, self.disk, self.snap_id)  # NotFound: a snapshot deleted
+                if self._img is not None and self.snap_id is None:
+                    self._img.close()  # someone else wrote or restructured the live files
+                    self._img = None
+                if self._img is None:  # a snapshot's server stays: its view never changes
+                    self._img, self._top = NbdImage(st.chain(top), self.writable), top
+                self._gen = gen
             try:
                 yield self._img
             finally:

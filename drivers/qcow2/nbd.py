@@ -25,7 +25,10 @@ class NbdImage:
         # unsafe: an NBD flush writes QEMU's cached qcow2 metadata into the file but does not
         # fdatasync it (sync() does that), so callers can hand a consistent file to another
         # process after every batch without paying a disk barrier each time
-        argv = ["qemu-nbd", "--cache=unsafe", "--discard=unmap"]
+        # setpriv --pdeathsig: the server dies with the thread that started it. A process
+        # killed between spawning it and connecting would otherwise leave it listening forever
+        # (and holding that process's stdout/stderr). util-linux, always on Debian.
+        argv = ["setpriv", "--pdeathsig", "KILL", "--", "qemu-nbd", "--cache=unsafe", "--discard=unmap"]
         if not writable:
             # read-only; a running guest's live disk can be read too (QEMU's locks are off
             # in the chain spec), but only a snapshot's view is a consistent one
