@@ -57,6 +57,16 @@ DEFAULT_ROOT = Path("/var/lib/libvirt/images/abdr")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SNAP_ID_RE = re.compile(r"^snap-[0-9a-f]{12}$")
 LOCK_TIMEOUT_S = 120.0
+# How long a FILE_SYSTEM_CONSISTENT snapshot waits for the guest agent's freeze (its fsfreeze
+# hooks, the flush of the guest's file systems). libvirt bounds only its guest-sync (5 s: an
+# agent not started or stopped fails at once or then); the freeze itself it waits for forever
+# by default, so a guest whose freeze never ends would hang the snapshot and the VM's lock.
+# ABDR_LIBVIRT_AGENT_TIMEOUT_S overrides it.
+AGENT_TIMEOUT_S = 60
+
+
+def agent_timeout_s() -> int:
+    return int(os.environ.get("ABDR_LIBVIRT_AGENT_TIMEOUT_S") or AGENT_TIMEOUT_S)
 
 
 def parse_endpoint(endpoint: str, cluster: str) -> tuple[str, Path]:
@@ -473,6 +483,8 @@ class LibvirtDriver:
         if consistency == Consistency.FILE_SYSTEM_CONSISTENT:
             flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
         try:
+            if consistency == Consistency.FILE_SYSTEM_CONSISTENT:
+                dom.agentSetResponseTimeout(agent_timeout_s(), 0)  # for this domain's agent commands from now on
             dom.snapshotCreateXML(xml, flags)
         except libvirt.libvirtError as e:
             for f in new.values():
