@@ -41,6 +41,7 @@ SITE_ACTIVITIES = {
     "ensure_replica", "find_vm", "maintain_repository", "power_state", "prepare_backup", "pull_extents",
     "release_snapshot", "replica_retention", "restore_disks", "rollback_vm", "set_power", "shutdown_vm",
     "site_worker_info", "transfer_backup",
+    "cluster_health",  # added since, through the interface (the health check's cluster probe)
 }
 CATALOG_ACTIVITIES = {
     "admin_add_backup_plan", "admin_add_cluster", "admin_add_replication_plan", "admin_add_site",

@@ -96,15 +96,45 @@ def virt_type(conn: libvirt.virConnect) -> str:
     return "qemu"
 
 
-def check_endpoint(endpoint: str, cluster: str) -> None:
-    uri, root = parse_endpoint(endpoint, cluster)
+def _connect(uri: str, cluster: str) -> libvirt.virConnect:
     try:
-        conn = libvirt.open(uri)
+        return libvirt.open(uri)
     except libvirt.libvirtError as e:
         raise DriverError(f"libvirt cluster {cluster!r}: cannot connect to {uri}: {e.get_error_message()}") from None
-    conn.close()
+
+
+def _check_root(root: Path, cluster: str) -> None:
     if root.exists() and not root.is_dir():
         raise DriverError(f"libvirt cluster {cluster!r}: {root} is not a directory")
+
+
+def check_endpoint(endpoint: str, cluster: str) -> None:
+    uri, root = parse_endpoint(endpoint, cluster)
+    _connect(uri, cluster).close()
+    _check_root(root, cluster)
+
+
+def version_string(v: int) -> str:
+    """libvirt's version numbers (major * 1,000,000 + minor * 1,000 + release) as 9.0.0."""
+    return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
+
+
+def probe_endpoint(endpoint: str, cluster: str) -> tuple[str, dict[str, str]]:
+    """What `abdr status` says of a libvirt cluster: the URI and host that answered, and the
+    versions of the libvirt daemon there and of its hypervisor (what `virsh version` calls
+    "Running against daemon" and "Running hypervisor")."""
+    uri, root = parse_endpoint(endpoint, cluster)
+    conn = _connect(uri, cluster)
+    try:
+        _check_root(root, cluster)
+        versions = {"libvirt": version_string(conn.getLibVersion()),
+                    "hypervisor": f"{conn.getType()} {version_string(conn.getVersion())}"}
+        return f"{conn.getURI()} on {conn.getHostname()}, directory {root}", versions
+    except libvirt.libvirtError as e:
+        raise DriverError(f"libvirt cluster {cluster!r}: {uri} does not tell its versions: "
+                          f"{e.get_error_message()}") from None
+    finally:
+        conn.close()
 
 
 def _power(dom: libvirt.virDomain) -> PowerState:
