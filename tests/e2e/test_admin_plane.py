@@ -261,7 +261,7 @@ async def test_status_reports_each_cluster_and_the_libvirt_versions(stack: Stack
         await stack.cli("cluster", "add", "kvm1", "--site", "default", "--driver", "libvirt",
                         "--endpoint", "qemu:///system", "--path", str(mine))
         await stack.cli("cluster", "add", "kvm-gone", "--site", "default", "--driver", "libvirt",
-                        "--endpoint", f"qemu+unix:///system?socket={socket}", "--path", str(mine))
+                        "--endpoint", f"qemu+unix:///system?socket={socket}", "--path", str(tmp_path / "gone"))
 
         code, out = await status("--json")
         report = json.loads(out)
