@@ -27,7 +27,7 @@ import workflows
 from activities.admin import AdminActivities
 from activities.backup import BackupActivities
 from activities.catalog import CatalogActivities
-from activities.health import HealthActivities
+from activities.health import ClusterHealthActivities, HealthActivities
 from activities.heartbeat import HeartbeatInterceptor
 from activities.registry import activities_of
 from activities.replication import ReplicationActivities
@@ -52,7 +52,8 @@ def site_activities(catalog: Catalog, site: str, settings: Settings) -> list[Cal
     backup = BackupActivities(res)
     rep = ReplicationActivities(res, settings.transport_secret(),
                                 str(settings.transport_ca) if settings.transport_ca else None)
-    impls = [backup, RestoreActivities(res), SiteAdminActivities(res, backup), rep, HealthActivities(catalog, site)]
+    impls = [backup, RestoreActivities(res), SiteAdminActivities(res, backup), rep, HealthActivities(catalog, site),
+             ClusterHealthActivities(catalog, site)]
     return [fn for impl in impls for fn in activities_of(impl)]
 
 

@@ -1,6 +1,7 @@
 """Cluster drivers behind one protocol (drivers.base.ClusterDriver) and the backup
 repository (drivers.repository). `DRIVERS` is the one registry of drivers: `get_driver`
-opens a cluster through it, the admin plane checks a new cluster with it, the CLI offers its
+opens a cluster through it, the admin plane checks a new cluster with it, `abdr status`'s
+health check probes each cluster with it (`probe_cluster`), the CLI offers its
 names and the contract suite runs on each. Adding a driver is one entry here (its name must
 be one of models.inventory.DRIVER_NAMES, which the workflows validate against: models/
 imports no driver)."""
@@ -27,6 +28,8 @@ class DriverKind:
     description: str  # one line for the CLI's help: what a cluster is and what its endpoint means
     open: Callable[[str, str], ClusterDriver]
     check: Callable[[str, str], None]  # refuses an endpoint before the catalog knows the cluster; changes nothing
+    # (what answered, versions) for `abdr status`; DriverError when it cannot reach the cluster; changes nothing
+    probe: Callable[[str, str], tuple[str, dict[str, str]]]
     default_endpoint: Callable[[Path, str], str] | None = None  # (data dir, name): the starter's default
     with_path: Callable[[str, Path], str] | None = None  # (endpoint, --path): the endpoint naming that directory
 
@@ -61,6 +64,12 @@ def _check_local(endpoint: str, name: str) -> None:
     check_cluster_root(_local_endpoint(endpoint, name), name)
 
 
+def _probe_local(endpoint: str, name: str) -> tuple[str, dict[str, str]]:
+    _check_local(endpoint, name)
+    root = Path(_local_endpoint(endpoint, name))
+    return (f"directory {root}" if root.is_dir() else f"directory {root} (not there yet: made on first use)"), {}
+
+
 def _local_default(data_dir: Path, name: str) -> str:
     return str((data_dir / "clusters" / name).absolute())
 
@@ -89,12 +98,18 @@ def _check_libvirt(endpoint: str, name: str) -> None:
     check_endpoint(endpoint, name)
 
 
+def _probe_libvirt(endpoint: str, name: str) -> tuple[str, dict[str, str]]:
+    from drivers.libvirt.driver import probe_endpoint
+
+    return probe_endpoint(endpoint, name)
+
+
 DRIVERS: dict[str, DriverKind] = {
     "local": DriverKind("a directory on this host (--path; default <ABDR_DATA_DIR>/clusters/<NAME>)",
-                        _open_local, _check_local, _local_default, _local_with_path),
+                        _open_local, _check_local, _probe_local, _local_default, _local_with_path),
     "libvirt": DriverKind("a KVM/QEMU host through libvirt (--endpoint qemu:///system or qemu+tls://HOST/system; "
                           "--path: its disk directory, default /var/lib/libvirt/images/abdr/<NAME>)",
-                          _open_libvirt, _check_libvirt, with_path=_libvirt_with_path),
+                          _open_libvirt, _check_libvirt, _probe_libvirt, with_path=_libvirt_with_path),
 }
 
 
@@ -113,10 +128,16 @@ def get_driver(cluster: Cluster) -> ClusterDriver:
     return driver_kind(cluster).open(cluster.endpoint, cluster.name)
 
 
+def probe_cluster(cluster: Cluster) -> tuple[str, dict[str, str]]:
+    """Reach `cluster` the way its driver would, without opening it: (what answered, its
+    versions). DriverError (or Unsupported) when it cannot."""
+    return driver_kind(cluster).probe(cluster.endpoint, cluster.name)
+
+
 def check_cluster(cluster: Cluster) -> None:
     """Refuse a cluster before the catalog knows it: an unknown driver, or an endpoint its
     driver cannot take (local: a directory that is neither an abdr cluster nor empty)."""
     driver_kind(cluster).check(cluster.endpoint, cluster.name)
 
 
-__all__ = ["DRIVERS", "ClusterDriver", "DriverKind", "check_cluster", "get_driver", "join_endpoint"]
+__all__ = ["DRIVERS", "ClusterDriver", "DriverKind", "check_cluster", "get_driver", "join_endpoint", "probe_cluster"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from temporalio import activity
 
-from models.health import HealthCheckInput, SiteWorkerInfo
+from models.health import ClusterHealth, HealthCheckInput, SiteWorkerInfo
 from models.inventory import GuestSigns
 from models.jobs import (
     CleanupInput,
@@ -195,6 +195,14 @@ class HealthApi(ABC):
     def site_worker_info(self, req: HealthCheckInput) -> SiteWorkerInfo: ...
 
 
+class ClusterHealthApi(ABC):
+    """activities/health.py (ClusterHealthActivities)"""
+
+    @activity.defn(name="cluster_health")
+    @abstractmethod
+    def cluster_health(self, req: HealthCheckInput) -> list[ClusterHealth]: ...
+
+
 # -- workflow queue (the catalog's) ----------------------------------------------------------
 
 class CatalogApi(ABC):
@@ -266,5 +274,5 @@ class ReplicationCatalogApi(ABC):
 
 
 # Which worker serves each interface: a site's (its queue) or the catalog's (the workflow queue).
-SITE_APIS: list[type] = [BackupApi, RestoreApi, ReplicationApi, SiteAdminApi, HealthApi]
+SITE_APIS: list[type] = [BackupApi, RestoreApi, ReplicationApi, SiteAdminApi, HealthApi, ClusterHealthApi]
 CATALOG_APIS: list[type] = [CatalogApi, ReplicationCatalogApi]

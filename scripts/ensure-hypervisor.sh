@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The libvirt/QEMU test bed (tests/hypervisor, issue 10): QEMU, libvirt's daemon and client,
-# libnbd, busybox and a Linux kernel for the tests' tiny guest, all from Debian's packages,
+# libnbd, busybox, a Linux kernel and the QEMU guest agent for the tests' tiny guest (packed
+# into its initramfs, tests/guest/initramfs.py), all from Debian's packages,
 # and libvirtd running without systemd (these machines have none). Safe to re-run: installs
 # only what is missing, starts only what is down. Prints what it did; fails if it cannot.
 #
@@ -16,7 +17,8 @@ die() { echo "ensure-hypervisor: $*" >&2; exit 1; }
 # libvirt-daemon-system-sysv satisfies libvirt-daemon-system's init alternative without
 # pulling systemd in as init; --no-install-recommends keeps out dnsmasq, swtpm, the GUI.
 packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-system-sysv
-  libvirt-clients python3-libvirt python3-libnbd libnbd-bin busybox-static linux-image-amd64)
+  libvirt-clients python3-libvirt python3-libnbd libnbd-bin busybox-static linux-image-amd64
+  qemu-guest-agent)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")

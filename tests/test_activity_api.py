@@ -42,6 +42,7 @@ SITE_ACTIVITIES = {
     "release_snapshot", "replica_retention", "restore_disks", "rollback_vm", "set_power", "shutdown_vm",
     "site_worker_info", "transfer_backup",
     "guest_signs",  # added with the libvirt driver: a drill's evidence from the guest itself
+    "cluster_health",  # added since, through the interface (the health check's cluster probe)
 }
 CATALOG_ACTIVITIES = {
     "admin_add_backup_plan", "admin_add_cluster", "admin_add_replication_plan", "admin_add_site",

@@ -58,6 +58,16 @@ DEFAULT_ROOT = Path("/var/lib/libvirt/images/abdr")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SNAP_ID_RE = re.compile(r"^snap-[0-9a-f]{12}$")
 LOCK_TIMEOUT_S = 120.0
+# How long a FILE_SYSTEM_CONSISTENT snapshot waits for the guest agent's freeze (its fsfreeze
+# hooks, the flush of the guest's file systems). libvirt bounds only its guest-sync (5 s: an
+# agent not started or stopped fails at once or then); the freeze itself it waits for forever
+# by default, so a guest whose freeze never ends would hang the snapshot and the VM's lock.
+# ABDR_LIBVIRT_AGENT_TIMEOUT_S overrides it.
+AGENT_TIMEOUT_S = 60
+
+
+def agent_timeout_s() -> int:
+    return int(os.environ.get("ABDR_LIBVIRT_AGENT_TIMEOUT_S") or AGENT_TIMEOUT_S)
 
 
 def parse_endpoint(endpoint: str, cluster: str) -> tuple[str, Path]:
@@ -87,15 +97,45 @@ def virt_type(conn: libvirt.virConnect) -> str:
     return "qemu"
 
 
-def check_endpoint(endpoint: str, cluster: str) -> None:
-    uri, root = parse_endpoint(endpoint, cluster)
+def _connect(uri: str, cluster: str) -> libvirt.virConnect:
     try:
-        conn = libvirt.open(uri)
+        return libvirt.open(uri)
     except libvirt.libvirtError as e:
         raise DriverError(f"libvirt cluster {cluster!r}: cannot connect to {uri}: {e.get_error_message()}") from None
-    conn.close()
+
+
+def _check_root(root: Path, cluster: str) -> None:
     if root.exists() and not root.is_dir():
         raise DriverError(f"libvirt cluster {cluster!r}: {root} is not a directory")
+
+
+def check_endpoint(endpoint: str, cluster: str) -> None:
+    uri, root = parse_endpoint(endpoint, cluster)
+    _connect(uri, cluster).close()
+    _check_root(root, cluster)
+
+
+def version_string(v: int) -> str:
+    """libvirt's version numbers (major * 1,000,000 + minor * 1,000 + release) as 9.0.0."""
+    return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
+
+
+def probe_endpoint(endpoint: str, cluster: str) -> tuple[str, dict[str, str]]:
+    """What `abdr status` says of a libvirt cluster: the URI and host that answered, and the
+    versions of the libvirt daemon there and of its hypervisor (what `virsh version` calls
+    "Running against daemon" and "Running hypervisor")."""
+    uri, root = parse_endpoint(endpoint, cluster)
+    conn = _connect(uri, cluster)
+    try:
+        _check_root(root, cluster)
+        versions = {"libvirt": version_string(conn.getLibVersion()),
+                    "hypervisor": f"{conn.getType()} {version_string(conn.getVersion())}"}
+        return f"{conn.getURI()} on {conn.getHostname()}, directory {root}", versions
+    except libvirt.libvirtError as e:
+        raise DriverError(f"libvirt cluster {cluster!r}: {uri} does not tell its versions: "
+                          f"{e.get_error_message()}") from None
+    finally:
+        conn.close()
 
 
 def _power(dom: libvirt.virDomain) -> PowerState:
@@ -505,6 +545,8 @@ class LibvirtDriver:
         if consistency == Consistency.FILE_SYSTEM_CONSISTENT:
             flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
         try:
+            if consistency == Consistency.FILE_SYSTEM_CONSISTENT:
+                dom.agentSetResponseTimeout(agent_timeout_s(), 0)  # for this domain's agent commands from now on
             dom.snapshotCreateXML(xml, flags)
         except libvirt.libvirtError as e:
             for f in new.values():

@@ -45,7 +45,8 @@ def status(
     site: Annotated[list[str] | None, typer.Option("--site", help="Sites to check (default ABDR_SITE).")] = None,
     probe: Annotated[bool, typer.Option(help="Run a health-check workflow through each site worker.")] = True,
 ) -> None:
-    """Is Temporal reachable, which workers poll which queues, is the catalog reachable."""
+    """Is Temporal reachable, which workers poll which queues, is the catalog reachable, does
+    each site's worker reach its clusters (and their versions)."""
     with cli_errors():
         settings = get_settings()
         from starter.stack.status import gather_status
@@ -70,4 +71,8 @@ def _render_status(r: dict) -> None:
                       f"{', '.join(w['pollers']) or 'no worker polling'}")
     for p in r.get("probe", []):
         console.print(f"Probe     {mark(p['ok'])}  site {p['site']}: {p.get('identity', p.get('error', ''))}")
+        for c in p.get("cluster_health", []):
+            versions = ", ".join(v if k == "hypervisor" else f"{k} {v}" for k, v in c["versions"].items())
+            console.print(f"Cluster   {mark(c['ok'])}  {p['site']}/{c['name']} ({c['driver']}): "
+                          f"{c['reached'] or c['error']}{'  ' + versions if versions else ''}")
     console.print("healthy" if r["healthy"] else "[red]unhealthy[/red]")

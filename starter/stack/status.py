@@ -1,5 +1,7 @@
 """`abdr status`: is Temporal reachable, which workers poll which queues, is the catalog
-reachable and migrated, and (with --probe) does a health-check workflow run end to end."""
+reachable and migrated, and (with --probe) does a health-check workflow run end to end, and
+how does each site's worker reach that site's clusters (libvirt: the daemon's and the
+hypervisor's versions)."""
 
 from __future__ import annotations
 
@@ -78,6 +80,7 @@ async def run_probe(client: Client, site: str) -> dict:
         info = await client.execute_workflow(
             HealthCheckWorkflow.run, HealthCheckInput(site=site), id=f"health/{site}/{uuid.uuid4().hex[:8]}",
             task_queue=WORKFLOW_TASK_QUEUE, execution_timeout=timedelta(seconds=30))
-        return {"site": site, "ok": info.catalog_ok, **info.model_dump()}
+        # a cluster its worker cannot reach is unhealthy too: its backups would fail
+        return {"site": site, "ok": info.catalog_ok and all(c.ok for c in info.cluster_health), **info.model_dump()}
     except Exception as e:
         return {"site": site, "ok": False, "error": f"{type(e).__name__}: {e}"}

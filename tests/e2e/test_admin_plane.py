@@ -223,3 +223,68 @@ async def test_libvirt_cluster_through_the_cli(stack: Stack, tmp_path: Path) -> 
     finally:
         remove_cluster_dir(endpoint)
         remove_cluster_dir(f"qemu:///system#{other}")
+
+
+@pytest.mark.hypervisor
+async def test_status_reports_each_cluster_and_the_libvirt_versions(stack: Stack, tmp_path: Path) -> None:
+    """`abdr status` through the real stack: the site's worker reaches each of its clusters
+    and says how (the local one's directory; the libvirt one's daemon and hypervisor
+    versions, as `virsh version --daemon` prints them). A libvirt host that stops answering
+    after it was added makes status fail, naming that cluster, the others still ok."""
+    import json
+    import re
+    import subprocess
+
+    from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
+
+    async def status(*args: str) -> tuple[int, str]:
+        env = {**os.environ, "ABDR_TEMPORAL_ADDRESS": stack.settings.temporal_address,
+               "ABDR_DATABASE_URL": stack.settings.catalog_url, "ABDR_DATA_DIR": str(tmp_path / "cli"),
+               "COLUMNS": "250"}
+        proc = await asyncio.create_subprocess_exec(ABDR, "status", "--site", "default", *args, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode()
+
+    virsh = subprocess.run(["virsh", "-c", "qemu:///system", "version", "--daemon"], capture_output=True, text=True,
+                           check=True).stdout
+    daemon = re.search(r"Running against daemon: (\S+)", virsh)
+    hypervisor = re.search(r"Running hypervisor: (.+)", virsh)
+    assert daemon and hypervisor, virsh
+    libvirt_version, qemu_version = daemon.group(1), hypervisor.group(1).strip()
+    mine = fresh_cluster_dir()
+    endpoint = f"qemu:///system#{mine}"
+    # a second libvirt cluster reached through a socket path that goes away: a host gone down
+    socket = tmp_path / "libvirt-sock"
+    socket.symlink_to("/run/libvirt/libvirt-sock")
+    try:
+        await stack.cli("cluster", "add", "kvm1", "--site", "default", "--driver", "libvirt",
+                        "--endpoint", "qemu:///system", "--path", str(mine))
+        await stack.cli("cluster", "add", "kvm-gone", "--site", "default", "--driver", "libvirt",
+                        "--endpoint", f"qemu+unix:///system?socket={socket}", "--path", str(tmp_path / "gone"))
+
+        code, out = await status("--json")
+        report = json.loads(out)
+        assert code == 0 and report["healthy"], out
+        (probe,) = report["probe"]
+        health = {c["name"]: c for c in probe["cluster_health"]}
+        assert set(health) == {"c1", "kvm1", "kvm-gone"} and all(c["ok"] for c in health.values()), health
+        assert health["kvm1"]["versions"] == {"libvirt": libvirt_version, "hypervisor": qemu_version}
+        assert health["kvm1"]["reached"].startswith("qemu:///system on ") and str(mine) in health["kvm1"]["reached"]
+        assert health["c1"]["driver"] == "local" and health["c1"]["reached"].startswith("directory ")
+        assert health["c1"]["versions"] == {}
+        code, text = await status()
+        assert code == 0 and re.search(rf"Cluster +ok +default/kvm1 \(libvirt\): .*libvirt {re.escape(libvirt_version)}, "
+                                       rf"{re.escape(qemu_version)}", text), text
+
+        socket.unlink()
+        code, out = await status("--json")
+        report = json.loads(out)
+        health = {c["name"]: c for c in report["probe"][0]["cluster_health"]}
+        assert code == 1 and not report["healthy"] and not report["probe"][0]["ok"]
+        assert not health["kvm-gone"]["ok"] and "cannot connect" in health["kvm-gone"]["error"], health
+        assert health["kvm1"]["ok"] and health["c1"]["ok"]
+        code, text = await status()
+        assert code == 1 and re.search(r"Cluster +FAIL +default/kvm-gone \(libvirt\): .*cannot connect", text), text
+    finally:
+        remove_cluster_dir(endpoint)

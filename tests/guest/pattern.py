@@ -24,6 +24,10 @@ VERDICT = re.compile(r"ABDR-GUEST-VERDICT (\w+) c=(\d+) bad=(\d+) sha256=([0-9a-
 POWEROFF = re.compile(r"ABDR-GUEST-POWEROFF c=(\d+)")
 LOG = re.compile(r"ABDR-GUEST-LOG c=(\d+)")
 ERROR = re.compile(r"ABDR-GUEST-ERROR .*")
+AGENT = re.compile(r"ABDR-GUEST-AGENT (pid=\d+|off) port=(\S+)")  # qemu-ga started (or left off)
+FREEZE = re.compile(r"ABDR-GUEST-FREEZE c=(\d+|none)")  # the agent's freeze hook: writer paused after write C
+THAW = re.compile(r"ABDR-GUEST-THAW")
+AGENT_STOPPED = re.compile(r"ABDR-GUEST-AGENT stopped")  # abdr.agent=stopped: qemu-ga got SIGSTOP
 
 
 def position(c: int, nblk: int) -> int:

@@ -39,6 +39,15 @@ def image() -> object:
     return build_guest(ROOT / "cache")
 
 
+@pytest.fixture(scope="session")
+def agent_image() -> object:
+    """The tiny guest with the QEMU guest agent (it runs where the domain has the channel)."""
+    from tests.guest.domain import ROOT
+    from tests.guest.initramfs import build_guest
+
+    return build_guest(ROOT / "cache", agent=True)
+
+
 @pytest.fixture
 def wd(conn: object) -> Iterator[Path]:
     from tests.guest.domain import workdir
