@@ -9,7 +9,7 @@ from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Checkpoint, resume_details
 from activities.resources import Resources
 from activities.slots import SlotRequest, TransferKind, holds_slot
-from drivers.base import ClusterDriver
+from drivers.base import BatchedWrites, ClusterDriver
 from drivers.ratelimit import limit_iops
 from drivers.repository.manifest import DIGEST_LEN, ChunkTable, DiskManifest
 from drivers.repository.reader import DiskRestorer, RestoreProgress
@@ -107,17 +107,19 @@ class RestoreActivities(RestoreApi):
             start = resumed.chunk_index if index == resumed.disk_index else 0
             with driver.open_disk(inp.vm_id, dm.name, writable=True) as handle:
                 # Reported progress covers only flushed writes: a retry resumes there exactly.
-                checkpoint = Checkpoint(handle.flush)
+                batched = BatchedWrites(handle)
+                checkpoint = Checkpoint(batched.flush)
 
                 def progress(p: RestoreProgress, index: int = index, offset: int = done_before,
                              checkpoint: Checkpoint = checkpoint) -> None:
                     checkpoint(TransferProgress(disk_index=index, chunk_index=p.chunk_index,
                                                 bytes_done=offset + p.bytes_done, bytes_total=total), force=p.done)
 
-                restorer = DiskRestorer(repo, point, dm.name, limit_iops(handle.write, r.write_iops),
+                restorer = DiskRestorer(repo, point, dm.name, limit_iops(batched.write, r.write_iops),
                                         target_is_zero=inp.new_vm, current=current)
                 # A callback per MiB written (cheap); the checkpoint decides by elapsed time.
                 result = restorer.run(resume_from=start, on_progress=progress, progress_bytes=1 << 20)
+                batched.drain()  # what is left; the handle's close flushes it
             written += result.bytes_written
             done_before += dm.size
         return RestoreDisksResult(written_bytes=written, total_bytes=total,

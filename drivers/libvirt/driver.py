@@ -594,6 +594,7 @@ class LibvirtDriver:
         """Commit `child` into `parent` (which only deleted snapshots read), then let
         whatever named `child` name `parent`: the file count stays the snapshot count + 1."""
         grandchild = st.child_of(m.child)
+        bump_generation(self._dir(dom.UUIDString()))  # before any file changes: lock-free readers look again
         if m.child in st.backing:
             if dom.isActive() and m.child in self._live_chain(dom, m.disk):
                 self._block_commit(dom, m)
@@ -814,10 +815,11 @@ class LibvirtDiskHandle:
     def _locked(self, exclusive: bool) -> Iterator[NbdImage]:
         vm_dir = self.d._dir(self.vm_id)
         with locked(vm_dir / "vm.lock", exclusive or self.writable, LOCK_TIMEOUT_S, f"VM {self.vm_id}"):
-            if self.writable and self._dom.isActive():  # one cheap call: a start outside abdr counts too
-                raise InvalidState(f"VM {self.vm_id} started: its live disk is the guest's now")
             gen = generation(vm_dir)
             if self._img is None or gen != self._gen:  # first call, or the files changed: look again
+                # (abdr's power_on moves the token; a start behind abdr's back is not seen)
+                if self.writable and self._dom.isActive():
+                    raise InvalidState(f"VM {self.vm_id} started: its live disk is the guest's now")
                 st = load(vm_dir / "state.json")
                 top = self.d._top(self.vm_id, st, self.disk, self.snap_id)  # NotFound: a snapshot deleted
                 if self._img is not None and self.snap_id is None:
@@ -833,6 +835,16 @@ class LibvirtDiskHandle:
                     self._gen = bump_generation(vm_dir)  # our writes: other handles must reopen
 
     def read(self, offset: int, length: int) -> bytes:
+        if self.snap_id is not None and self._img is not None:
+            # A snapshot's view never changes, so no lock: a sequence check is enough. Every
+            # change of the VM's files moves the token before it touches a file (the state is
+            # saved first), so an unchanged token around the read means it read the view.
+            vm_dir = self.d._dir(self.vm_id)
+            gen = generation(vm_dir)
+            if gen == self._gen:
+                data = self._img.read(offset, length)
+                if generation(vm_dir) == gen:
+                    return data
         with self._locked(False) as img:
             return img.read(offset, length)
 
