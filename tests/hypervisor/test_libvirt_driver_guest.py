@@ -15,7 +15,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from drivers.base import GuestToolsMissing, extents_to_blocks
+from drivers.base import GuestToolsMissing, Unsupported, extents_to_blocks
 from drivers.libvirt import LibvirtDriver
 from models.inventory import Consistency, DiskSpec, PowerState, VMConfig
 from tests.guest import pattern
@@ -112,3 +112,21 @@ def test_running_guest_snapshots_cbt_live_merges_and_acpi(cluster: LibvirtDriver
     # what changed since s2 covers everything that differs from it
     changed = extents_to_blocks(cluster.changed_extents(vm.id, "disk0", s2.id), BS)
     assert diff_blocks(views[s2.id], read_view(cluster, vm.id, None)) <= changed
+
+
+def test_a_raw_disk_is_listed_and_refused_with_the_fix(cluster: LibvirtDriver, conn: libvirt.virConnect) -> None:
+    """A domain defined outside abdr with a raw disk in the cluster's directory is listed,
+    and a snapshot of it is refused, saying how to convert the disk; nothing changes."""
+    raw = cluster.root / "legacy.raw"
+    raw.write_bytes(b"\x01" * BS)
+    conn.defineXML(f"""<domain type='qemu'><name>legacy-{cluster.root.name}</name><memory unit='MiB'>64</memory>
+      <os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/><source file='{raw}'/><target dev='vda' bus='virtio'/>
+      </disk></devices></domain>""")
+    [vm] = cluster.list_vms()
+    assert vm.name == f"legacy-{cluster.root.name}" and vm.config.disks[0].name == "vda"
+    with pytest.raises(Unsupported, match="is raw, not qcow2.*qemu-img convert -O qcow2"):
+        cluster.create_snapshot(vm.id, "s1")
+    assert cluster.list_snapshots(vm.id) == []
+    assert raw.read_bytes() == b"\x01" * BS
+    assert sorted(p.name for p in cluster.root.rglob("*.qcow2")) == []
