@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The libvirt/QEMU test bed (tests/hypervisor, issue 10): QEMU, libvirt's daemon and client,
 # libnbd, busybox, a Linux kernel and the QEMU guest agent for the tests' tiny guest (packed
-# into its initramfs, tests/guest/initramfs.py), all from Debian's packages,
+# into its initramfs, starter/stack/guest/initramfs.py), all from Debian's packages,
 # and libvirtd running without systemd (these machines have none). Safe to re-run: installs
 # only what is missing, starts only what is down. Prints what it did; fails if it cannot.
 #

@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
 
-from tests.guest.initramfs import GuestImage
+from starter.stack.guest.initramfs import GuestImage
 
 URI = "qemu:///system"
 # Under libvirt's default storage directory: QEMU runs as libvirt-qemu and must reach the

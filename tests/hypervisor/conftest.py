@@ -33,8 +33,8 @@ def conn() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def image() -> object:
+    from starter.stack.guest.initramfs import build_guest
     from tests.guest.domain import ROOT
-    from tests.guest.initramfs import build_guest
 
     return build_guest(ROOT / "cache")
 
@@ -42,8 +42,8 @@ def image() -> object:
 @pytest.fixture(scope="session")
 def agent_image() -> object:
     """The tiny guest with the QEMU guest agent (it runs where the domain has the channel)."""
+    from starter.stack.guest.initramfs import build_guest
     from tests.guest.domain import ROOT
-    from tests.guest.initramfs import build_guest
 
     return build_guest(ROOT / "cache", agent=True)
 

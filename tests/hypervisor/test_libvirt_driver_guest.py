@@ -1,7 +1,7 @@
 """abdr's libvirt driver on a real, booting QEMU guest that keeps writing: snapshots of the
 running VM, changed extents between them, live deletion of snapshots (a libvirt block
 commit, into the middle of the chain and into the active file), the ACPI shutdown and the
-guest-tools refusal. The oracle is the guest's own write sequence (tests/guest/pattern.py):
+guest-tools refusal. The oracle is the guest's own write sequence (starter/stack/guest/pattern.py):
 every view must be a crash-consistent state of it, and changed extents must cover every
 block that differs between two views and lie within the blocks the guest wrote between
 them, never a flag the driver set."""
@@ -18,9 +18,9 @@ import pytest
 from drivers.base import GuestToolsMissing, Unsupported, extents_to_blocks
 from drivers.libvirt import LibvirtDriver
 from models.inventory import Consistency, DiskSpec, PowerState, VMConfig
-from tests.guest import pattern
+from starter.stack.guest import pattern
+from starter.stack.guest.initramfs import GuestImage
 from tests.guest.domain import MEMORY_MIB, Guest
-from tests.guest.initramfs import GuestImage
 from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
 
 pytestmark = pytest.mark.hypervisor

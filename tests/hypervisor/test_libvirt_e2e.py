@@ -1,7 +1,7 @@
 """abdr end to end on libvirt clusters with a real booting guest that keeps writing: the
 real dev server, an orchestration worker and two site workers as separate processes, two
 libvirt clusters on this host in two sites. The oracle is the guest's own write sequence
-(tests/guest/pattern.py): any disk abdr produces must be exactly the guest's disk after
+(starter/stack/guest/pattern.py): any disk abdr produces must be exactly the guest's disk after
 writes 1..C for the C its head block names (the one write in flight aside), and a restored
 or failed-over VM must boot and say on its own console which C it found."""
 
@@ -42,12 +42,12 @@ from models.restore_points import PointType
 from models.services import BackupService, RepositorySpec
 from starter.client import AbdrClient
 from starter.runtime.settings import Settings
+from starter.stack.guest import pattern
+from starter.stack.guest.initramfs import GuestImage
 from tests.e2e.histories import export_histories
 from tests.e2e.observe import wait_heartbeat
 from tests.e2e.processes import DevServer, WorkerProcess
-from tests.guest import pattern
 from tests.guest.domain import MEMORY_MIB, Guest
-from tests.guest.initramfs import GuestImage
 from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
 
 pytestmark = pytest.mark.hypervisor

@@ -17,9 +17,9 @@ import pytest
 from drivers.base import GuestToolsMissing
 from drivers.libvirt import LibvirtDriver
 from models.inventory import VM, Consistency, DiskSpec, PowerState, VMConfig
-from tests.guest import pattern
+from starter.stack.guest import pattern
+from starter.stack.guest.initramfs import GuestImage
 from tests.guest.domain import MEMORY_MIB, Guest
-from tests.guest.initramfs import GuestImage
 from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
 from tests.hypervisor.test_libvirt_driver_guest import read_view
 

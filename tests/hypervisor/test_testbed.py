@@ -6,7 +6,7 @@ through the mechanism under test:
 - the pause oracle: at the backup instant the guest is suspended (QEMU drains and flushes
   on stop) and a separate `qemu-img convert -U` copies the disk file; the export read later,
   while the guest writes on, must equal that copy;
-- the pattern oracle: every block the guest writes is self-describing (tests/guest/pattern.py),
+- the pattern oracle: every block the guest writes is self-describing (starter/stack/guest/pattern.py),
   so any copy must be a crash-consistent state of the guest's own write sequence, and the
   bitmap's dirty clusters must be exactly those the guest's writes between two points touched.
 
@@ -28,9 +28,9 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.guest import pattern
+from starter.stack.guest import pattern
+from starter.stack.guest.pattern import BLOCK, check_image, position
 from tests.guest.domain import Guest, create_disk, define_guest
-from tests.guest.pattern import BLOCK, check_image, position
 from tests.hypervisor import nbdview
 from tests.hypervisor.tools import (
     GRANULARITY,

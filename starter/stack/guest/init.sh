@@ -1,10 +1,10 @@
 #!/bin/busybox sh
-# PID 1 of the tests' tiny guest (tests/guest/initramfs.py packs it as /init).
-# Mode write (default): keeps writing the pattern of tests/guest/pattern.py to /dev/vda.
+# PID 1 of the tests' tiny guest (starter/stack/guest/initramfs.py packs it as /init).
+# Mode write (default): keeps writing the pattern of starter/stack/guest/pattern.py to /dev/vda.
 # Mode verify (abdr.mode=verify): checks that pattern on the disk and prints a verdict.
 # Either way it powers off on the ACPI power button. Where the domain has a QEMU guest agent
 # channel and the initramfs has the agent (build_guest(agent=True)), it runs qemu-ga there
-# with tests/guest/fsfreeze-hook.sh, which pauses the writer while the agent has the guest
+# with starter/stack/guest/fsfreeze-hook.sh, which pauses the writer while the agent has the guest
 # frozen. Guest tools that fail: abdr.agent=off leaves the agent unstarted, abdr.agent=stopped
 # stops it (SIGSTOP) once it runs, abdr.agent=hang makes its freeze hook never return.
 # Markers on the serial console start with ABDR-GUEST-; pattern.py holds their names and the pattern's

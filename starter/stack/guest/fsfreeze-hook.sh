@@ -1,6 +1,6 @@
 #!/bin/busybox sh
 # The QEMU guest agent's fsfreeze hook in the tests' tiny guest (init.sh starts qemu-ga with
-# it; tests/guest/initramfs.py packs it as /bin/fsfreeze-hook). qemu-ga runs it with
+# it; starter/stack/guest/initramfs.py packs it as /bin/fsfreeze-hook). qemu-ga runs it with
 # "freeze" before it freezes the file systems and with "thaw" after it thawed them. Like a
 # database's hook it quiesces the application: on freeze it asks init.sh's writer to pause
 # between two writes and waits until it has, so a snapshot taken while frozen holds exactly
