@@ -76,6 +76,8 @@ def tag(operation: Operation, *, plan: str | None = None, vm: str | None = None,
         if value is not None:
             updates.append(key.value_set(value))
     workflow.upsert_search_attributes(updates)
+    if phase is not None:  # readable from the first phase on (current details are no command: replay-safe)
+        workflow.set_current_details(f"**{phase}**")
 
 
 def phase(name: str, details: str = "") -> None:

@@ -50,6 +50,9 @@ REPROTECT_UNDO = "reprotect-undo"
 # A failure after the final sync is undone too: before READY the replica serves again; after
 # it the claim is let go with READY (the original holds the data). Drops there are best effort.
 FAILBACK_SWITCH_UNDO = "failback-undo-after-sync"
+# A permanent failover names its phases (check, done) like every DR operation, so the Web UI
+# and the AbdrPhase filter show where it is; runs recorded before had none and replay so.
+PERMANENT_PHASES = "permanent-failover-phases"
 
 
 async def ensure_stopped(sites: Sites, site: str, at: VMAt, what: str) -> None:
@@ -194,6 +197,9 @@ class PermanentFailoverWorkflow:
             return await v1.permanent_failover(req, r, sites)
         spec, obj = r.spec, r.obj
         tag(Operation.PERMANENT_FAILOVER, plan=req.plan, vm=str(obj.source), site=spec.target_site)
+        phased = workflow.patched(PERMANENT_PHASES)
+        if phased:
+            phase("check", f"{obj.source} failed over to {obj.replica}")
         require_state(obj, [ReplicaState.FAILOVER], "make permanent the failover of")
         await claim_or_refuse(obj, [ReplicaState.FAILOVER], "permanent failover")
         details: dict = {}
@@ -209,6 +215,9 @@ class PermanentFailoverWorkflow:
                                    details=details)
         await record_job(Operation.PERMANENT_FAILOVER, "SUCCESS", plan=req.plan, vm=req.vm,
                          result=result.model_dump(mode="json"), finished=True)
+        if phased:
+            phase("done", f"{obj.replica} is the production VM" + (f"; reverse plan {details['reverse_plan']}"
+                                                                   if details else ""))
         return result
 
     @staticmethod

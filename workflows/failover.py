@@ -109,7 +109,8 @@ class FailoverWorkflow:
                         spec=spec, vm=req.vm, creation=PointCreation.FAILOVER, claimed_by=me(),
                         bandwidth_mbps=r.bandwidth_mbps,  # the replication service's limit holds here too
                         point_id=f"{req.vm}.fo{workflow.now():%Y%m%dT%H%M%SZ}"),
-                    id=f"{replicate_id(spec.name, req.vm)}/final-sync")
+                    id=f"{replicate_id(spec.name, req.vm)}/final-sync",
+                    static_summary=f"final sync of {obj.source} before its failover")
                 point = await find_point(req.plan, req.vm, synced.point_id or "")
                 details["final_sync_bytes"] = synced.moved_bytes
             details.setdefault("source", await ensure_source_stopped(sites, r))

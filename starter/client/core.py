@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import TimeoutError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from models import search_attributes as sa
 from models.admin import (
     ADMIN_OPS,
     BackupPlanView,
@@ -50,6 +52,7 @@ from models.requests import (
 )
 from models.restore_points import PointState, RestorePointSummary, unrestorable
 from models.services import RepositorySpec
+from starter.client import summaries
 from starter.client.errors import Busy, Damaged, Invalid, NotFound, Unavailable, failure_error
 from starter.runtime import job_ends, schedules
 from starter.runtime.connection import connect
@@ -90,7 +93,8 @@ class AbdrClient:
             return await self.client.execute_workflow(  # type: ignore[call-overload]
                 AdminWorkflow.run, AdminCall(operation=operation, payload=payload or {}, site=site),
                 id=f"admin/{operation}/{uuid.uuid4().hex[:12]}", task_queue=WORKFLOW_TASK_QUEUE,
-                execution_timeout=ADMIN_TIMEOUT, result_type=ADMIN_OPS[operation].response)
+                execution_timeout=ADMIN_TIMEOUT, result_type=ADMIN_OPS[operation].response,
+                static_summary=f"admin: {operation}" + (f" on site {site}" if site else ""))
         except WorkflowFailureError as e:
             if isinstance(e.cause, TimeoutError):
                 where = f"site {site!r}'s worker" if site else "an abdr worker"
@@ -98,10 +102,16 @@ class AbdrClient:
                                   "(is it running? `abdr status`)") from None
             raise failure_error(e) from None
 
-    async def _start(self, workflow: Callable[[S, A], Awaitable[R]], arg: A, wf_id: str,
-                     busy: str) -> WorkflowHandle[S, R]:
+    async def _start(self, workflow: Callable[[S, A], Awaitable[R]], arg: A, wf_id: str, busy: str,
+                     summary: str, plan: str | None = None) -> WorkflowHandle[S, R]:
+        """Start an operation's workflow: every run abdr starts goes through here, so each one
+        carries its Web UI summary and details, and its plan's search attribute from the
+        start (a restore never tags one itself: the plan is its point's)."""
+        attrs = TypedSearchAttributes([SearchAttributePair(sa.PLAN, plan)] if plan else [])
         try:
-            return await self.client.start_workflow(workflow, arg, id=wf_id, task_queue=WORKFLOW_TASK_QUEUE)
+            return await self.client.start_workflow(workflow, arg, id=wf_id, task_queue=WORKFLOW_TASK_QUEUE,
+                                                    static_summary=summary, static_details=summaries.details(arg),
+                                                    search_attributes=attrs)
         except WorkflowAlreadyStartedError:
             raise Busy(f"{busy} (workflow {wf_id} is running; see {self.ui_link(wf_id)})") from None
 
@@ -145,7 +155,9 @@ class AbdrClient:
                                   gc: bool = False, read_iops: int | None = None) -> WorkflowHandle:
         return await self._start(RepositoryMaintenanceWorkflow.run, MaintenanceInput(
             repository=name, verify=verify, prune=prune, gc=gc, read_iops=read_iops),
-            maintenance_id(name), f"maintenance of repository {name!r} is already running")
+            maintenance_id(name), f"maintenance of repository {name!r} is already running",
+            f"maintenance of repository {name}: " + ", ".join(
+                step for step, on in (("verify", verify), ("prune", prune), ("gc", gc)) if on))
 
     async def _repository_site(self, name: str) -> str:
         for r in await self.list_repositories():
@@ -218,7 +230,8 @@ class AbdrClient:
         await self.get_backup_plan(name)  # unknown plan: a clear error, no workflow
         return await self._start(BackupPlanRunWorkflow.run, PlanRunInput(plan=name, manual=True, full=full),
                                  plan_run_id(name),
-                                 f"backup plan {name!r} is already running; a manual run never runs alongside it")
+                                 f"backup plan {name!r} is already running; a manual run never runs alongside it",
+                                 f"manual {'full ' if full else ''}run of backup plan {name}", plan=name)
 
     async def plan_run_result(self, handle: WorkflowHandle) -> PlanRunResult:
         return await self.result(handle)
@@ -249,7 +262,9 @@ class AbdrClient:
         cluster = request.target_cluster or point.cluster
         vm = request.new_name or point.vm
         return await self._start(RestoreWorkflow.run, RestoreInput(request=request), restore_id(cluster, vm),
-                                 f"a restore to {cluster}/{vm} is already running")
+                                 f"a restore to {cluster}/{vm} is already running",
+                                 f"{request.mode.value} restore of {point.cluster}/{point.vm} point {point.id} "
+                                 f"to {cluster}/{vm}", plan=point.plan)
 
     async def restore_result(self, handle: WorkflowHandle) -> RestoreResult:
         return await self.result(handle)
@@ -292,7 +307,8 @@ class AbdrClient:
     async def run_replication_plan(self, name: str) -> WorkflowHandle:
         await self.get_replication_plan(name)
         return await self._start(ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=name, manual=True),
-                                 replication_run_id(name), f"replication plan {name!r} is already running")
+                                 replication_run_id(name), f"replication plan {name!r} is already running",
+                                 f"manual run of replication plan {name}", plan=name)
 
     async def list_replicas(self, plan: str | None = None) -> list[ReplicaView]:
         return await self.admin("list_replicas", {"plan": plan})
@@ -311,27 +327,31 @@ class AbdrClient:
         return found
 
     async def _dr(self, workflow: Callable[[Any, Any], Awaitable[DrOperationResult]], req: Any,
-                  wf_id: str) -> WorkflowHandle[Any, DrOperationResult]:
+                  what: str) -> WorkflowHandle[Any, DrOperationResult]:
+        """Start a DR operation (`what`, as its summary says it) on the plan's VM."""
         await self.require_replica(req.plan, req.vm)
-        return await self._start(workflow, req, wf_id,
-                                 f"another disaster-recovery operation on {req.plan}/{req.vm} is running")
+        return await self._start(workflow, req, dr_id(req.plan, req.vm),
+                                 f"another disaster-recovery operation on {req.plan}/{req.vm} is running",
+                                 f"{what} of {req.plan}/{req.vm}", plan=req.plan)
 
     async def failover(self, req: FailoverRequest) -> WorkflowHandle:
-        return await self._dr(FailoverWorkflow.run, req, dr_id(req.plan, req.vm))
+        return await self._dr(FailoverWorkflow.run, req, f"failover to point {req.point}")
 
     async def undo_failover(self, req: UndoFailoverRequest) -> WorkflowHandle:
-        return await self._dr(UndoFailoverWorkflow.run, req, dr_id(req.plan, req.vm))
+        return await self._dr(UndoFailoverWorkflow.run, req, "undo failover")
 
     async def failback(self, req: FailbackRequest) -> WorkflowHandle:
-        return await self._dr(FailbackWorkflow.run, req, dr_id(req.plan, req.vm))
+        return await self._dr(FailbackWorkflow.run, req, "failback")
 
     async def permanent_failover(self, req: PermanentFailoverRequest) -> WorkflowHandle:
-        return await self._dr(PermanentFailoverWorkflow.run, req, dr_id(req.plan, req.vm))
+        return await self._dr(PermanentFailoverWorkflow.run, req,
+                              "permanent failover" + (" with reprotect" if req.reprotect else ""))
 
     async def start_failover_test(self, req: FailoverTestRequest) -> WorkflowHandle:
         await self.require_replica(req.plan, req.vm)
         return await self._start(FailoverTestWorkflow.run, req, drill_id(req.plan, req.vm),
-                                 f"a failover test of {req.plan}/{req.vm} is already running")
+                                 f"a failover test of {req.plan}/{req.vm} is already running",
+                                 f"failover test of {req.plan}/{req.vm} at point {req.point}", plan=req.plan)
 
     async def cleanup_failover_test(self, plan: str, vm: str) -> DrOperationResult:
         handle = self.client.get_workflow_handle(drill_id(plan, vm), result_type=DrOperationResult)

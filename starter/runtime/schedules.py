@@ -67,7 +67,9 @@ def plan_schedule(spec: AnyPlan, paused: bool = False) -> Schedule:
             tick, arg, id=f"{kind}-plan-tick/{spec.name}", task_queue=WORKFLOW_TASK_QUEUE,
             typed_search_attributes=TypedSearchAttributes([
                 SearchAttributePair(sa.PLAN, spec.name), SearchAttributePair(sa.OPERATION, op.value)]),
-            static_summary=f"scheduled run of {kind} plan {spec.name}"),
+            static_summary=f"scheduled run of {kind} plan {spec.name}",
+            static_details=f"Started by the schedule {schedule_id(spec.name, kind)} (abdr {kind}-plan {spec.name}).",
+        ),
         spec=plan_spec(spec),
         policy=skip_policy(),
         state=ScheduleState(paused=paused, note=spec.description or None),

@@ -79,7 +79,8 @@ async def run_probe(client: Client, site: str) -> dict:
     try:
         info = await client.execute_workflow(
             HealthCheckWorkflow.run, HealthCheckInput(site=site), id=f"health/{site}/{uuid.uuid4().hex[:8]}",
-            task_queue=WORKFLOW_TASK_QUEUE, execution_timeout=timedelta(seconds=30))
+            task_queue=WORKFLOW_TASK_QUEUE, execution_timeout=timedelta(seconds=30),
+            static_summary=f"health check of site {site}")
         # a cluster its worker cannot reach is unhealthy too: its backups would fail
         return {"site": site, "ok": info.catalog_ok and all(c.ok for c in info.cluster_health), **info.model_dump()}
     except Exception as e:

@@ -33,6 +33,16 @@ MiB = 1 << 20
 ABDR = str(Path(sys.executable).parent / "abdr")
 
 
+async def run_cli(env: dict[str, str], *args: str) -> str:
+    """The real `abdr` CLI with `env` (ABDR_* settings) added, as a user runs it; its output
+    (it must succeed)."""
+    proc = await asyncio.create_subprocess_exec(ABDR, *args, env={**os.environ, **env, "COLUMNS": "250"},
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
 @dataclass
 class Stack:
     client: AbdrClient
@@ -58,13 +68,8 @@ class Stack:
 
     async def cli(self, *args: str) -> str:
         """The real `abdr` CLI against this stack, as a user runs it; its output (it must succeed)."""
-        env = {**os.environ, "ABDR_TEMPORAL_ADDRESS": self.settings.temporal_address,
-               "ABDR_DATA_DIR": str(self.tmp / "cli"), "COLUMNS": "250"}
-        proc = await asyncio.create_subprocess_exec(ABDR, *args, env=env, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT)
-        out, _ = await proc.communicate()
-        assert proc.returncode == 0, out.decode()
-        return out.decode()
+        return await run_cli({"ABDR_TEMPORAL_ADDRESS": self.settings.temporal_address,
+                              "ABDR_DATA_DIR": str(self.tmp / "cli")}, *args)
 
     async def cli_json(self, *args: str) -> Any:
         return json.loads(await self.cli(*args, "--json"))
