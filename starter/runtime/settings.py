@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     transport_ca: Path | None = None
     demo: bool = Field(default=True, description="`abdr up` seeds a demo cluster, VMs, repository and plan "
                                                  "when the catalog has no backup plan.")
+    demo_libvirt: bool = Field(default=False, description="`abdr up` also boots a tiny real guest on this host's "
+                                                          "libvirt (scripts/ensure-hypervisor.sh sets it up) and "
+                                                          "protects it with a backup plan.")
+    demo_libvirt_dir: Path = Field(default=Path("/var/lib/libvirt/images/abdr/demo"),
+                                   description="The libvirt demo's cluster directory and guest image (QEMU must "
+                                               "reach it: keep it under /var/lib/libvirt/images).")
     repository_key_dir: Path | None = Field(
         default=None, description="Where this site's worker keeps the key files of encrypted repositories "
                                   "(default: data_dir/keys). Keep a copy of each key elsewhere too.")

@@ -24,6 +24,7 @@ from models.schedule import Schedule, ScheduleKind
 from models.services import RepositorySpec
 from starter.client import AbdrClient
 from starter.runtime.settings import Settings
+from starter.stack.demo_libvirt import seed_libvirt_demo
 from starter.stack.sites import extra_sites
 
 log = structlog.get_logger("abdr.demo")
@@ -140,9 +141,15 @@ async def seed_in_stack(settings: Settings, workers: asyncio.Task, stop: asyncio
 
 async def _connect_and_seed(settings: Settings) -> list[str]:
     client = await AbdrClient.connect(settings)
-    lines = await seed_demo(client, settings)
+    lines = await seed_demo(client, settings) if settings.demo else []
     try:
-        return lines + await seed_dr_demo(client, settings)
+        lines += await seed_dr_demo(client, settings) if settings.demo else []
     except Exception as e:  # the backup half stands on its own
         log.warning("demo DR seed failed", error=str(e))
-        return [*lines, f"Demo DR seed failed: {e}"]
+        lines.append(f"Demo DR seed failed: {e}")
+    try:
+        lines += await seed_libvirt_demo(client, settings, REPOSITORY)
+    except Exception as e:  # so does the local demo, when this host's libvirt is not ready
+        log.warning("libvirt demo seed failed", error=str(e))
+        lines.append(f"libvirt demo seed failed (run scripts/ensure-hypervisor.sh .venv?): {e}")
+    return lines

@@ -177,7 +177,7 @@ async def run_stack(settings: Settings) -> None:
             waiter.cancel()
             workers.result()  # raises the reason the workers could not start
             return
-        print(banner(settings, await seed_in_stack(settings, workers, stop) if settings.demo else None), flush=True)
+        print(banner(settings, await seed_in_stack(settings, workers, stop) if settings.demo or settings.demo_libvirt else None), flush=True)
         await workers
     finally:
         if server is not None:
