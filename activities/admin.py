@@ -25,6 +25,7 @@ from models.admin import (
     PlanView,
     PointFilter,
     PointId,
+    ReplicaRef,
     ReplicationPlanView,
     ReplicaView,
     RestorePointDetail,
@@ -210,6 +211,12 @@ class AdminActivities:
         page, total = self.catalog.replica_history(q.plan, q.vm, q.limit, q.before)
         full = len(page) == q.limit
         return HistoryPage(entries=[c for _, c in page], total=total, next_before=page[-1][0] if full else None)
+
+    @activity.defn(name="admin_list_replica_points")
+    @translate_errors
+    def list_replica_points(self, r: ReplicaRef) -> list[RestorePointSummary]:
+        """The points a failover of the replica can go to (`--restore-point ID`), newest first."""
+        return self.catalog.replica_points(r.plan, r.vm)[::-1]
 
     @activity.defn(name="admin_list_replicas")
     @translate_errors

@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.backup import BackupActivities
 from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Progress
 from activities.resources import Resources
+from drivers.base import OperationTimeout
 from drivers.repository.progress import MaintenanceProgress
 from models.activity_api import SiteAdminApi
-from models.admin import CreatedRepository, DeletedPoints, FindingsPage, InstalledKey
+from models.admin import CreatedRepository, DeletedPoints, FindingsPage, InstalledKey, VMOnCluster, VMStop
 from models.inventory import VM
 from models.jobs import FINDINGS_SAMPLE, MaintenanceInput, MaintenanceResult
 from models.plans import VMRef
@@ -133,6 +135,29 @@ class SiteAdminActivities(SiteAdminApi):
         vms = self.res.driver(p["cluster"]).list_vms()
         self.res.catalog.cache_vms(p["cluster"], vms)
         return vms
+
+    def _vm_id(self, at: VMOnCluster) -> str:
+        return self.backup.vm_id(VMRef(cluster=at.cluster, vm=at.vm))  # NotFound names the VM
+
+    @activity.defn(name="admin_start_vm")
+    @translate_errors
+    def start_vm(self, at: VMOnCluster) -> VM:
+        """Power a VM on (a running VM stays as it is)."""
+        return self.res.driver(at.cluster).power_on(self._vm_id(at))
+
+    @activity.defn(name="admin_stop_vm")
+    @translate_errors
+    def stop_vm(self, req: VMStop) -> VM:
+        """Ask the guest to shut down within the timeout, or with `force` power it off."""
+        driver, vm_id = self.res.driver(req.cluster), self._vm_id(req)
+        if req.force:
+            return driver.power_off(vm_id)
+        try:
+            return driver.shutdown(vm_id, req.timeout_s)
+        except OperationTimeout as e:
+            # The guest had its time: retrying would only make the user wait three times as long.
+            raise ApplicationError(f"{e}; `abdr vm stop --force` powers it off", type="OperationTimeout",
+                                   non_retryable=True) from None
 
     @activity.defn(name="admin_check_vms")
     @translate_errors

@@ -75,6 +75,28 @@ class PointIds(Strict):
     ids: list[str] = Field(min_length=1, max_length=10_000)
 
 
+class VMOnCluster(Strict):
+    """A VM by name on a cluster (its site's worker finds it)."""
+
+    cluster: Name
+    vm: Name
+
+
+# An Admin call has 60 s (the client's ADMIN_TIMEOUT): a graceful stop must answer within it.
+STOP_TIMEOUT_MAX_S = 45
+
+
+class VMStop(VMOnCluster):
+    force: bool = Field(default=False, description="Power off at once instead of asking the guest to shut down.")
+    timeout_s: int = Field(default=30, ge=1, le=STOP_TIMEOUT_MAX_S,
+                           description="How long the guest has to shut down (graceful stop).")
+
+
+class ReplicaRef(Strict):
+    plan: Name
+    vm: Name = Field(description="The protected (source) VM's name.")
+
+
 # -- responses ------------------------------------------------------------------------------
 
 SpecT = TypeVar("SpecT", BackupPlanSpec, ReplicationPlanSpec)
@@ -200,11 +222,14 @@ ADMIN_OPS: dict[str, AdminOp] = {
     "delete_replication_plan": AdminOp(ByName, DeletedPlan),
     "list_replicas": AdminOp(PlanFilter, list[ReplicaView]),
     "replica_history": AdminOp(HistoryQuery, HistoryPage),
+    "list_replica_points": AdminOp(ReplicaRef, list[RestorePointSummary]),
     # On the site's worker: they need its disks, repositories or clusters.
     "create_repository": AdminOp(RepositoryCreate, CreatedRepository, on_site=True),
     "add_repository_key": AdminOp(RepositoryKeyFile, InstalledKey, on_site=True),
     "repository_findings": AdminOp(RepositoryFindingsQuery, FindingsPage, on_site=True),
     "list_vms": AdminOp(ClusterName, list[VM], on_site=True),
+    "start_vm": AdminOp(VMOnCluster, VM, on_site=True),
+    "stop_vm": AdminOp(VMStop, VM, on_site=True),
     "check_vms": AdminOp(VMList, list[str], on_site=True),
     "delete_restore_points": AdminOp(PointIds, DeletedPoints, on_site=True),
 }

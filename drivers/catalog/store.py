@@ -380,6 +380,15 @@ class Catalog(ReplicaObjects):
             where += [RestorePointRow.cluster == vm.cluster, RestorePointRow.vm == vm.vm]
         return [self._summary(r) for r in self._all(RestorePointRow, *where, order=RestorePointRow.created_at)]
 
+    def replica_points(self, plan: str, vm: str) -> list[RestorePointSummary]:
+        """The points of the replica of `vm` in `plan` that a failover can use (their snapshot
+        is kept on the replica), oldest first."""
+        replica = self.replication_object(plan, vm).replica  # NotFound names the plan and VM
+        return [self._summary(r) for r in self._all(
+            RestorePointRow, RestorePointRow.plan == plan, RestorePointRow.cluster == replica.cluster,
+            RestorePointRow.vm == replica.vm, col(RestorePointRow.snapshot_id).is_not(None),
+            order=RestorePointRow.created_at)]
+
     def delete_restore_point(self, point_id: str) -> None:
         with self.session() as s:
             s.delete(self._get(s, RestorePointRow, point_id, f"restore point {point_id!r}"))

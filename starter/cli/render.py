@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from models.plans import RunResult
@@ -51,16 +52,26 @@ def say(text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False)
 
 
+UNBOUNDED = 100_000  # wider than any table: measuring against it gives the table's natural width
+
+
 def table(rows: list[dict[str, Any]] | list[BaseModel], columns: list[str], title: str | None = None) -> None:
     """A rich table whose cells fold instead of being cut short: ids stay copyable. A row that
-    is a model shows its fields as `--json` writes them."""
+    is a model shows its fields as `--json` writes them. Output that is not a terminal (a
+    pipe, a file, a script) gets the table at its natural width: every cell on one line,
+    so `grep` and `awk` see whole IDs, whatever COLUMNS says."""
     t = Table(title=title)
     for c in columns:
         t.add_column(c, overflow="fold")
     for row in rows:
         r = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
         t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
-    console.print(t)
+    if console.is_terminal:
+        console.print(t)
+        return
+    natural = Measurement.get(console, console.options.update_width(UNBOUNDED), t).maximum
+    # Console.print clamps a width to the console's own, so a console of that width prints it.
+    Console(width=max(natural, console.width), no_color=console.no_color).print(t)
 
 
 def human_bytes(n: int | None) -> str:

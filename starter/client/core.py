@@ -14,7 +14,13 @@ from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.exceptions import TimeoutError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -50,7 +56,7 @@ from models.requests import (
 )
 from models.restore_points import PointState, RestorePointSummary, unrestorable
 from models.services import RepositorySpec
-from starter.client.errors import Busy, Damaged, Invalid, NotFound, Unavailable, failure_error
+from starter.client.errors import Busy, Conflict, Damaged, Invalid, NotFound, Unavailable, failure_error
 from starter.runtime import job_ends, schedules
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings, get_settings
@@ -132,6 +138,21 @@ class AbdrClient:
 
     async def list_vms(self, cluster: str, site: str) -> list[VM]:
         return await self.admin("list_vms", {"cluster": cluster}, site=site)
+
+    async def _cluster_site(self, cluster: str) -> str:
+        found = next((c for c in await self.list_clusters() if c.name == cluster), None)
+        if found is None:
+            raise NotFound(f"cluster {cluster!r} not found")
+        return found.site
+
+    async def start_vm(self, cluster: str, vm: str) -> VM:
+        """Power a VM on, on its cluster's site worker."""
+        return await self.admin("start_vm", {"cluster": cluster, "vm": vm}, site=await self._cluster_site(cluster))
+
+    async def stop_vm(self, cluster: str, vm: str, force: bool = False, timeout_s: int = 30) -> VM:
+        """Shut a VM down gracefully (the guest has `timeout_s`), or with `force` power it off."""
+        return await self.admin("stop_vm", {"cluster": cluster, "vm": vm, "force": force, "timeout_s": timeout_s},
+                                site=await self._cluster_site(cluster))
 
     # -- repositories -----------------------------------------------------------------------
 
@@ -301,6 +322,10 @@ class AbdrClient:
         """A page of a replica's state changes, newest first; pass `next_before` for the next."""
         return await self.admin("replica_history", {"plan": plan, "vm": vm, "limit": limit, "before": before})
 
+    async def replica_points(self, plan: str, vm: str) -> list[RestorePointSummary]:
+        """The points a failover of `vm`'s replica can go to (`--restore-point ID`), newest first."""
+        return await self.admin("list_replica_points", {"plan": plan, "vm": vm})
+
     async def require_replica(self, plan: str, vm: str) -> ReplicaView:
         """The replica of `vm` in `plan`; NotFound for an unknown plan or VM, so a DR request
         naming nothing is refused at once instead of starting a workflow that fails later."""
@@ -344,14 +369,32 @@ class AbdrClient:
         jobs: list[Job] = await self.admin("list_jobs", {"plan": plan, "limit": limit})
         return [j.model_copy(update={"ui": self.ui_link(j.workflow_id, j.run_id)}) for j in jobs]
 
-    async def describe_job(self, workflow_id: str) -> JobDescription:
+    async def _describe(self, workflow_id: str) -> tuple[WorkflowHandle, WorkflowExecutionDescription]:
         handle = self.client.get_workflow_handle(workflow_id)
         try:
-            d = await handle.describe()
+            return handle, await handle.describe()
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
                 raise NotFound(f"job {workflow_id!r} not found") from None
             raise
+
+    async def cancel_job(self, workflow_id: str, wait: bool = False) -> JobDescription:
+        """Ask a running job's workflow to cancel (its steps clean up after themselves, as at a
+        window's end); with `wait`, until it has ended. The job as it is then; a job that
+        ended already is a conflict."""
+        handle, d = await self._describe(workflow_id)
+        if d.status != WorkflowExecutionStatus.RUNNING:
+            raise Conflict(f"job {workflow_id!r} is not running ({d.status.name if d.status else 'unknown'})")
+        await handle.cancel()
+        if wait:
+            try:
+                await handle.result()
+            except WorkflowFailureError:
+                pass  # a cancelled run fails with the cancellation: describe_job says how it ended
+        return await self.describe_job(workflow_id)
+
+    async def describe_job(self, workflow_id: str) -> JobDescription:
+        handle, d = await self._describe(workflow_id)
         out = JobDescription(workflow_id=workflow_id, run_id=d.run_id, type=d.workflow_type,
                              status=d.status.name if d.status else None, started_at=d.start_time,
                              ui=self.ui_link(workflow_id, d.run_id), closed_at=d.close_time)

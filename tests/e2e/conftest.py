@@ -56,15 +56,21 @@ class Stack:
     def disk_bytes(self, vm_name: str, disk: str = "disk0", snap_id: str | None = None) -> bytes:
         return read_disk(self.driver, vm_name, disk, snap_id)
 
-    async def cli(self, *args: str) -> str:
-        """The real `abdr` CLI against this stack, as a user runs it; its output (it must succeed)."""
+    async def run_cli(self, *args: str, columns: int = 250) -> tuple[int, str]:
+        """The real `abdr` CLI against this stack, as a user runs it, its output piped (not a
+        terminal): (exit code, stdout + stderr)."""
         env = {**os.environ, "ABDR_TEMPORAL_ADDRESS": self.settings.temporal_address,
-               "ABDR_DATA_DIR": str(self.tmp / "cli"), "COLUMNS": "250"}
+               "ABDR_DATA_DIR": str(self.tmp / "cli"), "COLUMNS": str(columns)}
         proc = await asyncio.create_subprocess_exec(ABDR, *args, env=env, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.STDOUT)
         out, _ = await proc.communicate()
-        assert proc.returncode == 0, out.decode()
-        return out.decode()
+        return proc.returncode or 0, out.decode()
+
+    async def cli(self, *args: str, columns: int = 250) -> str:
+        """`run_cli`'s output; the command must succeed."""
+        code, out = await self.run_cli(*args, columns=columns)
+        assert code == 0, out
+        return out
 
     async def cli_json(self, *args: str) -> Any:
         return json.loads(await self.cli(*args, "--json"))

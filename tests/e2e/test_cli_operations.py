@@ -1,0 +1,96 @@
+"""Operations a user runs from the CLI against the real stack: starting and stopping a VM
+(graceful within a timeout, or forced), cancelling a running job (its backup cleans up), a
+replica's points newest first (what `failover --restore-point` takes), and tables that keep
+IDs whole when the output is piped."""
+
+from __future__ import annotations
+
+import json
+
+from models.ids import vm_backup_id
+from models.jobs import TransferProgress
+from models.services import BackupService
+from tests.e2e.conftest import MiB, Stack
+from tests.e2e.observe import wait_heartbeat
+from tests.e2e.oracle import assert_image, capture
+from tests.e2e.test_backup_restore import plan_spec
+from tests.e2e.test_plans import repo_point_ids
+
+
+async def test_vm_start_stop_and_forced_stop(stack: Stack) -> None:
+    vm_id = stack.make_vm("web", size=1 * MiB)
+    started = await stack.cli_json("vm", "start", "c1", "web")
+    assert (started["id"], started["power_state"]) == (vm_id, "RUNNING")
+    assert stack.driver.get_vm(vm_id).power_state == "RUNNING"
+    assert (await stack.cli_json("vm", "start", "c1", "web"))["power_state"] == "RUNNING"  # no change
+    assert "VM c1/web (" in await stack.cli("vm", "stop", "c1", "web")
+    assert stack.driver.get_vm(vm_id).power_state == "STOPPED"
+
+    # A guest that ignores the shutdown: the stop says so (unavailable, exit 6) and the VM runs on.
+    await stack.cli("vm", "start", "c1", "web")
+    stack.driver.set_guest_behavior(vm_id, refuse_shutdown=True)
+    code, out = await stack.run_cli("vm", "stop", "c1", "web", "--timeout", "1")
+    assert code == 6 and len(out.splitlines()) == 1, out
+    assert "did not shut down within 1s" in out and "`abdr vm stop --force` powers it off" in out, out
+    assert stack.driver.get_vm(vm_id).power_state == "RUNNING"
+    assert (await stack.cli_json("vm", "stop", "c1", "web", "--force"))["power_state"] == "STOPPED"
+    assert stack.driver.get_vm(vm_id).power_state == "STOPPED"
+
+    code, out = await stack.run_cli("vm", "start", "c1", "ghost")
+    assert code == 3 and "VM 'ghost' not found on cluster 'c1'" in out, out
+    code, out = await stack.run_cli("vm", "stop", "nowhere", "web")
+    assert code == 3 and "cluster 'nowhere' not found" in out, out
+    code, out = await stack.run_cli("vm", "stop", "c1", "web", "--timeout", "999")
+    assert code == 2, out
+
+
+async def test_job_cancel_stops_the_backup_and_cleans_up(stack: Stack) -> None:
+    vm_id = stack.make_vm("big", size=16 * MiB)
+    source = capture(stack.driver, "big")
+    stack.catalog.put_service(BackupService(name="default", site="default", backup_read_iops=2))
+    await stack.client.create_backup_plan(plan_spec("slow", ["big"]))
+    job = (await stack.cli_json("backup-plan", "run", "slow"))["workflow_id"]
+    await wait_heartbeat(stack.client.client, vm_backup_id("slow", "c1", "big"), "transfer_backup",
+                         TransferProgress, "bytes_done", 1)
+    ended = await stack.cli_json("job", "cancel", job, "--wait")
+    assert ended["workflow_id"] == job and ended["status"] != "RUNNING", ended
+    assert await stack.client.list_restore_points(plan="slow") == []
+    assert repo_point_ids(stack) == set()
+    assert stack.driver.list_snapshots(vm_id) == []  # the backup's snapshot was deleted
+    assert list((stack.repo_path / "staging").iterdir()) == []  # and its partial files
+    assert_image(stack.driver, "big", source, "source after the cancelled backup")
+    shown = await stack.cli_json("job", "show", job)
+    assert shown["status"] == ended["status"], shown
+
+    code, out = await stack.run_cli("job", "cancel", job)
+    assert code == 4 and f"job {job!r} is not running" in out, out
+    code, out = await stack.run_cli("job", "cancel", "backup-plan/nope")
+    assert code == 3 and "job 'backup-plan/nope' not found" in out, out
+
+
+async def test_replica_points_newest_first_and_failover_to_one(stack: Stack) -> None:
+    stack.make_vm("web", size=2 * MiB)
+    await stack.client.add_cluster("c2", "default", "local", str(stack.tmp / "clusters" / "c2"))
+    await stack.cli("replication-plan", "create", "dr", "--vm", "c1/web", "--source-site", "default",
+                    "--target-site", "default", "--target-cluster", "c2", "--schedule", "daily 03:00",
+                    "--retention", "count:5")
+    for _ in range(3):
+        await stack.cli("replication-plan", "run", "dr", "--wait")
+    listed = [p["id"] for p in await stack.cli_json("restore-point", "list", "--plan", "dr")]  # oldest first
+    points = await stack.cli_json("replica", "points", "dr", "web")
+    assert [p["id"] for p in points] == listed[::-1] and len(listed) == 3, (points, listed)
+    assert {(p["cluster"], p["vm"]) for p in points} == {("c2", "web")}
+
+    # Piped into a narrow "terminal": the table keeps every ID whole, on one line.
+    out = await stack.cli("replica", "points", "dr", "web", columns=40)
+    for pid in listed:
+        assert any(pid in line for line in out.splitlines()), (pid, out)
+    assert "…" not in out
+
+    oldest = listed[0]
+    done = json.loads(await stack.cli("failover", "dr", "web", "--restore-point", oldest, "--source-shutdown",
+                                      "poweroff", "--no-power-on", "--wait", "--json"))
+    assert done["point_id"] == oldest, done
+
+    code, out = await stack.run_cli("replica", "points", "dr", "ghost")
+    assert code == 3 and "VM 'ghost' is not protected by replication plan 'dr'" in out, out
