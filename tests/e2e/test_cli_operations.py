@@ -15,6 +15,7 @@ from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_image, capture
 from tests.e2e.test_backup_restore import plan_spec
 from tests.e2e.test_plans import repo_point_ids
+from worker import start_transport
 
 
 async def test_vm_start_stop_and_forced_stop(stack: Stack) -> None:
@@ -69,6 +70,15 @@ async def test_job_cancel_stops_the_backup_and_cleans_up(stack: Stack) -> None:
 
 
 async def test_replica_points_newest_first_and_failover_to_one(stack: Stack) -> None:
+    # A replication moves data over the site's transport, which the in-process stack does not serve.
+    transport = start_transport(stack.settings, stack.catalog, "default")
+    try:
+        await replica_points_and_failover(stack)
+    finally:
+        transport.stop()
+
+
+async def replica_points_and_failover(stack: Stack) -> None:
     stack.make_vm("web", size=2 * MiB)
     await stack.client.add_cluster("c2", "default", "local", str(stack.tmp / "clusters" / "c2"))
     await stack.cli("replication-plan", "create", "dr", "--vm", "c1/web", "--source-site", "default",
@@ -79,7 +89,9 @@ async def test_replica_points_newest_first_and_failover_to_one(stack: Stack) -> 
     listed = [p["id"] for p in await stack.cli_json("restore-point", "list", "--plan", "dr")]  # oldest first
     points = await stack.cli_json("replica", "points", "dr", "web")
     assert [p["id"] for p in points] == listed[::-1] and len(listed) == 3, (points, listed)
-    assert {(p["cluster"], p["vm"]) for p in points} == {("c2", "web")}
+    [replica] = await stack.cli_json("replica", "list", "--plan", "dr")
+    assert {(p["cluster"], p["vm"]) for p in points} == {(replica["replica"]["cluster"], replica["replica"]["vm"])}
+    assert points[0]["id"] == replica["replica_point"]  # the newest first
 
     # Piped into a narrow "terminal": the table keeps every ID whole, on one line.
     out = await stack.cli("replica", "points", "dr", "web", columns=40)
