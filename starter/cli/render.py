@@ -15,6 +15,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from models.plans import RunResult
+from models.restore_points import RestorePointSummary
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # an error stays ONE line, however long
@@ -105,6 +106,17 @@ def when(at: datetime | str | None) -> str:
     if isinstance(at, str):
         at = datetime.fromisoformat(at)
     return (at.astimezone(timezone.utc) if at.tzinfo else at).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def point_row(p: RestorePointSummary) -> dict:
+    """A restore point as a table row (`restore-point list`, `replica points`)."""
+    return {"id": p.id, "plan": p.plan, "vm": f"{p.cluster}/{p.vm}", "type": p.type,
+            "creation": p.creation, "state": p.state, "created": when(p.created_at),
+            "repository": p.repository, "size": human_bytes(p.logical_bytes),
+            "stored": human_bytes(p.stored_bytes)}
+
+
+POINT_COLUMNS = ["id", "plan", "vm", "type", "creation", "state", "created", "repository", "size", "stored"]
 
 
 def render_backup_run(r: dict) -> None:

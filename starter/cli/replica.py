@@ -9,8 +9,7 @@ import typer
 from models.admin import ReplicaView
 from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt
-from starter.cli.render import emit, human_duration, table, when
-from starter.cli.restore_point import POINT_COLUMNS, point_row
+from starter.cli.render import POINT_COLUMNS, emit, human_duration, point_row, table, when
 
 app = typer.Typer(help="Replicas: each replicated VM's copy, its state and RPO lag.", no_args_is_help=True)
 
