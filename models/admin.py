@@ -21,6 +21,7 @@ from models.replication_jobs import HistoryPage, HistoryQuery
 from models.restore_points import RestorePointSummary
 from models.services import (
     BackupService,
+    ReplicationService,
     RepositoryCreate,
     RepositoryFindingsQuery,
     RepositoryKeyFile,
@@ -192,6 +193,14 @@ class DeletedPoints(Strict):
     deleted: list[str]
 
 
+class Services(Strict):
+    """Sites' services and their limits: those configured, and each site's defaults where it
+    has none configured (what its runs then use)."""
+
+    backup: list[BackupService]
+    replication: list[ReplicationService]
+
+
 class AdminOp(NamedTuple):
     request: type[BaseModel]
     response: Any  # a model, or a list of one (the client reads the answer as this type)
@@ -204,6 +213,8 @@ ADMIN_OPS: dict[str, AdminOp] = {
     "add_cluster": AdminOp(Cluster, Cluster),
     "list_clusters": AdminOp(SiteFilter, list[Cluster]),
     "put_backup_service": AdminOp(BackupService, BackupService),
+    "put_replication_service": AdminOp(ReplicationService, ReplicationService),
+    "list_services": AdminOp(SiteFilter, Services),
     "list_repositories": AdminOp(NoArgs, list[RepositorySpec]),
     "add_backup_plan": AdminOp(BackupPlanSpec, BackupPlanSpec),
     "update_backup_plan": AdminOp(BackupPlanSpec, BackupPlanSpec),

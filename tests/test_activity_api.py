@@ -57,6 +57,7 @@ CATALOG_ACTIVITIES = {
     "replica_history", "resolve_plan", "resolve_replication_plan", "resolve_restore", "set_plan_result",
     "set_replication_plan_result",
     "admin_list_replica_points",  # added since: `abdr replica points` (an Admin operation, by name)
+    "admin_list_services", "admin_put_replication_service",  # added since: `abdr service show|set`
 }
 
 

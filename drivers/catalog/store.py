@@ -323,6 +323,12 @@ class Catalog(ReplicaObjects):
             row.site, row.spec = service.site, service.model_dump(mode="json")
             s.add(row)
 
+    def list_services(self, site: str | None = None) -> tuple[list[BackupService], list[ReplicationService]]:
+        """The configured services (of one site, or all), by name: (backup, replication)."""
+        rows = self._all(ServiceRow, *([ServiceRow.site == site] if site else []), order=ServiceRow.name)
+        return ([BackupService.model_validate(r.spec) for r in rows if r.kind == "backup"],
+                [ReplicationService.model_validate(r.spec) for r in rows if r.kind == "replication"])
+
     def site_backup_service(self, site: str) -> BackupService:
         """The backup service of a site (the first configured, else one with the defaults)."""
         rows = self._all(ServiceRow, ServiceRow.kind == "backup", ServiceRow.site == site, order=ServiceRow.name)

@@ -38,6 +38,7 @@ from models.admin import (
     ReplicationPlanView,
     ReplicaView,
     RestorePointDetail,
+    Services,
 )
 from models.ids import dr_id, drill_id, maintenance_id, plan_run_id, replication_run_id, restore_id
 from models.inventory import VM, Cluster, Site
@@ -55,7 +56,7 @@ from models.requests import (
     UndoFailoverRequest,
 )
 from models.restore_points import PointState, RestorePointSummary, unrestorable
-from models.services import RepositorySpec
+from models.services import BackupService, ReplicationService, RepositorySpec
 from starter.client.errors import Busy, Conflict, Damaged, Invalid, NotFound, Unavailable, failure_error
 from starter.runtime import job_ends, schedules
 from starter.runtime.connection import connect
@@ -153,6 +154,20 @@ class AbdrClient:
         """Shut a VM down gracefully (the guest has `timeout_s`), or with `force` power it off."""
         return await self.admin("stop_vm", {"cluster": cluster, "vm": vm, "force": force, "timeout_s": timeout_s},
                                 site=await self._cluster_site(cluster))
+
+    # -- services -------------------------------------------------------------------------
+
+    async def list_services(self, site: str | None = None) -> Services:
+        """Sites' backup and replication services with their limits (a site's defaults where
+        it has none configured)."""
+        return await self.admin("list_services", {"site": site})
+
+    async def put_service(self, svc: BackupService | ReplicationService) -> BackupService | ReplicationService:
+        """Configure a service's limits (runs that start from now on use them)."""
+        if svc.site not in {s.name for s in await self.list_sites()}:
+            raise NotFound(f"site {svc.site!r} not found")
+        op = "put_backup_service" if isinstance(svc, BackupService) else "put_replication_service"
+        return await self.admin(op, svc.model_dump(mode="json"))
 
     # -- repositories -----------------------------------------------------------------------
 

@@ -106,3 +106,40 @@ async def replica_points_and_failover(stack: Stack) -> None:
 
     code, out = await stack.run_cli("replica", "points", "dr", "ghost")
     assert code == 3 and "VM 'ghost' is not protected by replication plan 'dr'" in out, out
+
+
+async def test_service_show_and_set_change_only_what_they_name(stack: Stack) -> None:
+    shown = await stack.cli_json("service", "show")
+    [backup] = shown["backup"]
+    [replication] = shown["replication"]
+    assert backup["site"] == replication["site"] == "default"
+    assert (backup["max_parallel_backups"], backup["backup_read_iops"]) == (4, None)  # the defaults
+
+    await stack.cli("service", "set", "backup", "default", "--site", "default", "--max-parallel-backups", "1",
+                    "--backup-read-iops", "50")
+    svc = await stack.cli_json("service", "set", "backup", "default", "--max-retries", "5")
+    assert (svc["max_parallel_backups"], svc["backup_read_iops"], svc["max_retries"]) == (1, 50, 5), svc
+    # What a backup plan's runs use (its backup service is "default") is what was set.
+    used = stack.catalog.backup_service("default", "default")
+    assert (used.max_parallel_backups, used.backup_read_iops, used.max_retries) == (1, 50, 5)
+    svc = await stack.cli_json("service", "set", "backup", "default", "--backup-read-iops", "none")
+    assert (svc["backup_read_iops"], svc["max_parallel_backups"]) == (None, 1), svc
+
+    await stack.cli("service", "set", "replication", "default", "--site", "default",
+                    "--replication-bandwidth-mbps", "40", "--max-replication-jobs", "2")
+    rep = stack.catalog.site_replication_service("default")
+    assert (rep.replication_bandwidth_mbps, rep.max_replication_jobs) == (40, 2)
+    shown = await stack.cli_json("service", "show", "--site", "default")
+    assert [(s["name"], s["replication_bandwidth_mbps"]) for s in shown["replication"]] == [("default", 40)]
+
+    for argv, words in [
+        (("backup", "default", "--replication-bandwidth-mbps", "5"), "a backup service has no "
+                                                                    "--replication-bandwidth-mbps"),
+        (("backup", "default", "--max-parallel-backups", "0"), "max_parallel_backups"),
+        (("backup", "default", "--max-retries", "none"), "--max-retries takes a number"),
+        (("backup", "fresh"), "backup service 'fresh' is not configured yet: give its --site"),
+    ]:
+        code, out = await stack.run_cli("service", "set", *argv)
+        assert code == 2 and words in out, (argv, out)
+    code, out = await stack.run_cli("service", "set", "backup", "x", "--site", "nowhere")
+    assert code == 3 and "site 'nowhere' not found" in out, out
