@@ -93,6 +93,21 @@ class VMStop(VMOnCluster):
                            description="How long the guest has to shut down (graceful stop).")
 
 
+class DiskExport(VMOnCluster):
+    """A raw image of a VM's disk (stopped), or of that disk in one of its restore points,
+    written to a new file on the site's worker (the path as that worker sees it)."""
+
+    disk: Name
+    path: str = Field(min_length=2, max_length=4096, pattern="^/", description="Absolute path of a new file.")
+    point: str | None = Field(default=None, min_length=1, max_length=200, description="A restore point's id.")
+
+
+class ExportedDisk(Strict):
+    path: str
+    size_bytes: int
+    written_bytes: int = Field(description="Bytes written; the rest of the file is a hole (reads as zeros).")
+
+
 class ReplicaRef(Strict):
     plan: Name
     vm: Name = Field(description="The protected (source) VM's name.")
@@ -241,6 +256,7 @@ ADMIN_OPS: dict[str, AdminOp] = {
     "list_vms": AdminOp(ClusterName, list[VM], on_site=True),
     "start_vm": AdminOp(VMOnCluster, VM, on_site=True),
     "stop_vm": AdminOp(VMStop, VM, on_site=True),
+    "export_disk": AdminOp(DiskExport, ExportedDisk, on_site=True),
     "check_vms": AdminOp(VMList, list[str], on_site=True),
     "delete_restore_points": AdminOp(PointIds, DeletedPoints, on_site=True),
 }

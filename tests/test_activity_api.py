@@ -44,6 +44,7 @@ SITE_ACTIVITIES = {
     "guest_signs",  # added with the libvirt driver: a drill's evidence from the guest itself
     "cluster_health",  # added since, through the interface (the health check's cluster probe)
     "admin_start_vm", "admin_stop_vm",  # added since: `abdr vm start|stop` (Admin operations, by name)
+    "admin_export_disk",  # added since: `abdr vm export` (an Admin operation, by name)
 }
 CATALOG_ACTIVITIES = {
     "admin_add_backup_plan", "admin_add_cluster", "admin_add_replication_plan", "admin_add_site",

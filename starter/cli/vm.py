@@ -69,6 +69,24 @@ def vm_stop(cluster: ClusterArg, vm: VMArg,
         emit(with_client(lambda c: c.stop_vm(cluster, vm, force=force, timeout_s=timeout)), as_json, _said_power)
 
 
+@app.command("export")
+def vm_export(cluster: ClusterArg, vm: VMArg,
+              disk: Annotated[str, typer.Argument(metavar="DISK", help="The disk (e.g. disk0).")],
+              file: Annotated[str, typer.Argument(metavar="FILE", help="A new file, as the site's worker sees it.")],
+              point: Annotated[str | None, typer.Option("--point", help="A restore point's id (default: the "
+                                                                         "VM's disk as it is now).")] = None,
+              as_json: JsonOpt = False) -> None:
+    """Write a raw image of a disk to a new file on the site's worker: of a restore point
+    (--point; the VM need not exist any more), or of a stopped VM's disk. Holes stay holes."""
+    with cli_errors():
+        if not file.startswith("/"):
+            raise Invalid(f"FILE {file!r} must be an absolute path (as the site's worker sees it)")
+        out = with_client(lambda c: c.export_disk(cluster, vm, disk, file, point))
+        emit(out, as_json, lambda o: say(f"{cluster}/{vm} {disk}" + (f" at {point}" if point else "")
+                                         + f" written to {o.path}: {human_bytes(o.size_bytes)} "
+                                         f"({human_bytes(o.written_bytes)} of data)"))
+
+
 def local_driver(cluster: str) -> Any:
     """The local driver of a cluster, opened in this process (its directory must be here)."""
     from drivers.local import LocalDriver

@@ -31,6 +31,7 @@ from models.admin import (
     DeletedBackupPlan,
     DeletedPlan,
     DeletedPoints,
+    ExportedDisk,
     FindingsPage,
     InstalledKey,
     Job,
@@ -71,6 +72,8 @@ from workflows.replication_plan import ReplicationPlanRunWorkflow
 from workflows.restore import RestoreWorkflow
 
 ADMIN_TIMEOUT = timedelta(seconds=60)
+# An export copies a whole disk in one Admin activity (5 minutes to a try, at most 10 in all).
+EXPORT_TIMEOUT = timedelta(minutes=10)
 # A workflow class, its input and its result, read from the run method started.
 S = TypeVar("S")
 A = TypeVar("A")
@@ -89,7 +92,8 @@ class AbdrClient:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    async def admin(self, operation: str, payload: dict[str, Any] | None = None, site: str | None = None) -> Any:
+    async def admin(self, operation: str, payload: dict[str, Any] | None = None, site: str | None = None,
+                    timeout: timedelta = ADMIN_TIMEOUT) -> Any:
         """Run an admin operation; its answer as the response model `models.admin.ADMIN_OPS` declares."""
         try:
             # The answer's type depends on the operation, which the SDK's typed overloads of a
@@ -97,11 +101,11 @@ class AbdrClient:
             return await self.client.execute_workflow(  # type: ignore[call-overload]
                 AdminWorkflow.run, AdminCall(operation=operation, payload=payload or {}, site=site),
                 id=f"admin/{operation}/{uuid.uuid4().hex[:12]}", task_queue=WORKFLOW_TASK_QUEUE,
-                execution_timeout=ADMIN_TIMEOUT, result_type=ADMIN_OPS[operation].response)
+                execution_timeout=timeout, result_type=ADMIN_OPS[operation].response)
         except WorkflowFailureError as e:
             if isinstance(e.cause, TimeoutError):
                 where = f"site {site!r}'s worker" if site else "an abdr worker"
-                raise Unavailable(f"{operation}: {where} did not answer within {ADMIN_TIMEOUT.seconds} s "
+                raise Unavailable(f"{operation}: {where} did not answer within {int(timeout.total_seconds())} s "
                                   "(is it running? `abdr status`)") from None
             raise failure_error(e) from None
 
@@ -154,6 +158,18 @@ class AbdrClient:
         """Shut a VM down gracefully (the guest has `timeout_s`), or with `force` power it off."""
         return await self.admin("stop_vm", {"cluster": cluster, "vm": vm, "force": force, "timeout_s": timeout_s},
                                 site=await self._cluster_site(cluster))
+
+    async def export_disk(self, cluster: str, vm: str, disk: str, path: str,
+                          point: str | None = None) -> ExportedDisk:
+        """A raw image of a stopped VM's disk, or of that disk in restore point `point`,
+        written to the new file `path` on the worker of the site that holds the data (the
+        cluster's, or the point's repository's)."""
+        if point is None:
+            site = await self._cluster_site(cluster)
+        else:
+            site = await self._repository_site((await self.get_restore_point(point)).repository or "")
+        return await self.admin("export_disk", {"cluster": cluster, "vm": vm, "disk": disk, "path": path,
+                                                "point": point}, site=site, timeout=EXPORT_TIMEOUT)
 
     # -- services -------------------------------------------------------------------------
 

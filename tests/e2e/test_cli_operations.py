@@ -1,12 +1,13 @@
 """Operations a user runs from the CLI against the real stack: starting and stopping a VM
 (graceful within a timeout, or forced), cancelling a running job (its backup cleans up), a
-replica's points newest first (what `failover --restore-point` takes), and tables that keep
-IDs whole when the output is piped."""
+replica's points newest first (what `failover --restore-point` takes), tables that keep
+IDs whole when the output is piped, the services' limits, and raw exports of disks."""
 
 from __future__ import annotations
 
 import json
 
+from drivers.local.tools import rewrite_fraction
 from models.ids import vm_backup_id
 from models.jobs import TransferProgress
 from models.services import BackupService
@@ -143,3 +144,37 @@ async def test_service_show_and_set_change_only_what_they_name(stack: Stack) -> 
         assert code == 2 and words in out, (argv, out)
     code, out = await stack.run_cli("service", "set", "backup", "x", "--site", "nowhere")
     assert code == 3 and "site 'nowhere' not found" in out, out
+
+
+async def test_vm_export_of_a_point_and_of_a_stopped_disk(stack: Stack) -> None:
+    vm_id = stack.make_vm("web", disks=2, size=4 * MiB)
+    stack.make_vm("other", size=1 * MiB)
+    at_backup = stack.disk_bytes("web", "disk1")
+    await stack.client.create_backup_plan(plan_spec("gold", ["web", "other"]))
+    await stack.cli("backup-plan", "run", "gold", "--wait")
+    points = {p["vm"]: p["id"] for p in await stack.cli_json("restore-point", "list", "--plan", "gold")}
+    rewrite_fraction(stack.driver, vm_id, "disk1", 0.3, seed=7)
+    now = stack.disk_bytes("web", "disk1")
+    assert now != at_backup
+
+    out = await stack.cli_json("vm", "export", "c1", "web", "disk1", str(stack.tmp / "point.raw"),
+                               "--point", points["web"])
+    assert (stack.tmp / "point.raw").read_bytes() == at_backup
+    assert out["size_bytes"] == 4 * MiB and 0 < out["written_bytes"] < 4 * MiB, out  # holes stay holes
+    await stack.cli("vm", "export", "c1", "web", "disk1", str(stack.tmp / "now.raw"))
+    assert (stack.tmp / "now.raw").read_bytes() == now
+
+    await stack.cli("vm", "start", "c1", "web")
+    refusals = [
+        (("web", "disk1", str(stack.tmp / "running.raw")), 4, "is RUNNING: stop it first"),
+        (("web", "disk1", str(stack.tmp / "point.raw"), "--point", points["web"]), 2, "exists already"),
+        (("web", "disk1", str(stack.tmp / "x.raw"), "--point", points["other"]), 2,
+         f"restore point {points['other']!r} is of c1/other, not c1/web"),
+        (("web", "disk9", str(stack.tmp / "x.raw"), "--point", points["web"]), 2, "has no disk 'disk9'"),
+        (("web", "disk1", "relative.raw"), 2, "must be an absolute path"),
+    ]
+    for argv, code_wanted, words in refusals:
+        code, text = await stack.run_cli("vm", "export", "c1", *argv)
+        assert code == code_wanted and words in text and len(text.splitlines()) == 1, (argv, text)
+    assert sorted(p.name for p in stack.tmp.glob("*.raw")) == ["now.raw", "point.raw"]  # no partial file left
+    assert not list(stack.tmp.glob(".*.partial"))
