@@ -74,6 +74,10 @@ from workflows.restore import RestoreWorkflow
 ADMIN_TIMEOUT = timedelta(seconds=60)
 # An export copies a whole disk in one Admin activity (5 minutes to a try, at most 10 in all).
 EXPORT_TIMEOUT = timedelta(minutes=10)
+# The jobs a cancel leaves clean: a plan run stops its VMs as at its window's end, and a
+# VM's backup or replication cleans up after itself (what the window-end tests exercise).
+# The others (restore, DR operations, drills, maintenance) would stop half-done.
+CANCELLABLE = frozenset({"BackupPlanRun", "ReplicationPlanRun", "VMBackup", "Replicate"})
 # A workflow class, its input and its result, read from the run method started.
 S = TypeVar("S")
 A = TypeVar("A")
@@ -416,6 +420,9 @@ class AbdrClient:
         handle, d = await self._describe(workflow_id)
         if d.status != WorkflowExecutionStatus.RUNNING:
             raise Conflict(f"job {workflow_id!r} is not running ({d.status.name if d.status else 'unknown'})")
+        if d.workflow_type not in CANCELLABLE:
+            raise Invalid(f"job {workflow_id!r} is a {d.workflow_type}, which does not clean up after a cancel; "
+                          f"wait for it to end (only {', '.join(sorted(CANCELLABLE))} jobs can be cancelled)")
         await handle.cancel()
         if wait:
             try:

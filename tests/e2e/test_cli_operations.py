@@ -55,7 +55,11 @@ async def test_job_cancel_stops_the_backup_and_cleans_up(stack: Stack) -> None:
     await wait_heartbeat(stack.client.client, vm_backup_id("slow", "c1", "big"), "transfer_backup",
                          TransferProgress, "bytes_done", 1)
     ended = await stack.cli_json("job", "cancel", job, "--wait")
-    assert ended["workflow_id"] == job and ended["status"] != "RUNNING", ended
+    assert (ended["workflow_id"], ended["status"]) == (job, "CANCELLED"), ended
+    [row] = [j for j in await stack.cli_json("job", "list", "--plan", "slow") if j["workflow_id"] == job]
+    assert row["status"] == "CANCELLED", row
+    [vm] = row["result"]["vms"]
+    assert vm["cancelled"] and vm["error"] == "stopped: the run was cancelled", vm
     assert await stack.client.list_restore_points(plan="slow") == []
     assert repo_point_ids(stack) == set()
     assert stack.driver.list_snapshots(vm_id) == []  # the backup's snapshot was deleted
@@ -178,3 +182,15 @@ async def test_vm_export_of_a_point_and_of_a_stopped_disk(stack: Stack) -> None:
         assert code == code_wanted and words in text and len(text.splitlines()) == 1, (argv, text)
     assert sorted(p.name for p in stack.tmp.glob("*.raw")) == ["now.raw", "point.raw"]  # no partial file left
     assert not list(stack.tmp.glob(".*.partial"))
+
+
+async def test_job_cancel_refuses_a_job_that_would_stop_half_done(stack: Stack) -> None:
+    stack.make_vm("web", size=4 * MiB)
+    await stack.client.create_backup_plan(plan_spec("gold", ["web"]))
+    await stack.cli("backup-plan", "run", "gold", "--wait")
+    [point] = await stack.cli_json("restore-point", "list", "--plan", "gold")
+    stack.catalog.put_service(BackupService(name="default", site="default", restore_write_iops=2))
+    job = (await stack.cli_json("restore", point["id"], "--mode", "rebuild", "--new-name", "copy"))["workflow_id"]
+    code, out = await stack.run_cli("job", "cancel", job)
+    assert code == 2 and f"job {job!r} is a Restore, which does not clean up after a cancel" in out, out
+    assert (await stack.cli_json("job", "show", job))["status"] == "RUNNING"
