@@ -19,6 +19,7 @@ from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Progress
 from activities.resources import Resources
 from drivers.base import InvalidState, OperationTimeout
+from drivers.catalog.errors import StateConflict
 from drivers.repository.progress import MaintenanceProgress
 from models.activity_api import SiteAdminApi
 from models.admin import (
@@ -34,6 +35,7 @@ from models.admin import (
 from models.inventory import VM, PowerState
 from models.jobs import FINDINGS_SAMPLE, MaintenanceInput, MaintenanceResult
 from models.plans import VMRef
+from models.replication import ReplicaState
 from models.restore_points import PointState
 from models.retention import expired_points
 from models.services import RepositoryCreate, RepositoryFindingsQuery, RepositoryKeyFile, RepositorySpec
@@ -152,8 +154,25 @@ class SiteAdminActivities(SiteAdminApi):
     @activity.defn(name="admin_start_vm")
     @translate_errors
     def start_vm(self, at: VMOnCluster) -> VM:
-        """Power a VM on (a running VM stays as it is)."""
-        return self.res.driver(at.cluster).power_on(self._vm_id(at))
+        """Power a VM on (a running VM stays as it is), unless that would run a second copy
+        of a replicated VM."""
+        vm_id = self._vm_id(at)
+        self._refuse_second_copy(at)
+        return self.res.driver(at.cluster).power_on(vm_id)
+
+    def _refuse_second_copy(self, at: VMOnCluster) -> None:
+        """Two running copies of one VM are never allowed (the DR workflows fence for it): a
+        replica runs only once failed over to, its original not while its replica runs."""
+        for obj in self.res.catalog.replication_objects():
+            ref = f"{obj.plan} {obj.source.vm}"
+            if (obj.replica.cluster, obj.replica.vm) == (at.cluster, at.vm) and obj.state not in REPLICA_RUNS:
+                raise StateConflict(f"VM {at.cluster}/{at.vm} is the replica of {obj.source} in plan {obj.plan} "
+                                    f"({obj.state}): it runs only after a failover (`abdr failover {ref}`; "
+                                    f"a test copy: `abdr failover-test start {ref}`)")
+            if (obj.source.cluster, obj.source.vm) == (at.cluster, at.vm) and obj.state in ORIGINAL_STAYS_OFF:
+                raise StateConflict(f"VM {at.cluster}/{at.vm} failed over to {obj.replica} in plan {obj.plan} "
+                                    f"({obj.state}): starting it would run two copies (`abdr failback {ref}`, "
+                                    f"or `abdr failover undo {ref}`)")
 
     @activity.defn(name="admin_stop_vm")
     @translate_errors
@@ -310,6 +329,10 @@ UNKNOWN_GRACE_S = 600.0
 # The kinds of finding a verify reports (verify.report_counts keys), each one line of the report.
 FINDING_COUNTS = ("missing_points", "unreadable_points", "unknown_points", "damaged_ranges")
 DETAIL_CHARS = 300
+# Where a replicated VM's copies may run: the replica once failed over to; the original
+# not while its replica runs as it (failed over, or being failed back).
+REPLICA_RUNS = frozenset({ReplicaState.FAILOVER, ReplicaState.PERMANENT_FAILOVER})
+ORIGINAL_STAYS_OFF = frozenset({ReplicaState.FAILOVER, ReplicaState.FAILBACK})
 EXPORT_READ = 4 << 20  # an export reads a disk's allocated extents this much at a time
 
 

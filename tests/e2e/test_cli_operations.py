@@ -104,10 +104,18 @@ async def replica_points_and_failover(stack: Stack) -> None:
         assert any(pid in line for line in out.splitlines()), (pid, out)
     assert "…" not in out
 
+    # Never two running copies: the replica stays off until failed over to...
+    copy = replica["replica"]["vm"]
+    code, out = await stack.run_cli("vm", "start", "c2", copy)
+    assert code == 4 and "is the replica of c1/web in plan dr (READY): it runs only after a failover" in out, out
     oldest = listed[0]
     done = json.loads(await stack.cli("failover", "dr", "web", "--restore-point", oldest, "--source-shutdown",
                                       "poweroff", "--no-power-on", "--wait", "--json"))
     assert done["point_id"] == oldest, done
+    # ... and then the original stays off while its replica is the VM.
+    code, out = await stack.run_cli("vm", "start", "c1", "web")
+    assert code == 4 and f"failed over to c2/{copy} in plan dr (FAILOVER): starting it would run two" in out, out
+    assert (await stack.cli_json("vm", "start", "c2", copy))["power_state"] == "RUNNING"
 
     code, out = await stack.run_cli("replica", "points", "dr", "ghost")
     assert code == 3 and "VM 'ghost' is not protected by replication plan 'dr'" in out, out
