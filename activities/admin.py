@@ -25,9 +25,11 @@ from models.admin import (
     PlanView,
     PointFilter,
     PointId,
+    ReplicaRef,
     ReplicationPlanView,
     ReplicaView,
     RestorePointDetail,
+    Services,
     SetPlanStatus,
     SiteFilter,
 )
@@ -36,7 +38,7 @@ from models.plans import BackupPlanSpec, PlanStatus, RunResult
 from models.replication import ReplicationPlanSpec
 from models.replication_jobs import HistoryPage, HistoryQuery
 from models.restore_points import RestorePointSummary
-from models.services import BackupService, RepositorySpec
+from models.services import BackupService, ReplicationService, RepositorySpec
 from starter.runtime import job_ends
 
 ViewT = TypeVar("ViewT", bound=PlanView[Any])
@@ -89,6 +91,23 @@ class AdminActivities:
     def put_backup_service(self, svc: BackupService) -> BackupService:
         self.catalog.put_service(svc)
         return svc
+
+    @activity.defn(name="admin_put_replication_service")
+    @translate_errors
+    def put_replication_service(self, svc: ReplicationService) -> ReplicationService:
+        self.catalog.put_service(svc)
+        return svc
+
+    @activity.defn(name="admin_list_services")
+    @translate_errors
+    def list_services(self, p: SiteFilter) -> Services:
+        backup, replication = self.catalog.list_services(p.site)
+        sites = [p.site] if p.site else [s.name for s in self.catalog.list_sites()]
+        # A site with none configured runs with the defaults: show them, as its runs use them.
+        backup += [self.catalog.site_backup_service(s) for s in sites if s not in {b.site for b in backup}]
+        replication += [self.catalog.site_replication_service(s) for s in sites
+                        if s not in {r.site for r in replication}]
+        return Services(backup=backup, replication=replication)
 
     @activity.defn(name="admin_list_repositories")
     @translate_errors
@@ -210,6 +229,12 @@ class AdminActivities:
         page, total = self.catalog.replica_history(q.plan, q.vm, q.limit, q.before)
         full = len(page) == q.limit
         return HistoryPage(entries=[c for _, c in page], total=total, next_before=page[-1][0] if full else None)
+
+    @activity.defn(name="admin_list_replica_points")
+    @translate_errors
+    def list_replica_points(self, r: ReplicaRef) -> list[RestorePointSummary]:
+        """The points a failover of the replica can go to (`--restore-point ID`), newest first."""
+        return self.catalog.replica_points(r.plan, r.vm)[::-1]
 
     @activity.defn(name="admin_list_replicas")
     @translate_errors

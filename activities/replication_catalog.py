@@ -115,8 +115,7 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
     @translate_errors
     def find_replica_point(self, q: PointQuery) -> ReplicaPoint:
         obj = self.catalog.replication_object(q.plan, q.vm)
-        points = [p for p in self.catalog.list_restore_points(plan=q.plan, vm=obj.replica)
-                  if self.catalog.point_snapshot(p.id)]
+        points = self.catalog.replica_points(q.plan, q.vm)
         if not points:
             raise InvalidRequest(f"replica {obj.replica} has no restore point yet: nothing to fail over to")
         chosen = points[-1]

@@ -5,23 +5,37 @@ repository maintenance (verify, prune by each plan's retention, garbage collecti
 from __future__ import annotations
 
 import errno
+import os
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.backup import BackupActivities
 from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Progress
 from activities.resources import Resources
+from drivers.base import InvalidState, OperationTimeout
+from drivers.catalog.errors import StateConflict
 from drivers.repository.progress import MaintenanceProgress
 from models.activity_api import SiteAdminApi
-from models.admin import CreatedRepository, DeletedPoints, FindingsPage, InstalledKey
-from models.inventory import VM
+from models.admin import (
+    CreatedRepository,
+    DeletedPoints,
+    DiskExport,
+    ExportedDisk,
+    FindingsPage,
+    InstalledKey,
+    VMOnCluster,
+    VMStop,
+)
+from models.inventory import VM, PowerState
 from models.jobs import FINDINGS_SAMPLE, MaintenanceInput, MaintenanceResult
 from models.plans import VMRef
+from models.replication import ReplicaState
 from models.restore_points import PointState
 from models.retention import expired_points
 from models.services import RepositoryCreate, RepositoryFindingsQuery, RepositoryKeyFile, RepositorySpec
@@ -134,6 +148,103 @@ class SiteAdminActivities(SiteAdminApi):
         self.res.catalog.cache_vms(p["cluster"], vms)
         return vms
 
+    def _vm_id(self, at: VMOnCluster) -> str:
+        return self.backup.vm_id(VMRef(cluster=at.cluster, vm=at.vm))  # NotFound names the VM
+
+    @activity.defn(name="admin_start_vm")
+    @translate_errors
+    def start_vm(self, at: VMOnCluster) -> VM:
+        """Power a VM on (a running VM stays as it is), unless that would run a second copy
+        of a replicated VM."""
+        vm_id = self._vm_id(at)
+        self._refuse_second_copy(at)
+        return self.res.driver(at.cluster).power_on(vm_id)
+
+    def _refuse_second_copy(self, at: VMOnCluster) -> None:
+        """Two running copies of one VM are never allowed (the DR workflows fence for it): a
+        replica runs only once failed over to, its original not while its replica runs."""
+        for obj in self.res.catalog.replication_objects():
+            ref = f"{obj.plan} {obj.source.vm}"
+            if (obj.replica.cluster, obj.replica.vm) == (at.cluster, at.vm) and obj.state not in REPLICA_RUNS:
+                raise StateConflict(f"VM {at.cluster}/{at.vm} is the replica of {obj.source} in plan {obj.plan} "
+                                    f"({obj.state}): it runs only after a failover (`abdr failover {ref}`; "
+                                    f"a test copy: `abdr failover-test start {ref}`)")
+            if (obj.source.cluster, obj.source.vm) == (at.cluster, at.vm) and obj.state in ORIGINAL_STAYS_OFF:
+                raise StateConflict(f"VM {at.cluster}/{at.vm} failed over to {obj.replica} in plan {obj.plan} "
+                                    f"({obj.state}): starting it would run two copies (`abdr failback {ref}`, "
+                                    f"or `abdr failover undo {ref}`)")
+
+    @activity.defn(name="admin_stop_vm")
+    @translate_errors
+    def stop_vm(self, req: VMStop) -> VM:
+        """Ask the guest to shut down within the timeout, or with `force` power it off."""
+        driver, vm_id = self.res.driver(req.cluster), self._vm_id(req)
+        if req.force:
+            return driver.power_off(vm_id)
+        try:
+            return driver.shutdown(vm_id, req.timeout_s)
+        except OperationTimeout as e:
+            # The guest had its time: retrying would only make the user wait three times as long.
+            raise ApplicationError(f"{e}; `abdr vm stop --force` powers it off", type="OperationTimeout",
+                                   non_retryable=True) from None
+
+    @activity.defn(name="admin_export_disk")
+    @translate_errors
+    def export_disk(self, req: DiskExport) -> ExportedDisk:
+        """A raw, sparse image of a disk: of a restore point's copy, or of the VM's disk as it
+        is (stopped only: a running guest's disk read block by block would be torn). Written
+        beside the file and renamed into place, so the file is whole or absent."""
+        target = Path(req.path)
+        if target.exists():
+            raise InvalidRequest(f"{target} exists already: give the path of a new file")
+        if not target.parent.is_dir():
+            raise InvalidRequest(f"{target.parent} is not a directory on site {self.res.site!r}'s worker")
+        partial = target.with_name(f".{target.name}.partial")
+        written = 0
+        try:
+            with open(partial, "wb") as out:
+                def write_at(offset: int, data: bytes) -> None:
+                    nonlocal written
+                    os.pwrite(out.fileno(), data, offset)
+                    written += len(data)
+
+                size = self._export_point(req, write_at) if req.point else self._export_live(req, write_at)
+                out.truncate(size)  # the tail past the last data is a hole too
+                out.flush()
+                os.fsync(out.fileno())
+            partial.rename(target)
+        except OSError as e:
+            raise path_refusal(target, e) from None
+        finally:
+            partial.unlink(missing_ok=True)
+        return ExportedDisk(path=str(target), size_bytes=size, written_bytes=written)
+
+    def _export_point(self, req: DiskExport, write_at: Any) -> int:
+        catalog = self.res.catalog
+        point = catalog.get_restore_point(req.point or "")
+        if (point.cluster, point.vm) != (req.cluster, req.vm):
+            raise InvalidRequest(f"restore point {point.id!r} is of {point.cluster}/{point.vm}, "
+                                 f"not {req.cluster}/{req.vm}")
+        repo = self.res.repository(catalog.get_repository(point.repository or "").path)
+        if req.disk not in {d.name for d in repo.get_point(point.id).disks}:
+            raise InvalidRequest(f"restore point {point.id!r} has no disk {req.disk!r}")
+        return repo.restore_disk(point.id, req.disk, write_at, target_is_zero=True).bytes_total
+
+    def _export_live(self, req: DiskExport, write_at: Any) -> int:
+        driver, vm_id = self.res.driver(req.cluster), self._vm_id(req)
+        vm = driver.get_vm(vm_id)
+        if vm.power_state != PowerState.STOPPED:
+            raise InvalidState(f"VM {req.cluster}/{req.vm} is {vm.power_state}: stop it first "
+                               "(`abdr vm stop`), or export a restore point (--point)")
+        disk = next((d for d in vm.config.disks if d.name == req.disk), None)
+        if disk is None:
+            raise InvalidRequest(f"VM {req.cluster}/{req.vm} has no disk {req.disk!r}")
+        with driver.open_disk(vm_id, req.disk) as handle:
+            for e in driver.allocated_extents(vm_id, req.disk):
+                for off in range(e.offset, e.offset + e.length, EXPORT_READ):
+                    write_at(off, handle.read(off, min(EXPORT_READ, e.offset + e.length - off)))
+        return disk.size_bytes
+
     @activity.defn(name="admin_check_vms")
     @translate_errors
     def check_vms(self, p: dict) -> list[str]:
@@ -218,6 +329,11 @@ UNKNOWN_GRACE_S = 600.0
 # The kinds of finding a verify reports (verify.report_counts keys), each one line of the report.
 FINDING_COUNTS = ("missing_points", "unreadable_points", "unknown_points", "damaged_ranges")
 DETAIL_CHARS = 300
+# Where a replicated VM's copies may run: the replica once failed over to; the original
+# not while its replica runs as it (failed over, or being failed back).
+REPLICA_RUNS = frozenset({ReplicaState.FAILOVER, ReplicaState.PERMANENT_FAILOVER})
+ORIGINAL_STAYS_OFF = frozenset({ReplicaState.FAILOVER, ReplicaState.FAILBACK})
+EXPORT_READ = 4 << 20  # an export reads a disk's allocated extents this much at a time
 
 
 def _bounded(finding: dict) -> dict:

@@ -21,6 +21,7 @@ from models.replication_jobs import HistoryPage, HistoryQuery
 from models.restore_points import RestorePointSummary
 from models.services import (
     BackupService,
+    ReplicationService,
     RepositoryCreate,
     RepositoryFindingsQuery,
     RepositoryKeyFile,
@@ -73,6 +74,43 @@ class VMList(Strict):
 
 class PointIds(Strict):
     ids: list[str] = Field(min_length=1, max_length=10_000)
+
+
+class VMOnCluster(Strict):
+    """A VM by name on a cluster (its site's worker finds it)."""
+
+    cluster: Name
+    vm: Name
+
+
+# An Admin call has 60 s (the client's ADMIN_TIMEOUT): a graceful stop must answer within it.
+STOP_TIMEOUT_MAX_S = 45
+
+
+class VMStop(VMOnCluster):
+    force: bool = Field(default=False, description="Power off at once instead of asking the guest to shut down.")
+    timeout_s: int = Field(default=30, ge=1, le=STOP_TIMEOUT_MAX_S,
+                           description="How long the guest has to shut down (graceful stop).")
+
+
+class DiskExport(VMOnCluster):
+    """A raw image of a VM's disk (stopped), or of that disk in one of its restore points,
+    written to a new file on the site's worker (the path as that worker sees it)."""
+
+    disk: Name
+    path: str = Field(min_length=2, max_length=4096, pattern="^/", description="Absolute path of a new file.")
+    point: str | None = Field(default=None, min_length=1, max_length=200, description="A restore point's id.")
+
+
+class ExportedDisk(Strict):
+    path: str
+    size_bytes: int
+    written_bytes: int = Field(description="Bytes written; the rest of the file is a hole (reads as zeros).")
+
+
+class ReplicaRef(Strict):
+    plan: Name
+    vm: Name = Field(description="The protected (source) VM's name.")
 
 
 # -- responses ------------------------------------------------------------------------------
@@ -170,6 +208,14 @@ class DeletedPoints(Strict):
     deleted: list[str]
 
 
+class Services(Strict):
+    """Sites' services and their limits: those configured, and each site's defaults where it
+    has none configured (what its runs then use)."""
+
+    backup: list[BackupService]
+    replication: list[ReplicationService]
+
+
 class AdminOp(NamedTuple):
     request: type[BaseModel]
     response: Any  # a model, or a list of one (the client reads the answer as this type)
@@ -182,6 +228,8 @@ ADMIN_OPS: dict[str, AdminOp] = {
     "add_cluster": AdminOp(Cluster, Cluster),
     "list_clusters": AdminOp(SiteFilter, list[Cluster]),
     "put_backup_service": AdminOp(BackupService, BackupService),
+    "put_replication_service": AdminOp(ReplicationService, ReplicationService),
+    "list_services": AdminOp(SiteFilter, Services),
     "list_repositories": AdminOp(NoArgs, list[RepositorySpec]),
     "add_backup_plan": AdminOp(BackupPlanSpec, BackupPlanSpec),
     "update_backup_plan": AdminOp(BackupPlanSpec, BackupPlanSpec),
@@ -200,11 +248,15 @@ ADMIN_OPS: dict[str, AdminOp] = {
     "delete_replication_plan": AdminOp(ByName, DeletedPlan),
     "list_replicas": AdminOp(PlanFilter, list[ReplicaView]),
     "replica_history": AdminOp(HistoryQuery, HistoryPage),
+    "list_replica_points": AdminOp(ReplicaRef, list[RestorePointSummary]),
     # On the site's worker: they need its disks, repositories or clusters.
     "create_repository": AdminOp(RepositoryCreate, CreatedRepository, on_site=True),
     "add_repository_key": AdminOp(RepositoryKeyFile, InstalledKey, on_site=True),
     "repository_findings": AdminOp(RepositoryFindingsQuery, FindingsPage, on_site=True),
     "list_vms": AdminOp(ClusterName, list[VM], on_site=True),
+    "start_vm": AdminOp(VMOnCluster, VM, on_site=True),
+    "stop_vm": AdminOp(VMStop, VM, on_site=True),
+    "export_disk": AdminOp(DiskExport, ExportedDisk, on_site=True),
     "check_vms": AdminOp(VMList, list[str], on_site=True),
     "delete_restore_points": AdminOp(PointIds, DeletedPoints, on_site=True),
 }

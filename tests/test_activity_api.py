@@ -43,6 +43,8 @@ SITE_ACTIVITIES = {
     "site_worker_info", "transfer_backup",
     "guest_signs",  # added with the libvirt driver: a drill's evidence from the guest itself
     "cluster_health",  # added since, through the interface (the health check's cluster probe)
+    "admin_start_vm", "admin_stop_vm",  # added since: `abdr vm start|stop` (Admin operations, by name)
+    "admin_export_disk",  # added since: `abdr vm export` (an Admin operation, by name)
 }
 CATALOG_ACTIVITIES = {
     "admin_add_backup_plan", "admin_add_cluster", "admin_add_replication_plan", "admin_add_site",
@@ -55,6 +57,8 @@ CATALOG_ACTIVITIES = {
     "find_replica_point", "get_replica", "get_repository", "record_job", "record_point", "record_replica_point",
     "replica_history", "resolve_plan", "resolve_replication_plan", "resolve_restore", "set_plan_result",
     "set_replication_plan_result",
+    "admin_list_replica_points",  # added since: `abdr replica points` (an Admin operation, by name)
+    "admin_list_services", "admin_put_replication_service",  # added since: `abdr service show|set`
 }
 
 

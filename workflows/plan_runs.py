@@ -30,8 +30,14 @@ from workflows.common import SKIPPED_BUSY, before_deadline, phase, record_job, s
 from workflows.window import SlidingWindow
 
 SKELETON = "plan-run-skeleton"
+# A cancelled run (`abdr job cancel`) stops its VMs the way a window's end does, waits for
+# them to clean up, records the run, and only then ends CANCELLED. Runs before this marker
+# ended at once, their children terminated mid-step (a backup's snapshot left behind).
+CANCEL_STOPS_VMS = "plan-run-cancel-stops-vms"
 STOPPED = "stopped at the window's end"
 NOT_STARTED = "not started: the window closed"
+CANCELLED = "stopped: the run was cancelled"
+NOT_STARTED_CANCELLED = "not started: the run was cancelled"
 NOTHING_TO_PROTECT = "nothing to protect: the plan resolved to no VMs"
 
 
@@ -104,7 +110,8 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
     def __init__(self) -> None:
         self._done: list[ResT] = []
         self._total = 0
-        self._closing = False  # the window closed: a child's failure is its cancellation
+        self._closing = False  # the window closed (or the run was cancelled): a child's failure is its cancellation
+        self._stopped, self._not_started_why = STOPPED, NOT_STARTED  # why a VM stopped or never started
 
     @workflow.query
     def progress(self) -> dict:
@@ -167,19 +174,30 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
         job = partial(self._one, plan, inp, now.strftime("%Y%m%dT%H%M%SZ"))
         window = SlidingWindow(items, gate.max_jobs, job, self._not_started)
         idle = window.start()
-        if deadline is not None and not await before_deadline(idle, deadline, f"{self.noun} window closes"):
-            self._closing = True
-            phase("window-closed", f"stopping the running {self.noun}s (each cleans up after itself)")
-            window.stop()
-        await idle
+        cancelled = False
+        try:
+            if deadline is not None and not await before_deadline(idle, deadline, f"{self.noun} window closes"):
+                self._closing = True
+                phase("window-closed", f"stopping the running {self.noun}s (each cleans up after itself)")
+                idle = window.stop()
+            await idle
+        except asyncio.CancelledError:
+            if not workflow.patched(CANCEL_STOPS_VMS):
+                raise
+            cancelled, self._closing = True, True
+            self._stopped, self._not_started_why = CANCELLED, NOT_STARTED_CANCELLED
+            phase("cancelled", f"stopping the running {self.noun}s (each cleans up after itself)")
+            await window.stop()
         results = window.results()
         result = outcome(results)
         final = self.result_type(plan=inp.plan, result=result, vms=results,
                                  skipped_reason="" if results else NOTHING_TO_PROTECT)
         await self.record_result(inp.plan, result, workflow.now())
-        await record_job(self.operation, result.value, plan=inp.plan, result=final.model_dump(mode="json"),
-                         finished=True)
-        phase("done", result.value)
+        await record_job(self.operation, "CANCELLED" if cancelled else result.value, plan=inp.plan,
+                         result=final.model_dump(mode="json"), finished=True)
+        phase("cancelled" if cancelled else "done", result.value)
+        if cancelled:
+            raise asyncio.CancelledError()  # the run ends CANCELLED, as asked (its result is in the catalog)
         return final
 
     async def _one(self, plan: PlanT, inp: InT, stamp: str, item: ItemT) -> ResT:
@@ -195,13 +213,13 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
                 child.run, child.arg, id=child.id, task_queue=WORKFLOW_TASK_QUEUE,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE, static_summary=child.summary)
         except asyncio.CancelledError:
-            # The window closed: the child got a cancel request and has cleaned up
-            # (a parent waits for its children's cancellation to complete by default).
-            return self.failed(vm, STOPPED, True)
+            # The window closed (or the run was cancelled): the child got a cancel request and
+            # has cleaned up (a parent waits for its children's cancellation to complete by default).
+            return self.failed(vm, self._stopped, True)
         except WorkflowAlreadyStartedError:
             return self.failed(vm, f"a {self.noun} of {vm} is already running", False)
         except Exception as e:  # ChildWorkflowError: the VM's run failed
-            return self.failed(vm, STOPPED if self._closing else failure_text(e), self._closing)
+            return self.failed(vm, self._stopped if self._closing else failure_text(e), self._closing)
 
     def _not_started(self, item: ItemT) -> ResT:
-        return self.failed(self.vm(item), NOT_STARTED, True)
+        return self.failed(self.vm(item), self._not_started_why, True)

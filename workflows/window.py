@@ -33,10 +33,17 @@ class SlidingWindow(Generic[T, R]):
         self._fill()
         return self.idle
 
-    def stop(self) -> None:
+    def stop(self) -> asyncio.Future[None]:
+        """Cancel the jobs in flight and start no more; the future resolves once they have
+        ended. A fresh one if `idle` was cancelled (the workflow's own cancellation reached
+        the await on it), since the jobs' cleanup must still be waited for."""
         self._stopped = True
+        if self.idle.cancelled():
+            self.idle = asyncio.get_running_loop().create_future()
         for index in sorted(self._in_flight):
             self._in_flight[index].cancel()
+        self._fill()  # nothing in flight: idle at once
+        return self.idle
 
     def results(self) -> list[R]:
         """In the items' order (call once `idle` is done)."""

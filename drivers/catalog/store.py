@@ -323,6 +323,12 @@ class Catalog(ReplicaObjects):
             row.site, row.spec = service.site, service.model_dump(mode="json")
             s.add(row)
 
+    def list_services(self, site: str | None = None) -> tuple[list[BackupService], list[ReplicationService]]:
+        """The configured services (of one site, or all), by name: (backup, replication)."""
+        rows = self._all(ServiceRow, *([ServiceRow.site == site] if site else []), order=ServiceRow.name)
+        return ([BackupService.model_validate(r.spec) for r in rows if r.kind == "backup"],
+                [ReplicationService.model_validate(r.spec) for r in rows if r.kind == "replication"])
+
     def site_backup_service(self, site: str) -> BackupService:
         """The backup service of a site (the first configured, else one with the defaults)."""
         rows = self._all(ServiceRow, ServiceRow.kind == "backup", ServiceRow.site == site, order=ServiceRow.name)
@@ -379,6 +385,15 @@ class Catalog(ReplicaObjects):
         if vm:
             where += [RestorePointRow.cluster == vm.cluster, RestorePointRow.vm == vm.vm]
         return [self._summary(r) for r in self._all(RestorePointRow, *where, order=RestorePointRow.created_at)]
+
+    def replica_points(self, plan: str, vm: str) -> list[RestorePointSummary]:
+        """The points of the replica of `vm` in `plan` that a failover can use (their snapshot
+        is kept on the replica), oldest first."""
+        replica = self.replication_object(plan, vm).replica  # NotFound names the plan and VM
+        return [self._summary(r) for r in self._all(
+            RestorePointRow, RestorePointRow.plan == plan, RestorePointRow.cluster == replica.cluster,
+            RestorePointRow.vm == replica.vm, col(RestorePointRow.snapshot_id).is_not(None),
+            order=RestorePointRow.created_at)]
 
     def delete_restore_point(self, point_id: str) -> None:
         with self.session() as s:

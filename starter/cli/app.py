@@ -23,6 +23,7 @@ from starter.cli import (
     repository,
     restore,
     restore_point,
+    service,
     site,
     stack,
     vm,
@@ -44,6 +45,7 @@ app.add_typer(site.app, name="site")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(vm.app, name="vm")
 app.add_typer(repository.app, name="repository")
+app.add_typer(service.app, name="service")
 app.add_typer(backup_plan.app, name="backup-plan")
 app.add_typer(restore_point.app, name="restore-point")
 app.command("restore")(restore.restore)

@@ -36,6 +36,16 @@ def job_show(workflow_id: Annotated[str, typer.Argument(metavar="WORKFLOW_ID")],
         emit(with_client(lambda c: c.describe_job(workflow_id)), as_json, _render_job)
 
 
+@app.command("cancel")
+def job_cancel(workflow_id: Annotated[str, typer.Argument(metavar="WORKFLOW_ID")],
+               wait: Annotated[bool, typer.Option("--wait", help="Wait until the job has ended.")] = False,
+               as_json: JsonOpt = False) -> None:
+    """Cancel a running job: its workflow stops, and each step cleans up after itself (a
+    backup deletes its snapshot and partial files); exit 4 if it is not running."""
+    with cli_errors():
+        emit(with_client(lambda c: c.cancel_job(workflow_id, wait=wait)), as_json, _render_job)
+
+
 def _render_job(j: JobDescription) -> None:
     say(f"[bold]{j.workflow_id}[/bold] ({j.type}) {j.status}\n"
                   f"  started {when(j.started_at)}" + (f", closed {when(j.closed_at)}" if j.closed_at else "")

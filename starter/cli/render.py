@@ -11,9 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from models.plans import RunResult
+from models.restore_points import RestorePointSummary
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # an error stays ONE line, however long
@@ -51,16 +53,26 @@ def say(text: str) -> None:
     console.print(text, soft_wrap=True, highlight=False)
 
 
+UNBOUNDED = 100_000  # wider than any table: measuring against it gives the table's natural width
+
+
 def table(rows: list[dict[str, Any]] | list[BaseModel], columns: list[str], title: str | None = None) -> None:
     """A rich table whose cells fold instead of being cut short: ids stay copyable. A row that
-    is a model shows its fields as `--json` writes them."""
+    is a model shows its fields as `--json` writes them. Output that is not a terminal (a
+    pipe, a file, a script) gets the table at its natural width: every cell on one line,
+    so `grep` and `awk` see whole IDs, whatever COLUMNS says."""
     t = Table(title=title)
     for c in columns:
         t.add_column(c, overflow="fold")
     for row in rows:
         r = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
         t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
-    console.print(t)
+    if console.is_terminal:
+        console.print(t)
+        return
+    natural = Measurement.get(console, console.options.update_width(UNBOUNDED), t).maximum
+    # Console.print clamps a width to the console's own, so a console of that width prints it.
+    Console(width=max(natural, console.width), no_color=console.no_color).print(t)
 
 
 def human_bytes(n: int | None) -> str:
@@ -94,6 +106,17 @@ def when(at: datetime | str | None) -> str:
     if isinstance(at, str):
         at = datetime.fromisoformat(at)
     return (at.astimezone(timezone.utc) if at.tzinfo else at).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def point_row(p: RestorePointSummary) -> dict:
+    """A restore point as a table row (`restore-point list`, `replica points`)."""
+    return {"id": p.id, "plan": p.plan, "vm": f"{p.cluster}/{p.vm}", "type": p.type,
+            "creation": p.creation, "state": p.state, "created": when(p.created_at),
+            "repository": p.repository, "size": human_bytes(p.logical_bytes),
+            "stored": human_bytes(p.stored_bytes)}
+
+
+POINT_COLUMNS = ["id", "plan", "vm", "type", "creation", "state", "created", "repository", "size", "stored"]
 
 
 def render_backup_run(r: dict) -> None:

@@ -9,7 +9,7 @@ import typer
 from models.admin import ReplicaView
 from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt
-from starter.cli.render import emit, human_duration, table, when
+from starter.cli.render import POINT_COLUMNS, emit, human_duration, point_row, table, when
 
 app = typer.Typer(help="Replicas: each replicated VM's copy, its state and RPO lag.", no_args_is_help=True)
 
@@ -46,3 +46,15 @@ def replica_history(plan: Annotated[str, typer.Argument(help="The replication pl
               "reason": e.reason} for e in p.entries], ["at", "from", "to", "by", "reason"],
             f"history of {plan}/{vm}: {len(p.entries)} of {p.total}"
             + (f" (next: --before {p.next_before})" if p.next_before else "")))
+
+
+@app.command("points")
+def replica_points(plan: Annotated[str, typer.Argument(help="The replication plan.")],
+                   vm: Annotated[str, typer.Argument(help="The protected (source) VM's name.")],
+                   as_json: JsonOpt = False) -> None:
+    """The replica's points, newest first: the IDs `failover --restore-point` and
+    `failover-test start --restore-point` take."""
+    with cli_errors():
+        points = with_client(lambda c: c.replica_points(plan, vm))
+        emit(points, as_json, lambda rows: table([point_row(p) for p in rows], POINT_COLUMNS,
+                                                 f"points of the replica of {plan}/{vm}"))

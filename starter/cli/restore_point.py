@@ -7,23 +7,12 @@ from typing import Annotated
 import typer
 
 from models.admin import RestorePointDetail
-from models.restore_points import RestorePointSummary
 from starter.cli.common import cli_errors, with_client
 from starter.cli.grammar import parse_vm
 from starter.cli.options import JsonOpt
-from starter.cli.render import emit, human_bytes, say, table, when
+from starter.cli.render import POINT_COLUMNS, emit, human_bytes, point_row, say, table
 
 app = typer.Typer(help="Restore points: one VM at one instant, in a repository.", no_args_is_help=True)
-
-
-def point_row(p: RestorePointSummary) -> dict:
-    return {"id": p.id, "plan": p.plan, "vm": f"{p.cluster}/{p.vm}", "type": p.type,
-            "creation": p.creation, "state": p.state, "created": when(p.created_at),
-            "repository": p.repository, "size": human_bytes(p.logical_bytes),
-            "stored": human_bytes(p.stored_bytes)}
-
-
-POINT_COLUMNS = ["id", "plan", "vm", "type", "creation", "state", "created", "repository", "size", "stored"]
 
 
 @app.command("list")

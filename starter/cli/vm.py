@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from models.admin import STOP_TIMEOUT_MAX_S
 from models.inventory import VM
 from starter.cli.common import cli_errors, find_cluster, with_client
 from starter.cli.options import JsonOpt
@@ -39,6 +40,51 @@ def vm_list(cluster: ClusterOpt, as_json: JsonOpt = False) -> None:
         emit(vms, as_json, lambda rows: table([_vm_row(v) for v in rows],
                                                    ["name", "id", "power", "vcpu", "memory", "disks", "networks"],
                                                    f"VMs of {cluster}"))
+
+
+ClusterArg = Annotated[str, typer.Argument(metavar="CLUSTER", help="The VM's cluster.")]
+VMArg = Annotated[str, typer.Argument(metavar="VM", help="The VM's name.")]
+
+
+def _said_power(v: VM) -> None:
+    say(f"VM [bold]{v.cluster}/{v.config.name}[/bold] ({v.id}) is {v.power_state}")
+
+
+@app.command("start")
+def vm_start(cluster: ClusterArg, vm: VMArg, as_json: JsonOpt = False) -> None:
+    """Power a VM on (through its site's worker); a running VM stays as it is."""
+    with cli_errors():
+        emit(with_client(lambda c: c.start_vm(cluster, vm)), as_json, _said_power)
+
+
+@app.command("stop")
+def vm_stop(cluster: ClusterArg, vm: VMArg,
+            force: Annotated[bool, typer.Option("--force", help="Power off at once (no guest shutdown).")] = False,
+            timeout: Annotated[int, typer.Option(min=1, max=STOP_TIMEOUT_MAX_S,
+                                                 help="Seconds the guest has to shut down.")] = 30,
+            as_json: JsonOpt = False) -> None:
+    """Shut a VM down: the guest is asked and has --timeout seconds (exit 6 if it does not
+    stop in time); --force powers it off."""
+    with cli_errors():
+        emit(with_client(lambda c: c.stop_vm(cluster, vm, force=force, timeout_s=timeout)), as_json, _said_power)
+
+
+@app.command("export")
+def vm_export(cluster: ClusterArg, vm: VMArg,
+              disk: Annotated[str, typer.Argument(metavar="DISK", help="The disk (e.g. disk0).")],
+              file: Annotated[str, typer.Argument(metavar="FILE", help="A new file, as the site's worker sees it.")],
+              point: Annotated[str | None, typer.Option("--point", help="A restore point's id (default: the "
+                                                                         "VM's disk as it is now).")] = None,
+              as_json: JsonOpt = False) -> None:
+    """Write a raw image of a disk to a new file on the site's worker: of a restore point
+    (--point; the VM need not exist any more), or of a stopped VM's disk. Holes stay holes."""
+    with cli_errors():
+        if not file.startswith("/"):
+            raise Invalid(f"FILE {file!r} must be an absolute path (as the site's worker sees it)")
+        out = with_client(lambda c: c.export_disk(cluster, vm, disk, file, point))
+        emit(out, as_json, lambda o: say(f"{cluster}/{vm} {disk}" + (f" at {point}" if point else "")
+                                         + f" written to {o.path}: {human_bytes(o.size_bytes)} "
+                                         f"({human_bytes(o.written_bytes)} of data)"))
 
 
 def local_driver(cluster: str) -> Any:

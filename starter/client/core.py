@@ -14,7 +14,13 @@ from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import TimeoutError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -27,6 +33,7 @@ from models.admin import (
     DeletedBackupPlan,
     DeletedPlan,
     DeletedPoints,
+    ExportedDisk,
     FindingsPage,
     InstalledKey,
     Job,
@@ -34,6 +41,7 @@ from models.admin import (
     ReplicationPlanView,
     ReplicaView,
     RestorePointDetail,
+    Services,
 )
 from models.ids import dr_id, drill_id, maintenance_id, plan_run_id, replication_run_id, restore_id
 from models.inventory import VM, Cluster, Site
@@ -51,9 +59,9 @@ from models.requests import (
     UndoFailoverRequest,
 )
 from models.restore_points import PointState, RestorePointSummary, unrestorable
-from models.services import RepositorySpec
+from models.services import BackupService, ReplicationService, RepositorySpec
 from starter.client import summaries
-from starter.client.errors import Busy, Damaged, Invalid, NotFound, Unavailable, failure_error
+from starter.client.errors import Busy, Conflict, Damaged, Invalid, NotFound, Unavailable, failure_error
 from starter.runtime import job_ends, schedules
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings, get_settings
@@ -67,6 +75,12 @@ from workflows.replication_plan import ReplicationPlanRunWorkflow
 from workflows.restore import RestoreWorkflow
 
 ADMIN_TIMEOUT = timedelta(seconds=60)
+# An export copies a whole disk in one Admin activity (5 minutes to a try, at most 10 in all).
+EXPORT_TIMEOUT = timedelta(minutes=10)
+# The jobs a cancel leaves clean: a plan run stops its VMs as at its window's end, and a
+# VM's backup or replication cleans up after itself (what the window-end tests exercise).
+# The others (restore, DR operations, drills, maintenance) would stop half-done.
+CANCELLABLE = frozenset({"BackupPlanRun", "ReplicationPlanRun", "VMBackup", "Replicate"})
 # A workflow class, its input and its result, read from the run method started.
 S = TypeVar("S")
 A = TypeVar("A")
@@ -85,7 +99,8 @@ class AbdrClient:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    async def admin(self, operation: str, payload: dict[str, Any] | None = None, site: str | None = None) -> Any:
+    async def admin(self, operation: str, payload: dict[str, Any] | None = None, site: str | None = None,
+                    timeout: timedelta = ADMIN_TIMEOUT) -> Any:
         """Run an admin operation; its answer as the response model `models.admin.ADMIN_OPS` declares."""
         try:
             # The answer's type depends on the operation, which the SDK's typed overloads of a
@@ -93,12 +108,12 @@ class AbdrClient:
             return await self.client.execute_workflow(  # type: ignore[call-overload]
                 AdminWorkflow.run, AdminCall(operation=operation, payload=payload or {}, site=site),
                 id=f"admin/{operation}/{uuid.uuid4().hex[:12]}", task_queue=WORKFLOW_TASK_QUEUE,
-                execution_timeout=ADMIN_TIMEOUT, result_type=ADMIN_OPS[operation].response,
+                execution_timeout=timeout, result_type=ADMIN_OPS[operation].response,
                 static_summary=f"admin: {operation}" + (f" on site {site}" if site else ""))
         except WorkflowFailureError as e:
             if isinstance(e.cause, TimeoutError):
                 where = f"site {site!r}'s worker" if site else "an abdr worker"
-                raise Unavailable(f"{operation}: {where} did not answer within {ADMIN_TIMEOUT.seconds} s "
+                raise Unavailable(f"{operation}: {where} did not answer within {int(timeout.total_seconds())} s "
                                   "(is it running? `abdr status`)") from None
             raise failure_error(e) from None
 
@@ -142,6 +157,47 @@ class AbdrClient:
 
     async def list_vms(self, cluster: str, site: str) -> list[VM]:
         return await self.admin("list_vms", {"cluster": cluster}, site=site)
+
+    async def _cluster_site(self, cluster: str) -> str:
+        found = next((c for c in await self.list_clusters() if c.name == cluster), None)
+        if found is None:
+            raise NotFound(f"cluster {cluster!r} not found")
+        return found.site
+
+    async def start_vm(self, cluster: str, vm: str) -> VM:
+        """Power a VM on, on its cluster's site worker."""
+        return await self.admin("start_vm", {"cluster": cluster, "vm": vm}, site=await self._cluster_site(cluster))
+
+    async def stop_vm(self, cluster: str, vm: str, force: bool = False, timeout_s: int = 30) -> VM:
+        """Shut a VM down gracefully (the guest has `timeout_s`), or with `force` power it off."""
+        return await self.admin("stop_vm", {"cluster": cluster, "vm": vm, "force": force, "timeout_s": timeout_s},
+                                site=await self._cluster_site(cluster))
+
+    async def export_disk(self, cluster: str, vm: str, disk: str, path: str,
+                          point: str | None = None) -> ExportedDisk:
+        """A raw image of a stopped VM's disk, or of that disk in restore point `point`,
+        written to the new file `path` on the worker of the site that holds the data (the
+        cluster's, or the point's repository's)."""
+        if point is None:
+            site = await self._cluster_site(cluster)
+        else:
+            site = await self._repository_site((await self.get_restore_point(point)).repository or "")
+        return await self.admin("export_disk", {"cluster": cluster, "vm": vm, "disk": disk, "path": path,
+                                                "point": point}, site=site, timeout=EXPORT_TIMEOUT)
+
+    # -- services -------------------------------------------------------------------------
+
+    async def list_services(self, site: str | None = None) -> Services:
+        """Sites' backup and replication services with their limits (a site's defaults where
+        it has none configured)."""
+        return await self.admin("list_services", {"site": site})
+
+    async def put_service(self, svc: BackupService | ReplicationService) -> BackupService | ReplicationService:
+        """Configure a service's limits (runs that start from now on use them)."""
+        if svc.site not in {s.name for s in await self.list_sites()}:
+            raise NotFound(f"site {svc.site!r} not found")
+        op = "put_backup_service" if isinstance(svc, BackupService) else "put_replication_service"
+        return await self.admin(op, svc.model_dump(mode="json"))
 
     # -- repositories -----------------------------------------------------------------------
 
@@ -317,6 +373,10 @@ class AbdrClient:
         """A page of a replica's state changes, newest first; pass `next_before` for the next."""
         return await self.admin("replica_history", {"plan": plan, "vm": vm, "limit": limit, "before": before})
 
+    async def replica_points(self, plan: str, vm: str) -> list[RestorePointSummary]:
+        """The points a failover of `vm`'s replica can go to (`--restore-point ID`), newest first."""
+        return await self.admin("list_replica_points", {"plan": plan, "vm": vm})
+
     async def require_replica(self, plan: str, vm: str) -> ReplicaView:
         """The replica of `vm` in `plan`; NotFound for an unknown plan or VM, so a DR request
         naming nothing is refused at once instead of starting a workflow that fails later."""
@@ -364,14 +424,35 @@ class AbdrClient:
         jobs: list[Job] = await self.admin("list_jobs", {"plan": plan, "limit": limit})
         return [j.model_copy(update={"ui": self.ui_link(j.workflow_id, j.run_id)}) for j in jobs]
 
-    async def describe_job(self, workflow_id: str) -> JobDescription:
+    async def _describe(self, workflow_id: str) -> tuple[WorkflowHandle, WorkflowExecutionDescription]:
         handle = self.client.get_workflow_handle(workflow_id)
         try:
-            d = await handle.describe()
+            return handle, await handle.describe()
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
                 raise NotFound(f"job {workflow_id!r} not found") from None
             raise
+
+    async def cancel_job(self, workflow_id: str, wait: bool = False) -> JobDescription:
+        """Ask a running job's workflow to cancel (its steps clean up after themselves, as at a
+        window's end); with `wait`, until it has ended. The job as it is then; a job that
+        ended already is a conflict."""
+        handle, d = await self._describe(workflow_id)
+        if d.status != WorkflowExecutionStatus.RUNNING:
+            raise Conflict(f"job {workflow_id!r} is not running ({d.status.name if d.status else 'unknown'})")
+        if d.workflow_type not in CANCELLABLE:
+            raise Invalid(f"job {workflow_id!r} is a {d.workflow_type}, which does not clean up after a cancel; "
+                          f"wait for it to end (only {', '.join(sorted(CANCELLABLE))} jobs can be cancelled)")
+        await handle.cancel()
+        if wait:
+            try:
+                await handle.result()
+            except WorkflowFailureError:
+                pass  # a cancelled run fails with the cancellation: describe_job says how it ended
+        return await self.describe_job(workflow_id)
+
+    async def describe_job(self, workflow_id: str) -> JobDescription:
+        handle, d = await self._describe(workflow_id)
         out = JobDescription(workflow_id=workflow_id, run_id=d.run_id, type=d.workflow_type,
                              status=d.status.name if d.status else None, started_at=d.start_time,
                              ui=self.ui_link(workflow_id, d.run_id), closed_at=d.close_time)

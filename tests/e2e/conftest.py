@@ -33,14 +33,20 @@ MiB = 1 << 20
 ABDR = str(Path(sys.executable).parent / "abdr")
 
 
-async def run_cli(env: dict[str, str], *args: str) -> str:
-    """The real `abdr` CLI with `env` (ABDR_* settings) added, as a user runs it; its output
-    (it must succeed)."""
-    proc = await asyncio.create_subprocess_exec(ABDR, *args, env={**os.environ, **env, "COLUMNS": "250"},
+async def cli_output(env: dict[str, str], *args: str, columns: int = 250) -> tuple[int, str]:
+    """The real `abdr` CLI with `env` (ABDR_* settings) added, as a user runs it, its output
+    piped (not a terminal): (exit code, stdout + stderr)."""
+    proc = await asyncio.create_subprocess_exec(ABDR, *args, env={**os.environ, **env, "COLUMNS": str(columns)},
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await proc.communicate()
-    assert proc.returncode == 0, out.decode()
-    return out.decode()
+    return proc.returncode or 0, out.decode()
+
+
+async def run_cli(env: dict[str, str], *args: str) -> str:
+    """`cli_output`'s output; the command must succeed."""
+    code, out = await cli_output(env, *args)
+    assert code == 0, out
+    return out
 
 
 @dataclass
@@ -66,10 +72,19 @@ class Stack:
     def disk_bytes(self, vm_name: str, disk: str = "disk0", snap_id: str | None = None) -> bytes:
         return read_disk(self.driver, vm_name, disk, snap_id)
 
-    async def cli(self, *args: str) -> str:
-        """The real `abdr` CLI against this stack, as a user runs it; its output (it must succeed)."""
-        return await run_cli({"ABDR_TEMPORAL_ADDRESS": self.settings.temporal_address,
-                              "ABDR_DATA_DIR": str(self.tmp / "cli")}, *args)
+    def cli_env(self) -> dict[str, str]:
+        return {"ABDR_TEMPORAL_ADDRESS": self.settings.temporal_address, "ABDR_DATA_DIR": str(self.tmp / "cli")}
+
+    async def run_cli(self, *args: str, columns: int = 250) -> tuple[int, str]:
+        """The real `abdr` CLI against this stack, as a user runs it, its output piped (not a
+        terminal): (exit code, stdout + stderr)."""
+        return await cli_output(self.cli_env(), *args, columns=columns)
+
+    async def cli(self, *args: str, columns: int = 250) -> str:
+        """`run_cli`'s output; the command must succeed."""
+        code, out = await self.run_cli(*args, columns=columns)
+        assert code == 0, out
+        return out
 
     async def cli_json(self, *args: str) -> Any:
         return json.loads(await self.cli(*args, "--json"))
