@@ -34,11 +34,11 @@ async def shown(client: Client, workflow_id: str) -> Shown:
 
 async def test_backup_restore_and_maintenance_runs_tell_their_story(stack: Stack) -> None:
     stack.make_vm("web")
-    await stack.client.create_backup_plan(plan_spec("gold", ["web"]))
-    run = await stack.cli_json("backup-plan", "run", "gold", "--full", "--wait")
-    got = await shown(stack.client.client, plan_run_id("gold"))
-    assert got.summary == "manual full run of backup plan gold"
-    assert got.details is not None and "- **plan**: `gold`" in got.details and "- **full**: `True`" in got.details
+    await stack.client.create_backup_plan(plan_spec("ui-story", ["web"]))
+    run = await stack.cli_json("backup-plan", "run", "ui-story", "--full", "--wait")
+    got = await shown(stack.client.client, plan_run_id("ui-story"))
+    assert got.summary == "manual full run of backup plan ui-story"
+    assert got.details is not None and "- **plan**: `ui-story`" in got.details and "- **full**: `True`" in got.details
     assert got.current.startswith("**done**"), got.current
 
     point = run["vms"][0]["point_id"]
@@ -47,8 +47,9 @@ async def test_backup_restore_and_maintenance_runs_tell_their_story(stack: Stack
     assert got.summary == f"REBUILD restore of c1/web point {point} to c1/web-copy"
     assert got.details is not None and f"- **request.point_id**: `{point}`" in got.details
     assert got.current.startswith("**done** wrote"), got.current
-    # The plan's filter in the UI shows the restore of its point beside its runs.
-    found = [w async for w in stack.client.client.list_workflows("AbdrPlan = 'gold' AND WorkflowType = 'Restore'")]
+    # The plan's filter in the UI shows the restore of its point beside its runs (the plan's
+    # name is this test's own: the session's server keeps other tests' closed runs).
+    found = [w async for w in stack.client.client.list_workflows("AbdrPlan = 'ui-story' AND WorkflowType = 'Restore'")]
     assert [w.id for w in found] == [restore_id("c1", "web-copy")]
 
     await stack.cli("repository", "verify", "r1", "--gc", "--wait")
