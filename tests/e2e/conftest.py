@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from drivers.catalog.store import Catalog
@@ -25,7 +24,7 @@ from models.inventory import DiskSpec, Site, VMConfig
 from models.services import RepositorySpec
 from starter.client import AbdrClient
 from starter.runtime.settings import Settings
-from tests.e2e.histories import export_histories
+from tests.e2e.histories import quiesce
 from tests.e2e.oracle import read_disk
 from worker import build_workers
 
@@ -90,20 +89,9 @@ class Stack:
         return json.loads(await self.cli(*args, "--json"))
 
 
-async def _quiesce(env: WorkflowEnvironment) -> None:
-    """Leave the shared server clean for the next test: no schedules, no running workflows."""
-    client = env.client
-    await export_histories(client)
-    async for s in await client.list_schedules():
-        await client.get_schedule_handle(s.id).delete()
-    async for wf in client.list_workflows("ExecutionStatus = 'Running'"):
-        if wf.status == WorkflowExecutionStatus.RUNNING:
-            await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("test finished")
-
-
 @pytest.fixture
 async def stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
-    await _quiesce(temporal_env)
+    await quiesce(temporal_env.client)
     settings = Settings(data_dir=tmp_path / "state", database_url=f"sqlite:///{tmp_path / 'catalog.db'}",
                         temporal_address=temporal_env.client.service_client.config.target_host, site="default",
                         shutdown_grace_s=1)
@@ -120,5 +108,5 @@ async def stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> AsyncItera
         repo_path = tmp_path / "repo"
         await client.create_repository(RepositorySpec(name="r1", path=str(repo_path), site="default"))
         yield Stack(client, catalog, LocalDriver(cluster_dir, "c1"), settings, tmp_path, repo_path)
-        await _quiesce(temporal_env)
+        await quiesce(temporal_env.client)
     catalog.close()

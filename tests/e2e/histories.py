@@ -21,3 +21,14 @@ async def export_histories(client: Client) -> None:
             continue
         history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
         (out / f"{wf.workflow_type}.json").write_text(history.to_json())
+
+
+async def quiesce(client: Client) -> None:
+    """Leave a shared server clean for the next test: histories recorded (when asked), no
+    schedules, no running workflows."""
+    await export_histories(client)
+    async for s in await client.list_schedules():
+        await client.get_schedule_handle(s.id).delete()
+    async for wf in client.list_workflows("ExecutionStatus = 'Running'"):
+        if wf.status == WorkflowExecutionStatus.RUNNING:
+            await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("test finished")

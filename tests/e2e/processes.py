@@ -61,6 +61,11 @@ class DevServer:
         self.proc.wait(30)
 
 
+# The worker processes of a two-site world: workflows only, and one per site's activities.
+WORKER_ROLES: dict[str, list[str]] = {"orchestrator": ["--no-site"], "a": ["--site", "a", "--no-workflows"],
+                                      "b": ["--site", "b", "--no-workflows"]}
+
+
 class WorkerProcess:
     """`python worker.py` with its own environment; its log goes to a file."""
 

@@ -34,10 +34,10 @@ from models.requests import (
 from models.services import ReplicationService
 from starter.client import AbdrClient, AbdrError
 from starter.runtime.settings import Settings
-from tests.e2e.histories import export_histories
+from tests.e2e.histories import quiesce
 from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_same_bytes, read_disk
-from tests.e2e.processes import DevServer, WorkerProcess
+from tests.e2e.processes import WORKER_ROLES, DevServer, WorkerProcess
 from tests.e2e.test_plans import trigger_and_wait
 
 MiB = 1 << 20
@@ -64,9 +64,7 @@ class DR:
     client: AbdrClient | None = None
 
     def start(self, role: str) -> None:
-        args = {"orchestrator": ["--no-site"], "a": ["--site", "a", "--no-workflows"],
-                "b": ["--site", "b", "--no-workflows"]}[role]
-        self.procs[role] = WorkerProcess(self.env, self.tmp / f"{role}-{len(self.procs)}.log", *args)
+        self.procs[role] = WorkerProcess(self.env, self.tmp / f"{role}-{len(self.procs)}.log", *WORKER_ROLES[role])
 
     def disk(self, driver: LocalDriver, vm: str) -> bytes:
         return read_disk(driver, vm)
@@ -101,24 +99,16 @@ async def dr(server: DevServer, tmp_path: Path) -> Any:
     client = await Client.connect(server.address, data_converter=pydantic_data_converter)
     world.client = AbdrClient(client, Settings(temporal_address=server.address, data_dir=tmp_path / "state",
                                                database_url=url))
-    await _terminate_all(client)
+    await quiesce(client)
     await world.client.add_cluster("ca", "a", "local", str(tmp_path / "ca"))
     await world.client.add_cluster("cb", "b", "local", str(tmp_path / "cb"))
     try:
         yield world
     finally:
-        await _terminate_all(client)
+        await quiesce(client)
         for p in world.procs.values():
             p.stop()
         catalog.close()
-
-
-async def _terminate_all(client: Client) -> None:
-    await export_histories(client)
-    async for s in await client.list_schedules():
-        await client.get_schedule_handle(s.id).delete()
-    async for wf in client.list_workflows("ExecutionStatus = 'Running'"):
-        await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("test finished")
 
 
 def make_vm(driver: LocalDriver, name: str, size: int = SIZE) -> str:

@@ -54,3 +54,17 @@ def wd(conn: object) -> Iterator[Path]:
 
     with workdir(conn) as d:  # type: ignore[arg-type]
         yield d
+
+
+@pytest.fixture
+def cluster() -> Iterator[object]:
+    """A libvirt cluster `c1` of abdr's driver in a fresh directory; its domains and files
+    are removed afterwards."""
+    from drivers.libvirt import LibvirtDriver
+    from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
+
+    endpoint = f"qemu:///system#{fresh_cluster_dir()}"
+    try:
+        yield LibvirtDriver(endpoint, "c1")
+    finally:
+        remove_cluster_dir(endpoint)

@@ -9,7 +9,6 @@ them, never a flag the driver set."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
@@ -21,20 +20,10 @@ from models.inventory import Consistency, DiskSpec, PowerState, VMConfig
 from starter.stack.guest import pattern
 from starter.stack.guest.initramfs import GuestImage
 from tests.guest.domain import MEMORY_MIB, Guest
-from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
 
 pytestmark = pytest.mark.hypervisor
 DISK = 32 * 1024 * 1024
 BS = 64 * 1024
-
-
-@pytest.fixture
-def cluster() -> Iterator[LibvirtDriver]:
-    endpoint = f"qemu:///system#{fresh_cluster_dir()}"
-    try:
-        yield LibvirtDriver(endpoint, "c1")
-    finally:
-        remove_cluster_dir(endpoint)
 
 
 def guest_config(image: GuestImage, name: str) -> VMConfig:

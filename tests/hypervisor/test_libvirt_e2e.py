@@ -13,7 +13,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from drivers.base import ClusterDriver
 from drivers.catalog.store import Catalog
 from drivers.libvirt import LibvirtDriver
 from drivers.local import LocalDriver
-from models.inventory import DiskSpec, PowerState, ShutdownMode, Site, VMConfig
+from models.inventory import VM, DiskSpec, PowerState, ShutdownMode, Site, VMConfig
 from models.jobs import TransferProgress
 from models.plans import BackupPlanSpec, RunResult
 from models.replication import ReplicationPlanSpec
@@ -44,22 +44,16 @@ from starter.client import AbdrClient
 from starter.runtime.settings import Settings
 from starter.stack.guest import pattern
 from starter.stack.guest.initramfs import GuestImage
-from tests.e2e.histories import export_histories
+from tests.e2e.histories import quiesce
 from tests.e2e.observe import wait_heartbeat
-from tests.e2e.processes import DevServer, WorkerProcess
+from tests.e2e.processes import WORKER_ROLES, DevServer, WorkerProcess
+from tests.e2e.test_replication import server  # noqa: F401  (the module's dev server fixture)
 from tests.guest.domain import MEMORY_MIB, Guest
 from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
 
 pytestmark = pytest.mark.hypervisor
 DISK = 32 * 1024 * 1024
 ABDR = str(Path(sys.executable).parent / "abdr")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    s = DevServer(tmp_path_factory.mktemp("temporal") / "temporal.db").start()
-    yield s
-    s.stop()
 
 
 @dataclass
@@ -79,9 +73,7 @@ class KVM:
     procs: dict[str, WorkerProcess] = field(default_factory=dict)
 
     def start(self, role: str) -> None:
-        args = {"orchestrator": ["--no-site"], "a": ["--site", "a", "--no-workflows"],
-                "b": ["--site", "b", "--no-workflows"]}[role]
-        self.procs[role] = WorkerProcess(self.env, self.tmp / f"{role}-{len(self.procs)}.log", *args)
+        self.procs[role] = WorkerProcess(self.env, self.tmp / f"{role}-{len(self.procs)}.log", *WORKER_ROLES[role])
 
     def guest(self, driver: LibvirtDriver, vm_name: str) -> Guest:
         vm = driver.find_vm(vm_name)
@@ -89,14 +81,6 @@ class KVM:
         g = Guest(self.conn.lookupByUUIDString(vm.id), Path(), driver.root / "vms" / vm.id / "console.log")
         g.mark = g.console.stat().st_size if g.console.exists() else 0  # from now on
         return g
-
-
-async def _terminate_all(client: Client) -> None:
-    await export_histories(client)
-    async for s in await client.list_schedules():
-        await client.get_schedule_handle(s.id).delete()
-    async for wf in client.list_workflows("ExecutionStatus = 'Running'"):
-        await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("test finished")
 
 
 @pytest.fixture
@@ -118,14 +102,14 @@ async def kvm(server: DevServer, tmp_path: Path) -> AsyncIterator[KVM]:
     try:
         for role in ("orchestrator", "a", "b"):
             world.start(role)
-        await _terminate_all(temporal)
+        await quiesce(temporal)
         await client.add_cluster("ka", "a", "libvirt", endpoints["ka"])
         await client.add_cluster("kb", "b", "libvirt", endpoints["kb"])
         await client.add_cluster("la", "a", "local", str(tmp_path / "la"))
         await client.create_repository(RepositorySpec(name="r1", path=str(tmp_path / "repo"), site="a"))
         yield world
     finally:
-        await _terminate_all(temporal)
+        await quiesce(temporal)
         for p in world.procs.values():
             p.kill()
         for e in endpoints.values():
@@ -137,6 +121,16 @@ def guest_config(image: GuestImage, name: str) -> VMConfig:
     return VMConfig(name=name, memory_mib=MEMORY_MIB, disks=[DiskSpec(name="disk0", size_bytes=DISK, boot=True)],
                     platform={"kernel": str(image.kernel), "initrd": str(image.initrd),
                               "cmdline": "console=ttyS0 panic=-1 quiet abdr.mode=write abdr.interval_us=20000"})
+
+
+def boot_writing_guest(kvm: KVM, image: GuestImage, name: str, writes: int) -> tuple[VM, Guest]:
+    """A guest VM on ka, booted and past its first `writes` writes."""
+    vm = kvm.ka.create_vm(guest_config(image, name))
+    g = kvm.guest(kvm.ka, name)
+    kvm.ka.power_on(vm.id)
+    g.wait_for(pattern.READY)
+    g.wait_counter(writes)
+    return vm, g
 
 
 def disk_of(driver: ClusterDriver, vm_name: str) -> bytes:
@@ -189,11 +183,7 @@ def logged(g: Guest) -> int:
 
 
 async def test_backup_of_a_running_guest_and_restores_that_boot(kvm: KVM, image: GuestImage) -> None:
-    vm = kvm.ka.create_vm(guest_config(image, "g1"))
-    g = kvm.guest(kvm.ka, "g1")
-    kvm.ka.power_on(vm.id)
-    g.wait_for(pattern.READY)
-    g.wait_counter(50)
+    vm, g = boot_writing_guest(kvm, image, "g1", 50)
     await kvm.client.create_backup_plan(plan_spec("g1"))
 
     before = logged(g)
@@ -252,11 +242,7 @@ async def test_replication_failover_and_failback_boot_the_guest(kvm: KVM, image:
     guest's writes after every run; failover boots it and it finds that state; it serves and
     writes on; failback moves only what changed and the original boots with the replica's
     last state."""
-    vm = kvm.ka.create_vm(guest_config(image, "g2"))
-    g = kvm.guest(kvm.ka, "g2")
-    kvm.ka.power_on(vm.id)
-    g.wait_for(pattern.READY)
-    g.wait_counter(50)
+    vm, g = boot_writing_guest(kvm, image, "g2", 50)
     await kvm.client.create_replication_plan(replication_plan("g2"))
 
     seed = await replicate(kvm)
@@ -323,11 +309,7 @@ async def test_failover_test_boots_an_isolated_copy_and_its_console_is_the_evide
     """The drill's copy of the replica point boots with no network; the test passes on what
     the copy printed itself (its READY line names the point's write counter), through the
     CLI a user runs, and the copy is gone after the cleanup."""
-    vm = kvm.ka.create_vm(guest_config(image, "g3"))
-    g = kvm.guest(kvm.ka, "g3")
-    kvm.ka.power_on(vm.id)
-    g.wait_for(pattern.READY)
-    g.wait_counter(50)
+    vm, g = boot_writing_guest(kvm, image, "g3", 50)
     await kvm.client.create_replication_plan(replication_plan("g3"))
     await replicate(kvm)
     c_point = guest_state(disk_of(kvm.kb, "g3-replica"), "replica")
@@ -355,11 +337,7 @@ async def test_qemu_killed_mid_write_then_the_next_backup_holds_what_the_disk_ha
     """SIGKILL of the guest's QEMU while it writes: the disk is a crash-consistent state of
     its writes; the next backup, an incremental (frozen overlay files cannot lose what
     changed), restores to exactly that disk and boots; the older point is still whole."""
-    vm = kvm.ka.create_vm(guest_config(image, "g4"))
-    g = kvm.guest(kvm.ka, "g4")
-    kvm.ka.power_on(vm.id)
-    g.wait_for(pattern.READY)
-    g.wait_counter(50)
+    vm, g = boot_writing_guest(kvm, image, "g4", 50)
     await kvm.client.create_backup_plan(plan_spec("g4"))
     first = await run_plan(kvm)
     g.wait_counter(logged(g) + 30)
@@ -381,11 +359,7 @@ async def test_site_worker_killed_mid_backup_resumes_and_the_point_is_whole(kvm:
     """The site worker is SIGKILLed while it reads a running guest's snapshot (slowed to
     1 MiB/s): a new worker resumes from the progress the server recorded, and the point is a
     whole state of the guest's writes that boots."""
-    vm = kvm.ka.create_vm(guest_config(image, "g5"))
-    g = kvm.guest(kvm.ka, "g5")
-    kvm.ka.power_on(vm.id)
-    g.wait_for(pattern.READY)
-    g.wait_counter(250)  # ~250 clusters of 64 KiB written: ~16 MiB to read
+    boot_writing_guest(kvm, image, "g5", 250)  # ~250 clusters of 64 KiB written: ~16 MiB to read
     catalog = Catalog(kvm.catalog_url)
     catalog.put_service(BackupService(name="default", site="a", backup_read_iops=16))  # 64 KiB reads: 1 MiB/s
     catalog.close()

@@ -8,7 +8,6 @@ snapshottable crash-consistently."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
@@ -20,20 +19,10 @@ from models.inventory import VM, Consistency, DiskSpec, PowerState, VMConfig
 from starter.stack.guest import pattern
 from starter.stack.guest.initramfs import GuestImage
 from tests.guest.domain import MEMORY_MIB, Guest
-from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
 from tests.hypervisor.test_libvirt_driver_guest import read_view
 
 pytestmark = pytest.mark.hypervisor
 DISK = 32 * 1024 * 1024
-
-
-@pytest.fixture
-def cluster() -> Iterator[LibvirtDriver]:
-    endpoint = f"qemu:///system#{fresh_cluster_dir()}"
-    try:
-        yield LibvirtDriver(endpoint, "c1")
-    finally:
-        remove_cluster_dir(endpoint)
 
 
 def boot_agent_guest(cluster: LibvirtDriver, conn: libvirt.virConnect, image: GuestImage,
