@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 
 PREFETCH = 3  # batches in flight ahead of the writer (each at most MAX_READ_BYTES)
+CONSOLE_TAIL = 1000  # characters of a guest's console a drill's evidence keeps (the workflow keeps as many)
 
 
 def prefetch(fetch: Callable[[T], bytes], items: list[T], depth: int) -> Iterator[bytes]:
@@ -243,7 +244,10 @@ class ReplicationActivities(ReplicationApi):
     @translate_errors
     def guest_signs(self, at: VMAt) -> GuestSigns:
         """What the running guest itself showed (console output, agent ping): a drill's evidence."""
-        return self.res.driver(at.cluster).guest_signs(at.vm_id)
+        signs = self.res.driver(at.cluster).guest_signs(at.vm_id)
+        if signs.console_tail is not None:  # each poll is a history event: keep it small
+            signs = signs.model_copy(update={"console_tail": signs.console_tail[-CONSOLE_TAIL:]})
+        return signs
 
     @activity.defn(name="disk_digest")
     @translate_errors

@@ -77,10 +77,11 @@ class FailoverTestRequest(Strict):
     cleanup_after_s: int = Field(default=3600, ge=1, le=30 * 86400)
     expect_console: str | None = Field(
         default=None, max_length=1000,
-        description="A regular expression the copy's serial console must show for the test to pass (where the "
+        description="A regular expression the last 1000 characters of the copy's serial console must show (where the "
                     "hypervisor shows the console: libvirt). Default: any output, or a guest-agent ping.")
-    boot_timeout_s: int = Field(default=600, ge=1, le=86400,
-                                description="How long the copy may take to show that it booted.")
+    boot_timeout_s: int = Field(default=600, ge=1, le=3600,
+                                description="How long the copy may take to show that it booted (at most an hour: "
+                                            "the drill asks every 5 s, and its history must stay bounded).")
 
     @field_validator("expect_console")
     @classmethod

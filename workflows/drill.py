@@ -129,7 +129,7 @@ class FailoverTestWorkflow:
                 state = await sites.call(tgt, ReplicationApi.power_state, copy)
                 self._evidence = {"point": point.point_id, "test_vm": name, "network": network,
                                   "power_state": state.state, "evidence": "guest", "booted": shown,
-                                  "console_tail": (signs.console_tail or "")[-1000:], "agent_ping": signs.agent,
+                                  "console_tail": signs.console_tail or "", "agent_ping": signs.agent,
                                   "expect_console": req.expect_console, "checked_at": workflow.now().isoformat()}
                 return state.state == "RUNNING" and shown
         source = VMAt(cluster=cluster, vm_id=r.obj.replica_vm_id or "", snapshot_id=point.snapshot_id)
