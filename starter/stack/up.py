@@ -82,6 +82,33 @@ def start_dev_server(settings: Settings) -> subprocess.Popen[bytes]:
                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
 
 
+DEV_SERVER_START_S = 180  # a first start on a loaded machine creates the SQLite schema: slow
+
+
+def log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+async def wait_for_dev_server(server: subprocess.Popen[bytes], settings: Settings, stop: asyncio.Event,
+                              timeout_s: float = DEV_SERVER_START_S) -> None:
+    """Wait until the dev server accepts connections on its gRPC port, or say why not: it
+    exited (with its log's last lines), or it did not listen within `timeout_s`."""
+    host = settings.temporal_address.rsplit(":", 1)[0]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not port_in_use(host, settings.temporal_port) and not stop.is_set():
+        if server.poll() is not None:
+            raise StackError(f"the Temporal dev server exited with code {server.returncode}: "
+                             f"{log_tail(settings.data_dir / 'temporal.log')}")
+        if loop.time() >= deadline:
+            raise StackError(f"the Temporal dev server did not listen on {settings.temporal_address} "
+                             f"within {timeout_s:.0f} s: {log_tail(settings.data_dir / 'temporal.log')}")
+        await asyncio.sleep(0.2)
+
+
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -162,6 +189,7 @@ async def run_stack(settings: Settings) -> None:
         if settings.embedded_temporal:
             server = start_dev_server(settings)
             log.info("temporal dev server starting", pid=server.pid, log=str(settings.data_dir / "temporal.log"))
+            await wait_for_dev_server(server, settings, stop)
         # The main worker (workflows + ABDR_SITE's activities) and, in this same process, one
         # activity worker per extra site (ABDR_EXTRA_SITES), all stopped by the one event.
         roles = [(settings, settings.site, True)] + [(site_settings(settings, s), s, False)
