@@ -86,4 +86,10 @@ class BackupPlanSpec(Strict):
             )
         if self.full_schedule is not None and self.full_schedule.time_zone != self.schedule.time_zone:
             raise ValueError("full_schedule.time_zone must equal schedule.time_zone")
+        if (self.window is not None and self.full_schedule is not None
+                and not self.full_schedule.minutes_of_day(self.window)):
+            # Scheduled runs start only inside the window, so such a full schedule would never fire.
+            raise ValueError(
+                f"full_schedule has no due time inside the window "
+                f"{self.window.start:%H:%M}-{self.window.end:%H:%M}: no full backup would ever run")
         return self

@@ -258,6 +258,8 @@ def one_line_error(result, code: int = 2) -> str:  # type: ignore[no-untyped-def
     (["--schedule", "every 15m", "--window", "22:00"], "window '22:00' is not understood; use HH:MM-HH:MM"),
     (["--schedule", "every 15m", "--window", "22:00-22:05"], "a window must be at least 15 minutes"),
     (["--schedule", "daily 03:00", "--window", "22:00-23:00"], "schedule has no due time inside the window"),
+    (["--schedule", "daily 23:00", "--full-schedule", "weekly sun 12:00", "--window", "22:00-06:00"],
+     "full_schedule has no due time inside the window 22:00-06:00: no full backup would ever run"),
     (["--schedule", "every 15m", "--retention", "count:0"], "retention COUNT needs a number"),
     (["--schedule", "every 15m", "--delay", "later"], "delay option 'later' is not one of"),
     (["--schedule", "every 15m", "--tz", "Mars/Olympus"], "'Mars/Olympus' is not a known IANA time zone"),
@@ -397,6 +399,8 @@ def test_smoke_cli_on_abdr_up_with_the_demo_seed(tmp_path: Path) -> None:
     up = Up(env, tmp_path / "up.log")
     try:
         assert "Demo seeded" in up.banner and "backup plan demo" in up.banner
+        said = run("status", "--json", "--no-probe", env=env)
+        assert json.loads(said.stdout)["demo"]["state"] == "ready", said.stdout  # the banner came once it was
         assert cli_json(env, "backup-plan", "pause", "demo")["status"] == "PAUSED"  # type: ignore[index]
         [plan] = cli_json(env, "backup-plan", "list")  # type: ignore[misc]
         assert plan["spec"]["name"] == "demo" and len(plan["spec"]["vms"]) == 3
@@ -417,6 +421,7 @@ def test_smoke_cli_on_abdr_up_with_the_demo_seed(tmp_path: Path) -> None:
         assert {p["creation"] for p in mine} == {"MANUAL"} and {p["state"] for p in mine} == {"READY"}
     finally:
         assert up.stop() == 0
+    assert not (tmp_path / "state" / "demo-state.json").exists()  # a stopped stack has no demo to report
 
     again = Up(env, tmp_path / "up.log")  # the seed is skipped once a plan exists
     try:

@@ -52,8 +52,7 @@ def alive(pid: int) -> bool:
 def stack_env(tmp_path: Path) -> dict[str, str]:
     port, ui = free_port(), free_port()
     return {**os.environ, "ABDR_DATA_DIR": str(tmp_path / "state"), "ABDR_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
-            "ABDR_UI_PORT": str(ui), "ABDR_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui}", "ABDR_LOG_FORMAT": "json",
-            "ABDR_DEMO": "false"}
+            "ABDR_UI_PORT": str(ui), "ABDR_LOG_FORMAT": "json", "ABDR_DEMO": "false"}
 
 
 class Up:
@@ -97,11 +96,14 @@ def test_up_status_ctrl_c_and_restart(stack_env: dict[str, str]) -> None:
         kids = descendants(up.proc.pid)
         assert kids, "the dev server runs as a child of abdr up"
         assert "Temporal Web UI" in up.banner and "abdr status" in up.banner
-        ui = httpx.get(stack_env["ABDR_TEMPORAL_UI_URL"], timeout=10)
+        ui_port = stack_env["ABDR_UI_PORT"]  # no ABDR_TEMPORAL_UI_URL: the links follow the port
+        assert f"Temporal Web UI : http://localhost:{ui_port}" in up.banner
+        ui = httpx.get(f"http://127.0.0.1:{ui_port}", timeout=10)
         assert ui.status_code == 200 and "<html" in ui.text.lower()
         code, report = status(stack_env)
         assert code == 0, report
         assert report["healthy"] and report["temporal"]["ok"] and report["catalog"]["ok"]
+        assert report["temporal"]["ui"] == f"http://localhost:{ui_port}"
         polled = {w["task_queue"] for w in report["workers"] if w["pollers"]}
         assert polled == {"abdr-workflows", "abdr-site-default", "abdr-site-dr"}  # the demo's second site too
         assert report["probe"][0]["ok"] and report["probe"][0]["identity"]

@@ -75,4 +75,8 @@ def _render_status(r: dict) -> None:
             versions = ", ".join(v if k == "hypervisor" else f"{k} {v}" for k, v in c["versions"].items())
             console.print(f"Cluster   {mark(c['ok'])}  {p['site']}/{c['name']} ({c['driver']}): "
                           f"{c['reached'] or c['error']}{'  ' + versions if versions else ''}")
+    if demo := r.get("demo"):
+        said = {"seeding": "[yellow]being seeded[/yellow] (abdr up prints its banner when it is ready)",
+                "ready": "ready", "failed": "[red]failed[/red]: " + "; ".join(demo["lines"])}
+        console.print(f"Demo      {said.get(demo['state'], demo['state'])}")
     console.print("healthy" if r["healthy"] else "[red]unhealthy[/red]")

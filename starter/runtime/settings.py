@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -31,9 +31,10 @@ class Settings(BaseSettings):
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
     temporal_tls_ca: Path | None = None
-    temporal_ui_url: str = "http://localhost:8233"
+    temporal_ui_url: str = Field(default="", description="Where links to runs point (default: the embedded "
+                                                         "Web UI, http://localhost:<ABDR_UI_PORT>).")
     embedded_temporal: bool = Field(default=True, description="`abdr up` starts the dev server.")
-    ui_port: int = 8233
+    ui_port: int = Field(default=8233, ge=1, le=65535, description="Port of the embedded dev server's Web UI.")
     site: str = Field(default="default", description="The site this worker serves.")
     extra_sites: Annotated[list[str], NoDecode] = Field(
         default=["dr"], description="`abdr up` also runs these sites' activity workers in its process "
@@ -100,6 +101,13 @@ class Settings(BaseSettings):
         if v is not None and not v.is_file():
             raise ValueError(f"{v} is not a readable file")
         return v
+
+    @model_validator(mode="after")
+    def _ui_url_follows_port(self) -> "Settings":
+        # Links follow ABDR_UI_PORT unless the UI lives elsewhere (ABDR_TEMPORAL_UI_URL).
+        if not self.temporal_ui_url:
+            self.temporal_ui_url = f"http://localhost:{self.ui_port}"
+        return self
 
     @classmethod
     def settings_customise_sources(

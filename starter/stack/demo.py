@@ -11,10 +11,13 @@ exists, or when the demo VMs are not there."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from pathlib import Path
 
 import structlog
 
+from drivers.fsio import atomic_write_json
 from drivers.local.tools import rewrite_fraction
 from models.inventory import DiskSpec, VMConfig
 from models.plans import BackupPlanSpec, VMRef
@@ -119,9 +122,38 @@ async def seed_dr_demo(client: AbdrClient, settings: Settings) -> list[str]:
     ]
 
 
+def demo_state_file(settings: Settings) -> Path:
+    """Where `abdr up` says how far the demo is, for `abdr status` (same host, same data dir)."""
+    return settings.data_dir / "demo-state.json"
+
+
+def write_demo_state(settings: Settings, state: str, lines: list[str] | None = None) -> None:
+    atomic_write_json(demo_state_file(settings), {"state": state, "lines": lines or [], "pid": os.getpid()})
+
+
+def read_demo_state(settings: Settings) -> dict | None:
+    """{state: seeding | ready | failed, lines}, or None when no `abdr up` seeds a demo here
+    (none wrote one, or the one that did is gone: killed, it could not remove the file)."""
+    try:
+        state = json.loads(demo_state_file(settings).read_text())
+        os.kill(state.pop("pid"), 0)
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, ProcessLookupError):
+        return None
+    return state
+
+
 async def seed_in_stack(settings: Settings, workers: asyncio.Task, stop: asyncio.Event) -> list[str]:
     """`abdr up`'s call: seed while the workers run. A failure is reported, never fatal; a
-    stop (Ctrl-C) or the workers ending abandons the seed instead of waiting on it."""
+    stop (Ctrl-C) or the workers ending abandons the seed instead of waiting on it. The demo's
+    state is written for `abdr status` as it goes."""
+    write_demo_state(settings, "seeding")
+    lines = await _seed_or_report(settings, workers, stop)
+    failed = any("failed" in line or "did not finish" in line for line in lines)
+    write_demo_state(settings, "failed" if failed else "ready", lines)
+    return lines
+
+
+async def _seed_or_report(settings: Settings, workers: asyncio.Task, stop: asyncio.Event) -> list[str]:
     seed = asyncio.ensure_future(_connect_and_seed(settings))
     stopped = asyncio.ensure_future(stop.wait())
     try:

@@ -20,6 +20,7 @@ from models.health import HealthCheckInput
 from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings
+from starter.stack.demo import read_demo_state
 from workflows.health import HealthCheckWorkflow
 
 
@@ -57,6 +58,8 @@ async def gather_status(settings: Settings, sites: list[str], probe: bool) -> di
     out: dict = {"temporal": {"address": settings.temporal_address, "namespace": settings.temporal_namespace,
                               "ui": settings.temporal_ui_url}}
     out["catalog"] = catalog_status(settings)
+    if (demo := read_demo_state(settings)) is not None:
+        out["demo"] = demo  # seeding until `abdr up` prints its banner: healthy is not ready yet
     try:
         client = await asyncio.wait_for(connect(settings), timeout=5)
         info = await client.workflow_service.get_system_info(GetSystemInfoRequest())

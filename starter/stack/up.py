@@ -24,7 +24,7 @@ from drivers.secrets import redact_url
 from models import search_attributes
 from models.inventory import Site
 from starter.runtime.settings import Settings
-from starter.stack.demo import seed_in_stack
+from starter.stack.demo import demo_state_file, seed_in_stack
 from starter.stack.sites import extra_sites, site_settings
 
 log = structlog.get_logger("abdr.up")
@@ -208,6 +208,7 @@ async def run_stack(settings: Settings) -> None:
         print(banner(settings, await seed_in_stack(settings, workers, stop) if settings.demo or settings.demo_libvirt else None), flush=True)
         await workers
     finally:
+        demo_state_file(settings).unlink(missing_ok=True)  # no stack, no demo to report on
         if server is not None:
             stop_process(server)
         os.close(lock_fd)

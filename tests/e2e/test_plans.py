@@ -172,6 +172,26 @@ async def test_window_end_stops_the_backup_and_cleans_up(stack: Stack) -> None:
     assert_image(stack.driver, "big", source, "source after the stopped backup")  # the VM's data is untouched
 
 
+async def test_scheduled_runs_keep_the_window_and_the_pause_and_manual_runs_do_not(stack: Stack) -> None:
+    """The documented rule (docs/concepts.md, "Manual runs"): the window and the pause gate
+    only what the schedule starts; an operator's manual run backs up at once."""
+    stack.make_vm("w1", size=2 * MiB)
+    source = capture(stack.driver, "w1")
+    start = (datetime.now(UTC) + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    await stack.client.create_backup_plan(plan_spec(
+        "offhours", ["w1"], window={"start": start.strftime("%H:%M"), "end": (start + timedelta(hours=1)).strftime("%H:%M")},
+        schedule={"kind": "MINUTELY", "interval": 5}))
+    outside = await trigger_and_wait(stack, "offhours")
+    assert outside.result == RunResult.NEVER_EXECUTE and "outside the window" in outside.skipped_reason
+    await stack.client.set_backup_plan_paused("offhours", True)
+    paused = await trigger_and_wait(stack, "offhours")
+    assert paused.result == RunResult.PAUSED and paused.skipped_reason == "plan is paused"
+    assert await stack.client.list_restore_points(plan="offhours") == []
+    manual = await run_plan(stack, "offhours")  # paused and outside its window, it still runs
+    assert manual.result == RunResult.SUCCESS, manual
+    await assert_points_restore(stack, point_oracles(manual, {"w1": source}))
+
+
 async def test_overlapping_runs_are_skipped_or_refused(stack: Stack) -> None:
     stack.make_vm("big", size=8 * MiB)
     source = capture(stack.driver, "big")
