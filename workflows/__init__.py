@@ -1,6 +1,7 @@
 """abdr's workflows; `ALL` is what the orchestration worker registers."""
 
 from workflows.admin import AdminWorkflow
+from workflows.admin_service import AdminServiceWorkflow
 from workflows.backup import VMBackupWorkflow
 from workflows.drill import FailoverTestWorkflow
 from workflows.failback import FailbackWorkflow, PermanentFailoverWorkflow
@@ -13,7 +14,8 @@ from workflows.replication_plan import ReplicationPlanRunWorkflow, ReplicationPl
 from workflows.restore import RestoreWorkflow
 
 ALL: list[type] = [
-    AdminWorkflow,
+    AdminServiceWorkflow,
+    AdminWorkflow,  # runs recorded before the admin service (and any client still starting it)
     BackupPlanRunWorkflow,
     BackupPlanTickWorkflow,
     FailbackWorkflow,

@@ -17,6 +17,8 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import Field
+
     from models.admin import AdminRefused, admin_request
     from models.inventory import Strict
     from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
@@ -33,6 +35,7 @@ class AdminCall(Strict):
     operation: str
     payload: dict[str, Any] = {}
     site: str | None = None
+    timeout_s: int = Field(default=600, ge=1, le=3600)  # the caller's patience (runs recorded before it: 10 min)
 
 
 @workflow.defn(name="Admin")
@@ -47,10 +50,19 @@ class AdminWorkflow:
             if workflow.patched(CLOSED_OPERATIONS_PATCH):
                 raise ApplicationError(str(e), type="InvalidRequest", non_retryable=True) from None
             payload = call.payload
-        queue = site_task_queue(call.site) if call.site else WORKFLOW_TASK_QUEUE
-        workflow.set_current_details(f"{call.operation} on {queue}")
-        return await workflow.execute_activity(
-            f"admin_{call.operation}", payload, task_queue=queue, summary=call.operation,
-            start_to_close_timeout=timedelta(minutes=5), schedule_to_close_timeout=timedelta(minutes=10),
-            heartbeat_timeout=timedelta(seconds=30),  # the worker's ticker beats: a killed worker costs 30 s
-            retry_policy=retry(3, 1))
+        workflow.set_current_details(f"{call.operation} on {queue_of(call)}")
+        return await run_admin_activity(call, payload)
+
+
+def queue_of(call: AdminCall) -> str:
+    return site_task_queue(call.site) if call.site else WORKFLOW_TASK_QUEUE
+
+
+async def run_admin_activity(call: AdminCall, payload: dict[str, Any]) -> Any:
+    """The one activity of an admin call (`payload`: its validated request), on the queue
+    that owns the I/O; given up after `call.timeout_s` when no worker there answers."""
+    return await workflow.execute_activity(
+        f"admin_{call.operation}", payload, task_queue=queue_of(call), summary=call.operation,
+        start_to_close_timeout=timedelta(minutes=5), schedule_to_close_timeout=timedelta(seconds=call.timeout_s),
+        heartbeat_timeout=timedelta(seconds=30),  # the worker's ticker beats: a killed worker costs 30 s
+        retry_policy=retry(3, 1))

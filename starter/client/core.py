@@ -1,5 +1,5 @@
 """The Python client of abdr, for the CLI, the REST API and other services. It needs only
-a Temporal connection: catalog calls run as `Admin` workflows on the workers, operations
+a Temporal connection: catalog calls are Updates of the admin service workflow, operations
 as their workflows, plans as Temporal Schedules.
 
     client = await AbdrClient.connect()
@@ -8,7 +8,6 @@ as their workflows, plans as Temporal Schedules.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -20,9 +19,10 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import TimeoutError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, TimeoutError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models import search_attributes as sa
@@ -61,11 +61,12 @@ from models.requests import (
 from models.restore_points import PointState, RestorePointSummary, unrestorable
 from models.services import BackupService, ReplicationService, RepositorySpec
 from starter.client import summaries
+from starter.client.admin_service import AdminServiceUnanswered, call_admin_service
 from starter.client.errors import Busy, Conflict, Damaged, Invalid, NotFound, Unavailable, failure_error
 from starter.runtime import job_ends, schedules
 from starter.runtime.connection import connect
 from starter.runtime.settings import Settings, get_settings
-from workflows.admin import AdminCall, AdminWorkflow
+from workflows.admin import AdminCall
 from workflows.drill import FailoverTestWorkflow
 from workflows.failback import FailbackWorkflow, PermanentFailoverWorkflow
 from workflows.failover import FailoverWorkflow, UndoFailoverWorkflow
@@ -101,17 +102,17 @@ class AbdrClient:
 
     async def admin(self, operation: str, payload: dict[str, Any] | None = None, site: str | None = None,
                     timeout: timedelta = ADMIN_TIMEOUT) -> Any:
-        """Run an admin operation; its answer as the response model `models.admin.ADMIN_OPS` declares."""
+        """Run an admin operation on the admin service; its answer as the response model
+        `models.admin.ADMIN_OPS` declares."""
+        call = AdminCall(operation=operation, payload=payload or {}, site=site,
+                         timeout_s=int(timeout.total_seconds()))
         try:
-            # The answer's type depends on the operation, which the SDK's typed overloads of a
-            # workflow reference cannot express: result_type says it at run time.
-            return await self.client.execute_workflow(  # type: ignore[call-overload]
-                AdminWorkflow.run, AdminCall(operation=operation, payload=payload or {}, site=site),
-                id=f"admin/{operation}/{uuid.uuid4().hex[:12]}", task_queue=WORKFLOW_TASK_QUEUE,
-                execution_timeout=timeout, result_type=ADMIN_OPS[operation].response,
-                static_summary=f"admin: {operation}" + (f" on site {site}" if site else ""))
-        except WorkflowFailureError as e:
-            if isinstance(e.cause, TimeoutError):
+            return await call_admin_service(self.client, call, ADMIN_OPS[operation].response)
+        except AdminServiceUnanswered:
+            raise Unavailable(f"{operation}: no abdr orchestration worker answered within "
+                              f"{int(timeout.total_seconds())} s (is it running? `abdr status`)") from None
+        except WorkflowUpdateFailedError as e:
+            if isinstance(e.cause, ActivityError) and isinstance(e.cause.cause, TimeoutError):
                 where = f"site {site!r}'s worker" if site else "an abdr worker"
                 raise Unavailable(f"{operation}: {where} did not answer within {int(timeout.total_seconds())} s "
                                   "(is it running? `abdr status`)") from None
