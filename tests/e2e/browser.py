@@ -45,15 +45,11 @@ async def _run(url: str, *args: str, budget_ms: int) -> bytes:
     return out
 
 
-async def dump_dom(url: str, budget_ms: int = 15000) -> str:
-    """The page's DOM once its scripts have run (as the user would see it, serialised)."""
-    return (await _run(url, "--dump-dom", budget_ms=budget_ms)).decode()
-
-
-async def screenshot(url: str, path: Path, budget_ms: int = 15000) -> bytes:
-    """A PNG of the page in a WINDOW-sized window, saved at `path`; its bytes."""
-    await _run(url, f"--screenshot={path}", budget_ms=budget_ms)
-    return path.read_bytes()
+async def dump_dom(url: str, shot: Path | None = None, budget_ms: int = 15000) -> str:
+    """The page's DOM once its scripts have run (as the user would see it, serialised); with
+    `shot`, a PNG of that same page in a WINDOW-sized window saved there too (one load)."""
+    extra = [f"--screenshot={shot}"] if shot else []
+    return (await _run(url, "--dump-dom", *extra, budget_ms=budget_ms)).decode()
 
 
 def png_size(data: bytes) -> tuple[int, int]:
