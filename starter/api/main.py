@@ -5,8 +5,8 @@ workflow id and Web UI link; `GET /v1/jobs/{workflow_id}` follows them.
 
 Every error has one shape (`ErrorBody`), every status a route may answer is declared in the
 OpenAPI document, and request bodies are bounded (ABDR_API_MAX_REQUEST_BYTES, 413 above).
-/openapi.json and /docs need no token: they describe the API (as its source does) and hold
-no data; every /v1 route needs it.
+/openapi.json, /docs and /redoc (with their scripts, served locally) need no token: they
+describe the API (as its source does) and hold no data; every /v1 route needs it.
 
     abdr api --port 8080
 """
