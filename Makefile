@@ -23,6 +23,7 @@ test: install
 	$(BIN)/mypy
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-hypervisor.sh $(VENV)
+	bash scripts/ensure-browser.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install

