@@ -28,7 +28,6 @@ from tests.e2e.test_api import finished
 from tests.e2e.test_backup_restore import plan_spec
 from tests.e2e.test_plans import repo_point_ids
 from tests.e2e.test_repository_integrity import chunk_files, flip
-from worker import start_transport
 
 TOKEN = "operations-" + "o" * 24
 
@@ -175,16 +174,7 @@ REPLICATION = {"name": "dr", "kind": "INTRA_SITE", "source_site": "default", "so
                "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "COUNT", "value": 5}}
 
 
-async def test_replication_plan_life_and_failover_test_cleanup(stack: Stack) -> None:
-    # Replication moves data over the site's transport, which the in-process stack does not serve.
-    transport = start_transport(stack.settings, stack.catalog, "default")
-    try:
-        await replication_plan_life(stack)
-    finally:
-        transport.stop()
-
-
-async def replication_plan_life(stack: Stack) -> None:
+async def test_replication_plan_life_and_failover_test_cleanup(stack: Stack, transport: None) -> None:
     stack.make_vm("web", size=2 * MiB)
     source = capture(stack.driver, "web")
     await stack.client.add_cluster("c2", "default", "local", str(stack.tmp / "clusters" / "c2"))
