@@ -55,6 +55,8 @@ async def test_inventory_vm_power_services_and_repositories(stack: Stack) -> Non
         assert (site["name"], site["description"]) == ("dr", "second")
         assert {"dr", "default"} == {s["name"] for s in await stack.cli_json("site", "list")}
         refused(await http.post("/v1/sites", json={"name": "dr"}), 409, "conflict", "exists")
+        refused(await http.post("/v1/sites", json={"name": "x", "transport_url": "http://h:1"}), 422, "invalid",
+                "transport_url")  # the site's worker announces it: never taken and dropped
 
         c2 = stack.tmp / "clusters" / "c2"
         ok(await http.post("/v1/clusters", json={"name": "c2", "site": "dr", "endpoint": str(c2)}), 201)

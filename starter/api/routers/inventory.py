@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 
 from models.admin import STOP_TIMEOUT_MAX_S, ExportedDisk
-from models.inventory import VM, Cluster, Site
+from models.inventory import VM, Cluster, Site, SiteSpec
 from models.requests import DiskExportRequest
 from starter.api import examples as ex
 from starter.api.dependencies import C, ClusterPath, SiteQuery, VMPath
@@ -21,7 +21,7 @@ async def list_sites(c: C) -> list[Site]:
 
 
 @router.post("/v1/sites", status_code=201)
-async def add_site(site: Annotated[Site, Body(openapi_examples=ex.SITE)], c: C) -> Site:
+async def add_site(site: Annotated[SiteSpec, Body(openapi_examples=ex.SITE)], c: C) -> Site:
     return await c.add_site(site.name, site.description)
 
 
