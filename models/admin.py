@@ -18,6 +18,7 @@ from models.inventory import VM, Cluster, Name, Site, Strict, VMConfig, check_na
 from models.plans import BackupPlanSpec, PlanStatus, RunResult, VMRef
 from models.replication import ReplicationObject, ReplicationPlanSpec
 from models.replication_jobs import HistoryPage, HistoryQuery
+from models.requests import DiskExportRequest
 from models.restore_points import RestorePointSummary
 from models.services import (
     BackupService,
@@ -93,13 +94,8 @@ class VMStop(VMOnCluster):
                            description="How long the guest has to shut down (graceful stop).")
 
 
-class DiskExport(VMOnCluster):
-    """A raw image of a VM's disk (stopped), or of that disk in one of its restore points,
-    written to a new file on the site's worker (the path as that worker sees it)."""
-
-    disk: Name
-    path: str = Field(min_length=2, max_length=4096, pattern="^/", description="Absolute path of a new file.")
-    point: str | None = Field(default=None, min_length=1, max_length=200, description="A restore point's id.")
+class DiskExport(VMOnCluster, DiskExportRequest):
+    """An export (`DiskExportRequest`) of a VM on a cluster."""
 
 
 class ExportedDisk(Strict):

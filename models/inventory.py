@@ -165,13 +165,19 @@ class VMConfig(Strict):
         raise KeyError(f"VM {self.name!r} has no disk {name!r}")
 
 
-class Site(Strict):
-    """A failure domain managed by one AOC; each site runs its own abdr worker (its task queue
-    is that site's backup/replication service)."""
+class SiteSpec(Strict):
+    """A site as a user adds it (`POST /v1/sites`, `abdr site add`)."""
 
     name: Name
     description: str = ""
-    transport_url: str = Field(default="", description="Where the site's worker serves snapshot reads.")
+
+
+class Site(SiteSpec):
+    """A failure domain managed by one AOC; each site runs its own abdr worker (its task queue
+    is that site's backup/replication service)."""
+
+    transport_url: str = Field(default="", description="Where the site's worker serves snapshot reads "
+                                                       "(its worker announces it).")
 
 
 # Every driver abdr has or plans: the Admin workflow refuses any other name before an activity

@@ -105,3 +105,12 @@ class PermanentFailoverRequest(Strict):
     vm: Name
     reprotect: bool = False
     reprotect_plan: Name | None = None
+
+
+class DiskExportRequest(Strict):
+    """A raw image of a VM's disk (stopped), or of that disk in one of its restore points,
+    written to a new file on the site's worker (the path as that worker sees it)."""
+
+    disk: Name
+    path: str = Field(min_length=2, max_length=4096, pattern="^/", description="Absolute path of a new file.")
+    point: str | None = Field(default=None, min_length=1, max_length=200, description="A restore point's id.")

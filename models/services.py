@@ -54,11 +54,17 @@ class RepositoryCreate(RepositorySpec):
         return v
 
 
-class RepositoryKeyFile(Strict):
+class RepositoryKey(Strict):
+    """An encrypted repository's key, by path on its site's worker (`POST /v1/repositories/{name}/key`)."""
+
+    key_file: str = Field(min_length=2, max_length=4096, pattern="^/",
+                          description="Absolute path of the key file, as the site's worker sees it.")
+
+
+class RepositoryKeyFile(RepositoryKey):
     """Give a site's worker the key of an encrypted repository (by path, never by content)."""
 
     name: Name
-    key_file: str = Field(min_length=2, max_length=4096, pattern="^/")
 
 
 class RepositoryFindingsQuery(Strict):

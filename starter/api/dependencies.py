@@ -11,13 +11,18 @@ from pydantic_core import PydanticCustomError
 from temporalio.client import WorkflowHandle
 
 from models.inventory import NAME_PATTERN, Name, name_problem
-from starter.client import AbdrClient
+from starter.client import AbdrClient, Invalid
 
 bearer = HTTPBearer(auto_error=False)
 # Name: a refusal says the naming rules in words (models.inventory.name_problem); the
 # document still states the pattern.
 PlanName = Annotated[Name, Path(description="A plan's name.")]
 PlanQuery = Annotated[Name | None, Query(description="Only this plan's.")]
+NamePath = Annotated[Name, Path(description="Its name.")]
+ClusterPath = Annotated[Name, Path(description="The cluster's name.")]
+VMPath = Annotated[Name, Path(description="The VM's name.")]
+SiteQuery = Annotated[Name | None, Query(description="Only this site's.")]
+PointPath = Annotated[str, Path(min_length=1, max_length=200, description="A restore point's id.")]
 
 
 def _vm_ref(value: str) -> str:
@@ -45,6 +50,12 @@ def client(request: Request, creds: Annotated[HTTPAuthorizationCredentials | Non
 
 
 C = Annotated[AbdrClient, Depends(client)]
+
+
+def same_name(path: str, body: str, what: str) -> None:
+    """A PUT's body names what its path names."""
+    if body != path:
+        raise Invalid(f"the body names {what} {body!r}, the path {path!r}")
 
 
 class Started(BaseModel):

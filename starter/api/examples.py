@@ -28,3 +28,18 @@ FAILOVER_TEST = _ex("Test a failover for an hour on the isolated network", {
     "plan": "dr", "vm": "web", "cleanup_after_s": 3600})
 FAILBACK = _ex("Fail back to the source site", {"plan": "dr", "vm": "web"})
 PERMANENT_FAILOVER = _ex("Make the replica the production VM for good", {"plan": "dr", "vm": "web"})
+# Paths on a site worker's host: under /srv/abdr, which the API's tests move to a directory of
+# their own before they send an example.
+EXAMPLE_ROOT = "/srv/abdr"
+SITE = _ex("A second site, with its own abdr worker", {"name": "dr", "description": "the disaster-recovery site"})
+CLUSTER = _ex("A local cluster on site dr", {"name": "c2", "site": "dr", "driver": "local",
+                                              "endpoint": f"{EXAMPLE_ROOT}/clusters/c2"})
+EXPORT = _ex("Disk disk0 of a restore point as a raw file", {
+    "disk": "disk0", "path": f"{EXAMPLE_ROOT}/exports/web-disk0.raw", "point": "gold-web-20260101T010000Z"})
+REPOSITORY = _ex("A repository on site default", {"name": "r2", "path": f"{EXAMPLE_ROOT}/repositories/r2",
+                                                   "site": "default"})
+KEY = _ex("The key of an encrypted repository", {"key_file": f"{EXAMPLE_ROOT}/keys/r2.key"})
+BACKUP_SERVICE = _ex("Two backups at once on site default, each reading at most 2000 IOPS", {
+    "name": "default", "site": "default", "max_parallel_backups": 2, "backup_read_iops": 2000})
+REPLICATION_SERVICE = _ex("Replication capped at 200 Mbit/s", {
+    "name": "default", "site": "default", "replication_bandwidth_mbps": 200})

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError, RPCStatusCode
 
 from models.ids import drill_id
 from models.replication_jobs import DrOperationResult
@@ -20,7 +19,7 @@ from starter.cli.grammar import parse_duration
 from starter.cli.options import JsonOpt, PlanArg, VmArg
 from starter.cli.progress import POLL_S, with_spinner
 from starter.cli.render import emit, say, show_workflow
-from starter.client import AbdrClient, NotFound
+from starter.client import AbdrClient
 from workflows.drill import FailoverTestWorkflow
 
 app = typer.Typer(help="Failover tests: a copy of a replica at a point, started on an isolated network.",
@@ -113,13 +112,8 @@ def test_cleanup(plan: PlanArg, vm: VmArg, as_json: JsonOpt = False) -> None:
     """End a failover test: the copy is deleted; prints what the test found."""
     with cli_errors():
         async def run(c: AbdrClient) -> tuple[AbdrClient, DrOperationResult]:
-            try:
-                work = c.cleanup_failover_test(plan, vm)
-                return c, await with_spinner(work, f"cleaning up the failover test of {plan}/{vm}", not as_json)
-            except RPCError as e:
-                if e.status == RPCStatusCode.NOT_FOUND:
-                    raise NotFound(f"no failover test of {plan}/{vm} is running") from None
-                raise
+            work = c.cleanup_failover_test(plan, vm)
+            return c, await with_spinner(work, f"cleaning up the failover test of {plan}/{vm}", not as_json)
 
         client, result = with_client(run)
         wid = drill_id(plan, vm)

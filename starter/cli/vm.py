@@ -13,7 +13,7 @@ from starter.cli.common import cli_errors, find_cluster, with_client
 from starter.cli.options import JsonOpt
 from starter.cli.plan_files import local_cluster_dir
 from starter.cli.render import emit, human_bytes, say, table
-from starter.client import AbdrClient, Invalid, NotFound
+from starter.client import Invalid, NotFound
 from starter.runtime.settings import get_settings
 
 app = typer.Typer(help="VMs of a cluster; import and write are local data-loading tools.", no_args_is_help=True)
@@ -33,10 +33,7 @@ def _vm_row(v: VM) -> dict:
 def vm_list(cluster: ClusterOpt, as_json: JsonOpt = False) -> None:
     """List a cluster's VMs (asked of its site's worker)."""
     with cli_errors():
-        async def run(c: AbdrClient) -> list[VM]:
-            return await c.list_vms(cluster, (await find_cluster(c, cluster)).site)
-
-        vms = with_client(run)
+        vms = with_client(lambda c: c.list_vms(cluster))
         emit(vms, as_json, lambda rows: table([_vm_row(v) for v in rows],
                                                    ["name", "id", "power", "vcpu", "memory", "disks", "networks"],
                                                    f"VMs of {cluster}"))

@@ -156,8 +156,9 @@ class AbdrClient:
     async def list_clusters(self, site: str | None = None) -> list[Cluster]:
         return await self.admin("list_clusters", {"site": site})
 
-    async def list_vms(self, cluster: str, site: str) -> list[VM]:
-        return await self.admin("list_vms", {"cluster": cluster}, site=site)
+    async def list_vms(self, cluster: str, site: str | None = None) -> list[VM]:
+        """A cluster's VMs, asked of its site's worker (`site`: the cluster's, if known)."""
+        return await self.admin("list_vms", {"cluster": cluster}, site=site or await self._cluster_site(cluster))
 
     async def _cluster_site(self, cluster: str) -> str:
         found = next((c for c in await self.list_clusters() if c.name == cluster), None)
@@ -415,8 +416,14 @@ class AbdrClient:
                                  f"failover test of {req.plan}/{req.vm} at point {req.point}", plan=req.plan)
 
     async def cleanup_failover_test(self, plan: str, vm: str) -> DrOperationResult:
+        """End the running failover test of `vm`: its copy is deleted; what the test found."""
         handle = self.client.get_workflow_handle(drill_id(plan, vm), result_type=DrOperationResult)
-        await handle.signal(FailoverTestWorkflow.cleanup)
+        try:
+            await handle.signal(FailoverTestWorkflow.cleanup)
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:  # none ever started, or it ended already
+                raise NotFound(f"no failover test of {plan}/{vm} is running") from None
+            raise
         return await self.result(handle)
 
     # -- jobs ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -110,3 +110,16 @@ async def stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> AsyncItera
         yield Stack(client, catalog, LocalDriver(cluster_dir, "c1"), settings, tmp_path, repo_path)
         await quiesce(temporal_env.client)
     catalog.close()
+
+
+@pytest.fixture
+def transport(stack: Stack) -> Iterator[None]:
+    """The stack's site serving its snapshot reads, as a worker process does: replication
+    moves data over it (the in-process stack does not serve it by itself)."""
+    from worker import start_transport
+
+    server = start_transport(stack.settings, stack.catalog, "default")
+    try:
+        yield
+    finally:
+        server.stop()

@@ -16,7 +16,6 @@ from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_image, capture
 from tests.e2e.test_backup_restore import plan_spec
 from tests.e2e.test_plans import repo_point_ids
-from worker import start_transport
 
 
 async def test_vm_start_stop_and_forced_stop(stack: Stack) -> None:
@@ -74,16 +73,7 @@ async def test_job_cancel_stops_the_backup_and_cleans_up(stack: Stack) -> None:
     assert code == 3 and "job 'backup-plan/nope' not found" in out, out
 
 
-async def test_replica_points_newest_first_and_failover_to_one(stack: Stack) -> None:
-    # A replication moves data over the site's transport, which the in-process stack does not serve.
-    transport = start_transport(stack.settings, stack.catalog, "default")
-    try:
-        await replica_points_and_failover(stack)
-    finally:
-        transport.stop()
-
-
-async def replica_points_and_failover(stack: Stack) -> None:
+async def test_replica_points_newest_first_and_failover_to_one(stack: Stack, transport: None) -> None:
     stack.make_vm("web", size=2 * MiB)
     await stack.client.add_cluster("c2", "default", "local", str(stack.tmp / "clusters" / "c2"))
     await stack.cli("replication-plan", "create", "dr", "--vm", "c1/web", "--source-site", "default",

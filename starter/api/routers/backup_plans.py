@@ -7,9 +7,8 @@ from fastapi import APIRouter, Body
 from models.admin import BackupPlanView, DeletedBackupPlan
 from models.plans import BackupPlanSpec
 from starter.api import examples as ex
-from starter.api.dependencies import C, PlanName, Started, started
+from starter.api.dependencies import C, PlanName, Started, same_name, started
 from starter.api.errors import ERROR_RESPONSES
-from starter.client import Invalid
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -33,8 +32,7 @@ async def get_backup_plan(name: PlanName, c: C) -> BackupPlanView:
 @router.put("/v1/backup-plans/{name}")
 async def update_backup_plan(name: PlanName, spec: Annotated[BackupPlanSpec, Body(openapi_examples=ex.BACKUP_PLAN)],
                              c: C) -> BackupPlanSpec:
-    if spec.name != name:
-        raise Invalid(f"the body names plan {spec.name!r}, the path {name!r}")
+    same_name(name, spec.name, "plan")
     return await c.update_backup_plan(spec)
 
 

@@ -3,8 +3,10 @@ permanent failover. Each starts its workflow and answers 202."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Path
 
+from models.inventory import Name
+from models.replication_jobs import DrOperationResult
 from models.requests import (
     FailbackRequest,
     FailoverRequest,
@@ -13,7 +15,7 @@ from models.requests import (
     UndoFailoverRequest,
 )
 from starter.api import examples as ex
-from starter.api.dependencies import C, Started, started
+from starter.api.dependencies import C, PlanName, Started, started
 from starter.api.errors import ERROR_RESPONSES
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -32,6 +34,14 @@ async def undo_failover(req: Annotated[UndoFailoverRequest, Body(openapi_example
 @router.post("/v1/failover-tests", status_code=202)
 async def failover_test(req: Annotated[FailoverTestRequest, Body(openapi_examples=ex.FAILOVER_TEST)], c: C) -> Started:
     return started(c, await c.start_failover_test(req))
+
+
+@router.post("/v1/failover-tests/{plan}/{vm}/cleanup")
+async def cleanup_failover_test(plan: PlanName, vm: Annotated[Name, Path(description="The protected VM's name.")],
+                                c: C) -> DrOperationResult:
+    """End the running failover test of the VM: its copy is deleted; answers, once it is,
+    what the test found (404: no test of it is running)."""
+    return await c.cleanup_failover_test(plan, vm)
 
 
 @router.post("/v1/failback", status_code=202)
