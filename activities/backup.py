@@ -40,6 +40,10 @@ from models.retention import ExpiredPoints, expired_points
 # Transfer progress is made durable (staging journal) this often: a killed worker loses at
 # most this much work, and the heartbeat only ever reports durable progress.
 CHECKPOINT_S = 2.0
+# Adjacent chunks are read from the disk in requests of up to this size: a libvirt disk's
+# every read is an NBD round trip (and a lock check); 1 MiB ones took the benchmark's reads
+# of 1.2 GiB from 13.5 s to 5.4 s on a busy machine (9,921 requests -> 1,603).
+READ_BYTES = 1 << 20
 LOCK_WAIT_S = 60.0  # how long a point deletion waits for the repository's maintenance lock
 
 
@@ -135,7 +139,7 @@ class BackupActivities(BackupApi):
                 with driver.open_disk(snap.vm_id, disk.name, snap.snapshot_id) as handle:
                     writer = session.disk_writer(disk.name, disk.size_bytes, limit_iops(handle.read, inp.read_iops),
                                                  source_id=snap.snapshot_id, checkpoint_seconds=CHECKPOINT_S,
-                                                 compress=inp.compression,
+                                                 compress=inp.compression, read_bytes=READ_BYTES,
                                                  **extents)
                     dm = writer.run(progress)
                 s = dm.stats

@@ -826,7 +826,8 @@ class LibvirtDiskHandle:
                     self._img.close()  # someone else wrote or restructured the live files
                     self._img = None
                 if self._img is None:  # a snapshot's server stays: its view never changes
-                    self._img, self._top = NbdImage(st.chain(top), self.writable), top
+                    # writes bypass the page cache (restores, replicas: whole disks written once)
+                    self._img, self._top = NbdImage(st.chain(top), self.writable, direct=self.writable), top
                 self._gen = gen
             try:
                 yield self._img

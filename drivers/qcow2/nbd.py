@@ -5,21 +5,70 @@ files, cluster allocation, crash-consistent metadata); this module only moves by
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import nbd
 
 from drivers.base import Bytes, OutOfRange
-from drivers.qcow2.images import Chain, chain_filename
+from drivers.qcow2.images import Chain, chain_filename, chain_spec
 
 MAX_REQUEST = 32 * 1024 * 1024  # qemu-nbd's largest request
+# Adjacent writes of a batch go as one request up to this size: each request is a round
+# trip to qemu-nbd, which on a busy machine waits for the server to be scheduled.
+COALESCE_BYTES = 4 * 1024 * 1024
+
+
+def coalesced(writes: Iterable[tuple[int, Bytes]], limit: int) -> Iterator[tuple[int, Bytes]]:
+    """The same writes, in the same order, with each run of adjacent ones (each starting
+    where the one before ended) joined into one of at most `limit` bytes (a write larger
+    than that on its own stays whole). Later writes still land after earlier ones."""
+    run: list[Bytes] = []
+    start = end = 0
+    for offset, data in writes:
+        n = memoryview(data).nbytes
+        if run and offset == end and end - start + n <= limit:
+            run.append(data)
+            end += n
+            continue
+        if run:
+            yield start, run[0] if len(run) == 1 else b"".join(run)
+        run, start, end = [data], offset, offset + n
+    if run:
+        yield start, run[0] if len(run) == 1 else b"".join(run)
+
+
+def served_filename(chain: Chain, direct: bool) -> str:
+    """The chain as qemu-nbd opens it. `direct`: QEMU writes the top file with O_DIRECT
+    (where its filesystem allows it), so a restore's gigabytes bypass the page cache:
+    nothing reads them back soon, and on the benchmark machine buffered writes of new
+    data ran at a fifth of direct ones (dd, 1.2 GiB: 5.7-9.3 s against 1.1-1.4 s).
+    Durability is unchanged: flushes stay off (--cache=unsafe) and sync() does an
+    fdatasync; the page cache of the file stays coherent (Linux drops the pages an
+    O_DIRECT write covers)."""
+    if not direct or not supports_direct(chain[0]):
+        return chain_filename(chain)
+    spec = chain_spec(chain)
+    spec["file"]["cache"] = {"direct": True}
+    return "json:" + json.dumps(spec)
+
+
+def supports_direct(path: Path) -> bool:
+    """Can `path` be opened with O_DIRECT (not on tmpfs, for one)?"""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECT", 0))
+    except OSError:
+        return False
+    os.close(fd)
+    return hasattr(os, "O_DIRECT")
 
 
 class NbdImage:
     """One chain served by its own qemu-nbd. Not thread-safe (one handle, one thread)."""
 
-    def __init__(self, chain: Chain, writable: bool) -> None:
+    def __init__(self, chain: Chain, writable: bool, direct: bool = False) -> None:
         self.chain = list(chain)
         self.writable = writable
         # unsafe: an NBD flush writes QEMU's cached qcow2 metadata into the file but does not
@@ -33,7 +82,7 @@ class NbdImage:
             # read-only; a running guest's live disk can be read too (QEMU's locks are off
             # in the chain spec), but only a snapshot's view is a consistent one
             argv.append("--read-only")
-        argv.append(chain_filename(self.chain))
+        argv.append(served_filename(self.chain, direct))
         self.h = nbd.NBD()
         self.h.connect_systemd_socket_activation(argv)
         self.size = self.h.get_size()
@@ -62,7 +111,7 @@ class NbdImage:
             self.h.pwrite(bytes(buf[at:at + MAX_REQUEST]), offset + at)
 
     def write_many(self, writes: Iterable[tuple[int, Bytes]]) -> None:
-        for offset, data in writes:
+        for offset, data in coalesced(writes, COALESCE_BYTES):
             self.write(offset, data)
 
     def flush(self) -> None:

@@ -26,6 +26,7 @@ WriteAt = Callable[[int, bytes], None]
 ZeroAt = Callable[[int, int], None]
 ProgressCallback = Callable[["RestoreProgress"], None]
 PROGRESS_BYTES = 256 << 20
+WINDOW_BYTES = 16 << 20
 
 
 class RestoreProgress(BaseModel):
@@ -78,7 +79,10 @@ class DiskRestorer:
         from drivers.repository.writer import _default_workers
 
         self.workers = workers or _default_workers()
-        self.window = window or max(4, 2 * self.workers + 2)
+        # Decoded chunks waiting for the writer: enough for the workers to go on decoding
+        # while the writer's thread is inside one batched write (BatchedWrites: 8 MiB);
+        # with a few chunks only, decoding and writing took turns instead of overlapping.
+        self.window = window or max(4, 2 * self.workers + 2, WINDOW_BYTES // self.dm.chunk_size)
         n = self.dm.chunk_count
         self._progress = RestoreProgress(disk=disk, chunk_index=0, chunk_count=n, bytes_done=0,
                                          bytes_total=self.dm.size)

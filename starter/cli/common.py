@@ -16,12 +16,12 @@ from rich.markup import escape
 from temporalio.service import RPCError
 
 from drivers.base import DriverError
-from drivers.catalog.store import CatalogError
+from drivers.catalog.errors import CatalogError
 from models.inventory import Cluster
 from starter.cli.grammar import UsageError
 from starter.cli.render import err_console, validation_message
 from starter.client import AbdrClient, AbdrError, Busy, Conflict, Damaged, Invalid, NotFound, Unavailable
-from starter.stack.up import StackError
+from starter.stack.errors import StackError
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (AbdrError, CatalogError, DriverError, StackError, RPCError,
                                                  RuntimeError, OSError, ValueError)

@@ -25,14 +25,11 @@ from models import search_attributes
 from models.inventory import Site
 from starter.runtime.settings import Settings
 from starter.stack.demo import demo_state_file, seed_in_stack
+from starter.stack.errors import StackError
 from starter.stack.sites import extra_sites, site_settings
 
 log = structlog.get_logger("abdr.up")
 PR_SET_PDEATHSIG = 1
-
-
-class StackError(Exception):
-    pass
 
 
 def temporal_binary() -> str:

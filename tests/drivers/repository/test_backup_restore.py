@@ -91,6 +91,42 @@ def test_allocated_extents_only_are_read_rest_is_zero(repo: Repository, disks, t
     assert point.disks[0].stats.read_bytes == sum(e.length for e in allocated)
 
 
+def test_grouped_reads_cover_the_same_bytes_and_restore_exact(repo: Repository, disks, tmp_path: Path) -> None:
+    """read_bytes (the backup activity's 1 MiB): adjacent whole chunks come in one read of
+    at most that size, chunks read in pieces alone; the points are the same byte for byte."""
+    size = 3 * MiB + 20 * KiB  # ends mid-chunk
+    vm = vm_config(disk0=size)
+    d = disks("disk0", size, make_content(size, 8))
+    allocated = [Extent(offset=0, length=CS + 8 * KiB), Extent(offset=3 * CS + 4 * KiB, length=9 * CS),
+                 Extent(offset=2 * MiB, length=size - 2 * MiB)]
+    limit = 4 * CS
+    with repo.begin_backup(vm_id="vm1", vm_config=vm) as s:
+        s.disk_writer("disk0", size, d.read_at, allocated=allocated, read_bytes=limit).run()
+        full = s.commit()
+    want = bytearray(size)
+    for e in allocated:
+        want[e.offset : e.end] = d.content()[e.offset : e.end]
+    assert restore_bytes(repo, full.id, "disk0", tmp_path) == bytes(want)
+    assert sorted(d.reads)[:3] == [(0, CS), (CS, 8 * KiB), (3 * CS + 4 * KiB, CS - 4 * KiB)]
+    assert all(ln <= limit and (ln % CS == 0 or ln < CS or o + ln == size) for o, ln in d.reads)
+    assert sum(ln for _, ln in d.reads) == full.disks[0].stats.read_bytes == sum(e.length for e in allocated)
+    assert len(d.reads) < full.disks[0].chunk_count - full.disks[0].stats.zero_chunks  # fewer reads than chunks
+    changed = [d.patch(5 * CS + 3, b"q" * 9 * CS), d.patch(size - 10, b"end")]
+    d.reads.clear()
+    with repo.begin_backup(vm_id="vm1", vm_config=vm, base_point=full.id) as s:
+        s.disk_writer("disk0", size, d.read_at, changed=changed, read_bytes=limit).run()
+        inc = s.commit()
+    touched = {i for e in changed for i in range(e.offset // CS, (e.end - 1) // CS + 1)}
+    read = [i for o, ln in d.reads for i in range(o // CS, (o + ln - 1) // CS + 1)]
+    assert sorted(read) == sorted(touched) and all(o % CS == 0 and ln <= limit for o, ln in d.reads)
+    assert len(d.reads) < len(touched)
+    after = bytearray(want)
+    for e in changed:  # the incremental reads changed chunks whole: the rest of each is the source's
+        lo, hi = e.offset // CS * CS, min(size, -(-e.end // CS) * CS)
+        after[lo:hi] = d.content()[lo:hi]
+    assert restore_bytes(repo, inc.id, "disk0", tmp_path) == bytes(after)
+
+
 def test_resized_disk_incremental(repo: Repository, disks, tmp_path: Path) -> None:
     vm1 = vm_config(disk0=1 * MiB + 8 * KiB)
     d = disks("small", 1 * MiB + 8 * KiB, make_content(1 * MiB + 8 * KiB, 4))
