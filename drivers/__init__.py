@@ -32,6 +32,7 @@ class DriverKind:
     probe: Callable[[str, str], tuple[str, dict[str, str]]]
     default_endpoint: Callable[[Path, str], str] | None = None  # (data dir, name): the starter's default
     with_path: Callable[[str, Path], str] | None = None  # (endpoint, --path): the endpoint naming that directory
+    with_cluster_id: Callable[[str, str], str] | None = None  # (endpoint, --cluster-id): the endpoint naming it
 
 
 def join_endpoint(driver: str, endpoint: str, path: Path | None) -> str:
@@ -43,6 +44,16 @@ def join_endpoint(driver: str, endpoint: str, path: Path | None) -> str:
     if kind is None or kind.with_path is None:
         raise DriverError(f"driver {driver!r} takes no path")
     return kind.with_path(endpoint, path)
+
+
+def join_cluster_id(driver: str, endpoint: str, cluster_id: str | None) -> str:
+    """The endpoint of `cluster add --endpoint E --cluster-id ID` (aoc: `E#ID`)."""
+    kind = DRIVERS.get(driver)
+    if cluster_id is None:
+        return endpoint
+    if kind is None or kind.with_cluster_id is None:
+        raise DriverError(f"driver {driver!r} takes no cluster id")
+    return kind.with_cluster_id(endpoint, cluster_id)
 
 
 def _local_endpoint(endpoint: str, name: str) -> str:
@@ -104,12 +115,39 @@ def _probe_libvirt(endpoint: str, name: str) -> tuple[str, dict[str, str]]:
     return probe_endpoint(endpoint, name)
 
 
+def _open_aoc(endpoint: str, name: str) -> ClusterDriver:
+    from drivers.aoc import AocDriver
+
+    return AocDriver(endpoint, name)
+
+
+def _check_aoc(endpoint: str, name: str) -> None:
+    from drivers.aoc.driver import check_endpoint
+
+    check_endpoint(endpoint, name)
+
+
+def _probe_aoc(endpoint: str, name: str) -> tuple[str, dict[str, str]]:
+    from drivers.aoc.driver import probe_endpoint
+
+    return probe_endpoint(endpoint, name)
+
+
+def _aoc_with_cluster_id(endpoint: str, cluster_id: str) -> str:
+    from drivers.aoc.endpoint import join
+
+    return join(endpoint, cluster_id)
+
+
 DRIVERS: dict[str, DriverKind] = {
     "local": DriverKind("a directory on this host (--path; default <ABDR_DATA_DIR>/clusters/<NAME>)",
                         _open_local, _check_local, _probe_local, _local_default, _local_with_path),
     "libvirt": DriverKind("a KVM/QEMU host through libvirt (--endpoint qemu:///system or qemu+tls://HOST/system; "
                           "--path: its disk directory, default /var/lib/libvirt/images/abdr/<NAME>)",
                           _open_libvirt, _check_libvirt, _probe_libvirt, with_path=_libvirt_with_path),
+    "aoc": DriverKind("an Arcfra cluster through its AOC's REST API (--endpoint https://AOC --cluster-id ID; "
+                      "credentials ABDR_AOC_USERNAME/PASSWORD/SOURCE or ABDR_AOC_SECRETS_FILE, CA ABDR_AOC_CA_FILE)",
+                      _open_aoc, _check_aoc, _probe_aoc, with_cluster_id=_aoc_with_cluster_id),
 }
 
 
@@ -140,4 +178,5 @@ def check_cluster(cluster: Cluster) -> None:
     driver_kind(cluster).check(cluster.endpoint, cluster.name)
 
 
-__all__ = ["DRIVERS", "ClusterDriver", "DriverKind", "check_cluster", "get_driver", "join_endpoint", "probe_cluster"]
+__all__ = ["DRIVERS", "ClusterDriver", "DriverKind", "check_cluster", "get_driver", "join_cluster_id", "join_endpoint",
+           "probe_cluster"]
