@@ -108,7 +108,7 @@ class AocClient:
 
     def wait_task(self, op: str, task_id: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        delay = 0.01
+        delay = 0.005
         while True:
             tasks = self.post("/v2/api/get-tasks", {"where": {"id_in": [task_id]}})
             if not tasks:

@@ -6,9 +6,9 @@ asks again and reconnects, and a snapshot view that is gone answers NotFound."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import nbd
 
@@ -17,6 +17,7 @@ from drivers.base import Bytes, DriverError, InvalidState
 from drivers.qcow2.nbd import NbdImage, check_range
 
 ATTEMPTS = 5
+T = TypeVar("T")
 
 
 class AocDiskHandle:
@@ -26,8 +27,8 @@ class AocDiskHandle:
         self.snap_id = snap_id
         self._img: NbdImage | None = None
         self._at: tuple[str, int] | None = None  # (uri, generation) of the connected export
-        self._export()
-        self.size = self._img.size if self._img else 0
+        self.size = -1
+        self.size = self._retrying(lambda img: img.size)
 
     def _connect(self, uri: str, gen: int) -> NbdImage:
         if self._img is None or self._at != (uri, gen):
@@ -46,15 +47,17 @@ class AocDiskHandle:
             finally:
                 self._img, self._at = None, None
 
-    def read(self, offset: int, length: int) -> bytes:
-        check_range(self.size, offset, length)
+    def _retrying(self, call: Callable[[NbdImage], T]) -> T:
         for _ in range(ATTEMPTS):
-            img = self._img or self._export()  # NotFound once the snapshot is gone
             try:
-                return img.read(offset, length)
+                return call(self._img or self._export())  # NotFound once the snapshot is gone
             except nbd.Error:
                 self._drop()  # the export ended under us: ask for the current one
-        raise DriverError(f"volume {self.ref['volume_id']}: NBD reads keep failing after {ATTEMPTS} exports")
+        raise DriverError(f"volume {self.ref['volume_id']}: NBD keeps failing after {ATTEMPTS} exports")
+
+    def read(self, offset: int, length: int) -> bytes:
+        check_range(self.size, offset, length)
+        return self._retrying(lambda img: img.read(offset, length))
 
     def write(self, offset: int, data: Bytes) -> None:
         self.write_many([(offset, data)])

@@ -34,6 +34,7 @@ class AocDriver:
         self.cluster = cluster
         self.base_url, self.cluster_id = endpoint.parse(ep, cluster)
         self.c = AocClient(self.base_url, endpoint.credentials(self.base_url, cluster), endpoint.verify())
+        self._snap_volumes: dict[tuple[str, str], dict[str, str]] = {}  # a snapshot's disks never change
 
     # ------------------------------------------------------------------ reading
     def _in_cluster(self, **where: Any) -> dict[str, Any]:
@@ -241,8 +242,13 @@ class AocDriver:
         validate_name(disk, "disk name")
         if snap_id is None:
             vols = {d["vm_volume"]["name"]: d["vm_volume"]["id"] for d in self._row(vm_id)["vm_disks"]}
+        elif (vm_id, snap_id) in self._snap_volumes:
+            vols = self._snap_volumes[(vm_id, snap_id)]
         else:
             vols = {d["name"]: d["vm_volume_id"] for d in self._snap_row(vm_id, snap_id)["vm_disks"]}
+            if len(self._snap_volumes) > 4096:
+                self._snap_volumes.clear()
+            self._snap_volumes[(vm_id, snap_id)] = vols
         if disk not in vols:
             raise NotFound(f"VM {vm_id} has no disk {disk!r}" + (f" in snapshot {snap_id}" if snap_id else ""))
         return vols[disk]

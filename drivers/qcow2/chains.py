@@ -25,12 +25,17 @@ def depth_to(st: VMState, top: str, base: str) -> int | None:
     return None
 
 
-def changed_runs(st: VMState, top: str, base: str) -> list[tuple[int, int]]:
-    """Byte runs that may differ between the views `base` and `top` (metadata only)."""
+Mapper = Callable[[images.Chain], images.Map]
+
+
+def changed_runs(st: VMState, top: str, base: str, mapper: Mapper = images.map_chain) -> list[tuple[int, int]]:
+    """Byte runs that may differ between the views `base` and `top` (metadata only; `mapper`
+    maps a chain, a caller may cache it)."""
     k = depth_to(st, top, base)
     if k is None:  # not one chain (a disk removed and added again): everything either holds
-        return images.data_runs(st.chain(top)) + images.data_runs(st.chain(base))
-    return images.runs_in_top(st.chain(top), k)
+        return (images.data_runs(st.chain(top), mapper(st.chain(top)))
+                + images.data_runs(st.chain(base), mapper(st.chain(base))))
+    return images.runs_in_top(st.chain(top), k, mapper(st.chain(top)))
 
 
 def runs_to_extents(runs: Iterable[tuple[int, int]], block_size: int, size: int) -> list[Extent]:

@@ -12,4 +12,6 @@ TABLE_OF = {"get-clusters": "clusters", "get-vlans": "vlans", "get-vms": "vms", 
 
 
 def read(sim: Sim, op: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    return [public(r) for r in select(sim.store.rows(TABLE_OF[op]), body or {})]
+    where = (body or {}).get("where") or {}
+    ids = [where["id"]] if "id" in where else where.get("id_in")  # an index, not a scan of every task
+    return [public(r) for r in select(sim.store.rows(TABLE_OF[op], ids if isinstance(ids, list) else None), body or {})]

@@ -37,6 +37,13 @@ class VmDisks:
         self.draining = False
         self.servers: dict[tuple[str, str | None], NbdServer] = {}  # (volume, snapshot or None)
         self.generation = 0  # moves whenever the live servers are ended
+        self.maps: dict[tuple[str, ...], images.Map] = {}  # qemu-img maps, until the next change or write
+
+    def map(self, chain: images.Chain) -> images.Map:
+        key = tuple(str(f) for f in chain)
+        if key not in self.maps:
+            self.maps[key] = images.map_chain(chain)
+        return self.maps[key]
 
     def state(self) -> VMState:
         return load(self.root / "chains.json")
@@ -63,9 +70,9 @@ class Storage:
 
     # ------------------------------------------------------------------ changes
     @contextmanager
-    def changing(self, vm_id: str, end_servers: str = "all") -> Iterator[tuple[VmDisks, VMState]]:
+    def changing(self, vm_id: str, end_servers: str = "all", reading: bool = False) -> Iterator[tuple[VmDisks, VMState]]:
         """Exclusive use of a VM's chains: leases drained, then the servers that would read
-        files about to change ended ("all", "live" or "none")."""
+        files about to change ended ("all", "live" or "none"); `reading`: nothing changes."""
         v = self.vm(vm_id)
         with v.cond:
             deadline = time.monotonic() + WAIT_S
@@ -83,6 +90,8 @@ class Storage:
                         raise bad("ResourceLocked", f"VM {vm_id} has write leases that do not end")
                     v.cond.wait(min(min(v.leases.values()), deadline) - t + 0.001)
                 self._end_servers(v, end_servers)
+                if end_servers != "none" or not reading:
+                    v.maps.clear()
                 yield v, v.state()
             finally:
                 v.draining = False
@@ -184,15 +193,16 @@ class Storage:
 
     def extents(self, vm_id: str, volume: str, snap_id: str | None, base_id: str | None) -> tuple[int, list[Extent]]:
         """(size, extents): allocated ones of the view, or those changed since `base_id`."""
-        with self.changing(vm_id, "none") as (_, st):
+        with self.changing(vm_id, "none", reading=True) as (v, st):
             top, size = self._view(vm_id, st, volume, snap_id)
             if base_id is None:
-                return size, chains.runs_to_extents(images.data_runs(st.chain(top)), BLOCK_SIZE, size)
+                runs = images.data_runs(st.chain(top), v.map(st.chain(top)))
+                return size, chains.runs_to_extents(runs, BLOCK_SIZE, size)
             order = [s.id for s in st.snapshots]
             if base_id in order and snap_id in order and order.index(snap_id) < order.index(base_id):
                 raise bad("SnapshotOrder", f"snapshot {snap_id} is older than base {base_id}")
             base, _ = self._view(vm_id, st, volume, base_id)
-            return size, chains.runs_to_extents(chains.changed_runs(st, top, base), BLOCK_SIZE, size)
+            return size, chains.runs_to_extents(chains.changed_runs(st, top, base, v.map), BLOCK_SIZE, size)
 
     # ------------------------------------------------------------------ data plane
     def export(self, vm_id: str, volume: str, snap_id: str | None) -> tuple[str, int, int]:
@@ -225,6 +235,7 @@ class Storage:
                 raise bad("ResourceLocked", f"the volumes of VM {vm_id} are being changed")
             lease = new_id()
             v.leases[lease] = time.monotonic() + self.lease_ttl_s
+            v.maps.clear()  # the live files will change
             return lease, uri, size, gen
 
     def release(self, vm_id: str, lease: str) -> None:
