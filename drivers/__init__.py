@@ -8,10 +8,11 @@ imports no driver)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from drivers.base import ClusterDriver, DriverError, Unsupported
 
@@ -97,46 +98,11 @@ def _libvirt_with_path(endpoint: str, path: Path) -> str:
     return f"{endpoint or 'qemu:///system'}#{path.absolute()}"
 
 
-def _open_libvirt(endpoint: str, name: str) -> ClusterDriver:
-    from drivers.libvirt import LibvirtDriver
-
-    return LibvirtDriver(endpoint, name)
-
-
-def _check_libvirt(endpoint: str, name: str) -> None:
-    from drivers.libvirt.driver import check_endpoint
-
-    check_endpoint(endpoint, name)
-
-
-def _probe_libvirt(endpoint: str, name: str) -> tuple[str, dict[str, str]]:
-    from drivers.libvirt.driver import probe_endpoint
-
-    return probe_endpoint(endpoint, name)
-
-
-def _open_aoc(endpoint: str, name: str) -> ClusterDriver:
-    from drivers.aoc import AocDriver
-
-    return AocDriver(endpoint, name)
-
-
-def _check_aoc(endpoint: str, name: str) -> None:
-    from drivers.aoc.driver import check_endpoint
-
-    check_endpoint(endpoint, name)
-
-
-def _probe_aoc(endpoint: str, name: str) -> tuple[str, dict[str, str]]:
-    from drivers.aoc.driver import probe_endpoint
-
-    return probe_endpoint(endpoint, name)
-
-
-def _aoc_with_cluster_id(endpoint: str, cluster_id: str) -> str:
-    from drivers.aoc.endpoint import join
-
-    return join(endpoint, cluster_id)
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """A registry hook that imports its driver's module on first call."""
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args)
+    return call
 
 
 DRIVERS: dict[str, DriverKind] = {
@@ -144,10 +110,13 @@ DRIVERS: dict[str, DriverKind] = {
                         _open_local, _check_local, _probe_local, _local_default, _local_with_path),
     "libvirt": DriverKind("a KVM/QEMU host through libvirt (--endpoint qemu:///system or qemu+tls://HOST/system; "
                           "--path: its disk directory, default /var/lib/libvirt/images/abdr/<NAME>)",
-                          _open_libvirt, _check_libvirt, _probe_libvirt, with_path=_libvirt_with_path),
+                          _lazy("drivers.libvirt", "LibvirtDriver"), _lazy("drivers.libvirt.driver", "check_endpoint"),
+                          _lazy("drivers.libvirt.driver", "probe_endpoint"), with_path=_libvirt_with_path),
     "aoc": DriverKind("an Arcfra cluster through its AOC's REST API (--endpoint https://AOC --cluster-id ID; "
                       "credentials ABDR_AOC_USERNAME/PASSWORD/SOURCE or ABDR_AOC_SECRETS_FILE, CA ABDR_AOC_CA_FILE)",
-                      _open_aoc, _check_aoc, _probe_aoc, with_cluster_id=_aoc_with_cluster_id),
+                      _lazy("drivers.aoc", "AocDriver"), _lazy("drivers.aoc.driver", "check_endpoint"),
+                      _lazy("drivers.aoc.driver", "probe_endpoint"),
+                      with_cluster_id=_lazy("drivers.aoc.endpoint", "join")),
 }
 
 

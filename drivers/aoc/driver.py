@@ -12,11 +12,11 @@ from drivers.aoc import convert, endpoint
 from drivers.aoc.client import AocClient
 from drivers.aoc.disk import AocDiskHandle
 from drivers.base import (
-    Bytes,
     DriverError,
     GuestToolsMissing,
     InvalidState,
     NotFound,
+    OneShotIO,
     Unsupported,
     check_config,
     validate_name,
@@ -27,7 +27,7 @@ BLOCK_SIZE = 64 * 1024
 STATUS = {s.value: s for s in PowerState}
 
 
-class AocDriver:
+class AocDriver(OneShotIO):
     block_size = BLOCK_SIZE
 
     def __init__(self, ep: str, cluster: str) -> None:
@@ -276,15 +276,6 @@ class AocDriver:
         if writable and snap_id is not None:
             raise InvalidState("snapshot views are read-only")
         return AocDiskHandle(self.c, vm_id, self._volume(vm_id, disk, snap_id), snap_id, writable)
-
-    def read(self, vm_id: str, disk: str, offset: int, length: int, snap_id: str | None = None) -> bytes:
-        with self.open_disk(vm_id, disk, snap_id) as h:
-            return h.read(offset, length)
-
-    def write(self, vm_id: str, disk: str, offset: int, data: Bytes) -> None:
-        with self.open_disk(vm_id, disk, writable=True) as h:
-            h.write(offset, data)
-            h.flush()
 
 
 def check_endpoint(ep: str, cluster: str) -> None:

@@ -38,6 +38,7 @@ from drivers.base import (
     GuestToolsMissing,
     InvalidState,
     NotFound,
+    OneShotIO,
     OperationTimeout,
     ResourceLocked,
     Unsupported,
@@ -148,7 +149,7 @@ def _power(dom: libvirt.virDomain) -> PowerState:
     return PowerState.UNKNOWN
 
 
-class LibvirtDriver:
+class LibvirtDriver(OneShotIO):
     block_size = BLOCK_SIZE
 
     def __init__(self, endpoint: str, cluster: str) -> None:
@@ -570,13 +571,7 @@ class LibvirtDriver:
             k = st.snap_index(vm_id, snap_id)
             if st.pending_rollback == snap_id:
                 raise InvalidState(f"VM {vm_id} is being rolled back to {snap_id}; redo the rollback first")
-            snap = st.snapshots.pop(k)
-            for disk, f in snap.files.items():
-                child = st.child_of(f)
-                if child is not None:
-                    st.merges.append(Merge(disk=disk, child=child, parent=f))
-                elif f not in st.referenced():
-                    st.backing.pop(f, None)  # nobody reads through it any more
+            chains.forget_snapshot(st, k)
             self._save(vm_id, st)  # gone from here on; the merges below are redone after a crash
             for m in list(st.merges):
                 self._merge(dom, st, m)
@@ -701,15 +696,6 @@ class LibvirtDriver:
             if writable and dom.isActive():
                 raise InvalidState(f"VM {vm_id} is RUNNING: its live disk is the guest's; stop it to write")
         return LibvirtDiskHandle(self, vm_id, disk, snap_id, writable)
-
-    def read(self, vm_id: str, disk: str, offset: int, length: int, snap_id: str | None = None) -> bytes:
-        with self.open_disk(vm_id, disk, snap_id) as h:
-            return h.read(offset, length)
-
-    def write(self, vm_id: str, disk: str, offset: int, data: Bytes) -> None:
-        with self.open_disk(vm_id, disk, writable=True) as h:
-            h.write(offset, data)
-            h.flush()
 
 
 def generation(vm_dir: Path) -> str:

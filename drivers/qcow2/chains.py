@@ -117,3 +117,17 @@ def rollback_disks(st: VMState, snap: Snap, new_file: Callable[[str], Path], sav
             save()
             continue
         copy_back(st, spec.name, snap.files[spec.name], spec.size_bytes)
+
+
+def forget_snapshot(st: VMState, k: int) -> Snap:
+    """Take snapshot k out of the state: the file above each of its files is to be merged
+    into it (recorded in `merges`, done by the caller), a file nobody reads through any more
+    is forgotten. Save the state next: the snapshot is gone from then on."""
+    snap = st.snapshots.pop(k)
+    for disk, f in snap.files.items():
+        child = st.child_of(f)
+        if child is not None:
+            st.merges.append(Merge(disk=disk, child=child, parent=f))
+        elif f not in st.referenced():
+            st.backing.pop(f, None)
+    return snap

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from drivers.qcow2 import chains, images
 from drivers.qcow2.nbd import NbdServer
-from drivers.qcow2.state import Merge, Snap, VMState, load, save
+from drivers.qcow2.state import Snap, VMState, load, save
 from models.inventory import DiskSpec, Extent, VMConfig
 from starter.simulators.aoc.errors import SimError, bad, not_found
 from starter.simulators.aoc.store import new_id
@@ -75,10 +75,7 @@ class Storage:
         files about to change ended ("all", "live" or "none"); `reading`: nothing changes."""
         v = self.vm(vm_id)
         with v.cond:
-            deadline = time.monotonic() + WAIT_S
-            while v.draining:
-                if not v.cond.wait(max(0.0, deadline - time.monotonic())):
-                    raise bad("ResourceLocked", f"the volumes of VM {vm_id} are being changed")
+            deadline = self._until_settled(v, vm_id)
             v.draining = True
             try:
                 while True:
@@ -96,6 +93,16 @@ class Storage:
             finally:
                 v.draining = False
                 v.cond.notify_all()
+
+    @staticmethod
+    def _until_settled(v: VmDisks, vm_id: str) -> float:
+        """Wait (holding v.cond) until no change of the VM's chains runs; returns the deadline
+        of the wait, which the caller may go on using."""
+        deadline = time.monotonic() + WAIT_S
+        while v.draining:
+            if not v.cond.wait(max(0.0, deadline - time.monotonic())):
+                raise bad("ResourceLocked", f"the volumes of VM {vm_id} are being changed")
+        return deadline
 
     def _end_servers(self, v: VmDisks, which: str) -> None:
         if which == "none":
@@ -141,14 +148,7 @@ class Storage:
 
     def delete_snapshot(self, vm_id: str, snap_id: str) -> None:
         with self.changing(vm_id) as (v, st):
-            k = st.snap_index(vm_id, snap_id)
-            snap = st.snapshots.pop(k)
-            for vol, f in snap.files.items():
-                child = st.child_of(f)
-                if child is not None:
-                    st.merges.append(Merge(disk=vol, child=child, parent=f))
-                elif f not in st.referenced():
-                    st.backing.pop(f, None)
+            chains.forget_snapshot(st, st.snap_index(vm_id, snap_id))
             v.save(st)
             for m in list(st.merges):
                 chains.commit_stopped(st, m)
@@ -210,10 +210,7 @@ class Storage:
         through a lease), a snapshot's is read-only."""
         v = self.vm(vm_id)
         with v.cond:
-            deadline = time.monotonic() + WAIT_S
-            while v.draining:
-                if not v.cond.wait(max(0.0, deadline - time.monotonic())):
-                    raise bad("ResourceLocked", f"the volumes of VM {vm_id} are being changed")
+            self._until_settled(v, vm_id)
             st = v.state()
             top, size = self._view(vm_id, st, volume, snap_id)
             server = v.servers.get((volume, snap_id))
