@@ -5,15 +5,18 @@ never a half result (a snapshot listed that its task did not make, a VM half cre
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from drivers.aoc.client import AocClient
-from drivers.aoc.driver import AocDriver
+from drivers.aoc.driver import AocDriver, probe_endpoint
 from drivers.aoc.endpoint import Credentials
-from drivers.base import DriverError, OperationTimeout
+from drivers.base import DriverError, NotFound, OperationTimeout
 from models.inventory import PowerState
 from tests.drivers.aoc_sim import SIM
 from tests.drivers.helpers import BS, data, make_vm, read_all
@@ -103,3 +106,23 @@ def test_wrong_credentials_and_an_aoc_that_is_down(aoc: AocDriver) -> None:
         port = s.getsockname()[1]  # nothing listens there once closed
     with pytest.raises(DriverError, match="does not answer"):
         AocClient(f"http://127.0.0.1:{port}", Credentials("root", "root"), retry_s=1.0).read("get-vms", {})
+
+
+def test_status_probe_and_credentials_kept_out_of_sight(aoc: AocDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    ep = f"{aoc.base_url}#{aoc.cluster_id}"
+    what, versions = probe_endpoint(ep, "c1")
+    assert what.startswith(f"AOC {aoc.base_url}, cluster t-") and aoc.cluster_id in what
+    assert versions == {"cluster": "simulator"}
+    assert "root" not in repr(aoc.c.creds).replace("username='root'", "")  # the password is not in its repr
+    with pytest.raises(NotFound, match="has no cluster"):
+        probe_endpoint(f"{aoc.base_url}#nosuch", "c1")
+    monkeypatch.delenv("ABDR_AOC_PASSWORD")
+    with pytest.raises(DriverError, match="set ABDR_AOC_USERNAME and ABDR_AOC_PASSWORD"):
+        AocDriver(ep, "c1")
+
+
+def test_the_simulator_says_it_is_one() -> None:
+    out = subprocess.run([sys.executable, "-m", "starter.cli", "aoc-sim", "--help"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], check=True).stdout
+    assert "SIMULATOR (not a real AOC)" in out
+    assert "simulator" in SIM.log_tail() and "not a real AOC" in SIM.log_tail()
