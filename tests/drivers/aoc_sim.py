@@ -66,9 +66,9 @@ class SimProcess:
         out: dict[str, object] = r.json()
         return out
 
-    def fresh_cluster(self) -> str:
+    def fresh_cluster(self, vlans: tuple[str, ...] = ("vlan-prod", "vlan-dr", "vlan-test")) -> str:
         self.ensure()
-        c = self.admin("/sim/clusters", {"name": f"t-{uuid.uuid4().hex[:8]}"})
+        c = self.admin("/sim/clusters", {"name": f"t-{uuid.uuid4().hex[:8]}", "vlans": list(vlans)})
         return f"{self.url}#{c['id']}"
 
     def remove_cluster(self, endpoint: str) -> None:
@@ -88,4 +88,5 @@ class SimProcess:
             shutil.rmtree(self.state, ignore_errors=True)
 
 
-SIM = SimProcess()
+SIM = SimProcess()  # the session's AOC (of site a, when there are two)
+SIM_B = SimProcess()  # a second AOC, for a second site
