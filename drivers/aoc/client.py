@@ -83,7 +83,7 @@ class AocClient:
                 if not retryable or time.monotonic() > deadline:
                     raise self._error(r.status_code, data, path.rsplit("/", 1)[-1])
             time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, 0.25)  # a task holding the resource ends soon as often as not
 
     def read(self, op: str, where: dict[str, Any], order_by: str | None = None) -> list[dict[str, Any]]:
         """Every row `where` matches, PAGE at a time."""

@@ -122,6 +122,7 @@ def test_status_probe_and_credentials_kept_out_of_sight(aoc: AocDriver, monkeypa
 
 
 def test_the_simulator_says_it_is_one() -> None:
+    SIM.ensure()
     out = subprocess.run([sys.executable, "-m", "starter.cli", "aoc-sim", "--help"], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2], check=True).stdout
     assert "SIMULATOR (not a real AOC)" in out
