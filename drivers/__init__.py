@@ -36,25 +36,24 @@ class DriverKind:
     with_cluster_id: Callable[[str, str], str] | None = None  # (endpoint, --cluster-id): the endpoint naming it
 
 
+def _join(driver: str, endpoint: str, value: str | Path | None, hook: str, what: str) -> str:
+    if value is None:
+        return endpoint
+    fn = getattr(DRIVERS.get(driver), hook, None)
+    if fn is None:
+        raise DriverError(f"driver {driver!r} takes no {what}")
+    return str(fn(endpoint, value))
+
+
 def join_endpoint(driver: str, endpoint: str, path: Path | None) -> str:
     """The endpoint of `cluster add --endpoint E --path P` (or a file's endpoint/path): local
     takes the directory as its endpoint; libvirt writes it after the URI (`URI#DIR`)."""
-    kind = DRIVERS.get(driver)
-    if path is None:
-        return endpoint
-    if kind is None or kind.with_path is None:
-        raise DriverError(f"driver {driver!r} takes no path")
-    return kind.with_path(endpoint, path)
+    return _join(driver, endpoint, path, "with_path", "path")
 
 
 def join_cluster_id(driver: str, endpoint: str, cluster_id: str | None) -> str:
     """The endpoint of `cluster add --endpoint E --cluster-id ID` (aoc: `E#ID`)."""
-    kind = DRIVERS.get(driver)
-    if cluster_id is None:
-        return endpoint
-    if kind is None or kind.with_cluster_id is None:
-        raise DriverError(f"driver {driver!r} takes no cluster id")
-    return kind.with_cluster_id(endpoint, cluster_id)
+    return _join(driver, endpoint, cluster_id, "with_cluster_id", "cluster id")
 
 
 def _local_endpoint(endpoint: str, name: str) -> str:
