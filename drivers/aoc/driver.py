@@ -110,6 +110,12 @@ class AocDriver(OneShotIO):
             if d.name in have and d.size_bytes < have[d.name].size_bytes:
                 raise Unsupported(f"disk {d.name} of VM {cur.name!r} cannot shrink "
                                   f"({have[d.name].size_bytes} -> {d.size_bytes} bytes)")
+            if d.name in have and d.thin != have[d.name].thin:
+                raise Unsupported(f"disk {d.name} of VM {cur.name!r}: the AOC driver cannot change a volume "
+                                  "between thin and thick")
+        kept = [d.name for d in config.disks if d.name in have]
+        if kept != [d.name for d in cur.disks if d.name in set(kept)]:
+            raise Unsupported(f"VM {cur.name!r}: the AOC driver cannot reorder existing disks ({kept})")
         where = {"where": {"id": vm_id}}
         self.c.change("update-vm", {**where, "data": {
             "name": config.name, "vcpu": config.vcpu, "cpu_cores": config.vcpu,
