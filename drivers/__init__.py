@@ -8,10 +8,11 @@ imports no driver)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from drivers.base import ClusterDriver, DriverError, Unsupported
 
@@ -32,17 +33,27 @@ class DriverKind:
     probe: Callable[[str, str], tuple[str, dict[str, str]]]
     default_endpoint: Callable[[Path, str], str] | None = None  # (data dir, name): the starter's default
     with_path: Callable[[str, Path], str] | None = None  # (endpoint, --path): the endpoint naming that directory
+    with_cluster_id: Callable[[str, str], str] | None = None  # (endpoint, --cluster-id): the endpoint naming it
+
+
+def _join(driver: str, endpoint: str, value: str | Path | None, hook: str, what: str) -> str:
+    if value is None:
+        return endpoint
+    fn = getattr(DRIVERS.get(driver), hook, None)
+    if fn is None:
+        raise DriverError(f"driver {driver!r} takes no {what}")
+    return str(fn(endpoint, value))
 
 
 def join_endpoint(driver: str, endpoint: str, path: Path | None) -> str:
     """The endpoint of `cluster add --endpoint E --path P` (or a file's endpoint/path): local
     takes the directory as its endpoint; libvirt writes it after the URI (`URI#DIR`)."""
-    kind = DRIVERS.get(driver)
-    if path is None:
-        return endpoint
-    if kind is None or kind.with_path is None:
-        raise DriverError(f"driver {driver!r} takes no path")
-    return kind.with_path(endpoint, path)
+    return _join(driver, endpoint, path, "with_path", "path")
+
+
+def join_cluster_id(driver: str, endpoint: str, cluster_id: str | None) -> str:
+    """The endpoint of `cluster add --endpoint E --cluster-id ID` (aoc: `E#ID`)."""
+    return _join(driver, endpoint, cluster_id, "with_cluster_id", "cluster id")
 
 
 def _local_endpoint(endpoint: str, name: str) -> str:
@@ -86,22 +97,11 @@ def _libvirt_with_path(endpoint: str, path: Path) -> str:
     return f"{endpoint or 'qemu:///system'}#{path.absolute()}"
 
 
-def _open_libvirt(endpoint: str, name: str) -> ClusterDriver:
-    from drivers.libvirt import LibvirtDriver
-
-    return LibvirtDriver(endpoint, name)
-
-
-def _check_libvirt(endpoint: str, name: str) -> None:
-    from drivers.libvirt.driver import check_endpoint
-
-    check_endpoint(endpoint, name)
-
-
-def _probe_libvirt(endpoint: str, name: str) -> tuple[str, dict[str, str]]:
-    from drivers.libvirt.driver import probe_endpoint
-
-    return probe_endpoint(endpoint, name)
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """A registry hook that imports its driver's module on first call."""
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args)
+    return call
 
 
 DRIVERS: dict[str, DriverKind] = {
@@ -109,7 +109,13 @@ DRIVERS: dict[str, DriverKind] = {
                         _open_local, _check_local, _probe_local, _local_default, _local_with_path),
     "libvirt": DriverKind("a KVM/QEMU host through libvirt (--endpoint qemu:///system or qemu+tls://HOST/system; "
                           "--path: its disk directory, default /var/lib/libvirt/images/abdr/<NAME>)",
-                          _open_libvirt, _check_libvirt, _probe_libvirt, with_path=_libvirt_with_path),
+                          _lazy("drivers.libvirt", "LibvirtDriver"), _lazy("drivers.libvirt.driver", "check_endpoint"),
+                          _lazy("drivers.libvirt.driver", "probe_endpoint"), with_path=_libvirt_with_path),
+    "aoc": DriverKind("an Arcfra cluster through its AOC's REST API (--endpoint https://AOC --cluster-id ID; "
+                      "credentials ABDR_AOC_USERNAME/PASSWORD/SOURCE or ABDR_AOC_SECRETS_FILE, CA ABDR_AOC_CA_FILE)",
+                      _lazy("drivers.aoc", "AocDriver"), _lazy("drivers.aoc.driver", "check_endpoint"),
+                      _lazy("drivers.aoc.driver", "probe_endpoint"),
+                      with_cluster_id=_lazy("drivers.aoc.endpoint", "join")),
 }
 
 
@@ -140,4 +146,5 @@ def check_cluster(cluster: Cluster) -> None:
     driver_kind(cluster).check(cluster.endpoint, cluster.name)
 
 
-__all__ = ["DRIVERS", "ClusterDriver", "DriverKind", "check_cluster", "get_driver", "join_endpoint", "probe_cluster"]
+__all__ = ["DRIVERS", "ClusterDriver", "DriverKind", "check_cluster", "get_driver", "join_cluster_id", "join_endpoint",
+           "probe_cluster"]

@@ -151,6 +151,22 @@ class ClusterDriver(Protocol):
 
 
 # ---------------------------------------------------------------------------- helpers
+class OneShotIO:
+    """`read` and `write` of the protocol as one-shot conveniences over `open_disk`."""
+
+    def open_disk(self, vm_id: str, disk: str, snap_id: str | None = None, writable: bool = False) -> DiskHandle:
+        raise NotImplementedError
+
+    def read(self, vm_id: str, disk: str, offset: int, length: int, snap_id: str | None = None) -> bytes:
+        with self.open_disk(vm_id, disk, snap_id) as h:
+            return h.read(offset, length)
+
+    def write(self, vm_id: str, disk: str, offset: int, data: Bytes) -> None:
+        with self.open_disk(vm_id, disk, writable=True) as h:
+            h.write(offset, data)
+            h.flush()
+
+
 class BatchedWrites:
     """Many small writes to a handle as few `write_many` batches of up to `limit` bytes: one
     lock and one durability barrier per batch, not per write (the libvirt driver's cost is

@@ -24,19 +24,22 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
+def atomic_write_json(path: Path, obj: Any, durable: bool = True) -> None:
     """Write-to-temp, fsync, rename, fsync dir: readers see the old or the new file, never a
-    torn one, and after a crash exactly one of them."""
+    torn one, and after a crash exactly one of them. `durable=False` skips the fsyncs: still
+    never torn for readers, but a power cut may lose it (for a simulator's bookkeeping)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     data = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def acquire(fd: int, exclusive: bool, timeout_s: float, what: str) -> None:

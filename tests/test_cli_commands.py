@@ -233,7 +233,8 @@ def test_apply_file_resolves_paths_and_names_bad_entries(tmp_path: Path) -> None
          "backup_plans[0] (p): x: Extra inputs are not permitted"),
         ("backup_plans: [{name: p, vms: [web], repository: r, schedule: hourly, retention: count:1}]\n",
          "backup_plans[0] (p): vm 'web': write it cluster/vm"),
-        ("clusters: [{name: c1, site: default, driver: aoc}]\n", "clusters[0] (c1): driver: 'aoc' is not one of: local"),
+        ("clusters: [{name: c1, site: default, driver: aoc, path: x}]\n", "clusters[0] (c1): driver 'aoc' takes no path"),
+        ("clusters: [{name: c1, site: default, cluster_id: x}]\n", "clusters[0] (c1): driver 'local' takes no cluster id"),
         ("sites: [\n", "not valid YAML"),
     ]:
         f.write_text(text)
@@ -429,3 +430,10 @@ def test_smoke_cli_on_abdr_up_with_the_demo_seed(tmp_path: Path) -> None:
         assert [p["spec"]["name"] for p in cli_json(env, "backup-plan", "list")] == ["demo"]  # type: ignore[index]
     finally:
         assert again.stop() == 0
+
+
+def test_apply_file_aoc_cluster_names_its_cluster_id(tmp_path: Path) -> None:
+    f = tmp_path / "plans.yaml"
+    f.write_text("clusters: [{name: acos1, site: dc1, driver: aoc, endpoint: 'https://aoc.example', cluster_id: c77}]\n")
+    [c] = load_apply_file(f, tmp_path).clusters
+    assert (c.driver, c.endpoint) == ("aoc", "https://aoc.example#c77")

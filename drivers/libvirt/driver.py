@@ -38,18 +38,18 @@ from drivers.base import (
     GuestToolsMissing,
     InvalidState,
     NotFound,
+    OneShotIO,
     OperationTimeout,
     ResourceLocked,
     Unsupported,
-    block_runs_to_extents,
     check_config,
     validate_name,
 )
 from drivers.fsio import locked
 from drivers.libvirt import domxml
-from drivers.libvirt.state import Merge, Snap, VMState, load, save
-from drivers.qcow2 import images
+from drivers.qcow2 import chains, images
 from drivers.qcow2.nbd import NbdImage
+from drivers.qcow2.state import Merge, Snap, VMState, load, save
 from models.inventory import VM, Consistency, Extent, GuestSigns, PowerState, SnapshotInfo, VMConfig
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions; no stderr noise
@@ -149,7 +149,7 @@ def _power(dom: libvirt.virDomain) -> PowerState:
     return PowerState.UNKNOWN
 
 
-class LibvirtDriver:
+class LibvirtDriver(OneShotIO):
     block_size = BLOCK_SIZE
 
     def __init__(self, endpoint: str, cluster: str) -> None:
@@ -394,15 +394,7 @@ class LibvirtDriver:
             elif d.size_bytes > old.size_bytes:
                 images.resize(st.chain(st.active[d.name]), d.size_bytes)
         for name in set(have) - {d.name for d in want.disks}:
-            self._drop_live(st, name)
-
-    @staticmethod
-    def _drop_live(st: VMState, disk: str) -> None:
-        f = st.active.pop(disk, None)
-        if f is None:
-            return
-        if f not in {x for s in st.snapshots for x in s.files.values()}:
-            st.backing.pop(f, None)  # unreferenced now: _repair's sweep unlinks it
+            chains.drop_live(st, name)
 
     @staticmethod
     def _no_pending(st: VMState, vm_id: str) -> None:
@@ -579,13 +571,7 @@ class LibvirtDriver:
             k = st.snap_index(vm_id, snap_id)
             if st.pending_rollback == snap_id:
                 raise InvalidState(f"VM {vm_id} is being rolled back to {snap_id}; redo the rollback first")
-            snap = st.snapshots.pop(k)
-            for disk, f in snap.files.items():
-                child = st.child_of(f)
-                if child is not None:
-                    st.merges.append(Merge(disk=disk, child=child, parent=f))
-                elif f not in st.referenced():
-                    st.backing.pop(f, None)  # nobody reads through it any more
+            chains.forget_snapshot(st, k)
             self._save(vm_id, st)  # gone from here on; the merges below are redone after a crash
             for m in list(st.merges):
                 self._merge(dom, st, m)
@@ -593,25 +579,13 @@ class LibvirtDriver:
     def _merge(self, dom: libvirt.virDomain, st: VMState, m: Merge) -> None:
         """Commit `child` into `parent` (which only deleted snapshots read), then let
         whatever named `child` name `parent`: the file count stays the snapshot count + 1."""
-        grandchild = st.child_of(m.child)
         bump_generation(self._dir(dom.UUIDString()))  # before any file changes: lock-free readers look again
         if m.child in st.backing:
             if dom.isActive() and m.child in self._live_chain(dom, m.disk):
                 self._block_commit(dom, m)
             elif not dom.isActive():
-                images.commit(Path(m.child), st.chain(m.parent))
-                if grandchild is not None:
-                    images.rebase_unsafe(Path(grandchild), Path(m.parent))
-        if grandchild is not None:
-            st.backing[grandchild] = m.parent
-        for s in st.snapshots:
-            if s.files.get(m.disk) == m.child:
-                s.files[m.disk] = m.parent
-        was_active = st.active.get(m.disk) == m.child
-        if was_active:
-            st.active[m.disk] = m.parent
-        st.backing.pop(m.child, None)
-        st.merges = [x for x in st.merges if x != m]
+                chains.commit_stopped(st, m)
+        was_active = chains.relink(st, m)
         self._save(dom.UUIDString(), st)
         if was_active and not dom.isActive():
             self.conn.defineXML(domxml.set_disk_sources(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
@@ -667,50 +641,13 @@ class LibvirtDriver:
                 raise InvalidState(f"VM {vm_id} has an unfinished rollback to {st.pending_rollback}; redo it first")
             st.pending_rollback = snap_id
             self._save(vm_id, st)
-            for disk in list(st.active):
-                if disk not in snap.files:
-                    self._drop_live(st, disk)
-            for spec in snap.config.disks:
-                if spec.name not in st.active:  # removed since: a fresh overlay on the snapshot's file
-                    f = self._new_file(vm_id, st, spec.name)
-                    images.create_overlay(f, Path(snap.files[spec.name]), spec.size_bytes)
-                    st.backing[str(f)], st.active[spec.name] = snap.files[spec.name], str(f)
-                    self._save(vm_id, st)
-                    continue
-                self._copy_back(st, spec.name, snap.files[spec.name], spec.size_bytes)
+            chains.rollback_disks(st, snap, lambda disk: self._new_file(vm_id, st, disk),
+                                  lambda: self._save(vm_id, st))
             cfg = snap.config.model_copy(update={"name": self._parse(dom).name}, deep=True)
             self._define(vm_id, self._parse(dom).dom_name, cfg, st)
             st.pending_rollback = None
             self._save(vm_id, st)
             return self.get_vm(vm_id)
-
-    def _copy_back(self, st: VMState, disk: str, snap_file: str, size: int) -> None:
-        """The live disk reads as the snapshot's file: the blocks that differ are written
-        back through the normal write path (newer snapshots keep their frozen files)."""
-        live = st.chain(st.active[disk])
-        images.resize(live, size)  # first: QEMU zero-fills a regrown tail in the top file, which the map then shows
-        k = self._depth_to(st, st.active[disk], snap_file)
-        runs = images.runs_in_top(live, k) if k is not None else images.data_runs(live) + images.data_runs(st.chain(snap_file))
-        runs = [(s, min(e, size)) for s, e in runs if s < size]
-        if not runs:
-            return
-        src, dst = NbdImage(st.chain(snap_file), writable=False), NbdImage(live, writable=True)
-        try:
-            for s, e in runs:
-                for at in range(s, e, 4 * 1024 * 1024):
-                    n = min(4 * 1024 * 1024, e - at)
-                    dst.write(at, src.read(at, n))
-            dst.flush()
-        finally:
-            src.close()
-            dst.close()
-
-    @staticmethod
-    def _depth_to(st: VMState, top: str, base: str) -> int | None:
-        for i, f in enumerate(st.chain(top)):
-            if str(f) == base:
-                return i
-        return None
 
     # ------------------------------------------------------------------ extents
     def _top(self, vm_id: str, st: VMState, disk: str, snap_id: str | None) -> str:
@@ -733,14 +670,10 @@ class LibvirtDriver:
             return top, images.virtual_size([Path(top)])
         return top, st.snapshots[st.snap_index(vm_id, snap_id)].config.disk(disk).size_bytes
 
-    def _runs_to_extents(self, runs: Iterable[tuple[int, int]], size: int) -> list[Extent]:
-        bs = self.block_size
-        return block_runs_to_extents(((s // bs, -(-e // bs)) for s, e in runs if s < size), bs, size)
-
     def allocated_extents(self, vm_id: str, disk: str, snap_id: str | None = None) -> list[Extent]:
         with self._vm(vm_id, exclusive=False) as (_, st):
             top, size = self._view(vm_id, st, disk, snap_id)
-            return self._runs_to_extents(images.data_runs(st.chain(top)), size)
+            return chains.runs_to_extents(images.data_runs(st.chain(top)), self.block_size, size)
 
     def changed_extents(self, vm_id: str, disk: str, base_snap_id: str,
                         snap_id: str | None = None) -> list[Extent]:
@@ -751,12 +684,7 @@ class LibvirtDriver:
                 raise InvalidState(f"VM {vm_id}: snapshot {snap_id} is older than base {base_snap_id}; changed extents go from older to newer")
             base, _ = self._view(vm_id, st, disk, base_snap_id)
             top, size = self._view(vm_id, st, disk, snap_id)
-            k = self._depth_to(st, top, base)
-            if k is None:  # not one chain (a disk removed and added again): everything either holds
-                runs = images.data_runs(st.chain(top)) + images.data_runs(st.chain(base))
-            else:
-                runs = images.runs_in_top(st.chain(top), k)
-            return self._runs_to_extents(runs, size)
+            return chains.runs_to_extents(chains.changed_runs(st, top, base), self.block_size, size)
 
     # ------------------------------------------------------------------ data
     def open_disk(self, vm_id: str, disk: str, snap_id: str | None = None,
@@ -768,15 +696,6 @@ class LibvirtDriver:
             if writable and dom.isActive():
                 raise InvalidState(f"VM {vm_id} is RUNNING: its live disk is the guest's; stop it to write")
         return LibvirtDiskHandle(self, vm_id, disk, snap_id, writable)
-
-    def read(self, vm_id: str, disk: str, offset: int, length: int, snap_id: str | None = None) -> bytes:
-        with self.open_disk(vm_id, disk, snap_id) as h:
-            return h.read(offset, length)
-
-    def write(self, vm_id: str, disk: str, offset: int, data: Bytes) -> None:
-        with self.open_disk(vm_id, disk, writable=True) as h:
-            h.write(offset, data)
-            h.flush()
 
 
 def generation(vm_dir: Path) -> str:

@@ -96,11 +96,15 @@ def map_chain(chain: Chain) -> list[dict[str, Any]]:
     return out
 
 
-def runs_in_top(chain: Chain, k: int) -> list[tuple[int, int]]:
-    """[start, end) byte runs held by one of the top k layers (written since chain[k])."""
-    return [(r["start"], r["start"] + r["length"]) for r in map_chain(chain) if r["present"] and r["depth"] < k]
+Map = list[dict[str, Any]]
 
 
-def data_runs(chain: Chain) -> list[tuple[int, int]]:
+def runs_in_top(chain: Chain, k: int, m: Map | None = None) -> list[tuple[int, int]]:
+    """[start, end) byte runs held by one of the top k layers (written since chain[k]);
+    `m`: the chain's map if the caller has it already."""
+    return [(r["start"], r["start"] + r["length"]) for r in (m or map_chain(chain)) if r["present"] and r["depth"] < k]
+
+
+def data_runs(chain: Chain, m: Map | None = None) -> list[tuple[int, int]]:
     """[start, end) byte runs that may read as non-zero."""
-    return [(r["start"], r["start"] + r["length"]) for r in map_chain(chain) if r["data"]]
+    return [(r["start"], r["start"] + r["length"]) for r in (m or map_chain(chain)) if r["data"]]

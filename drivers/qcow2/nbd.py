@@ -1,19 +1,24 @@
-"""Block I/O on a qcow2 chain over real NBD: a private qemu-nbd serves the chain on a socket
-pair (systemd socket activation, so no socket path and no port) for as long as the handle
-lives, and libnbd talks to it. QEMU does the qcow2 work (copy-on-write from the backing
-files, cluster allocation, crash-consistent metadata); this module only moves bytes."""
+"""Block I/O on a qcow2 chain over real NBD. Either a private qemu-nbd serves the chain on a
+socket pair (systemd socket activation, so no socket path and no port) for as long as the
+handle lives, or a shared one (NbdServer: a unix socket many clients connect to, what the
+AOC simulator exports) is reached by its URI; libnbd talks to it. QEMU does the qcow2 work
+(copy-on-write from the backing files, cluster allocation, crash-consistent metadata); this
+module only moves bytes."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbd
 
 from drivers.base import Bytes, OutOfRange
-from drivers.qcow2.images import Chain, chain_filename, chain_spec
+from drivers.qcow2.images import Chain, ImageError, chain_filename, chain_spec
 
 MAX_REQUEST = 32 * 1024 * 1024  # qemu-nbd's largest request
 # Adjacent writes of a batch go as one request up to this size: each request is a round
@@ -65,6 +70,11 @@ def supports_direct(path: Path) -> bool:
     return hasattr(os, "O_DIRECT")
 
 
+def check_range(size: int, offset: int, length: int) -> None:
+    if offset < 0 or length < 0 or offset + length > size:
+        raise OutOfRange(f"{length} bytes at offset {offset} are outside the disk of {size} bytes")
+
+
 class NbdImage:
     """One chain served by its own qemu-nbd. Not thread-safe (one handle, one thread)."""
 
@@ -87,9 +97,19 @@ class NbdImage:
         self.h.connect_systemd_socket_activation(argv)
         self.size = self.h.get_size()
 
+    @classmethod
+    def connect(cls, uri: str, writable: bool) -> "NbdImage":
+        """A client of a server that runs already (an `nbd://` or `nbd+unix://` URI); its
+        flush is the server's (a shared NbdServer's flush reaches the disk)."""
+        self = cls.__new__(cls)
+        self.chain, self.writable = [], writable
+        self.h = nbd.NBD()
+        self.h.connect_uri(uri)
+        self.size = self.h.get_size()
+        return self
+
     def check_range(self, offset: int, length: int) -> None:
-        if offset < 0 or length < 0 or offset + length > self.size:
-            raise OutOfRange(f"{length} bytes at offset {offset} are outside the disk of {self.size} bytes")
+        check_range(self.size, offset, length)
 
     def read(self, offset: int, length: int) -> bytes:
         self.check_range(offset, length)
@@ -121,6 +141,8 @@ class NbdImage:
     def sync(self) -> None:
         """Everything written is durable (flush, then fdatasync of the top file)."""
         self.h.flush()
+        if not self.chain:
+            return  # a shared server: its flush synced already (cache=writeback)
         fd = os.open(self.chain[0], os.O_RDONLY)
         try:
             os.fdatasync(fd)
@@ -135,3 +157,49 @@ class NbdImage:
         except nbd.Error:
             pass
         del self.h
+
+
+# Shared servers are spawned from this one long-lived thread: --pdeathsig fires when the
+# thread that started a server ends, and a pool's worker threads come and go.
+_SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="qemu-nbd-spawner")
+START_TIMEOUT_S = 30.0
+
+
+class NbdServer:
+    """One chain served on a unix socket to any number of clients at once (one qemu-nbd, one
+    metadata cache, so concurrent writers stay coherent) until stop(). Its NBD flush reaches
+    the disk (cache=writeback). It dies with the process that started it."""
+
+    def __init__(self, chain: Chain, socket: Path, writable: bool) -> None:
+        self.chain, self.socket, self.writable = list(chain), socket, writable
+        socket.unlink(missing_ok=True)
+        argv = ["setpriv", "--pdeathsig", "KILL", "--", "qemu-nbd", f"--socket={socket}", "--shared=0",
+                "--persistent", "--cache=writeback", "--discard=unmap"]
+        if not writable:
+            argv.append("--read-only")
+        argv.append(chain_filename(self.chain))
+        self.proc = _SPAWNER.submit(subprocess.Popen, argv, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).result()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not socket.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.stop()
+                raise ImageError(f"qemu-nbd did not start serving {socket}: {err or 'no answer'}")
+            time.sleep(0.005)
+
+    @property
+    def uri(self) -> str:
+        return f"nbd+unix:///?socket={self.socket}"
+
+    def stop(self) -> str:
+        """End the server (its clients' next requests fail); returns what it said on stderr."""
+        if self.proc.poll() is None:
+            self.proc.terminate()  # qemu-nbd flushes and closes the image on SIGTERM
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
+        self.socket.unlink(missing_ok=True)
+        return err

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from starter.cli import (
+    aoc_sim,
     apply,
     backup_plan,
     cluster,
@@ -57,6 +58,7 @@ app.add_typer(failover_test.app, name="failover-test")
 app.command("failback", no_args_is_help=True)(failback.failback)
 app.command("permanent-failover", no_args_is_help=True)(permanent_failover.permanent_failover)
 app.command("apply")(apply.apply)
+app.command("aoc-sim")(aoc_sim.aoc_sim)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from drivers import DRIVERS, join_endpoint
+from drivers import DRIVERS, join_cluster_id, join_endpoint
 from drivers.base import DriverError
 from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt, NameArg, SiteOpt
@@ -32,12 +32,13 @@ def cluster_add(
                                                "abdr keeps a libvirt cluster's disks.")] = None,
     endpoint: Annotated[str, typer.Option(help="libvirt: the host's URI (qemu:///system, qemu+tls://HOST/system); "
                                                "aoc: its URL.")] = "",
+    cluster_id: Annotated[str | None, typer.Option(help="aoc: the cluster's id in its AOC.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a cluster to a site."""
     with cli_errors():
         try:
-            endpoint = join_endpoint(driver.value, endpoint, path)
+            endpoint = join_cluster_id(driver.value, join_endpoint(driver.value, endpoint, path), cluster_id)
         except DriverError as e:
             raise Invalid(str(e)) from None
         if not endpoint:

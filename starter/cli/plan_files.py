@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from drivers import DRIVERS, join_endpoint
+from drivers import DRIVERS, join_cluster_id, join_endpoint
 from drivers.base import DriverError
 from models.inventory import Cluster, Consistency, Site
 from models.plans import BackupDelayOption, BackupPlanSpec
@@ -172,7 +172,7 @@ def known_driver(driver: str, where: str) -> str:
 
 
 def cluster_from(raw: Any, where: str, data_dir: Path, base: Path | None = None) -> Cluster:
-    """A cluster from `name, site, driver, path|endpoint`: the endpoint defaults to the
+    """A cluster from `name, site, driver, path|endpoint[, cluster_id]`: the endpoint defaults to the
     driver's (`default_endpoint`); relative paths are taken from `base` (the file's folder)."""
     if not isinstance(raw, dict):
         raise UsageError(f"{where}: a cluster is a mapping (name, site, driver, path)")
@@ -182,6 +182,13 @@ def cluster_from(raw: Any, where: str, data_dir: Path, base: Path | None = None)
         driver = known_driver(str(data.get("driver", "local")), where)
         try:
             data["endpoint"] = join_endpoint(driver, str(data.get("endpoint") or ""), (base or Path.cwd()) / path)
+        except DriverError as e:
+            raise UsageError(f"{where}: {e}") from None
+    cluster_id = data.pop("cluster_id", None)
+    if cluster_id is not None:
+        driver = known_driver(str(data.get("driver", "local")), where)
+        try:
+            data["endpoint"] = join_cluster_id(driver, str(data.get("endpoint") or ""), str(cluster_id))
         except DriverError as e:
             raise UsageError(f"{where}: {e}") from None
     cluster = _validated(Cluster, data, where)

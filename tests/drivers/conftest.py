@@ -19,13 +19,14 @@ from drivers.base import ClusterDriver
 FRESH_ENDPOINT: dict[str, Callable[[Path], str]] = {
     "local": lambda tmp_path: str(tmp_path / "cluster"),
     "libvirt": lambda tmp_path: libvirt_cluster(tmp_path),
+    "aoc": lambda tmp_path: aoc_cluster(),
 }
 
 
 # Per driver: does a new VM (blank disks) stop on a graceful shutdown? local's simulated
 # guest does; a real QEMU VM booting nothing cannot (tests/hypervisor proves the ACPI path
 # with a real guest), so the suite checks OperationTimeout there (docs/driver-contract.md).
-BLANK_GUEST_ANSWERS_SHUTDOWN: dict[str, bool] = {"local": True, "libvirt": False}
+BLANK_GUEST_ANSWERS_SHUTDOWN: dict[str, bool] = {"local": True, "libvirt": False, "aoc": True}
 
 
 def libvirt_cluster(tmp_path: Path) -> str:
@@ -35,6 +36,27 @@ def libvirt_cluster(tmp_path: Path) -> str:
 
     require_networks("vlan-prod", "vlan-dr", "vlan-test")
     return f"qemu:///system#{fresh_cluster_dir(tmp_path)}"
+
+
+def aoc_cluster() -> str:
+    """A fresh cluster in the session's AOC simulator (a separate process: tests/drivers/aoc_sim.py)."""
+    from tests.drivers.aoc_sim import SIM
+
+    return SIM.fresh_cluster()
+
+
+def _remove_aoc_cluster(endpoint: str) -> None:
+    from tests.drivers.aoc_sim import SIM
+
+    SIM.remove_cluster(endpoint)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_aoc_simulator() -> Iterator[None]:
+    yield
+    from tests.drivers.aoc_sim import SIM
+
+    SIM.stop()
 
 
 @dataclass(frozen=True)
@@ -61,7 +83,7 @@ def _remove_libvirt_cluster(endpoint: str) -> None:
 
 
 # Per driver: what a test's cluster leaves outside its tmp_path, removed after the test.
-CLEANUP: dict[str, Callable[[str], None]] = {"libvirt": _remove_libvirt_cluster}
+CLEANUP: dict[str, Callable[[str], None]] = {"libvirt": _remove_libvirt_cluster, "aoc": _remove_aoc_cluster}
 
 
 @pytest.fixture(params=list(DRIVERS))

@@ -238,5 +238,7 @@ def test_get_driver(tmp_path: Path) -> None:
     assert d.paths.root == tmp_path / "east"
     with pytest.raises(DriverError, match="'west' has no endpoint"):
         get_driver(Cluster(name="west", site="s1"))
-    with pytest.raises(Unsupported, match="'aoc'.*not implemented"):
+    with pytest.raises(Unsupported, match="'vmware'.*not implemented"):
+        get_driver(Cluster.model_construct(name="x", site="s1", driver="vmware", endpoint=""))
+    with pytest.raises(DriverError, match="is not https://HOST"):  # aoc is implemented: its endpoint is checked
         get_driver(Cluster(name="x", site="s1", driver="aoc"))

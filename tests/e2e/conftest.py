@@ -10,14 +10,16 @@ import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from drivers import DRIVERS
+from drivers.base import ClusterDriver
 from drivers.catalog.store import Catalog
 from drivers.local import LocalDriver
 from models.inventory import DiskSpec, Site, VMConfig
@@ -48,11 +50,14 @@ async def run_cli(env: dict[str, str], *args: str) -> str:
     return out
 
 
+D = TypeVar("D", bound=ClusterDriver)
+
+
 @dataclass
-class Stack:
+class Stack(Generic[D]):
     client: AbdrClient
     catalog: Catalog
-    driver: LocalDriver
+    driver: D
     settings: Settings
     tmp: Path
     repo_path: Path
@@ -89,8 +94,11 @@ class Stack:
         return json.loads(await self.cli(*args, "--json"))
 
 
-@pytest.fixture
-async def stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
+@asynccontextmanager
+async def running_stack(temporal_env: WorkflowEnvironment, tmp_path: Path, driver: str = "local",
+                        endpoint: str | None = None) -> AsyncIterator[Stack[Any]]:
+    """The dev server's client, an in-process worker over a fresh catalog, cluster c1 (a local
+    directory unless `driver`/`endpoint` say otherwise) and repository r1."""
     await quiesce(temporal_env.client)
     settings = Settings(data_dir=tmp_path / "state", database_url=f"sqlite:///{tmp_path / 'catalog.db'}",
                         temporal_address=temporal_env.client.service_client.config.target_host, site="default",
@@ -103,13 +111,19 @@ async def stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> AsyncItera
         for w in build_workers(temporal_env.client, settings, catalog, site="default", run_workflows=True,
                                executor=executor):
             await stack.enter_async_context(w)
-        cluster_dir = tmp_path / "clusters" / "c1"
-        await client.add_cluster("c1", "default", "local", str(cluster_dir))
+        endpoint = endpoint or str(tmp_path / "clusters" / "c1")
+        await client.add_cluster("c1", "default", driver, endpoint)
         repo_path = tmp_path / "repo"
         await client.create_repository(RepositorySpec(name="r1", path=str(repo_path), site="default"))
-        yield Stack(client, catalog, LocalDriver(cluster_dir, "c1"), settings, tmp_path, repo_path)
+        yield Stack(client, catalog, DRIVERS[driver].open(endpoint, "c1"), settings, tmp_path, repo_path)
         await quiesce(temporal_env.client)
     catalog.close()
+
+
+@pytest.fixture
+async def stack(temporal_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack[LocalDriver]]:
+    async with running_stack(temporal_env, tmp_path) as s:
+        yield s
 
 
 @pytest.fixture

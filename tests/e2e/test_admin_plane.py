@@ -162,9 +162,10 @@ async def test_cluster_path_that_is_not_a_cluster_is_refused(stack: Stack, tmp_p
     # Another cluster's directory under a different name is refused too (two names, one cluster).
     code, out = await abdr("cluster", "add", "c13", "--site", "default", "--path", str(stack.driver.paths.root))
     assert code != 0 and "holds cluster 'c1', not 'c13'" in out
-    # A driver abdr plans but does not implement yet is refused too, before the catalog has it.
-    with pytest.raises(AbdrError, match="'aoc', which is not implemented"):
+    # An endpoint its driver cannot take is refused too, before the catalog has it.
+    with pytest.raises(AbdrError, match="names no AOC cluster id"):
         await stack.client.add_cluster("c14", "default", "aoc", "https://aoc.example")
+    assert "c14" not in {c.name for c in await stack.client.list_clusters()}
 
 
 def test_driver_never_adopts_a_foreign_directory(tmp_path: Path) -> None:

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from drivers import DRIVERS
+from drivers.base import ClusterDriver
 from drivers.catalog.store import Catalog
 from drivers.local import LocalDriver
 from drivers.local.tools import rewrite_fraction
@@ -52,13 +55,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     s.stop()
 
 
+D = TypeVar("D", bound=ClusterDriver)
+
+
 @dataclass
-class DR:
+class DR(Generic[D]):
     server: DevServer
     tmp: Path
     catalog: Catalog
-    a: LocalDriver
-    b: LocalDriver
+    a: D
+    b: D
     env: dict[str, str]
     procs: dict[str, WorkerProcess] = field(default_factory=dict)
     client: AbdrClient | None = None
@@ -66,10 +72,10 @@ class DR:
     def start(self, role: str) -> None:
         self.procs[role] = WorkerProcess(self.env, self.tmp / f"{role}-{len(self.procs)}.log", *WORKER_ROLES[role])
 
-    def disk(self, driver: LocalDriver, vm: str) -> bytes:
+    def disk(self, driver: ClusterDriver, vm: str) -> bytes:
         return read_disk(driver, vm)
 
-    def same(self, driver: LocalDriver, vm: str, oracle: bytes, what: str) -> None:
+    def same(self, driver: ClusterDriver, vm: str, oracle: bytes, what: str) -> None:
         assert_same_bytes(read_disk(driver, vm), oracle, what)
 
     def transitions(self, vm: str = "web", plan: str = "dr") -> list[str]:
@@ -79,29 +85,34 @@ class DR:
         # State changes only: rows where a claim was taken or let go keep their state.
         return [c.to_state.value for _, c in reversed(page) if c.from_state != c.to_state]
 
-    def power(self, driver: LocalDriver, vm: str) -> str:
+    def power(self, driver: ClusterDriver, vm: str) -> str:
         found = driver.find_vm(vm)
         assert found is not None
         return driver.get_vm(found.id).power_state
 
 
-@pytest.fixture
-async def dr(server: DevServer, tmp_path: Path) -> Any:
+@asynccontextmanager
+async def dr_world(server: DevServer, tmp_path: Path,
+                   clusters: dict[str, tuple[str, str]] | None = None) -> AsyncIterator[DR[Any]]:
+    """Sites a and b with clusters ca and cb (local directories unless `clusters` gives
+    (driver, endpoint) for each), an orchestrator and a worker per site as processes."""
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
     env = {"ABDR_TEMPORAL_ADDRESS": server.address, "ABDR_DATA_DIR": str(tmp_path / "state"),
            "ABDR_DATABASE_URL": url, "ABDR_SHUTDOWN_GRACE_S": "1", "ABDR_TRANSPORT_TOKEN": "test-token-123"}
+    clusters = clusters or {c: ("local", str(tmp_path / c)) for c in ("ca", "cb")}
     catalog = Catalog(url)
     for site in ("a", "b"):
         catalog.add_site(Site(name=site))
-    world = DR(server, tmp_path, catalog, LocalDriver(tmp_path / "ca", "ca"), LocalDriver(tmp_path / "cb", "cb"), env)
+    world: DR[Any] = DR(server, tmp_path, catalog, DRIVERS[clusters["ca"][0]].open(clusters["ca"][1], "ca"),
+                        DRIVERS[clusters["cb"][0]].open(clusters["cb"][1], "cb"), env)
     for role in ("orchestrator", "a", "b"):
         world.start(role)
     client = await Client.connect(server.address, data_converter=pydantic_data_converter)
     world.client = AbdrClient(client, Settings(temporal_address=server.address, data_dir=tmp_path / "state",
                                                database_url=url))
     await quiesce(client)
-    await world.client.add_cluster("ca", "a", "local", str(tmp_path / "ca"))
-    await world.client.add_cluster("cb", "b", "local", str(tmp_path / "cb"))
+    await world.client.add_cluster("ca", "a", *clusters["ca"])
+    await world.client.add_cluster("cb", "b", *clusters["cb"])
     try:
         yield world
     finally:
@@ -111,7 +122,13 @@ async def dr(server: DevServer, tmp_path: Path) -> Any:
         catalog.close()
 
 
-def make_vm(driver: LocalDriver, name: str, size: int = SIZE) -> str:
+@pytest.fixture
+async def dr(server: DevServer, tmp_path: Path) -> AsyncIterator[DR[LocalDriver]]:
+    async with dr_world(server, tmp_path) as world:
+        yield world
+
+
+def make_vm(driver: ClusterDriver, name: str, size: int = SIZE) -> str:
     cfg = VMConfig(name=name, disks=[DiskSpec(name="disk0", size_bytes=size)],
                    nics=[NIC(name="nic0", network="prod", mac="52:54:00:12:34:56")])
     vm = driver.create_vm(cfg)

@@ -1,6 +1,6 @@
-"""What abdr keeps of one libvirt VM beside its domain: the qcow2 chain of each disk and the
-snapshots that name files of it, in `<cluster dir>/vms/<domain uuid>/state.json` (written
-atomically; the VM's lock file beside it).
+"""What abdr keeps of one VM whose disks are qcow2 chains (a libvirt VM beside its domain,
+in `<cluster dir>/vms/<domain uuid>/state.json`; an AOC simulator VM in its state dir): the
+qcow2 chain of each disk and the snapshots that name files of it (written atomically).
 
 Per disk the chain is linear: `backing[file]` is the file below `file` (None for a base),
 `active[disk]` the file the domain writes. A snapshot owns one frozen file per disk: its view
