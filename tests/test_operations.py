@@ -77,7 +77,7 @@ def test_an_operation_on_one_side_only_says_why() -> None:
     assert all(op.why for op in one_sided), [op for op in one_sided if not op.why]
     assert not [op for op in OPERATIONS if op.cli and op.rest and op.why], "a reason for a gap that is not there"
     # CLI only: the stack itself and the operator's local files; nothing else.
-    assert {op.cli for op in one_sided} == {"up", "api", "status", "apply", "vm import", "vm write"}
+    assert {op.cli for op in one_sided} == {"up", "api", "aoc-sim", "status", "apply", "vm import", "vm write"}
 
 
 def test_each_route_calls_the_client_method_listed() -> None:

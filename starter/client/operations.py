@@ -20,6 +20,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(None, "up", None, "runs Temporal, the catalog and the workers in the foreground: the REST API "
                                 "runs on a stack, it cannot start one"),
     Operation(None, "api", None, "serves this REST API"),
+    Operation(None, "aoc-sim", None, "runs the AOC simulator (a test double of a vendor's AOC) in the foreground: "
+                                     "no abdr operation"),
     Operation(None, "status", None, "checks from the operator's machine that Temporal, the catalog and the site "
                                     "workers answer; a caller of the API learns that from its answers (503)"),
     Operation(None, "apply", None, "reads a YAML file on the operator's machine and makes each entry with the "
