@@ -55,9 +55,11 @@ async def failure(handle: WorkflowHandle) -> str:
 
 
 async def slow_replication_running(dr: DR, src_id: str) -> WorkflowHandle:
-    """A replication run moving a 5% change at 1 Mbps (seconds), seen writing into the replica."""
+    """A replication run moving a quarter of the disk at 1 Mbps (about 15 s: long enough for
+    the refused operations around it to run on a loaded machine, where 5% was not), seen
+    writing into the replica."""
     dr.catalog.put_service(ReplicationService(name="b", site="b", replication_bandwidth_mbps=1))
-    rewrite_fraction(dr.a, src_id, "disk0", 0.05, seed=41)
+    rewrite_fraction(dr.a, src_id, "disk0", 0.25, seed=41)
     run = await dr.client.run_replication_plan("dr")
     await until(lambda: pending(dr, replicate_id("dr", "web"), "pull_extents"), "the pull to start writing")
     assert (await replica(dr)).owner == replicate_id("dr", "web")
