@@ -42,6 +42,7 @@ from models.jobs import (
     TransferInput,
     TransferResult,
 )
+from models.plan_pages import RunVMResults
 from models.plans import VMRef
 from models.replication import ReplicationObject
 from models.replication_jobs import (
@@ -223,6 +224,10 @@ class CatalogApi(ABC):
     @activity.defn(name="record_job")
     @abstractmethod
     def record_job(self, job: JobRecord) -> None: ...
+
+    @activity.defn(name="record_run_vms")
+    @abstractmethod
+    def record_run_vms(self, inp: RunVMResults) -> None: ...
 
     @activity.defn(name="get_repository")
     @abstractmethod

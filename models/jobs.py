@@ -9,6 +9,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from models.inventory import Consistency, Name, Strict, VMConfig
+from models.plan_pages import RunPage, RunSummary
 from models.plans import BackupDelayOption, RunResult, VMRef
 from models.replication import NetworkMapping
 from models.requests import RestoreRequest
@@ -46,6 +47,9 @@ class PlanRunInput(Strict):
     manual: bool = False
     full: bool = False
     scheduled_at: datetime | None = None
+    page_size: int | None = Field(default=None, ge=1, description="VMs per workflow run before it continues "
+                                  "as new (default models.plan_pages.DEFAULT_PAGE_SIZE).")
+    page: RunPage | None = Field(default=None, description="Set by the run itself when it continues as new.")
 
 
 class ResolvedVM(Strict):
@@ -75,6 +79,8 @@ class ResolvedPlan(Strict):
     retry_interval_s: int = Field(ge=1)
     full_due: bool = False
     paused: bool = False
+    vm_count: int | None = Field(default=None, description="The plan's VMs when `vms` is a page of them "
+                                 "(the input's page_size); None: `vms` is all of them.")
 
 
 class VMBackupInput(Strict):
@@ -117,7 +123,7 @@ class VMBackupResult(Strict):
     cancelled: bool = False
 
 
-class PlanRunResult(Strict):
+class PlanRunResult(RunSummary):
     plan: Name
     result: RunResult
     skipped_reason: str = ""
