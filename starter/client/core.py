@@ -282,9 +282,11 @@ class AbdrClient:
             await self.admin("delete_restore_points", {"ids": deleted.points}, site=repo.site)
         return deleted.model_copy(update={"points_deleted": delete_points})
 
-    async def run_backup_plan(self, name: str, full: bool = False) -> WorkflowHandle:
+    async def run_backup_plan(self, name: str, full: bool = False, page_size: int | None = None) -> WorkflowHandle:
+        """`page_size`: VMs per workflow run before the run continues as new (None: the default)."""
         await self.get_backup_plan(name)  # unknown plan: a clear error, no workflow
-        return await self._start(BackupPlanRunWorkflow.run, PlanRunInput(plan=name, manual=True, full=full),
+        return await self._start(BackupPlanRunWorkflow.run,
+                                 PlanRunInput(plan=name, manual=True, full=full, page_size=page_size),
                                  plan_run_id(name),
                                  f"backup plan {name!r} is already running; a manual run never runs alongside it",
                                  f"manual {'full ' if full else ''}run of backup plan {name}", plan=name)
