@@ -27,6 +27,16 @@ from models.restore_points import PointState, RestorePointSummary, unrestorable
 from models.services import RepositorySpec
 
 
+def record_point(catalog: Catalog, inp: RecordPointInput) -> None:
+    """A committed point into the catalog (idempotent: a retry records it once)."""
+    catalog.add_restore_point(
+        RestorePointSummary(id=inp.point_id, plan=inp.plan, cluster=inp.vm.cluster, vm=inp.vm.vm,
+                            type=inp.type, creation=inp.creation, created_at=inp.created_at,
+                            repository=inp.repository, logical_bytes=inp.logical_bytes,
+                            stored_bytes=inp.stored_bytes),
+        base_id=inp.base_point_id, snapshot_id=inp.snapshot_id, vm_config=inp.vm_config)
+
+
 class CatalogActivities(CatalogApi):
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -60,12 +70,7 @@ class CatalogActivities(CatalogApi):
     @activity.defn(name="record_point")
     @translate_errors
     def record_point(self, inp: RecordPointInput) -> None:
-        self.catalog.add_restore_point(
-            RestorePointSummary(id=inp.point_id, plan=inp.plan, cluster=inp.vm.cluster, vm=inp.vm.vm,
-                                type=inp.type, creation=inp.creation, created_at=inp.created_at,
-                                repository=inp.repository, logical_bytes=inp.logical_bytes,
-                                stored_bytes=inp.stored_bytes),
-            base_id=inp.base_point_id, snapshot_id=inp.snapshot_id, vm_config=inp.vm_config)
+        record_point(self.catalog, inp)
 
     @activity.defn(name="record_run_vms")
     @translate_errors

@@ -22,6 +22,7 @@ from models.inventory import GuestSigns
 from models.jobs import (
     CleanupInput,
     CreateVMInput,
+    FinishBackupInput,
     JobRecord,
     MaintenanceInput,
     MaintenanceResult,
@@ -106,6 +107,10 @@ class BackupApi(ABC):
     @activity.defn(name="release_snapshot")
     @abstractmethod
     def release_snapshot(self, inp: CleanupInput) -> None: ...
+
+    @activity.defn(name="finish_backup")
+    @abstractmethod
+    def finish_backup(self, inp: FinishBackupInput) -> None: ...
 
     @activity.defn(name="apply_retention")
     @abstractmethod

@@ -227,6 +227,14 @@ class RetentionInput(Strict):
     retention: Retention
 
 
+class FinishBackupInput(Strict):
+    """A backup's end in one site call: record the point, release the old base, apply retention."""
+
+    record: RecordPointInput
+    release: CleanupInput | None = None
+    retention: RetentionInput | None = None
+
+
 class PlanResultInput(Strict):
     plan: Name
     result: RunResult

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from models.activity_api import BackupApi, CatalogApi, activity_name
     from models.jobs import (
         CleanupInput,
+        FinishBackupInput,
         Operation,
         PrepareBackupInput,
         RecordPointInput,
@@ -30,6 +31,9 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.common import A, R, catalog, phase, retry, tag
 
+# Recording the point, releasing the old base and retention run as one site activity
+# (finish_backup); runs before this marker ran three (record_point, release_snapshot, apply_retention).
+FINISH_IN_ONE = "backup-finish-in-one"
 TRANSFER_HEARTBEAT = timedelta(seconds=10)  # the SDK sends at most every 8 s
 # Every site activity heartbeats every few seconds (activities/heartbeat.py): a worker that
 # dies is noticed after this, not after the activity's start-to-close timeout.
@@ -92,21 +96,26 @@ class VMBackupWorkflow:
                                                               point_id=inp.point_id))
             raise e
         self._enter("commit")
-        await catalog(CatalogApi.record_point, RecordPointInput(
+        record = RecordPointInput(
             plan=inp.plan, vm=vm, vm_config=snap.config, repository=inp.repository, point_id=inp.point_id, type=prep.type,
             creation=inp.creation, created_at=workflow.now(), snapshot_id=snap.snapshot_id,
-            base_point_id=prep.base.point_id, logical_bytes=moved.logical_bytes, stored_bytes=moved.stored_bytes))
-        if prep.base.snapshot_id and prep.base.snapshot_id != snap.snapshot_id:
-            self._enter("rotate-base")
-            await site(BackupApi.release_snapshot, CleanupInput(cluster=vm.cluster, vm_id=prep.vm_id,
-                                                                snapshot_id=prep.base.snapshot_id,
-                                                                repository_path=inp.repository_path,
-                                                                point_id=prep.base.point_id or ""))
-        if inp.retention is not None:
-            self._enter("retention")
-            await site(BackupApi.apply_retention, RetentionInput(plan=inp.plan, vm=vm, repository=inp.repository,
-                                                                 repository_path=inp.repository_path,
-                                                                 retention=inp.retention))
+            base_point_id=prep.base.point_id, logical_bytes=moved.logical_bytes, stored_bytes=moved.stored_bytes)
+        release = CleanupInput(cluster=vm.cluster, vm_id=prep.vm_id, snapshot_id=prep.base.snapshot_id,
+                               repository_path=inp.repository_path, point_id=prep.base.point_id or "") \
+            if prep.base.snapshot_id and prep.base.snapshot_id != snap.snapshot_id else None
+        retention = RetentionInput(plan=inp.plan, vm=vm, repository=inp.repository,
+                                   repository_path=inp.repository_path, retention=inp.retention) \
+            if inp.retention is not None else None
+        if workflow.patched(FINISH_IN_ONE):
+            await site(BackupApi.finish_backup, FinishBackupInput(record=record, release=release, retention=retention))
+        else:
+            await catalog(CatalogApi.record_point, record)
+            if release is not None:
+                self._enter("rotate-base")
+                await site(BackupApi.release_snapshot, release)
+            if retention is not None:
+                self._enter("retention")
+                await site(BackupApi.apply_retention, retention)
         self._enter("done")
         return VMBackupResult(vm=vm, ok=True, point_id=inp.point_id, type=prep.type, full_reason=prep.reason,
                               disks=moved.disks)
