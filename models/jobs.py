@@ -139,11 +139,19 @@ class BackupBase(Strict):
     snapshot_id: str | None = None
 
 
+class SnapshotRef(Strict):
+    cluster: Name
+    vm_id: str
+    snapshot_id: str
+    config: VMConfig
+
+
 class PrepareBackupInput(Strict):
     plan: Name
     vm: VMRef
     force_full: bool
     full_reason: str
+    consistency: Consistency | None = None  # set: a base snapshot of this consistency may stand for the new point
 
 
 class PrepareBackupResult(Strict):
@@ -151,6 +159,9 @@ class PrepareBackupResult(Strict):
     type: PointType
     reason: str
     base: BackupBase = Field(default_factory=BackupBase)
+    unchanged: SnapshotRef | None = Field(default=None, description="The base snapshot, when the driver tells "
+                                          "that neither the VM's disks nor its config changed since it: the new "
+                                          "point is made from it, with no new snapshot.")
 
 
 class SnapshotInput(Strict):
@@ -158,13 +169,6 @@ class SnapshotInput(Strict):
     vm_id: str
     name: str
     consistency: Consistency
-
-
-class SnapshotRef(Strict):
-    cluster: Name
-    vm_id: str
-    snapshot_id: str
-    config: VMConfig
 
 
 class TransferInput(Strict):
@@ -233,6 +237,8 @@ class FinishBackupInput(Strict):
     record: RecordPointInput
     release: CleanupInput | None = None
     retention: RetentionInput | None = None
+    hand_over: str | None = Field(default=None, description="The base point whose snapshot the new point now "
+                                  "holds (an unchanged VM's point, made from it): only its catalog link goes.")
 
 
 class PlanResultInput(Strict):

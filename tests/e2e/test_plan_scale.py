@@ -22,6 +22,7 @@ from models.requests import RestoreMode, RestoreRequest
 from models.services import BackupService
 from starter.client import AbdrClient
 from tests.e2e.conftest import Stack
+from tests.e2e.histories import export_chain
 from tests.e2e.killable import KillableStack, MiB, killable_stack
 from tests.e2e.oracle import assert_same_bytes
 from tests.e2e.test_backup_restore import plan_spec
@@ -85,6 +86,7 @@ async def test_a_plan_larger_than_its_page_continues_as_new_with_every_vm_in_the
         RunResult.SUCCESS, 30, 30, 4, True)
     assert summary.vms == []  # bounded: the VMs' results are in the catalog
     assert await runs_of(stack.client, plan_run_id("paged")) == 4
+    await export_chain(stack.client.client, plan_run_id("paged"), "pages")
     rows, total = stack.catalog.run_vms(plan_run_id("paged"), summary.run_id, 0, 100)
     assert total == 30 and [r.vm for r in rows] == [f"c1/{n}" for n in sorted(disks)] and all(r.ok for r in rows)
     whole = await stack.client.plan_run_result(stack.client.client.get_workflow_handle(
@@ -141,3 +143,41 @@ async def test_orchestration_worker_killed_during_the_fan_out_loses_no_vm_and_do
         [point] = [p for p in points if p.vm == name]
         await restores_exactly(client, world.driver, point.id, disks[name], f"{name}-r")
     assert result.vms[0].vm == VMRef(cluster="c1", vm="k00")
+
+
+async def activity_types(client: AbdrClient, workflow_id: str) -> list[str]:
+    return [e.activity_task_scheduled_event_attributes.activity_type.name
+            async for e in client.client.get_workflow_handle(workflow_id).fetch_history_events()
+            if e.HasField("activity_task_scheduled_event_attributes")]
+
+
+async def test_a_vm_unchanged_since_its_base_gets_its_point_without_a_new_snapshot(stack: Stack) -> None:
+    """A run after no change: every VM still gets a point of its own (restorable to the same
+    bytes), made from the base snapshot: no snapshot taken or deleted, the new point holds
+    the base snapshot now. A VM changed afterwards backs up incrementally from it again."""
+    disks = tiny_vms(stack.driver, 3, prefix="u")
+    await stack.client.create_backup_plan(plan_spec("same", sorted(disks)))
+    first = await stack.client.plan_run_result(await stack.client.run_backup_plan("same"))
+    ids = {n: stack.driver.find_vm(n).id for n in disks}  # type: ignore[union-attr]
+    snaps = {n: [s.id for s in stack.driver.list_snapshots(i)] for n, i in ids.items()}
+    assert all(len(s) == 1 for s in snaps.values())
+    second = await stack.client.plan_run_result(await stack.client.run_backup_plan("same"))
+    assert second.result == RunResult.SUCCESS
+    assert all(v.full_reason.startswith("nothing changed since point") for v in second.vms), second.vms
+    assert {n: [s.id for s in stack.driver.list_snapshots(i)] for n, i in ids.items()} == snaps  # none taken or deleted
+    assert "create_snapshot" not in await activity_types(stack.client, vm_backup_id("same", "c1", "u000"))
+    for old, new in zip(first.vms, second.vms, strict=True):
+        assert new.point_id != old.point_id
+        assert stack.catalog.backup_base(old.vm, "same") == (new.point_id, snaps[old.vm.vm][0])
+        assert stack.catalog.point_snapshot(old.point_id or "") is None
+        await restores_exactly(stack.client, stack.driver, new.point_id or "", disks[old.vm.vm], f"{old.vm.vm}-r2")
+    changed = hashlib.shake_256(b"changed").digest(TINY // 2)
+    stack.driver.write(ids["u000"], "disk0", TINY // 2, changed)
+    third = await stack.client.plan_run_result(await stack.client.run_backup_plan("same"))
+    by_vm = {v.vm.vm: v for v in third.vms}
+    assert by_vm["u000"].full_reason.startswith("changes since point") and by_vm["u000"].disks[0].read_bytes > 0
+    assert by_vm["u001"].full_reason.startswith("nothing changed since point")
+    assert [s.id for s in stack.driver.list_snapshots(ids["u000"])] != snaps["u000"]  # the base moved on
+    await restores_exactly(stack.client, stack.driver, by_vm["u000"].point_id or "",
+                           disks["u000"][:TINY // 2] + changed, "u000-r3")
+    await restores_exactly(stack.client, stack.driver, second.vms[0].point_id or "", disks["u000"], "u000-r2b")
