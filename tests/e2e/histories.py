@@ -24,9 +24,9 @@ async def export_histories(client: Client) -> None:
 
 
 async def export_chain(client: Client, workflow_id: str, version: str) -> None:
-    """With ABDR_RECORD_HISTORIES set, save every run of a continue-as-new chain (their
-    status is not Completed, so export_histories skips all but the last) as
-    `<type>.<version>-<n>.json`, n counting from the chain's first run."""
+    """With ABDR_RECORD_HISTORIES set, save every run of one workflow id (a continue-as-new
+    chain, whose runs but the last export_histories skips, or one VM's successive backups)
+    as `<type>.<version>-<n>.json`, n counting from the oldest run."""
     target = os.environ.get("ABDR_RECORD_HISTORIES")
     if not target:
         return
