@@ -34,6 +34,7 @@ from models.admin import (
     SiteFilter,
 )
 from models.inventory import Cluster, Site
+from models.plan_pages import RunVMPage, RunVMQuery, RunVMRow
 from models.plans import BackupPlanSpec, PlanStatus, RunResult
 from models.replication import ReplicationPlanSpec
 from models.replication_jobs import HistoryPage, HistoryQuery
@@ -229,6 +230,15 @@ class AdminActivities:
         page, total = self.catalog.replica_history(q.plan, q.vm, q.limit, q.before)
         full = len(page) == q.limit
         return HistoryPage(entries=[c for _, c in page], total=total, next_before=page[-1][0] if full else None)
+
+    @activity.defn(name="admin_list_run_vms")
+    @translate_errors
+    def list_run_vms(self, q: RunVMQuery) -> RunVMPage:
+        """A page of a plan run's per-VM results, in the run's order (`next_offset` pages on)."""
+        rows, total = self.catalog.run_vms(q.workflow_id, q.run_id, q.offset, q.limit, q.failed_only)
+        end = q.offset + len(rows)
+        return RunVMPage(rows=[RunVMRow(index=r.index, vm=r.vm, ok=r.ok, result=r.result) for r in rows], total=total,
+                         next_offset=end if end < total else None)
 
     @activity.defn(name="admin_list_replica_points")
     @translate_errors

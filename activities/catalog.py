@@ -20,10 +20,21 @@ from models.jobs import (
     ResolvedVM,
     RestoreInput,
 )
+from models.plan_pages import RunVMResults
 from models.plans import PlanStatus, VMRef
 from models.requests import RestoreMode
 from models.restore_points import PointState, RestorePointSummary, unrestorable
 from models.services import RepositorySpec
+
+
+def record_point(catalog: Catalog, inp: RecordPointInput) -> None:
+    """A committed point into the catalog (idempotent: a retry records it once)."""
+    catalog.add_restore_point(
+        RestorePointSummary(id=inp.point_id, plan=inp.plan, cluster=inp.vm.cluster, vm=inp.vm.vm,
+                            type=inp.type, creation=inp.creation, created_at=inp.created_at,
+                            repository=inp.repository, logical_bytes=inp.logical_bytes,
+                            stored_bytes=inp.stored_bytes),
+        base_id=inp.base_point_id, snapshot_id=inp.snapshot_id, vm_config=inp.vm_config)
 
 
 class CatalogActivities(CatalogApi):
@@ -38,8 +49,12 @@ class CatalogActivities(CatalogApi):
         status, _, _ = c.backup_plan_state(inp.plan)
         repo = c.get_repository(spec.repository)
         service = c.backup_service(spec.backup_service, repo.site)
+        refs = spec.vms
+        if inp.page_size is not None:  # a page of a run that goes in pages (models/plan_pages.py)
+            start = inp.page.offset if inp.page else 0
+            refs = refs[start:start + inp.page_size]
         vms = []
-        for ref in spec.vms:
+        for ref in refs:
             try:
                 vms.append(ResolvedVM(ref=ref, site=c.get_cluster(ref.cluster).site))
             except Exception as e:  # one VM's unknown cluster fails that VM, not the run
@@ -50,17 +65,18 @@ class CatalogActivities(CatalogApi):
             retention=spec.retention, consistency=spec.consistency, compression=spec.compression,
             max_parallel=service.max_parallel_backups, read_iops=service.backup_read_iops, max_retries=service.max_retries,
             retry_interval_s=service.retry_interval_s, full_due=spec.full_due_at(inp.scheduled_at),
-            paused=status != PlanStatus.WORKING)
+            paused=status != PlanStatus.WORKING, vm_count=len(spec.vms) if inp.page_size is not None else None)
 
     @activity.defn(name="record_point")
     @translate_errors
     def record_point(self, inp: RecordPointInput) -> None:
-        self.catalog.add_restore_point(
-            RestorePointSummary(id=inp.point_id, plan=inp.plan, cluster=inp.vm.cluster, vm=inp.vm.vm,
-                                type=inp.type, creation=inp.creation, created_at=inp.created_at,
-                                repository=inp.repository, logical_bytes=inp.logical_bytes,
-                                stored_bytes=inp.stored_bytes),
-            base_id=inp.base_point_id, snapshot_id=inp.snapshot_id, vm_config=inp.vm_config)
+        record_point(self.catalog, inp)
+
+    @activity.defn(name="record_run_vms")
+    @translate_errors
+    def record_run_vms(self, inp: RunVMResults) -> None:
+        self.catalog.put_run_vms(inp.workflow_id, inp.run_id, inp.plan,
+                                 [(r.index, r.vm, r.ok, r.result) for r in inp.rows])
 
     @activity.defn(name="set_plan_result")
     @translate_errors

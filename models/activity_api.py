@@ -22,6 +22,7 @@ from models.inventory import GuestSigns
 from models.jobs import (
     CleanupInput,
     CreateVMInput,
+    FinishBackupInput,
     JobRecord,
     MaintenanceInput,
     MaintenanceResult,
@@ -42,6 +43,7 @@ from models.jobs import (
     TransferInput,
     TransferResult,
 )
+from models.plan_pages import RunVMResults
 from models.plans import VMRef
 from models.replication import ReplicationObject
 from models.replication_jobs import (
@@ -105,6 +107,10 @@ class BackupApi(ABC):
     @activity.defn(name="release_snapshot")
     @abstractmethod
     def release_snapshot(self, inp: CleanupInput) -> None: ...
+
+    @activity.defn(name="finish_backup")
+    @abstractmethod
+    def finish_backup(self, inp: FinishBackupInput) -> None: ...
 
     @activity.defn(name="apply_retention")
     @abstractmethod
@@ -223,6 +229,10 @@ class CatalogApi(ABC):
     @activity.defn(name="record_job")
     @abstractmethod
     def record_job(self, job: JobRecord) -> None: ...
+
+    @activity.defn(name="record_run_vms")
+    @abstractmethod
+    def record_run_vms(self, inp: RunVMResults) -> None: ...
 
     @activity.defn(name="get_repository")
     @abstractmethod

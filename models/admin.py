@@ -15,6 +15,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from models.inventory import VM, Cluster, Name, Site, Strict, VMConfig, check_name
+from models.plan_pages import RunVMPage, RunVMQuery
 from models.plans import BackupPlanSpec, PlanStatus, RunResult, VMRef
 from models.replication import ReplicationObject, ReplicationPlanSpec
 from models.replication_jobs import HistoryPage, HistoryQuery
@@ -236,6 +237,7 @@ ADMIN_OPS: dict[str, AdminOp] = {
     "list_restore_points": AdminOp(PointFilter, list[RestorePointSummary]),
     "get_restore_point": AdminOp(PointId, RestorePointDetail),
     "list_jobs": AdminOp(JobFilter, list[Job]),
+    "list_run_vms": AdminOp(RunVMQuery, RunVMPage),
     "add_replication_plan": AdminOp(ReplicationPlanSpec, ReplicationPlanSpec),
     "update_replication_plan": AdminOp(ReplicationPlanSpec, ReplicationPlanSpec),
     "get_replication_plan": AdminOp(ByName, ReplicationPlanView),

@@ -195,6 +195,21 @@ class JobRow(SQLModel, table=True):
     result: dict = Field(sa_column=Column(JSON, nullable=False))
 
 
+class PlanRunVMRow(SQLModel, table=True):
+    """One VM's result in one plan run (models/plan_pages.py): a run's results are read
+    from here a page at a time, never carried whole in a Temporal payload. Keyed by the
+    VM's position in the run, so a retried write replaces, never doubles."""
+
+    __tablename__ = "plan_run_vms"
+    workflow_id: str = Field(primary_key=True, max_length=255)
+    run_id: str = Field(primary_key=True, max_length=64)
+    index: int = Field(primary_key=True)
+    plan: str = Field(max_length=63)
+    vm: str = Field(max_length=127)
+    ok: bool
+    result: dict = Field(sa_column=Column(JSON, nullable=False))
+
+
 class ServiceSlotRow(SQLModel, table=True):
     """A lease on one of a service's transfer slots (its limit per kind: backup, restore,
     replication, failback). `slot` runs 0..limit-1, so the primary key itself refuses a

@@ -9,6 +9,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from models.inventory import Consistency, Name, Strict, VMConfig
+from models.plan_pages import RunPage, RunSummary
 from models.plans import BackupDelayOption, RunResult, VMRef
 from models.replication import NetworkMapping
 from models.requests import RestoreRequest
@@ -46,6 +47,9 @@ class PlanRunInput(Strict):
     manual: bool = False
     full: bool = False
     scheduled_at: datetime | None = None
+    page_size: int | None = Field(default=None, ge=1, description="VMs per workflow run before it continues "
+                                  "as new (default models.plan_pages.DEFAULT_PAGE_SIZE).")
+    page: RunPage | None = Field(default=None, description="Set by the run itself when it continues as new.")
 
 
 class ResolvedVM(Strict):
@@ -75,6 +79,8 @@ class ResolvedPlan(Strict):
     retry_interval_s: int = Field(ge=1)
     full_due: bool = False
     paused: bool = False
+    vm_count: int | None = Field(default=None, description="The plan's VMs when `vms` is a page of them "
+                                 "(the input's page_size); None: `vms` is all of them.")
 
 
 class VMBackupInput(Strict):
@@ -117,7 +123,7 @@ class VMBackupResult(Strict):
     cancelled: bool = False
 
 
-class PlanRunResult(Strict):
+class PlanRunResult(RunSummary):
     plan: Name
     result: RunResult
     skipped_reason: str = ""
@@ -133,11 +139,19 @@ class BackupBase(Strict):
     snapshot_id: str | None = None
 
 
+class SnapshotRef(Strict):
+    cluster: Name
+    vm_id: str
+    snapshot_id: str
+    config: VMConfig
+
+
 class PrepareBackupInput(Strict):
     plan: Name
     vm: VMRef
     force_full: bool
     full_reason: str
+    consistency: Consistency | None = None  # set: a base snapshot of this consistency may stand for the new point
 
 
 class PrepareBackupResult(Strict):
@@ -145,6 +159,9 @@ class PrepareBackupResult(Strict):
     type: PointType
     reason: str
     base: BackupBase = Field(default_factory=BackupBase)
+    unchanged: SnapshotRef | None = Field(default=None, description="The base snapshot, when the driver tells "
+                                          "that neither the VM's disks nor its config changed since it: the new "
+                                          "point is made from it, with no new snapshot.")
 
 
 class SnapshotInput(Strict):
@@ -152,13 +169,6 @@ class SnapshotInput(Strict):
     vm_id: str
     name: str
     consistency: Consistency
-
-
-class SnapshotRef(Strict):
-    cluster: Name
-    vm_id: str
-    snapshot_id: str
-    config: VMConfig
 
 
 class TransferInput(Strict):
@@ -219,6 +229,16 @@ class RetentionInput(Strict):
     repository: Name
     repository_path: str
     retention: Retention
+
+
+class FinishBackupInput(Strict):
+    """A backup's end in one site call: record the point, release the old base, apply retention."""
+
+    record: RecordPointInput
+    release: CleanupInput | None = None
+    retention: RetentionInput | None = None
+    hand_over: str | None = Field(default=None, description="The base point whose snapshot the new point now "
+                                  "holds (an unchanged VM's point, made from it): only its catalog link goes.")
 
 
 class PlanResultInput(Strict):

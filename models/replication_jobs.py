@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from models.inventory import Name, ShutdownMode, Strict, VMConfig
+from models.plan_pages import RunPage, RunSummary
 from models.plans import RunResult, VMRef
 from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec, StateChange
 from models.restore_points import PointCreation, PointType
@@ -22,6 +23,9 @@ class ReplicationRunInput(Strict):
     plan: Name
     manual: bool = False
     scheduled_at: datetime | None = None
+    page_size: int | None = Field(default=None, ge=1, description="VMs per workflow run before it continues "
+                                  "as new (default models.plan_pages.DEFAULT_PAGE_SIZE).")
+    page: RunPage | None = Field(default=None, description="Set by the run itself when it continues as new.")
 
 
 class ResolvedReplicationPlan(Strict):
@@ -57,7 +61,7 @@ class ReplicateResult(Strict):
     error: str = ""
 
 
-class ReplicationRunResult(Strict):
+class ReplicationRunResult(RunSummary):
     plan: Name
     result: RunResult
     skipped_reason: str = ""

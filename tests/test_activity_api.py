@@ -45,6 +45,7 @@ SITE_ACTIVITIES = {
     "cluster_health",  # added since, through the interface (the health check's cluster probe)
     "admin_start_vm", "admin_stop_vm",  # added since: `abdr vm start|stop` (Admin operations, by name)
     "admin_export_disk",  # added since: `abdr vm export` (an Admin operation, by name)
+    "finish_backup",  # added since: a backup's record + release + retention in one call (issue 13)
 }
 CATALOG_ACTIVITIES = {
     "admin_add_backup_plan", "admin_add_cluster", "admin_add_replication_plan", "admin_add_site",
@@ -59,6 +60,7 @@ CATALOG_ACTIVITIES = {
     "set_replication_plan_result",
     "admin_list_replica_points",  # added since: `abdr replica points` (an Admin operation, by name)
     "admin_list_services", "admin_put_replication_service",  # added since: `abdr service show|set`
+    "record_run_vms", "admin_list_run_vms",  # added since: plan runs in pages, VM results in the catalog
 }
 
 

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from models.activity_api import BackupApi, CatalogApi, activity_name
     from models.jobs import (
         CleanupInput,
+        FinishBackupInput,
         Operation,
         PrepareBackupInput,
         RecordPointInput,
@@ -30,6 +31,12 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.common import A, R, catalog, phase, retry, tag
 
+# Recording the point, releasing the old base and retention run as one site activity
+# (finish_backup); runs before this marker ran three (record_point, release_snapshot, apply_retention).
+FINISH_IN_ONE = "backup-finish-in-one"
+# A VM unchanged since its base (prepare_backup says so) gets its point from the base
+# snapshot: no create_snapshot, and the base point hands the snapshot to the new one.
+SKIP_UNCHANGED = "backup-skip-unchanged"
 TRANSFER_HEARTBEAT = timedelta(seconds=10)  # the SDK sends at most every 8 s
 # Every site activity heartbeats every few seconds (activities/heartbeat.py): a worker that
 # dies is noticed after this, not after the activity's start-to-close timeout.
@@ -66,15 +73,23 @@ class VMBackupWorkflow:
 
         self._enter("prepare")
         prep = await site(BackupApi.prepare_backup, PrepareBackupInput(plan=inp.plan, vm=vm, force_full=inp.force_full,
-                                                                       full_reason=inp.full_reason))
+                                                                       full_reason=inp.full_reason,
+                                                                       consistency=inp.consistency))
         if prep.type == PointType.FULL:
             workflow.logger.info("full backup of %s: %s", vm, prep.reason)
+        # Nothing changed since the base: the base snapshot stands for the new point (the
+        # transfer carries every chunk over, reading nothing), no snapshot taken or deleted.
+        carried = prep.unchanged is not None and workflow.patched(SKIP_UNCHANGED)
         snap: SnapshotRef | None = None
         try:
-            self._enter("snapshot")
-            snap = await site(BackupApi.create_snapshot, SnapshotInput(cluster=vm.cluster, vm_id=prep.vm_id,
-                                                                       name=f"abdr-{inp.point_id}",
-                                                                       consistency=inp.consistency))
+            if carried:
+                snap = prep.unchanged
+            else:
+                self._enter("snapshot")
+                snap = await site(BackupApi.create_snapshot, SnapshotInput(cluster=vm.cluster, vm_id=prep.vm_id,
+                                                                           name=f"abdr-{inp.point_id}",
+                                                                           consistency=inp.consistency))
+            assert snap is not None
             self._enter("transfer", f"{prep.type} backup of {vm} -> point {inp.point_id} ({prep.reason})")
             moved = await site(
                 BackupApi.transfer_backup,
@@ -87,26 +102,33 @@ class VMBackupWorkflow:
             self._enter("cleanup")
             # A cancel request was consumed by the await that raised; this activity still runs.
             await site(BackupApi.cleanup_backup, CleanupInput(cluster=vm.cluster, vm_id=prep.vm_id,
-                                                              snapshot_id=snap.snapshot_id if snap else None,
+                                                              snapshot_id=snap.snapshot_id if snap and not carried
+                                                              else None,  # a carried base is never removed
                                                               repository_path=inp.repository_path,
                                                               point_id=inp.point_id))
             raise e
         self._enter("commit")
-        await catalog(CatalogApi.record_point, RecordPointInput(
+        record = RecordPointInput(
             plan=inp.plan, vm=vm, vm_config=snap.config, repository=inp.repository, point_id=inp.point_id, type=prep.type,
             creation=inp.creation, created_at=workflow.now(), snapshot_id=snap.snapshot_id,
-            base_point_id=prep.base.point_id, logical_bytes=moved.logical_bytes, stored_bytes=moved.stored_bytes))
-        if prep.base.snapshot_id and prep.base.snapshot_id != snap.snapshot_id:
-            self._enter("rotate-base")
-            await site(BackupApi.release_snapshot, CleanupInput(cluster=vm.cluster, vm_id=prep.vm_id,
-                                                                snapshot_id=prep.base.snapshot_id,
-                                                                repository_path=inp.repository_path,
-                                                                point_id=prep.base.point_id or ""))
-        if inp.retention is not None:
-            self._enter("retention")
-            await site(BackupApi.apply_retention, RetentionInput(plan=inp.plan, vm=vm, repository=inp.repository,
-                                                                 repository_path=inp.repository_path,
-                                                                 retention=inp.retention))
+            base_point_id=prep.base.point_id, logical_bytes=moved.logical_bytes, stored_bytes=moved.stored_bytes)
+        release = CleanupInput(cluster=vm.cluster, vm_id=prep.vm_id, snapshot_id=prep.base.snapshot_id,
+                               repository_path=inp.repository_path, point_id=prep.base.point_id or "") \
+            if prep.base.snapshot_id and prep.base.snapshot_id != snap.snapshot_id else None
+        retention = RetentionInput(plan=inp.plan, vm=vm, repository=inp.repository,
+                                   repository_path=inp.repository_path, retention=inp.retention) \
+            if inp.retention is not None else None
+        if workflow.patched(FINISH_IN_ONE):
+            await site(BackupApi.finish_backup, FinishBackupInput(record=record, release=release, retention=retention,
+                                                                  hand_over=prep.base.point_id if carried else None))
+        else:
+            await catalog(CatalogApi.record_point, record)
+            if release is not None:
+                self._enter("rotate-base")
+                await site(BackupApi.release_snapshot, release)
+            if retention is not None:
+                self._enter("retention")
+                await site(BackupApi.apply_retention, retention)
         self._enter("done")
         return VMBackupResult(vm=vm, ok=True, point_id=inp.point_id, type=prep.type, full_reason=prep.reason,
                               disks=moved.disks)

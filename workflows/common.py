@@ -87,9 +87,10 @@ def phase(name: str, details: str = "") -> None:
 
 
 async def record_job(operation: Operation, status: str, *, plan: str | None = None, vm: str | None = None,
-                     result: dict | None = None, finished: bool = False) -> None:
+                     result: dict | None = None, finished: bool = False, run_id: str | None = None) -> None:
+    """The run's job row; `run_id`: a continue-as-new chain's first run (its rows live there)."""
     info = workflow.info()
-    await catalog(CatalogApi.record_job, JobRecord(workflow_id=info.workflow_id, run_id=info.run_id,
+    await catalog(CatalogApi.record_job, JobRecord(workflow_id=info.workflow_id, run_id=run_id or info.run_id,
                                                    operation=operation, status=status, plan=plan, vm=vm,
                                                    result=result, finished=finished))
 

@@ -71,6 +71,11 @@ class BackupPlanRunWorkflow(PlanRun[PlanRunInput, ResolvedPlan, ResolvedVM, VMBa
     def items(self, plan: ResolvedPlan) -> Sequence[ResolvedVM]:
         return plan.vms
 
+    def page(self, plan: ResolvedPlan, offset: int, size: int) -> tuple[Sequence[ResolvedVM], int]:
+        if plan.vm_count is None:  # resolved whole (an activity of before pages)
+            return super().page(plan, offset, size)
+        return plan.vms, plan.vm_count  # resolve_plan read only this page
+
     def vm(self, item: ResolvedVM) -> VMRef:
         return item.ref
 

@@ -20,13 +20,15 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    from models.activity_api import CatalogApi
     from models.jobs import Operation
+    from models.plan_pages import DEFAULT_PAGE_SIZE, RESULTS_BATCH, RunPage, RunVMResults, RunVMRow
     from models.plans import RunResult, VMRef, Window
     from models.queues import WORKFLOW_TASK_QUEUE
     from models.schedule import window_close
 
 from workflows.backup import failure_text
-from workflows.common import SKIPPED_BUSY, before_deadline, phase, record_job, start_plan_run, tag
+from workflows.common import SKIPPED_BUSY, before_deadline, catalog, phase, record_job, start_plan_run, tag
 from workflows.window import SlidingWindow
 
 SKELETON = "plan-run-skeleton"
@@ -34,6 +36,10 @@ SKELETON = "plan-run-skeleton"
 # them to clean up, records the run, and only then ends CANCELLED. Runs before this marker
 # ended at once, their children terminated mid-step (a backup's snapshot left behind).
 CANCEL_STOPS_VMS = "plan-run-cancel-stops-vms"
+# A run goes through its VMs a page at a time (continue-as-new between pages), each VM's
+# result written to the catalog, its own result a bounded summary (models/plan_pages.py).
+# Runs before this marker held every VM in one history and returned every result.
+PAGES = "plan-run-pages"
 STOPPED = "stopped at the window's end"
 NOT_STARTED = "not started: the window closed"
 CANCELLED = "stopped: the run was cancelled"
@@ -44,10 +50,15 @@ NOTHING_TO_PROTECT = "nothing to protect: the plan resolved to no VMs"
 class RunInput(Protocol):
     plan: str
     manual: bool
+    page_size: int | None
+    page: RunPage | None
+
+    def model_copy(self, *, update: dict[str, Any]) -> Any: ...
 
 
 class VMResult(Protocol):
     ok: bool
+    vm: VMRef
 
     def model_dump(self, *, mode: str) -> dict[str, Any]: ...
 
@@ -83,8 +94,11 @@ def outcome(results: Sequence[VMResult]) -> RunResult:
     An empty run is FAILED too: a plan protects at least one VM (models.plans refuses one
     without), so a run that resolved to none protected nothing the user asked for and made
     no point; SUCCESS would tell the user their VMs are protected when nothing is."""
-    ok = sum(r.ok for r in results)
-    if results and ok == len(results):
+    return counted_outcome(sum(r.ok for r in results), len(results))
+
+
+def counted_outcome(ok: int, total: int) -> RunResult:
+    if total and ok == total:
         return RunResult.SUCCESS
     return RunResult.PARTIAL_SUCCESS if ok else RunResult.FAILED
 
@@ -110,13 +124,14 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
     def __init__(self) -> None:
         self._done: list[ResT] = []
         self._total = 0
+        self._before = 0  # VMs done in the earlier runs of a paged run's chain
         self._closing = False  # the window closed (or the run was cancelled): a child's failure is its cancellation
         self._stopped, self._not_started_why = STOPPED, NOT_STARTED  # why a VM stopped or never started
 
     @workflow.query
     def progress(self) -> dict:
-        return {"vms_total": self._total, "vms_done": len(self._done),
-                "results": [r.model_dump(mode="json") for r in self._done]}
+        return {"vms_total": self._total, "vms_done": self._before + len(self._done),
+                "results": [r.model_dump(mode="json") for r in self._done]}  # this page's: bounded
 
     # -- hooks ---------------------------------------------------------------------------
     @abstractmethod
@@ -138,6 +153,12 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
     def items(self, plan: PlanT) -> Sequence[ItemT]:
         """The run's VMs, in the order they start."""
 
+    def page(self, plan: PlanT, offset: int, size: int) -> tuple[Sequence[ItemT], int]:
+        """This page's VMs (`size` from `offset`) and the plan's count of VMs. Here: a slice
+        of everything `resolve` read; a plan kind whose resolve reads only the page overrides it."""
+        items = self.items(plan)
+        return items[offset:offset + size], len(items)
+
     @abstractmethod
     def vm(self, item: ItemT) -> VMRef: ...
 
@@ -150,6 +171,8 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
 
     # -- the runbook ---------------------------------------------------------------------
     async def execute(self, inp: InT) -> Any:
+        if workflow.patched(PAGES):
+            return await self.execute_paged(inp)
         tag(self.operation, plan=inp.plan, phase="resolve")
         plan = await self.resolve(inp)
         now = workflow.now()
@@ -195,6 +218,101 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
         await self.record_result(inp.plan, result, workflow.now())
         await record_job(self.operation, "CANCELLED" if cancelled else result.value, plan=inp.plan,
                          result=final.model_dump(mode="json"), finished=True)
+        phase("cancelled" if cancelled else "done", result.value)
+        if cancelled:
+            raise asyncio.CancelledError()  # the run ends CANCELLED, as asked (its result is in the catalog)
+        return final
+
+    async def execute_paged(self, inp: InT) -> Any:
+        """The runbook a page at a time: the first run of the chain gates and records the run
+        RUNNING; each run resolves its page, runs it through the sliding window, writes its
+        VMs' results to the catalog and continues as new with the next page; the last one
+        records the run's end. A kill at any point resumes in the same page: children have
+        deterministic ids and the results' writes are keyed by the VM's index."""
+        page, size = inp.page, inp.page_size or DEFAULT_PAGE_SIZE
+        first = page is None
+        tag(self.operation, plan=inp.plan, phase="resolve")
+        plan = await self.resolve(inp.model_copy(update={"page_size": size}))
+        now = workflow.now()
+        if page is None:
+            gate = self.gate(plan)
+            closes = None
+            if not inp.manual:
+                if gate.paused:
+                    return self.result_type(plan=inp.plan, result=RunResult.PAUSED, skipped_reason="plan is paused")
+                if gate.window is not None:
+                    closes = window_close(gate.window, gate.time_zone, now)
+                    if closes is None:
+                        reason = f"skipped: {now:%H:%M} UTC is outside the window"
+                        workflow.set_current_details(reason)
+                        return self.result_type(plan=inp.plan, result=RunResult.NEVER_EXECUTE,
+                                                skipped_reason=reason)
+            items, total = self.page(plan, 0, size)
+            page = RunPage(offset=0, total=total, first_run_id=workflow.info().run_id, started_at=now,
+                           deadline=closes if closes is not None and self.stops_at_close(plan) else None)
+            await record_job(self.operation, "RUNNING", plan=inp.plan, run_id=page.first_run_id)
+            await self.record_result(inp.plan, RunResult.RUNNING, now)
+        else:
+            items, _ = self.page(plan, page.offset, size)
+        self._total, self._before = page.total, page.offset
+        max_jobs = self.gate(plan).max_jobs
+        phase(self.phase_name, f"{page.total} VMs, {max_jobs} at a time"
+              + (f", VMs {page.offset + 1}-{page.offset + len(items)} in this run" if page.total > size else "")
+              + (f", window closes {page.deadline:%Y-%m-%d %H:%M} UTC" if page.deadline else ""))
+        job = partial(self._one, plan, inp, page.started_at.strftime("%Y%m%dT%H%M%SZ"))
+        window = SlidingWindow(items, max_jobs, job, self._not_started)
+        cancelled = False
+        try:
+            if page.deadline is not None and now >= page.deadline:  # a later page, after the window's end
+                self._closing = True
+                idle = window.stop()
+            else:
+                idle = window.start()
+                if page.deadline is not None and not await before_deadline(idle, page.deadline,
+                                                                          f"{self.noun} window closes"):
+                    self._closing = True
+                    phase("window-closed", f"stopping the running {self.noun}s (each cleans up after itself)")
+                    idle = window.stop()
+            await idle
+        except asyncio.CancelledError:
+            cancelled, self._closing = True, True
+            self._stopped, self._not_started_why = CANCELLED, NOT_STARTED_CANCELLED
+            phase("cancelled", f"stopping the running {self.noun}s (each cleans up after itself)")
+            await window.stop()
+        results = window.results()
+        await self._keep(inp.plan, page, results)
+        page = page.model_copy(update={
+            "offset": page.offset + len(results), "ok": page.ok + sum(r.ok for r in results),
+            "failed": page.failed + sum(not r.ok for r in results),
+            "cancelled": page.cancelled + sum(bool(getattr(r, "cancelled", False)) for r in results)})
+        if not cancelled and results and page.offset < page.total:
+            workflow.continue_as_new(inp.model_copy(update={"page": page.model_copy(update={"runs": page.runs + 1}),
+                                                            "page_size": size}))
+        whole = first and page.offset == page.total  # one page held the whole run: its result lists every VM
+        return await self._finish(inp, page, results if whole else [], cancelled, whole)
+
+    async def _keep(self, plan: str, page: RunPage, results: Sequence[ResT]) -> None:
+        """This page's VM results into the catalog, a batch per activity (bounded payloads)."""
+        info = workflow.info()
+        for start in range(0, len(results), RESULTS_BATCH):
+            rows = [RunVMRow(index=page.offset + start + i, vm=str(r.vm), ok=r.ok,
+                             result=r.model_dump(mode="json"))
+                    for i, r in enumerate(results[start:start + RESULTS_BATCH])]
+            await catalog(CatalogApi.record_run_vms, RunVMResults(workflow_id=info.workflow_id,
+                                                                  run_id=page.first_run_id, plan=plan, rows=rows),
+                          f"results of VMs {rows[0].index + 1}-{rows[-1].index + 1}")
+
+    async def _finish(self, inp: InT, page: RunPage, results: Sequence[ResT], cancelled: bool, whole: bool) -> Any:
+        """The run's end: its bounded summary (every VM's result too when it took one page)."""
+        result = counted_outcome(page.ok, page.total)
+        final = self.result_type(
+            plan=inp.plan, result=result, vms=list(results) if whole else [],
+            skipped_reason="" if page.total else NOTHING_TO_PROTECT, vms_total=page.total, vms_ok=page.ok,
+            vms_failed=page.total - page.ok, vms_cancelled=page.cancelled + (page.total - page.offset),
+            runs=page.runs, paged=not whole, run_id=page.first_run_id)
+        await self.record_result(inp.plan, result, workflow.now())
+        await record_job(self.operation, "CANCELLED" if cancelled else result.value, plan=inp.plan,
+                         result=final.model_dump(mode="json"), finished=True, run_id=page.first_run_id)
         phase("cancelled" if cancelled else "done", result.value)
         if cancelled:
             raise asyncio.CancelledError()  # the run ends CANCELLED, as asked (its result is in the catalog)

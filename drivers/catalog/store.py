@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, func, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, select
 
@@ -26,6 +26,7 @@ from models.catalog import (
     BackupPlanRow,
     ClusterRow,
     JobRow,
+    PlanRunVMRow,
     PlanVMRow,
     ReplicaChangeRow,
     ReplicationObjectRow,
@@ -448,6 +449,28 @@ class Catalog(ReplicaObjects):
                 q = q.where(JobRow.plan == plan)
             rows = s.exec(q.order_by(col(JobRow.started_at).desc()).limit(limit)).all()
             return [JobRow.model_validate(r) for r in rows]
+
+    # -- per-VM results of plan runs (models/plan_pages.py) -----------------------------
+
+    def put_run_vms(self, workflow_id: str, run_id: str, plan: str, rows: list[tuple[int, str, bool, dict]]) -> None:
+        """Write a batch of one run's VM results (index, vm, ok, result); a retried batch
+        replaces its rows (same keys), never adds to them."""
+        with self.session() as s:
+            for index, vm, ok, result in rows:
+                s.merge(PlanRunVMRow(workflow_id=workflow_id, run_id=run_id, index=index, plan=plan, vm=vm, ok=ok,
+                                     result=result))
+
+    def run_vms(self, workflow_id: str, run_id: str, offset: int, limit: int,
+                failed_only: bool = False) -> tuple[list[PlanRunVMRow], int]:
+        """A page of one run's VM results in the run's order, and how many there are."""
+        where = [col(PlanRunVMRow.workflow_id) == workflow_id, col(PlanRunVMRow.run_id) == run_id]
+        if failed_only:
+            where.append(col(PlanRunVMRow.ok).is_(False))
+        with self.session() as s:
+            total = s.exec(select(func.count()).select_from(PlanRunVMRow).where(*where)).one()
+            rows = s.exec(select(PlanRunVMRow).where(*where).order_by(col(PlanRunVMRow.index))
+                          .offset(offset).limit(limit)).all()
+            return [PlanRunVMRow.model_validate(r) for r in rows], int(total)
 
     # -- service slots: leases that hold a service's limits across plans and runs --------
 

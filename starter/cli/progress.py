@@ -50,7 +50,7 @@ async def replication_run_with_progress(client: AbdrClient, handle: WorkflowHand
         done = await asyncio.gather(*(_child_closed(client, handle, plan, vm) for vm in vms))
         return None, sum(done)
 
-    return await _with_bar(client.result(handle), f"replication plan {plan}", len(vms) or None, counts, show)
+    return await _with_bar(client.plan_run_result(handle), f"replication plan {plan}", len(vms) or None, counts, show)
 
 
 async def _with_bar(work: Awaitable[R], label: str, total: int | None,

@@ -45,7 +45,7 @@ from models.admin import (
 )
 from models.ids import dr_id, drill_id, maintenance_id, plan_run_id, replication_run_id, restore_id
 from models.inventory import VM, Cluster, Site
-from models.jobs import MaintenanceInput, PlanRunInput, PlanRunResult, RestoreInput, RestoreResult
+from models.jobs import MaintenanceInput, PlanRunInput, RestoreInput, RestoreResult
 from models.plans import BackupPlanSpec, PlanStatus, VMRef
 from models.queues import WORKFLOW_TASK_QUEUE
 from models.replication import ReplicationPlanSpec
@@ -284,15 +284,34 @@ class AbdrClient:
             await self.admin("delete_restore_points", {"ids": deleted.points}, site=repo.site)
         return deleted.model_copy(update={"points_deleted": delete_points})
 
-    async def run_backup_plan(self, name: str, full: bool = False) -> WorkflowHandle:
+    async def run_backup_plan(self, name: str, full: bool = False, page_size: int | None = None) -> WorkflowHandle:
+        """`page_size`: VMs per workflow run before the run continues as new (None: the default)."""
         await self.get_backup_plan(name)  # unknown plan: a clear error, no workflow
-        return await self._start(BackupPlanRunWorkflow.run, PlanRunInput(plan=name, manual=True, full=full),
+        return await self._start(BackupPlanRunWorkflow.run,
+                                 PlanRunInput(plan=name, manual=True, full=full, page_size=page_size),
                                  plan_run_id(name),
                                  f"backup plan {name!r} is already running; a manual run never runs alongside it",
                                  f"manual {'full ' if full else ''}run of backup plan {name}", plan=name)
 
-    async def plan_run_result(self, handle: WorkflowHandle) -> PlanRunResult:
-        return await self.result(handle)
+    async def plan_run_result(self, handle: WorkflowHandle) -> Any:
+        """A plan run's result (backup or replication); a run that went in pages has its VMs'
+        results read back from the catalog, a page at a time."""
+        result = await self.result(handle)
+        if result.paged:
+            vms = await self.run_vms(handle.id, result.run_id)
+            result = type(result).model_validate({**result.model_dump(mode="json"), "vms": vms})
+        return result
+
+    async def run_vms(self, workflow_id: str, run_id: str, failed_only: bool = False) -> list[dict[str, Any]]:
+        """Every VM result of one plan run, from the catalog (admin op list_run_vms, paged)."""
+        out: list[dict[str, Any]] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = await self.admin("list_run_vms", {"workflow_id": workflow_id, "run_id": run_id, "offset": offset,
+                                                     "failed_only": failed_only})
+            out += [r.result for r in page.rows]
+            offset = page.next_offset
+        return out
 
     # -- restore points and restore -----------------------------------------------------------
 
@@ -466,6 +485,8 @@ class AbdrClient:
                              ui=self.ui_link(workflow_id, d.run_id), closed_at=d.close_time)
         if d.status == WorkflowExecutionStatus.COMPLETED:
             out.result = await handle.result()
+            if isinstance(out.result, dict) and out.result.get("paged"):
+                out.result["vms"] = await self.run_vms(workflow_id, out.result["run_id"])
         elif d.status in job_ends.ENDS:  # ended otherwise: say how (the job list's words) and why
             ended = await job_ends.run_end(self.client, workflow_id, d.run_id)
             if ended is not None:

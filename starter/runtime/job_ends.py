@@ -42,13 +42,26 @@ async def run_end(client: Client, workflow_id: str, run_id: str) -> tuple[JobEnd
             return None
         raise
     end = ENDS.get(described.status) if described.status else None
-    if end is None or end in (JobEnd.COMPLETED, JobEnd.CONTINUED_AS_NEW):
+    if end == JobEnd.CONTINUED_AS_NEW:  # a plan run in pages: its row is under the chain's first run
+        return await chain_end(client, workflow_id, run_id)
+    if end is None or end == JobEnd.COMPLETED:
         return (end, "") if end else None
     try:
         await handle.result(follow_runs=False)  # reads the close event only
     except WorkflowFailureError as e:
         return end, failure_text(e) or PLAIN.get(end, "")
     return end, PLAIN.get(end, "")
+
+
+async def chain_end(client: Client, workflow_id: str, first_run_id: str) -> tuple[JobEnd, str] | None:
+    """How a continue-as-new chain ended: its latest run's end, if that run is of the chain
+    (a later run under the same id is another job); None while the chain runs."""
+    latest = await client.get_workflow_handle(workflow_id).describe()
+    if latest.raw_description.workflow_execution_info.first_run_id != first_run_id:
+        return JobEnd.CONTINUED_AS_NEW, ""  # the chain's runs are gone from Temporal: say what is known
+    if latest.status == WorkflowExecutionStatus.RUNNING:
+        return None
+    return await run_end(client, workflow_id, latest.run_id)
 
 
 async def run_ends(client: Client, runs: Iterable[RunKey]) -> dict[RunKey, tuple[JobEnd, str]]:

@@ -23,6 +23,19 @@ async def export_histories(client: Client) -> None:
         (out / f"{wf.workflow_type}.json").write_text(history.to_json())
 
 
+async def export_chain(client: Client, workflow_id: str, version: str) -> None:
+    """With ABDR_RECORD_HISTORIES set, save every run of one workflow id (a continue-as-new
+    chain, whose runs but the last export_histories skips, or one VM's successive backups)
+    as `<type>.<version>-<n>.json`, n counting from the oldest run."""
+    target = os.environ.get("ABDR_RECORD_HISTORIES")
+    if not target:
+        return
+    runs = [wf async for wf in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    for n, wf in enumerate(sorted(runs, key=lambda w: w.start_time), start=1):
+        history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+        (Path(target) / f"{wf.workflow_type}.{version}-{n}.json").write_text(history.to_json())
+
+
 async def quiesce(client: Client) -> None:
     """Leave a shared server clean for the next test: histories recorded (when asked), no
     schedules, no running workflows."""

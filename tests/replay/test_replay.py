@@ -4,8 +4,10 @@ run already in flight fails here (use `workflow.patched` for compatible changes)
 The histories were recorded by running the e2e suite with ABDR_RECORD_HISTORIES set
 (tests/e2e/histories.py; `*.skeleton-logic.json` from tests/workflows/test_plan_runs_workflow_logic.py,
 stub children; `BackupPlanRun.cancelled.json`, a run `abdr job cancel` stopped, saved from
-tests/e2e/test_cli_operations.py's cancel test by hand, since only completed runs are recorded; `AdminService.json`, a run of the admin service that continued as new,
-from tests/e2e/test_admin_service.py); re-record them only for a deliberate, versioned change. A file
+tests/e2e/test_cli_operations.py's cancel test by hand, since only completed runs are recorded; `BackupPlanRun.pages-*.json`, the first and last runs of a chain in pages, and
+`VMBackup.finish-in-one.json` / `VMBackup.skip-unchanged.json`, from tests/e2e/test_plan_scale.py via
+tests/e2e/histories.py's export_chain; `AdminService.json`, a run of the admin service that continued as
+new, from tests/e2e/test_admin_service.py); re-record them only for a deliberate, versioned change. A file
 is `<type>.json`, or `<type>.<version>.json` for a run of a later, patched version of
 its type, kept beside the older one so both branches stay replayed."""
 

@@ -39,6 +39,7 @@ from models.jobs import (
     BackupBase,
     CleanupInput,
     CreateVMInput,
+    FinishBackupInput,
     JobRecord,
     PowerInput,
     PrepareBackupInput,
@@ -475,6 +476,12 @@ class SiteDoubles(Doubles):
     @double("cleanup_backup", lambda self, c: f"{c.snapshot_id or '-'} {c.point_id}")
     def cleanup_backup(self, c: CleanupInput) -> None:
         self.world.drop(c.vm_id, c.snapshot_id)
+
+    @double("finish_backup", lambda self, f: f"{f.record.point_id} {f.release.snapshot_id if f.release else '-'}")
+    def finish_backup(self, f: FinishBackupInput) -> None:
+        self.world.backup_points.append(f.record.point_id)
+        if f.release is not None:
+            self.world.drop(f.release.vm_id, f.release.snapshot_id)
 
     @double("release_snapshot", lambda self, c: c.snapshot_id or "")
     def release_snapshot(self, c: CleanupInput) -> None:

@@ -31,6 +31,7 @@ from models.jobs import (
     VMBackupInput,
     VMBackupResult,
 )
+from models.plan_pages import RunVMResults
 from models.plans import BackupDelayOption, RunResult, VMRef
 from models.queues import WORKFLOW_TASK_QUEUE
 from models.replication import ReplicationObject, ReplicationPlanSpec
@@ -49,6 +50,7 @@ from workflows.replication_plan import ReplicationPlanRunWorkflow
 PLANS: dict[str, ResolvedPlan | ResolvedReplicationPlan] = {}
 RECORDED: defaultdict[str, list[RunResult]] = defaultdict(list)  # each plan's set_*_result calls
 LOG: list[str] = []  # "+vm" when a stub child starts its work, "-vm" when it ends
+RUN_VMS: defaultdict[tuple[str, str], list[tuple[int, str, bool]]] = defaultdict(list)  # record_run_vms rows
 
 
 @activity.defn(name="resolve_plan")
@@ -78,6 +80,12 @@ async def set_replication_plan_result(inp: PlanResultInput) -> None:
 @activity.defn(name="record_job")
 async def record_job(rec: JobRecord) -> None:
     pass
+
+
+@activity.defn(name="record_run_vms")
+async def record_run_vms(inp: RunVMResults) -> None:
+    for row in inp.rows:
+        RUN_VMS[(inp.workflow_id, inp.run_id)].append((row.index, row.vm, row.ok))
 
 
 @activity.defn(name="track")
@@ -126,7 +134,7 @@ async def client(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
     async with Worker(temporal_env.client, task_queue=WORKFLOW_TASK_QUEUE,
                       workflows=[BackupPlanRunWorkflow, ReplicationPlanRunWorkflow, StubVMBackup, StubReplicate],
                       activities=[resolve_plan, resolve_replication_plan, set_plan_result,
-                                  set_replication_plan_result, record_job, track],
+                                  set_replication_plan_result, record_job, record_run_vms, track],
                       workflow_runner=UnsandboxedWorkflowRunner()):
         yield temporal_env.client
 
@@ -213,3 +221,46 @@ async def test_an_empty_plan_run_ends_failed_for_both_kinds(client: Client, kind
     assert result.result == RunResult.FAILED and result.vms == []
     assert result.skipped_reason == NOTHING_TO_PROTECT
     assert RECORDED[plan] == [RunResult.RUNNING, RunResult.FAILED]
+
+
+async def test_a_run_larger_than_its_page_continues_as_new_and_keeps_every_vm_result(client: Client) -> None:
+    """Pages of 3 over 8 VMs (one failing, one resolved with an error): three workflow runs
+    chained by continue-as-new, each VM's result written once under the chain's first run,
+    in the plan's order, and a summary that counts them instead of listing them."""
+    names = ["p0", "p1", "bad2", "p3", "p4", "p5", "p6", "p7"]
+    plan = backup_plan([vm(n, error="cluster 'x' is unknown" if n == "p4" else "") for n in names], max_parallel=2)
+    handle = await client.start_workflow(BackupPlanRunWorkflow.run, PlanRunInput(plan=plan, manual=True, page_size=3),
+                                         id=plan_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    result: PlanRunResult = await handle.result()
+    assert result.result == RunResult.PARTIAL_SUCCESS
+    assert (result.vms_total, result.vms_ok, result.vms_failed, result.runs, result.paged) == (8, 6, 2, 3, True)
+    assert result.vms == [] and result.run_id == handle.first_execution_run_id
+    rows = RUN_VMS[(plan_run_id(plan), handle.first_execution_run_id)]
+    assert rows == [(i, f"c/{n}", n not in ("bad2", "p4")) for i, n in enumerate(names)]
+    assert sorted(e for e in LOG if e.startswith("+")) == sorted(f"+{n}" for n in names if n != "p4")  # none twice
+    assert most_in_flight(LOG) <= 2
+    assert RECORDED[plan] == [RunResult.RUNNING, RunResult.PARTIAL_SUCCESS]
+    runs = [w async for w in client.list_workflows(f"WorkflowId = '{plan_run_id(plan)}'")]
+    assert len(runs) == 3
+
+
+async def test_a_run_that_fits_its_page_lists_every_vm_as_before(client: Client) -> None:
+    plan = backup_plan([vm("a"), vm("b")], max_parallel=2)
+    handle = await client.start_workflow(BackupPlanRunWorkflow.run, PlanRunInput(plan=plan, manual=True, page_size=2),
+                                         id=plan_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    result: PlanRunResult = await handle.result()
+    assert [(v.vm.vm, v.ok) for v in result.vms] == [("a", True), ("b", True)]
+    assert (result.vms_total, result.vms_ok, result.runs, result.paged) == (2, 2, 1, False)
+    assert [r[1] for r in RUN_VMS[(plan_run_id(plan), handle.first_execution_run_id)]] == ["c/a", "c/b"]
+
+
+async def test_replication_runs_go_in_pages_too(client: Client) -> None:
+    vms = [f"w{i}" for i in range(5)]
+    plan = replication_plan(vms, max_jobs=2)
+    handle = await client.start_workflow(ReplicationPlanRunWorkflow.run,
+                                         ReplicationRunInput(plan=plan, manual=True, page_size=2),
+                                         id=replication_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    result: ReplicationRunResult = await handle.result()
+    assert result.result == RunResult.SUCCESS and (result.vms_total, result.vms_ok, result.runs) == (5, 5, 3)
+    assert [r[1] for r in RUN_VMS[(replication_run_id(plan), handle.first_execution_run_id)]] == [
+        f"ca/{v}" for v in vms]
