@@ -24,8 +24,10 @@ from workflows.admin import AdminCall
 from workflows.admin_service import ADMIN_SERVICE_ID, DRAINING, AdminServiceState, AdminServiceWorkflow
 
 # Temporal holds at most a few Updates in flight per workflow; a busier moment is told to
-# come back (RESOURCE_EXHAUSTED), as is a call that reaches the service while it continues as new.
-AGAIN = (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.ABORTED)
+# come back (RESOURCE_EXHAUSTED). A call admitted while the service continues as new is
+# aborted, never run (UNAVAILABLE with these words). Any other UNAVAILABLE is Temporal
+# itself not answering: that is the caller's answer at once, not a reason to wait.
+ABORTED_UPDATE = ("update was aborted", "workflow is closing")
 # Beyond the activity's own time limit: the orchestration worker may itself be down.
 GRACE = timedelta(seconds=30)
 
@@ -44,7 +46,8 @@ def _start_operation() -> WithStartWorkflowOperation[Any, Any]:
 
 def _retryable(e: BaseException) -> bool:
     if isinstance(e, RPCError):
-        return e.status in AGAIN
+        return e.status == RPCStatusCode.RESOURCE_EXHAUSTED or (
+            e.status == RPCStatusCode.UNAVAILABLE and any(w in str(e) for w in ABORTED_UPDATE))
     if isinstance(e, WorkflowUpdateFailedError):
         return isinstance(e.cause, ApplicationError) and e.cause.type == DRAINING
     return False
