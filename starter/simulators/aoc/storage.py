@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from drivers.qcow2 import chains, images
-from drivers.qcow2.nbd import NbdServer
+from drivers.qcow2.nbd import NbdImage, NbdServer
 from drivers.qcow2.state import Snap, VMState, load, save
 from models.inventory import DiskSpec, Extent, VMConfig
 from starter.simulators.aoc.errors import SimError, bad, not_found
@@ -80,7 +80,10 @@ class Storage:
             try:
                 while True:
                     t = time.monotonic()
+                    held = len(v.leases)
                     v.leases = {k: e for k, e in v.leases.items() if e > t}
+                    if len(v.leases) < held:  # a writer died holding its lease (released ones are gone)
+                        self._flush_live(v)
                     if not v.leases:
                         break
                     if t > deadline:
@@ -234,6 +237,20 @@ class Storage:
             v.leases[lease] = time.monotonic() + self.lease_ttl_s
             v.maps.clear()  # the live files will change
             return lease, uri, size, gen
+
+    @staticmethod
+    def _flush_live(v: VmDisks) -> None:
+        """A writer killed mid-batch leaves its last writes in the shared live server's
+        metadata cache: reads through the server see them, `qemu-img map` of the file would
+        not, and changed extents would miss them. Flush them into the files first."""
+        for (_volume, snap), server in v.servers.items():
+            if snap is None and server.proc.poll() is None:
+                img = NbdImage.connect(server.uri, writable=True)
+                try:
+                    img.flush()
+                finally:
+                    img.close()
+        v.maps.clear()
 
     def release(self, vm_id: str, lease: str) -> None:
         v = self.vm(vm_id)
