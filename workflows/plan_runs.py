@@ -169,6 +169,22 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
     @abstractmethod
     def failed(self, vm: VMRef, error: str, cancelled: bool) -> ResT: ...
 
+    def gated(self, inp: InT, gate: Gate, now: datetime) -> tuple[Any, datetime | None]:
+        """(the skipped run's result, or None; when the window closes, or None). Only a
+        scheduled run is gated: a manual one runs paused and outside its window."""
+        if inp.manual:
+            return None, None
+        if gate.paused:
+            return self.result_type(plan=inp.plan, result=RunResult.PAUSED, skipped_reason="plan is paused"), None
+        if gate.window is None:
+            return None, None
+        closes = window_close(gate.window, gate.time_zone, now)
+        if closes is None:
+            reason = f"skipped: {now:%H:%M} UTC is outside the window"
+            workflow.set_current_details(reason)
+            return self.result_type(plan=inp.plan, result=RunResult.NEVER_EXECUTE, skipped_reason=reason), None
+        return None, closes
+
     # -- the runbook ---------------------------------------------------------------------
     async def execute(self, inp: InT) -> Any:
         if workflow.patched(PAGES):
@@ -177,16 +193,9 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
         plan = await self.resolve(inp)
         now = workflow.now()
         gate = self.gate(plan)
-        closes = None
-        if not inp.manual:
-            if gate.paused:
-                return self.result_type(plan=inp.plan, result=RunResult.PAUSED, skipped_reason="plan is paused")
-            if gate.window is not None:
-                closes = window_close(gate.window, gate.time_zone, now)
-                if closes is None:
-                    reason = f"skipped: {now:%H:%M} UTC is outside the window"
-                    workflow.set_current_details(reason)
-                    return self.result_type(plan=inp.plan, result=RunResult.NEVER_EXECUTE, skipped_reason=reason)
+        skipped, closes = self.gated(inp, gate, now)
+        if skipped is not None:
+            return skipped
         deadline = closes if closes is not None and self.stops_at_close(plan) else None
         await record_job(self.operation, "RUNNING", plan=inp.plan)
         await self.record_result(inp.plan, RunResult.RUNNING, now)
@@ -236,17 +245,9 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
         now = workflow.now()
         if page is None:
             gate = self.gate(plan)
-            closes = None
-            if not inp.manual:
-                if gate.paused:
-                    return self.result_type(plan=inp.plan, result=RunResult.PAUSED, skipped_reason="plan is paused")
-                if gate.window is not None:
-                    closes = window_close(gate.window, gate.time_zone, now)
-                    if closes is None:
-                        reason = f"skipped: {now:%H:%M} UTC is outside the window"
-                        workflow.set_current_details(reason)
-                        return self.result_type(plan=inp.plan, result=RunResult.NEVER_EXECUTE,
-                                                skipped_reason=reason)
+            skipped, closes = self.gated(inp, gate, now)
+            if skipped is not None:
+                return skipped
             items, total = self.page(plan, 0, size)
             page = RunPage(offset=0, total=total, first_run_id=workflow.info().run_id, started_at=now,
                            deadline=closes if closes is not None and self.stops_at_close(plan) else None)
