@@ -24,7 +24,7 @@ test: install
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-hypervisor.sh $(VENV)
 	bash scripts/ensure-browser.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=40
 
 bench: install
 	bash scripts/ensure-hypervisor.sh $(VENV)

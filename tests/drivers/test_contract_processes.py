@@ -110,7 +110,10 @@ def test_sigkill_mid_writes_leaves_every_snapshot_intact(driver_spec: DriverSpec
             time.sleep(0.001)
         time.sleep(rng.random() * 0.01)
         os.kill(p.pid, signal.SIGKILL)
-        p.communicate()
+        try:  # its pipes close only when nothing it started still holds them
+            p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("something the killed writer started outlived it, holding its pipes") from None
         assert p.returncode == -signal.SIGKILL, "the writer should still have been running"
         k = read_progress(progress)
         assert k >= target
