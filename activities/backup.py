@@ -228,15 +228,33 @@ class BackupActivities(BackupApi):
         return ExpiredPoints.of(expired)
 
     def delete_points(self, repository_path: str, point_ids: list[str]) -> None:
-        """Catalog DELETING -> manifest removed -> catalog row removed: a crash in between
-        never leaves a READY point without its manifest."""
+        """Catalog DELETING -> manifest removed -> its changed-block snapshot deleted ->
+        catalog row removed: a crash in between never leaves a READY point without its
+        manifest, and a retry finds the snapshot gone (a DELETING row is nobody's base)."""
         catalog, repo = self.res.catalog, self.res.repository(repository_path)
         for pid in point_ids:
             catalog.set_point_state(pid, PointState.DELETING)
             if remove_manifest(repo, pid):
+                self._delete_point_snapshot(pid)
                 catalog.delete_restore_point(pid)
             else:  # the base of a backup running now: kept; the next retention pass takes it
                 catalog.set_point_state(pid, PointState.READY)
+
+    def _delete_point_snapshot(self, point_id: str) -> None:
+        """The newest point of a VM keeps its snapshot as the next backup's base; without the
+        point nothing builds on it, and left on the cluster it would grow with every write."""
+        snapshot_id = self.res.catalog.point_snapshot(point_id)
+        if not snapshot_id:
+            return
+        point = self.res.catalog.get_restore_point(point_id)
+        driver = self.res.driver(point.cluster)
+        vm = driver.find_vm(point.vm)
+        if vm is None:
+            return  # the VM is gone, and its snapshots with it
+        try:
+            driver.delete_snapshot(vm.id, snapshot_id)
+        except NotFound:
+            pass
 
 
 def unchanged_since(driver: ClusterDriver, vm_id: str, snap: SnapshotInfo) -> bool:

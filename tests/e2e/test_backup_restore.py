@@ -124,9 +124,11 @@ async def test_backup_after_newest_point_deleted_says_why_it_is_full(stack: Stac
     assert r2["type"] == "INCREMENTAL", r2
     first_id = [p["id"] for p in await stack.cli_json("restore-point", "list", "--plan", "silver")][0]
     await stack.cli("restore-point", "delete", r2["point_id"])
+    assert stack.driver.list_snapshots(vm_id) == [], "the deleted point's changed-block snapshot stayed"
     at_third = capture(stack.driver, "app")
     third = await stack.cli_json("backup-plan", "run", "silver", "--wait")
     [r3] = third["vms"]
     assert r3["type"] == "FULL" and "first backup" not in r3["full_reason"], r3
     assert "base was deleted" in r3["full_reason"] and first_id in r3["full_reason"], r3
     await assert_point_restores_to(stack.client, stack.driver, r3["point_id"], at_third, "app-check")
+    assert len(stack.driver.list_snapshots(vm_id)) == 1  # the third point's base, nothing else
