@@ -7,7 +7,9 @@ stub children; `BackupPlanRun.cancelled.json`, a run `abdr job cancel` stopped, 
 tests/e2e/test_cli_operations.py's cancel test by hand, since only completed runs are recorded; `BackupPlanRun.pages-*.json`, the first and last runs of a chain in pages, and
 `VMBackup.finish-in-one.json` / `VMBackup.skip-unchanged.json`, from tests/e2e/test_plan_scale.py via
 tests/e2e/histories.py's export_chain; `AdminService.json`, a run of the admin service that continued as
-new, from tests/e2e/test_admin_service.py); re-record them only for a deliberate, versioned change. A file
+new, from tests/e2e/test_admin_service.py; `FailoverTest.asks-the-guest.json`, `Failback.careful-undo.json`,
+`ReplicationPlanRun.pages.json`, `PermanentFailover.reprotect-undo.json` and `Restore.rebuild-undo.json`, the
+runs of tests/e2e/test_replication.py and test_backup_restore.py that pass those patch markers); re-record them only for a deliberate, versioned change. A file
 is `<type>.json`, or `<type>.<version>.json` for a run of a later, patched version of
 its type, kept beside the older one so both branches stay replayed."""
 
