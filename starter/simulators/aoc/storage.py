@@ -9,6 +9,7 @@ it is done, then ends the servers its files changed under (their clients reconne
 from __future__ import annotations
 
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +58,9 @@ class Storage:
         self.root = root / "volumes"
         self.root.mkdir(parents=True, exist_ok=True)
         self.lease_ttl_s = lease_ttl_s
+        # NBD sockets are this process's, not state, and a unix socket path must stay under
+        # 108 bytes: a short directory of their own, not one under a (possibly deep) state dir
+        self.sockets = Path(tempfile.mkdtemp(prefix="abdr-aoc-nbd-"))
         self._vms: dict[str, VmDisks] = {}
         self._lock = threading.Lock()
 
@@ -218,7 +222,7 @@ class Storage:
             top, size = self.view(vm_id, st, volume, snap_id)
             server = v.servers.get((volume, snap_id))
             if server is None or server.proc.poll() is not None:
-                sock = v.root / f"{new_id()}.sock"
+                sock = self.sockets / f"{new_id()}.sock"
                 try:
                     server = NbdServer(st.chain(top), sock, writable=snap_id is None)
                 except images.ImageError as e:
@@ -280,3 +284,4 @@ class Storage:
         for v in vms:
             with v.cond:
                 self._end_servers(v, "all")
+        shutil.rmtree(self.sockets, ignore_errors=True)
