@@ -15,7 +15,7 @@ from activities.errors import translate_errors
 from activities.heartbeat import Progress, resume_details
 from activities.resources import Resources
 from activities.slots import SlotRequest, TransferKind, holds_slot
-from drivers.base import AlreadyExists, ClusterDriver, NotFound
+from drivers.base import AlreadyExists, ClusterDriver, NotFound, full_read_reason
 from drivers.ratelimit import limit_iops
 from drivers.repository import Repository
 from drivers.repository.errors import PointBusy, PointNotFound, RepositoryLocked
@@ -73,9 +73,14 @@ class BackupActivities(BackupApi):
         base = BackupBase(point_id=known[0], snapshot_id=known[1]) if known else BackupBase()
         if inp.force_full:
             return PrepareBackupResult(vm_id=vm_id, type=PointType.FULL, reason=inp.full_reason, base=base)
-        if known is None:
-            return PrepareBackupResult(vm_id=vm_id, type=PointType.FULL, reason=self.no_base_reason(inp.plan, inp.vm))
         driver = self.res.driver(inp.vm.cluster)
+        untracked = full_read_reason(driver)
+        if known is None:
+            reason = self.no_base_reason(inp.plan, inp.vm)
+            return PrepareBackupResult(vm_id=vm_id, type=PointType.FULL,
+                                       reason=f"{reason}; {untracked}" if untracked else reason)
+        if untracked:  # an incremental would read every block anyway: say so, and depend on no base
+            return PrepareBackupResult(vm_id=vm_id, type=PointType.FULL, reason=untracked, base=base)
         try:
             snap = driver.get_snapshot(vm_id, base.snapshot_id or "")
         except NotFound:

@@ -151,6 +151,19 @@ class ClusterDriver(Protocol):
 
 
 # ---------------------------------------------------------------------------- helpers
+@runtime_checkable
+class MayLackChangeTracking(Protocol):
+    """A driver whose cluster may not track changed blocks (an AOC without the storage
+    access): its changed extents are then whole disks, and it says why."""
+
+    def full_read_reason(self) -> str | None: ...
+
+
+def full_read_reason(driver: object) -> str | None:
+    """Why every backup of this driver's VMs must read whole disks, or None if it need not."""
+    return driver.full_read_reason() if isinstance(driver, MayLackChangeTracking) else None
+
+
 class OneShotIO:
     """`read` and `write` of the protocol as one-shot conveniences over `open_disk`."""
 

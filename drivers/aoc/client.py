@@ -5,6 +5,7 @@ every other refusal mapped onto the errors of drivers/base.py with the AOC's own
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from typing import Any
@@ -34,9 +35,9 @@ ERRORS: dict[str, type[DriverError]] = {
 
 
 class AocClient:
-    def __init__(self, base_url: str, creds: Credentials, verify: str | bool = True,
-                 retry_s: float = RETRY_S, timeout_s: float = 60.0) -> None:
-        self.base_url, self.creds, self.retry_s = base_url, creds, retry_s
+    def __init__(self, base_url: str, creds: Credentials, verify: ssl.SSLContext | str | bool = True,
+                 retry_s: float = RETRY_S, timeout_s: float = 60.0, trusted: str = "the system's CAs") -> None:
+        self.base_url, self.creds, self.retry_s, self.trusted = base_url, creds, retry_s, trusted
         self.http = httpx.Client(base_url=base_url, verify=verify, timeout=timeout_s)
         self._token: str | None = None
         self._lock = threading.Lock()
@@ -66,6 +67,7 @@ class AocClient:
                     token = self._token or self._login()
                 r = self.http.post(path, json=body, headers={"Authorization": token})
             except httpx.TransportError as e:
+                self._refused_tls(e)
                 if time.monotonic() > deadline:
                     raise DriverError(f"AOC {self.base_url} does not answer {path}: {e}") from None
             else:
@@ -84,6 +86,15 @@ class AocClient:
                     raise self._error(r.status_code, data, path.rsplit("/", 1)[-1])
             time.sleep(delay)
             delay = min(delay * 2, 0.25)  # a task holding the resource ends soon as often as not
+
+    def _refused_tls(self, e: httpx.TransportError) -> None:
+        """A certificate abdr does not trust is an answer, not an outage: say so at once."""
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise DriverError(f"AOC {self.base_url}: its TLS certificate is not trusted: checked against "
+                              f"{self.trusted}: {cause.verify_message or cause}") from None
 
     def read(self, op: str, where: dict[str, Any], order_by: str | None = None) -> list[dict[str, Any]]:
         """Every row `where` matches, PAGE at a time."""
@@ -125,6 +136,23 @@ class AocClient:
                                        f"is {t['status']} at {float(t.get('progress') or 0):.0%})")
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 1.5, 0.5)
+
+    def get(self, path: str, headers: dict[str, str]) -> httpx.Response:
+        """One GET with the token (logged in again once if it expired); the caller judges the answer."""
+        for _ in range(2):
+            with self._lock:
+                token = self._token or self._login()
+            try:
+                r = self.http.get(path, headers={**headers, "Authorization": token})
+            except httpx.TransportError as e:
+                self._refused_tls(e)
+                raise
+            if r.status_code != 401:
+                return r
+            with self._lock:
+                if self._token == token:
+                    self._token = None
+        return r
 
     def storage(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = self.post(f"/v2/storage/{op}", body)

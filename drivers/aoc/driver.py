@@ -6,11 +6,14 @@ it needs from the AOC."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from drivers.aoc import convert, endpoint
 from drivers.aoc.client import AocClient
 from drivers.aoc.disk import AocDiskHandle
+from drivers.aoc.export import AocExportHandle, no_writes
 from drivers.base import (
     DriverError,
     GuestToolsMissing,
@@ -24,6 +27,7 @@ from drivers.base import (
 from models.inventory import VM, Consistency, Extent, GuestSigns, PowerState, SnapshotInfo, VMConfig
 
 BLOCK_SIZE = 64 * 1024
+PROBE_S = 300.0  # how long the answer of the storage-access probe holds (a deployment may add it)
 STATUS = {s.value: s for s in PowerState}
 
 
@@ -33,8 +37,27 @@ class AocDriver(OneShotIO):
     def __init__(self, ep: str, cluster: str) -> None:
         self.cluster = cluster
         self.base_url, self.cluster_id = endpoint.parse(ep, cluster)
-        self.c = AocClient(self.base_url, endpoint.credentials(self.base_url, cluster), endpoint.verify())
+        self.c = AocClient(self.base_url, endpoint.credentials(self.base_url, cluster),
+                           endpoint.verify(self.base_url, cluster), trusted=endpoint.trusted(self.base_url, cluster))
         self._snap_volumes: dict[tuple[str, str], dict[str, str]] = {}  # a snapshot's disks never change
+        self._probe: tuple[float, str | None] | None = None  # (when, why there is no storage access)
+        self._probe_lock = threading.Lock()
+
+    def full_read_reason(self) -> str | None:
+        """None if the AOC exposes the storage access; else why every read is a whole volume
+        through `export-vm-volume` (a 404 of `get-storage-info`: the deployment has no
+        /v2/storage). Other failures are raised, never taken for an absence."""
+        with self._probe_lock:
+            if self._probe is None or time.monotonic() - self._probe[0] > PROBE_S:
+                try:
+                    self.c.storage("get-storage-info", {})
+                    why = None
+                except NotFound:
+                    why = (f"AOC {self.base_url} exposes no storage access (POST /v2/storage/get-storage-info "
+                           "answered 404): no changed-block tracking, so every backup reads whole volumes "
+                           "through export-vm-volume")
+                self._probe = (time.monotonic(), why)
+            return self._probe[1]
 
     # ------------------------------------------------------------------ reading
     def _in_cluster(self, **where: Any) -> dict[str, Any]:
@@ -266,7 +289,17 @@ class AocDriver(OneShotIO):
                               f"{self.block_size}")
         return [Extent(**e) for e in r["extents"]]
 
+    def _whole(self, vm_id: str, disk: str, snap_id: str | None) -> list[Extent]:
+        """The whole disk as one extent: what may hold data, or may have changed, when the
+        storage tracks nothing (a superset, as the contract allows)."""
+        self._volume(vm_id, disk, snap_id)
+        cfg = self.get_snapshot(vm_id, snap_id).config if snap_id else self.get_vm(vm_id).config
+        size = next(d.size_bytes for d in cfg.disks if d.name == disk)
+        return [Extent(offset=0, length=size)] if size else []
+
     def allocated_extents(self, vm_id: str, disk: str, snap_id: str | None = None) -> list[Extent]:
+        if self.full_read_reason():
+            return self._whole(vm_id, disk, snap_id)
         return self._extents({"vm_id": vm_id, "volume_id": self._volume(vm_id, disk, snap_id), "snapshot_id": snap_id})
 
     def changed_extents(self, vm_id: str, disk: str, base_snap_id: str, snap_id: str | None = None) -> list[Extent]:
@@ -275,13 +308,21 @@ class AocDriver(OneShotIO):
         if vol != base_vol:
             raise NotFound(f"disk {disk!r} of VM {vm_id} is another volume than in snapshot {base_snap_id} "
                            "(removed and added again): no changed extents between them")
+        if self.full_read_reason():
+            return self._whole(vm_id, disk, snap_id)
         return self._extents({"vm_id": vm_id, "volume_id": vol, "snapshot_id": snap_id,
                               "base_snapshot_id": base_snap_id})
 
-    def open_disk(self, vm_id: str, disk: str, snap_id: str | None = None, writable: bool = False) -> AocDiskHandle:
+    def open_disk(self, vm_id: str, disk: str, snap_id: str | None = None,
+                  writable: bool = False) -> AocDiskHandle | AocExportHandle:
         if writable and snap_id is not None:
             raise InvalidState("snapshot views are read-only")
-        return AocDiskHandle(self.c, vm_id, self._volume(vm_id, disk, snap_id), snap_id, writable)
+        volume = self._volume(vm_id, disk, snap_id)
+        if self.full_read_reason():
+            if writable:
+                raise no_writes(self.base_url)
+            return AocExportHandle(self.c, volume, snap_id)
+        return AocDiskHandle(self.c, vm_id, volume, snap_id, writable)
 
 
 def check_endpoint(ep: str, cluster: str) -> None:
@@ -292,7 +333,8 @@ def check_endpoint(ep: str, cluster: str) -> None:
 def probe_endpoint(ep: str, cluster: str) -> tuple[str, dict[str, str]]:
     """Log in and find the cluster: what `abdr status` says of an AOC cluster."""
     base, cluster_id = endpoint.parse(ep, cluster)
-    c = AocClient(base, endpoint.credentials(base, cluster), endpoint.verify(), retry_s=5.0)
+    c = AocClient(base, endpoint.credentials(base, cluster), endpoint.verify(base, cluster), retry_s=5.0,
+                  trusted=endpoint.trusted(base, cluster))
     rows = c.read("get-clusters", {"id": cluster_id})
     if not rows:
         raise NotFound(f"AOC {base} has no cluster {cluster_id} (for abdr cluster {cluster!r})")

@@ -22,6 +22,10 @@ def aoc_sim(
     lease_ttl: Annotated[float, typer.Option(help="Seconds a storage write lease lives unless released.")] = 30.0,
     tls_cert: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="The certificate's key (PEM).")] = None,
+    storage_access: Annotated[bool, typer.Option(help="Serve the storage data plane (/v2/storage: changed "
+                                                 "extents, NBD); --no-storage-access plays an AOC with only "
+                                                 "the public API (abdr then reads whole volumes through "
+                                                 "export-vm-volume).")] = True,
 ) -> None:
     """Run the AOC SIMULATOR (not a real AOC): the AOC REST API on loopback, VMs on qcow2
     volumes, a task engine, a storage data plane over NBD and fault injection (/sim/...).
@@ -31,6 +35,6 @@ def aoc_sim(
 
     cfg = SimConfig(state=(state or get_settings().data_dir / "aoc-sim").absolute(), username=username,
                     password=password, source=source, token_ttl_s=token_ttl, pending_s=task_delay,
-                    executing_s=task_delay, lease_ttl_s=lease_ttl)
+                    executing_s=task_delay, lease_ttl_s=lease_ttl, storage_access=storage_access)
     serve(cfg, port=port, ssl_certfile=str(tls_cert) if tls_cert else None,
           ssl_keyfile=str(tls_key) if tls_key else None)

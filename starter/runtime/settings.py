@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     demo_libvirt: bool = Field(default=False, description="`abdr up` also boots a tiny real guest on this host's "
                                                           "libvirt (scripts/ensure-hypervisor.sh sets it up) and "
                                                           "protects it with a backup plan.")
+    demo_aoc: bool = Field(default=False, description="`abdr up` also starts two AOC simulators (site ABDR_SITE "
+                                                      "and the first extra site), one cluster each, and seeds a "
+                                                      "backup plan and a cross-site replication plan on them.")
+    demo_aoc_ports: tuple[int, int] = Field(default=(8090, 8091), description="Ports of the AOC demo's two "
+                                            "simulators on 127.0.0.1 (JSON, e.g. [8090, 8091]); kept across "
+                                            "restarts, as the catalog's cluster endpoints name them.")
     demo_libvirt_dir: Path = Field(default=Path("/var/lib/libvirt/images/abdr/demo"),
                                    description="The libvirt demo's cluster directory and guest image (QEMU must "
                                                "reach it: keep it under /var/lib/libvirt/images).")

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -29,6 +30,9 @@ from starter.client import AbdrClient
 from starter.runtime.settings import Settings
 from starter.stack.demo_libvirt import seed_libvirt_demo
 from starter.stack.sites import extra_sites
+
+if TYPE_CHECKING:
+    from starter.stack.demo_aoc import SimSite
 
 log = structlog.get_logger("abdr.demo")
 CLUSTER, REPOSITORY, PLAN = "local", "main", "demo"
@@ -54,11 +58,25 @@ def _make_vms(root: Path) -> list[str]:
     return made
 
 
-def demo_plan() -> BackupPlanSpec:
+def plan_spec(name: str, cluster: str, vms: tuple[str, ...], repository: str, description: str) -> BackupPlanSpec:
+    """A demo backup plan: every 5 minutes, the last 6 points per VM kept."""
     return BackupPlanSpec(
-        name=PLAN, description="demo plan seeded by abdr up", backup_service="default",
-        vms=[VMRef(cluster=CLUSTER, vm=v) for v in VMS], repository=REPOSITORY,
+        name=name, description=description, backup_service="default",
+        vms=[VMRef(cluster=cluster, vm=v) for v in vms], repository=repository,
         schedule=Schedule(kind=ScheduleKind.MINUTELY, interval=5), retention=Retention.count(6))
+
+
+def demo_plan() -> BackupPlanSpec:
+    return plan_spec(PLAN, CLUSTER, VMS, REPOSITORY, "demo plan seeded by abdr up")
+
+
+async def ensure_repository(client: AbdrClient, settings: Settings, name: str) -> Path:
+    """The demo repository `name` under the data dir, registered in the site if missing."""
+    repo_dir = settings.data_dir.absolute() / "repositories" / name
+    if name not in {r.name for r in await client.list_repositories()}:
+        repo_dir.parent.mkdir(parents=True, exist_ok=True)
+        await client.create_repository(RepositorySpec(name=name, path=str(repo_dir), site=settings.site))
+    return repo_dir
 
 
 async def seed_demo(client: AbdrClient, settings: Settings) -> list[str]:
@@ -70,10 +88,7 @@ async def seed_demo(client: AbdrClient, settings: Settings) -> list[str]:
     if CLUSTER not in {c.name for c in await client.list_clusters()}:
         await client.add_cluster(CLUSTER, settings.site, "local", str(cluster_dir))
     made = await asyncio.to_thread(_make_vms, cluster_dir)  # keep the workers' event loop free
-    repo_dir = data / "repositories" / REPOSITORY
-    if REPOSITORY not in {r.name for r in await client.list_repositories()}:
-        repo_dir.parent.mkdir(parents=True, exist_ok=True)
-        await client.create_repository(RepositorySpec(name=REPOSITORY, path=str(repo_dir), site=settings.site))
+    repo_dir = await ensure_repository(client, settings, REPOSITORY)
     await client.create_backup_plan(demo_plan())
     return [
         f"Demo seeded (ABDR_DEMO=false to skip): cluster {CLUSTER} at {cluster_dir}",
@@ -142,19 +157,21 @@ def read_demo_state(settings: Settings) -> dict | None:
     return state
 
 
-async def seed_in_stack(settings: Settings, workers: asyncio.Task, stop: asyncio.Event) -> list[str]:
-    """`abdr up`'s call: seed while the workers run. A failure is reported, never fatal; a
-    stop (Ctrl-C) or the workers ending abandons the seed instead of waiting on it. The demo's
-    state is written for `abdr status` as it goes."""
+async def seed_in_stack(settings: Settings, workers: asyncio.Task, stop: asyncio.Event,
+                        aoc: list[SimSite] | None = None) -> list[str]:
+    """`abdr up`'s call: seed while the workers run (`aoc`: the AOC demo's simulators). A
+    failure is reported, never fatal; a stop (Ctrl-C) or the workers ending abandons the seed
+    instead of waiting on it. The demo's state is written for `abdr status` as it goes."""
     write_demo_state(settings, "seeding")
-    lines = await _seed_or_report(settings, workers, stop)
+    lines = await _seed_or_report(settings, workers, stop, aoc or [])
     failed = any("failed" in line or "did not finish" in line for line in lines)
     write_demo_state(settings, "failed" if failed else "ready", lines)
     return lines
 
 
-async def _seed_or_report(settings: Settings, workers: asyncio.Task, stop: asyncio.Event) -> list[str]:
-    seed = asyncio.ensure_future(_connect_and_seed(settings))
+async def _seed_or_report(settings: Settings, workers: asyncio.Task, stop: asyncio.Event,
+                          aoc: list[SimSite]) -> list[str]:
+    seed = asyncio.ensure_future(_connect_and_seed(settings, aoc))
     stopped = asyncio.ensure_future(stop.wait())
     try:
         done, _ = await asyncio.wait({seed, workers, stopped}, timeout=SEED_TIMEOUT_S,
@@ -171,7 +188,9 @@ async def _seed_or_report(settings: Settings, workers: asyncio.Task, stop: async
         return [f"Demo seed failed: {e}"]
 
 
-async def _connect_and_seed(settings: Settings) -> list[str]:
+async def _connect_and_seed(settings: Settings, aoc: list[SimSite]) -> list[str]:
+    from starter.stack.demo_aoc import seed_aoc_demo
+
     client = await AbdrClient.connect(settings)
     lines = await seed_demo(client, settings) if settings.demo else []
     try:
@@ -184,4 +203,9 @@ async def _connect_and_seed(settings: Settings) -> list[str]:
     except Exception as e:  # so does the local demo, when this host's libvirt is not ready
         log.warning("libvirt demo seed failed", error=str(e))
         lines.append(f"libvirt demo seed failed (run scripts/ensure-hypervisor.sh .venv?): {e}")
+    try:
+        lines += await seed_aoc_demo(client, settings, aoc, REPOSITORY)
+    except Exception as e:
+        log.warning("AOC demo seed failed", error=str(e))
+        lines.append(f"AOC demo seed failed: {e}")
     return lines

@@ -10,10 +10,6 @@ import asyncio
 from pathlib import Path
 
 from models.inventory import DiskSpec, VMConfig
-from models.plans import BackupPlanSpec, VMRef
-from models.retention import Retention
-from models.schedule import Schedule, ScheduleKind
-from models.services import RepositorySpec
 from starter.client import AbdrClient
 from starter.runtime.settings import Settings
 
@@ -52,15 +48,11 @@ async def seed_libvirt_demo(client: AbdrClient, settings: Settings, repository: 
         return []
     if CLUSTER not in {c.name for c in await client.list_clusters()}:
         await client.add_cluster(CLUSTER, settings.site, "libvirt", endpoint(settings))
+    from starter.stack.demo import ensure_repository, plan_spec
+
     vm_id, console = await asyncio.to_thread(_boot_guest, settings)
-    if repository not in {r.name for r in await client.list_repositories()}:
-        repo_dir = settings.data_dir.absolute() / "repositories" / repository
-        repo_dir.parent.mkdir(parents=True, exist_ok=True)
-        await client.create_repository(RepositorySpec(name=repository, path=str(repo_dir), site=settings.site))
-    await client.create_backup_plan(BackupPlanSpec(
-        name=PLAN, description="libvirt demo plan seeded by abdr up", backup_service="default",
-        vms=[VMRef(cluster=CLUSTER, vm=VM)], repository=repository,
-        schedule=Schedule(kind=ScheduleKind.MINUTELY, interval=5), retention=Retention.count(6)))
+    await ensure_repository(client, settings, repository)
+    await client.create_backup_plan(plan_spec(PLAN, CLUSTER, (VM,), repository, "libvirt demo plan seeded by abdr up"))
     return [
         f"libvirt demo seeded (ABDR_DEMO_LIBVIRT): cluster {CLUSTER} at {endpoint(settings)}",
         f"  VM {VM} ({vm_id}) booted: a tiny real guest writing to its disk; its console: {console}",

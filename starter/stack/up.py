@@ -25,6 +25,7 @@ from models import search_attributes
 from models.inventory import Site
 from starter.runtime.settings import Settings
 from starter.stack.demo import demo_state_file, seed_in_stack
+from starter.stack.demo_aoc import SimSite, start_simulators, stop_simulators
 from starter.stack.errors import StackError
 from starter.stack.sites import extra_sites, site_settings
 
@@ -181,8 +182,12 @@ async def run_stack(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    sims: list[SimSite] = []
     try:
         prepare_catalog(settings)
+        if settings.demo_aoc:  # before the workers: they read the simulators' account when they start
+            sims = start_simulators(settings, _die_with_parent)
+            log.info("AOC demo simulators started", sites={s.site: s.url for s in sims})
         if settings.embedded_temporal:
             server = start_dev_server(settings)
             log.info("temporal dev server starting", pid=server.pid, log=str(settings.data_dir / "temporal.log"))
@@ -202,10 +207,12 @@ async def run_stack(settings: Settings) -> None:
             waiter.cancel()
             workers.result()  # raises the reason the workers could not start
             return
-        print(banner(settings, await seed_in_stack(settings, workers, stop) if settings.demo or settings.demo_libvirt else None), flush=True)
+        seeds = settings.demo or settings.demo_libvirt or settings.demo_aoc
+        print(banner(settings, await seed_in_stack(settings, workers, stop, sims) if seeds else None), flush=True)
         await workers
     finally:
         demo_state_file(settings).unlink(missing_ok=True)  # no stack, no demo to report on
         if server is not None:
             stop_process(server)
+        stop_simulators(sims)
         os.close(lock_fd)

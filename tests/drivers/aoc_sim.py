@@ -6,10 +6,12 @@ stays quick; the driver's credentials are the simulator's default account."""
 from __future__ import annotations
 
 import atexit
+import base64
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class SimProcess:
-    def __init__(self) -> None:
+    def __init__(self, *args: str, ca_file: str | None = None) -> None:
+        self.args = args  # options of `abdr aoc-sim` this simulator always runs with
+        self.ca_file = ca_file  # the CA of its certificate, when args serve HTTPS (--tls-cert/--tls-key)
         self.proc: subprocess.Popen[bytes] | None = None
         self.state = Path()
         self.url = ""
@@ -35,17 +39,17 @@ class SimProcess:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.state = Path(tempfile.mkdtemp(prefix="abdr-aoc-sim-"))
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if '--tls-cert' in self.args else 'http'}://127.0.0.1:{port}"
         log = (self.state / "sim.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "starter.cli", "aoc-sim", "--port", str(port), "--state", str(self.state / "s"),
-             "--task-delay", "0.002", "--lease-ttl", "3", *extra],
+             "--task-delay", "0.002", "--lease-ttl", "3", *self.args, *extra],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         os.environ.update(ABDR_AOC_USERNAME="root", ABDR_AOC_PASSWORD="root", ABDR_AOC_SOURCE="LOCAL")
         deadline = time.monotonic() + 60
         while True:
             try:
-                httpx.get(f"{self.url}/sim/health", timeout=2).raise_for_status()
+                httpx.get(f"{self.url}/sim/health", timeout=2, verify=self._verify()).raise_for_status()
                 break
             except httpx.HTTPError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -54,6 +58,9 @@ class SimProcess:
         atexit.register(self.stop)
         return self.url
 
+    def _verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+
     def log_tail(self) -> str:
         try:
             return (self.state / "sim.log").read_text()[-3000:]
@@ -61,7 +68,7 @@ class SimProcess:
             return ""
 
     def admin(self, path: str, body: dict[str, object]) -> dict[str, object]:
-        r = httpx.post(f"{self.url}{path}", json=body, timeout=60)
+        r = httpx.post(f"{self.url}{path}", json=body, timeout=60, verify=self._verify())
         r.raise_for_status()
         out: dict[str, object] = r.json()
         return out
@@ -70,6 +77,11 @@ class SimProcess:
         self.ensure()
         c = self.admin("/sim/clusters", {"name": f"t-{uuid.uuid4().hex[:8]}", "vlans": list(vlans)})
         return f"{self.url}#{c['id']}"
+
+    def guest_write(self, vm_id: str, disk: str, offset: int, data: bytes) -> None:
+        """The VM's guest writes to its disk (through the simulator, storage access or not)."""
+        self.admin("/sim/vms/write", {"vm_id": vm_id, "disk": disk, "offset": offset,
+                                      "data": base64.b64encode(data).decode()})
 
     def remove_cluster(self, endpoint: str) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -90,3 +102,4 @@ class SimProcess:
 
 SIM = SimProcess()  # the session's AOC (of site a, when there are two)
 SIM_B = SimProcess()  # a second AOC, for a second site
+SIM_BARE = SimProcess("--no-storage-access")  # an AOC with only the public API (no /v2/storage)

@@ -5,15 +5,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from starter.simulators.aoc import snapshot_ops, storage_ops, vm_ops
+from starter.simulators.aoc import export_ops, snapshot_ops, storage_ops, vm_ops
 from starter.simulators.aoc.errors import SimError, bad
 from starter.simulators.aoc.reads import TABLE_OF, read
 from starter.simulators.aoc.sim import Sim
@@ -28,6 +30,7 @@ CHANGES: dict[str, Handler] = {
     "add-vm-nic": vm_ops.add_vm_nic, "remove-vm-nic": vm_ops.remove_vm_nic,
     "create-vm-snapshot": snapshot_ops.create_vm_snapshot, "delete-vm-snapshot": snapshot_ops.delete_vm_snapshot,
     "rollback-vm": snapshot_ops.rollback_vm,
+    "export-vm-volume": export_ops.export_vm_volume, "delete-vm-export-file": export_ops.delete_vm_export_file,
 }
 
 
@@ -78,17 +81,31 @@ def build_app(sim: Sim) -> FastAPI:
 
         return await call(request, op, run)
 
-    @app.post("/v2/storage/{op}")
-    async def storage(op: str, request: Request) -> JSONResponse:
-        body = await body_of(request)
-
+    @app.get("/v2/files/vm-export/{file_uuid}")
+    async def export_file(file_uuid: str, request: Request) -> Response:
         def run() -> Any:
             sim.check_token(request.headers.get("authorization"))
-            if op not in storage_ops.OPS:
-                raise SimError(404, "NotFound", f"the AOC simulator's storage has no operation {op!r}")
-            return storage_ops.OPS[op](sim, body)
+            path = export_ops.export_file(sim, file_uuid, request.headers.get("x-file-secret"))
+            return byte_range(path, request.headers.get("range"))
 
-        return await call(request, op, run)
+        try:
+            status, headers, data = await run_in_threadpool(run)
+        except SimError as e:
+            return error(e.status, e.code, e.message, request.url.path)
+        return Response(data, status_code=status, headers=headers, media_type="application/octet-stream")
+
+    if sim.cfg.storage_access:  # without it, /v2/storage/... is unknown here, as on an AOC that lacks it
+        @app.post("/v2/storage/{op}")
+        async def storage(op: str, request: Request) -> JSONResponse:
+            body = await body_of(request)
+
+            def run() -> Any:
+                sim.check_token(request.headers.get("authorization"))
+                if op not in storage_ops.OPS:
+                    raise SimError(404, "NotFound", f"the AOC simulator's storage has no operation {op!r}")
+                return storage_ops.OPS[op](sim, body)
+
+            return await call(request, op, run)
 
     # ------------------------------------------------------------------ simulator-only admin
     @app.get("/sim/health")
@@ -149,4 +166,38 @@ def build_app(sim: Sim) -> FastAPI:
 
         return await call(request, "sim", run)
 
+    @app.post("/sim/vms/write")
+    async def guest_write(request: Request) -> JSONResponse:
+        """The guest writes to its disk (a test's oracle bytes), storage access or not."""
+        body = await body_of(request)
+
+        def run() -> Any:
+            vm = sim.vm(body.get("vm_id"))
+            vol = next((d["vm_volume"]["id"] for d in vm["vm_disks"] if d["vm_volume"]["name"] == body.get("disk")),
+                       None)
+            if vol is None:
+                raise bad("NotFound", f"VM {vm['id']} has no disk {body.get('disk')!r}")
+            sim.storage.guest_write(vm["id"], vol, int(body["offset"]), base64.b64decode(str(body["data"])))
+            return {"written": True}
+
+        return await call(request, "sim", run)
+
     return app
+
+
+def byte_range(path: Path, header: str | None) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of a GET of `path`, one `bytes=A-B` range if asked for."""
+    size = path.stat().st_size
+    if not header:
+        return 200, {"accept-ranges": "bytes"}, path.read_bytes()
+    unit, _, spec = header.partition("=")
+    start_s, _, end_s = spec.partition("-")
+    if unit.strip() != "bytes" or not start_s.isdigit() or (end_s and not end_s.isdigit()) or "," in spec:
+        raise SimError(416, "RangeNotSatisfiable", f"unsupported Range {header!r}: one bytes=A-B range only")
+    start, end = int(start_s), min(int(end_s) if end_s else size - 1, size - 1)
+    if start > end:
+        raise SimError(416, "RangeNotSatisfiable", f"Range {header!r} is outside the file's {size} bytes")
+    with path.open("rb") as f:
+        f.seek(start)
+        data = f.read(end - start + 1)
+    return 206, {"accept-ranges": "bytes", "content-range": f"bytes {start}-{end}/{size}"}, data

@@ -8,7 +8,8 @@ from starter.simulators.aoc.filters import select
 from starter.simulators.aoc.sim import Sim, public
 
 TABLE_OF = {"get-clusters": "clusters", "get-vlans": "vlans", "get-vms": "vms", "get-vm-volumes": "vm_volumes",
-            "get-vm-snapshots": "vm_snapshots", "get-tasks": "tasks"}
+            "get-vm-snapshots": "vm_snapshots", "get-tasks": "tasks",
+            "get-vm-export-files": "vm_export_files"}
 
 
 def read(sim: Sim, op: str, body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ class SimConfig:
     executing_s: float = 0.1
     lease_ttl_s: float = 30.0
     vlans: tuple[str, ...] = ("vlan-prod", "vlan-dr", "vlan-test")
+    storage_access: bool = True  # False: no /v2/storage (an AOC that exposes only the public API)
 
 
 class Sim:

@@ -9,6 +9,7 @@ it is done, then ends the servers its files changed under (their clients reconne
 from __future__ import annotations
 
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +58,9 @@ class Storage:
         self.root = root / "volumes"
         self.root.mkdir(parents=True, exist_ok=True)
         self.lease_ttl_s = lease_ttl_s
+        # NBD sockets are this process's, not state, and a unix socket path must stay under
+        # 108 bytes: a short directory of their own, not one under a (possibly deep) state dir
+        self.sockets = Path(tempfile.mkdtemp(prefix="abdr-aoc-nbd-"))
         self._vms: dict[str, VmDisks] = {}
         self._lock = threading.Lock()
 
@@ -181,7 +185,7 @@ class Storage:
                 f.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ reads of metadata
-    def _view(self, vm_id: str, st: VMState, volume: str, snap_id: str | None) -> tuple[str, int]:
+    def view(self, vm_id: str, st: VMState, volume: str, snap_id: str | None) -> tuple[str, int]:
         if snap_id is None:
             if volume not in st.active:
                 raise not_found(f"volume {volume} of VM {vm_id}")
@@ -197,14 +201,14 @@ class Storage:
     def extents(self, vm_id: str, volume: str, snap_id: str | None, base_id: str | None) -> tuple[int, list[Extent]]:
         """(size, extents): allocated ones of the view, or those changed since `base_id`."""
         with self.changing(vm_id, "none", reading=True) as (v, st):
-            top, size = self._view(vm_id, st, volume, snap_id)
+            top, size = self.view(vm_id, st, volume, snap_id)
             if base_id is None:
                 runs = images.data_runs(st.chain(top), v.map(st.chain(top)))
                 return size, chains.runs_to_extents(runs, BLOCK_SIZE, size)
             order = [s.id for s in st.snapshots]
             if base_id in order and snap_id in order and order.index(snap_id) < order.index(base_id):
                 raise bad("SnapshotOrder", f"snapshot {snap_id} is older than base {base_id}")
-            base, _ = self._view(vm_id, st, volume, base_id)
+            base, _ = self.view(vm_id, st, volume, base_id)
             return size, chains.runs_to_extents(chains.changed_runs(st, top, base, v.map), BLOCK_SIZE, size)
 
     # ------------------------------------------------------------------ data plane
@@ -215,10 +219,10 @@ class Storage:
         with v.cond:
             self._until_settled(v, vm_id)
             st = v.state()
-            top, size = self._view(vm_id, st, volume, snap_id)
+            top, size = self.view(vm_id, st, volume, snap_id)
             server = v.servers.get((volume, snap_id))
             if server is None or server.proc.poll() is not None:
-                sock = v.root / f"{new_id()}.sock"
+                sock = self.sockets / f"{new_id()}.sock"
                 try:
                     server = NbdServer(st.chain(top), sock, writable=snap_id is None)
                 except images.ImageError as e:
@@ -261,9 +265,23 @@ class Storage:
             raise bad("LeaseExpired", f"write lease {lease} of VM {vm_id} expired before it was released: "
                       "a snapshot may have been taken in the middle of its writes")
 
+    def guest_write(self, vm_id: str, volume: str, offset: int, data: bytes) -> None:
+        """A write as the VM's guest makes it: inside a lease, flushed before the lease goes."""
+        lease, uri, _size, _gen = self.acquire(vm_id, volume)
+        try:
+            img = NbdImage.connect(uri, writable=True)
+            try:
+                img.write_many([(offset, data)])
+                img.flush()
+            finally:
+                img.close()
+        finally:
+            self.release(vm_id, lease)
+
     def stop_all(self) -> None:
         with self._lock:
             vms = list(self._vms.values())
         for v in vms:
             with v.cond:
                 self._end_servers(v, "all")
+        shutil.rmtree(self.sockets, ignore_errors=True)

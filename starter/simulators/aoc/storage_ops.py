@@ -58,5 +58,10 @@ def release_write_lease(sim: Sim, body: Body) -> Body:
     return {"lease_id": body.get("lease_id")}
 
 
-OPS = {"get-volume-extents": get_volume_extents, "export-volume": export_volume,
+def get_storage_info(sim: Sim, body: Body) -> Body:
+    """What a client asks first: whether (and how) this deployment exposes the storage access."""
+    return {"block_size": BLOCK_SIZE, "protocols": ["nbd"], "write_leases": True}
+
+
+OPS = {"get-storage-info": get_storage_info, "get-volume-extents": get_volume_extents, "export-volume": export_volume,
        "acquire-write-lease": acquire_write_lease, "release-write-lease": release_write_lease}

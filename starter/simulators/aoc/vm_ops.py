@@ -204,14 +204,19 @@ def remove_vm_disk(sim: Sim, body: Body) -> Result:
     return _each(sim, body, "remove-vm-disk", check, apply)
 
 
+def target_volumes(sim: Sim, body: Body) -> list[Row]:
+    """The volumes a change's `where` names (NotFound if none); call with store.lock held."""
+    vols = select(sim.store.rows("vm_volumes"), {"where": body.get("where") or {}})
+    if not vols:
+        raise bad("NotFound", f"no volume matches {body.get('where')}")
+    return vols
+
+
 def update_vm_volume(sim: Sim, body: Body) -> Result:
     data = body.get("data") or {}
     out = []
     with sim.store.lock:
-        vols = select(sim.store.rows("vm_volumes"), {"where": body.get("where") or {}})
-        if not vols:
-            raise bad("NotFound", f"no volume matches {body.get('where')}")
-        for vol in vols:
+        for vol in target_volumes(sim, body):
             vm_id = vol["vm"]["id"]
             sim.engine.check_free(vm_id, vol["id"])
             size = int(data["size"]) if "size" in data else int(vol["size"])
