@@ -15,7 +15,8 @@ import pytest
 from drivers.aoc import AocDriver
 from drivers.local.tools import rewrite_fraction
 from models.inventory import ShutdownMode
-from models.requests import FailbackRequest, FailoverRequest
+from models.requests import FailbackRequest, FailoverRequest, UndoFailoverRequest
+from starter.client import AbdrError
 from tests.drivers.aoc_sim import SIM, SIM_B, SimProcess
 from tests.e2e.processes import DevServer
 from tests.e2e.test_replication import (  # noqa: F401 (server: the module's dev server fixture)
@@ -69,6 +70,13 @@ async def aoc_dr_own_source(server: DevServer, tmp_path: Path, own_sim: SimProce
         yield world
 
 
+@pytest.fixture
+async def aoc_intra(server: DevServer, tmp_path: Path, own_sim: SimProcess) -> AsyncIterator[DR[Any]]:  # noqa: F811
+    """Intra-site: clusters ca and cb of one AOC (the test's own), both on site a."""
+    async with aoc_world(server, tmp_path, own_sim, own_sim, sites=("a", "a")) as world:
+        yield world
+
+
 async def test_replicate_drill_failover_failback_and_failover_with_the_source_aoc_down(
         aoc_dr_own_source: DR[AocDriver], own_sim: SimProcess) -> None:
     dr = aoc_dr_own_source
@@ -116,10 +124,40 @@ async def test_replicate_drill_failover_failback_and_failover_with_the_source_ao
 
 
 async def test_permanent_failover_with_reprotect_between_two_aocs(aoc_dr: DR[AocDriver]) -> None:
-    dr = aoc_dr
+    await permanent_failover_with_reprotect(aoc_dr)
+
+
+async def test_intra_site_failover_and_its_refusal_with_the_aoc_down(aoc_intra: DR[AocDriver],
+                                                                    own_sim: SimProcess) -> None:
+    dr = aoc_intra
+    intra = plan(kind="INTRA_SITE", target_site="a")
     src_id = make_vm(dr.a, "web")
-    await dr.client.create_replication_plan(plan())
-    await replicate(dr)
-    dr.a.power_off(src_id)
-    await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web")))
-    await permanent_failover_with_reprotect(dr)
+    seed = dr.disk(dr.a, "web")
+    await dr.client.create_replication_plan(intra)
+    [r1] = (await replicate(dr)).vms
+    assert r1.seeded and r1.moved_bytes == WRITTEN
+    dr.same(dr.b, "web-replica", seed, "intra-site replica after the seed")
+    changed = rewrite_fraction(dr.a, src_id, "disk0", 0.05, seed=3)
+    at_point = dr.disk(dr.a, "web")
+    [r2] = (await replicate(dr)).vms
+    assert not r2.seeded and r2.moved_bytes == sum(e.length for e in changed)
+    dr.same(dr.b, "web-replica", at_point, "intra-site replica after the delta")
+
+    fo = await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web",
+                                                                  source_shutdown=ShutdownMode.POWEROFF)))
+    assert fo.state == "FAILOVER" and fo.point_id == r2.point_id
+    assert dr.power(dr.a, "web") == "STOPPED" and dr.power(dr.b, "web-replica") == "RUNNING"
+    dr.same(dr.b, "web-replica", at_point, "intra-site replica after failover")
+    rewrite_fraction(dr.b, dr.b.find_vm("web-replica").id, "disk0", 0.03, seed=5)  # discarded by the undo
+    undone = await dr_result(await dr.client.undo_failover(UndoFailoverRequest(plan="dr", vm="web")))
+    assert undone.state == "READY" and undone.point_id == r2.point_id
+    dr.same(dr.b, "web-replica", at_point, "intra-site replica after the undo")
+
+    before, history = await replica(dr), dr.transitions()
+    own_sim.kill()  # the site's one AOC is gone: the product says an intra-site plan cannot fail over
+    with pytest.raises(AbdrError, match=r"intra-site failover of ca/web is not possible, nothing was changed: "
+                                        r"the AOC of site a does not answer"):
+        await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web")))
+    after = await replica(dr)  # the catalog holds what it held (the RPO lag grows with time)
+    assert after.state == "READY" and after.owner is None and dr.transitions() == history
+    assert after.model_dump(exclude={"rpo_lag_s"}) == before.model_dump(exclude={"rpo_lag_s"})

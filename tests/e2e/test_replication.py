@@ -340,9 +340,14 @@ async def test_unplanned_failover_with_the_source_site_down(dr: DR) -> None:
 
 
 async def permanent_failover_with_reprotect(dr: DR) -> None:
-    """Web failed over to its replica, which serves and changes; a permanent failover with
-    reprotect makes the original the replica of a reverse plan, seeded by a delta, which
-    then replicates."""
+    """Web replicated and failed over to its replica, which serves and changes; a permanent
+    failover with reprotect makes the original the replica of a reverse plan, seeded by a
+    delta, which then replicates."""
+    src_id = make_vm(dr.a, "web")
+    await dr.client.create_replication_plan(plan())
+    await replicate(dr)
+    dr.a.power_off(src_id)
+    await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web")))
     rewrite_fraction(dr.b, dr.b.find_vm("web-replica").id, "disk0", 0.04, seed=9)
     served = dr.disk(dr.b, "web-replica")  # the replica serves; nothing but the test writes to it
     done = await dr_result(await dr.client.permanent_failover(PermanentFailoverRequest(plan="dr", vm="web",
@@ -362,11 +367,6 @@ async def permanent_failover_with_reprotect(dr: DR) -> None:
 
 
 async def test_permanent_failover_with_reprotect_seeds_a_delta(dr: DR) -> None:
-    src_id = make_vm(dr.a, "web")
-    await dr.client.create_replication_plan(plan())
-    await replicate(dr)
-    dr.a.power_off(src_id)
-    await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web")))
     await permanent_failover_with_reprotect(dr)
 
 
