@@ -18,7 +18,7 @@ from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Checkpoint, resume_details
 from activities.resources import Resources
 from activities.slots import SlotRequest, holds_slot
-from drivers.base import NotFound, OperationTimeout
+from drivers.base import ANSWER_WITHIN, ClusterUnreachable, NotFound, OperationTimeout
 from drivers.transport.client import TransportClient, batches
 from drivers.transport.protocol import ExtentsRequest, ReadRequest
 from models.activity_api import ReplicationApi
@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 
 PREFETCH = 3  # batches in flight ahead of the writer (each at most MAX_READ_BYTES)
+PROBE_PATIENCE_S = 8.0  # well inside the workflows' 20 s probe: the site answers that its AOC does not
 CONSOLE_TAIL = 1000  # characters of a guest's console a drill's evidence keeps (the workflow keeps as many)
 
 
@@ -183,7 +184,15 @@ class ReplicationActivities(ReplicationApi):
     @activity.defn(name="power_state")
     @translate_errors
     def power_state(self, at: VMAt) -> PowerStateReply:
-        return PowerStateReply(state=self.res.driver(at.cluster).get_vm(at.vm_id).power_state)
+        """The VM's power state; a cluster whose manager does not answer is not reachable,
+        said by the site itself (with why), rather than left to the probe's timeout."""
+        patience = ANSWER_WITHIN.set(PROBE_PATIENCE_S)
+        try:
+            return PowerStateReply(state=self.res.driver(at.cluster).get_vm(at.vm_id).power_state)
+        except ClusterUnreachable as e:
+            return PowerStateReply(state="UNKNOWN", reachable=False, detail=str(e))
+        finally:
+            ANSWER_WITHIN.reset(patience)
 
     @activity.defn(name="shutdown_vm")
     @translate_errors

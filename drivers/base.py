@@ -8,6 +8,7 @@ are written down in docs/driver-contract.md; the contract suite in tests/drivers
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -45,6 +46,16 @@ class Unsupported(DriverError):
 
 class GuestToolsMissing(Unsupported):
     """A FILE_SYSTEM_CONSISTENT snapshot was asked of a VM without guest tools."""
+
+
+class ClusterUnreachable(DriverError):
+    """The cluster's manager (an AOC) does not answer at all; it may come back."""
+
+
+ANSWER_WITHIN: ContextVar[float | None] = ContextVar("abdr_answer_within", default=None)
+"""How long the calls of this thread wait for a cluster manager that does not answer before
+raising ClusterUnreachable (None: the driver's own patience, which rides out a restart). A
+probe sets it short: 'the manager does not answer' is then its answer, not a timeout."""
 
 
 class OperationTimeout(DriverError):

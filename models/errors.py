@@ -44,6 +44,7 @@ ERRORS: dict[str, ErrorType] = {
     "Unsupported": ErrorType(_M.INVALID),
     "GuestToolsMissing": ErrorType(_M.INVALID),
     "OperationTimeout": ErrorType(_M.UNAVAILABLE, retryable=True),
+    "ClusterUnreachable": ErrorType(_M.UNAVAILABLE, retryable=True),  # its manager (AOC) may come back
     "OutOfRange": ErrorType(_M.INVALID),
     "InvalidName": ErrorType(_M.INVALID),
     # drivers/qcow2/images.py (qemu-img failed: a disk error or a lock may pass, so retried)

@@ -213,6 +213,7 @@ class PowerStateReply(Strict):
     state: str
     reachable: bool = True
     stopped: bool = False  # a shutdown's answer: this call stopped a VM that was running
+    detail: str | None = None  # not reachable although the site answered: its cluster's manager (AOC) did not
 
 
 class DrOperationResult(Strict):

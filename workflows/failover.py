@@ -145,6 +145,16 @@ class FailoverWorkflow:
         production down for nothing."""
         at = VMAt(cluster=r.spec.target_cluster, vm_id=r.obj.replica_vm_id or "")
         found: PowerStateReply = await sites.probe(r.spec.target_site, at)
+        site = r.spec.target_site
+        if not found.reachable and r.spec.source_site == site:
+            # Both clusters answer to the site's one AOC: with it down nothing can start the
+            # replica (the product: an intra-site plan cannot fail over while its AOC is down).
+            why = (f"the AOC managing site {site} does not answer ({found.detail})" if found.detail else
+                   f"site {site} does not answer (neither its AOC nor abdr's worker there could be asked)")
+            raise refuse(f"intra-site failover of {r.obj.source} is not possible, nothing was changed: {why}; "
+                         f"that AOC manages both {r.spec.source_cluster} and {r.spec.target_cluster}, so an "
+                         "intra-site plan cannot fail over while it is down (a cross-site plan can): fail over "
+                         "once it answers again", "TargetUnreachable")
         if not found.reachable:
             raise refuse(f"failover of {r.obj.source} refused, nothing was changed: the target site "
                          f"{r.spec.target_site} does not answer, so its replica {r.obj.replica} cannot be started",

@@ -14,7 +14,9 @@ import httpx
 
 from drivers.aoc.endpoint import Credentials
 from drivers.base import (
+    ANSWER_WITHIN,
     AlreadyExists,
+    ClusterUnreachable,
     DriverError,
     GuestToolsMissing,
     InvalidState,
@@ -59,7 +61,10 @@ class AocClient:
 
     def post(self, path: str, body: Any) -> Any:
         """One call, retried while the AOC is busy, failing or unreachable (up to retry_s)."""
-        deadline = time.monotonic() + self.retry_s
+        start = time.monotonic()
+        deadline = start + self.retry_s
+        patience = ANSWER_WITHIN.get()
+        unanswered = deadline if patience is None else min(deadline, start + patience)
         delay, relogged = 0.02, False
         while True:
             try:
@@ -68,8 +73,8 @@ class AocClient:
                 r = self.http.post(path, json=body, headers={"Authorization": token})
             except httpx.TransportError as e:
                 self._refused_tls(e)
-                if time.monotonic() > deadline:
-                    raise DriverError(f"AOC {self.base_url} does not answer {path}: {e}") from None
+                if time.monotonic() > unanswered:
+                    raise ClusterUnreachable(f"AOC {self.base_url} does not answer {path}: {e}") from None
             else:
                 data = _json(r)
                 if r.status_code == 200:

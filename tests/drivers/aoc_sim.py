@@ -87,6 +87,12 @@ class SimProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.admin("/sim/clusters/delete", {"id": endpoint.partition("#")[2]})
 
+    def kill(self) -> None:
+        """The whole AOC down: its process killed, as a crash or a lost site would stop it."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

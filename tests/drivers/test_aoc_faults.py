@@ -16,7 +16,7 @@ import pytest
 from drivers.aoc.client import AocClient
 from drivers.aoc.driver import AocDriver, probe_endpoint
 from drivers.aoc.endpoint import Credentials
-from drivers.base import DriverError, NotFound, OperationTimeout
+from drivers.base import ANSWER_WITHIN, ClusterUnreachable, DriverError, NotFound, OperationTimeout
 from models.inventory import PowerState
 from tests.drivers.aoc_sim import SIM
 from tests.drivers.helpers import BS, data, make_vm, read_all
@@ -104,8 +104,15 @@ def test_wrong_credentials_and_an_aoc_that_is_down(aoc: AocDriver) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there once closed
-    with pytest.raises(DriverError, match="does not answer"):
+    with pytest.raises(ClusterUnreachable, match=f"AOC http://127.0.0.1:{port} does not answer /v2/api/get-vms"):
         AocClient(f"http://127.0.0.1:{port}", Credentials("root", "root"), retry_s=1.0).read("get-vms", {})
+    # A caller that needs an answer soon (a DR probe) is told at its own patience, not the client's.
+    patience = ANSWER_WITHIN.set(0.0)
+    try:
+        with pytest.raises(ClusterUnreachable, match="does not answer"):
+            AocClient(f"http://127.0.0.1:{port}", Credentials("root", "root")).read("get-vms", {})
+    finally:
+        ANSWER_WITHIN.reset(patience)
 
 
 def test_status_probe_and_credentials_kept_out_of_sight(aoc: AocDriver, monkeypatch: pytest.MonkeyPatch) -> None:

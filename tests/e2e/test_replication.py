@@ -92,10 +92,11 @@ class DR(Generic[D]):
 
 
 @asynccontextmanager
-async def dr_world(server: DevServer, tmp_path: Path,
-                   clusters: dict[str, tuple[str, str]] | None = None) -> AsyncIterator[DR[Any]]:
+async def dr_world(server: DevServer, tmp_path: Path, clusters: dict[str, tuple[str, str]] | None = None,
+                   sites: tuple[str, str] = ("a", "b")) -> AsyncIterator[DR[Any]]:
     """Sites a and b with clusters ca and cb (local directories unless `clusters` gives
-    (driver, endpoint) for each), an orchestrator and a worker per site as processes."""
+    (driver, endpoint) for each; on sites a and b unless `sites` says otherwise: ("a", "a")
+    for an intra-site pair), an orchestrator and a worker per site as processes."""
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
     env = {"ABDR_TEMPORAL_ADDRESS": server.address, "ABDR_DATA_DIR": str(tmp_path / "state"),
            "ABDR_DATABASE_URL": url, "ABDR_SHUTDOWN_GRACE_S": "1", "ABDR_TRANSPORT_TOKEN": "test-token-123"}
@@ -111,8 +112,8 @@ async def dr_world(server: DevServer, tmp_path: Path,
     world.client = AbdrClient(client, Settings(temporal_address=server.address, data_dir=tmp_path / "state",
                                                database_url=url))
     await quiesce(client)
-    await world.client.add_cluster("ca", "a", *clusters["ca"])
-    await world.client.add_cluster("cb", "b", *clusters["cb"])
+    await world.client.add_cluster("ca", sites[0], *clusters["ca"])
+    await world.client.add_cluster("cb", sites[1], *clusters["cb"])
     try:
         yield world
     finally:
@@ -231,11 +232,10 @@ async def test_scheduled_replication_fires_and_the_replica_matches(dr: DR) -> No
     assert points[-1].creation == "AUTO" and points[-1].id == tick.vms[0].point_id
 
 
-async def test_failover_test_runs_beside_replication_and_cleans_up(dr: DR) -> None:
-    src_id = make_vm(dr.a, "web")
-    tested = dr.disk(dr.a, "web")  # the oracle of the drill: the source's bytes at the replica point
-    await dr.client.create_replication_plan(plan())
-    first = await replicate(dr)
+async def drill_beside_replication(dr: DR, src_id: str, tested: bytes, point_id: str) -> bytes:
+    """A failover test of web at its newest point `point_id` (the source held `tested` there)
+    with a replication beside it, then its cleanup; returns the source's bytes at the point
+    replicated during the drill (the replica's oracle from then on)."""
     await dr.client.start_failover_test(FailoverTestRequest(plan="dr", vm="web", test_network="isolated"))
     for _ in range(200):
         if dr.b.find_vm("web-replica-test") and dr.power(dr.b, "web-replica-test") == "RUNNING":
@@ -256,8 +256,17 @@ async def test_failover_test_runs_beside_replication_and_cleans_up(dr: DR) -> No
     dr.same(dr.b, "web-replica-test", tested, "drill copy after the replica moved on")  # still the tested point
 
     done = await dr.client.cleanup_failover_test("dr", "web")
-    assert done.point_id == first.vms[0].point_id
+    assert done.point_id == point_id
     assert dr.b.find_vm("web-replica-test") is None and (await replica(dr)).state == "READY"
+    return newer
+
+
+async def test_failover_test_runs_beside_replication_and_cleans_up(dr: DR) -> None:
+    src_id = make_vm(dr.a, "web")
+    tested = dr.disk(dr.a, "web")  # the oracle of the drill: the source's bytes at the replica point
+    await dr.client.create_replication_plan(plan())
+    first = await replicate(dr)
+    await drill_beside_replication(dr, src_id, tested, first.vms[0].point_id)
 
 
 async def test_undo_failover_returns_to_the_last_point_and_replication_resumes(dr: DR) -> None:
@@ -330,7 +339,10 @@ async def test_unplanned_failover_with_the_source_site_down(dr: DR) -> None:
     dr.same(dr.b, "web-replica", expected, "replica after an unplanned failover")
 
 
-async def test_permanent_failover_with_reprotect_seeds_a_delta(dr: DR) -> None:
+async def permanent_failover_with_reprotect(dr: DR) -> None:
+    """Web replicated and failed over to its replica, which serves and changes; a permanent
+    failover with reprotect makes the original the replica of a reverse plan, seeded by a
+    delta, which then replicates."""
     src_id = make_vm(dr.a, "web")
     await dr.client.create_replication_plan(plan())
     await replicate(dr)
@@ -352,6 +364,10 @@ async def test_permanent_failover_with_reprotect_seeds_a_delta(dr: DR) -> None:
     again = await replicate(dr, reverse)
     assert not again.vms[0].seeded
     dr.same(dr.a, "web", served, "original after the reverse replication")
+
+
+async def test_permanent_failover_with_reprotect_seeds_a_delta(dr: DR) -> None:
+    await permanent_failover_with_reprotect(dr)
 
 
 async def test_target_worker_killed_mid_replication_resumes(dr: DR) -> None:
