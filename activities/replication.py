@@ -18,7 +18,7 @@ from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Checkpoint, resume_details
 from activities.resources import Resources
 from activities.slots import SlotRequest, holds_slot
-from drivers.base import ANSWER_WITHIN, ClusterUnreachable, NotFound, OperationTimeout
+from drivers.base import ANSWER_WITHIN, ClonesFromSnapshot, ClusterUnreachable, NotFound, OperationTimeout
 from drivers.transport.client import TransportClient, batches
 from drivers.transport.protocol import ExtentsRequest, ReadRequest
 from models.activity_api import ReplicationApi
@@ -228,6 +228,8 @@ class ReplicationActivities(ReplicationApi):
         nics = [n.model_copy(update={"network": inp.network}) for n in snap.config.nics]
         config = snap.config.model_copy(update={"name": inp.name, "nics": nics,
                                                 "description": f"abdr test copy of {src.vm_id}@{snap.id}"})
+        if isinstance(driver, ClonesFromSnapshot):  # the cluster copies (copy-on-write on ACOS)
+            return driver.clone_from_snapshot(src.vm_id, snap.id, config).id
         copy = driver.create_vm(config)
         for disk in config.disks:
             with driver.open_disk(src.vm_id, disk.name, snap.id) as s, \

@@ -175,6 +175,17 @@ def full_read_reason(driver: object) -> str | None:
     return driver.full_read_reason() if isinstance(driver, MayLackChangeTracking) else None
 
 
+@runtime_checkable
+class ClonesFromSnapshot(Protocol):
+    """A driver whose cluster makes a new VM from a snapshot itself (the AOC's
+    rebuild-vm-from-snapshot), with no data passing through abdr."""
+
+    def clone_from_snapshot(self, vm_id: str, snap_id: str, config: VMConfig) -> VM:
+        """A new, stopped VM with `config`'s name, description, CPU, memory and NICs and the
+        snapshot's disks (same names and sizes), each reading as the snapshot does."""
+        ...
+
+
 class OneShotIO:
     """`read` and `write` of the protocol as one-shot conveniences over `open_disk`."""
 

@@ -118,6 +118,20 @@ class AocDriver(OneShotIO):
             "vm_nics": [self._nic(n, vlans) for n in config.nics]}])
         return self.get_vm(data[0]["id"])
 
+    def clone_from_snapshot(self, vm_id: str, snap_id: str, config: VMConfig) -> VM:
+        config = check_config(config)
+        snap = self.get_snapshot(vm_id, snap_id)
+        if [(d.name, d.size_bytes) for d in config.disks] != [(d.name, d.size_bytes) for d in snap.config.disks]:
+            raise Unsupported(f"a VM rebuilt from snapshot {snap_id} has the snapshot's disks "
+                                 f"{[d.name for d in snap.config.disks]}, not {[d.name for d in config.disks]}")
+        vlans = self._vlans({n.network for n in config.nics}) if config.nics else {}
+        data = self.c.change("rebuild-vm-from-snapshot", [{
+            "rebuild_from_snapshot_id": snap_id, "cluster_id": self.cluster_id, "name": config.name,
+            "vcpu": config.vcpu, "cpu_cores": config.vcpu, "cpu_sockets": 1, "memory": config.memory_mib * convert.MIB,
+            "description": convert.description(config), "status": "STOPPED",
+            "vm_nics": [self._nic(n, vlans) for n in config.nics]}])
+        return self.get_vm(data[0]["id"])
+
     def delete_vm(self, vm_id: str) -> None:
         vm = self.get_vm(vm_id)
         if vm.power_state != PowerState.STOPPED:

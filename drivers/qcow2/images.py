@@ -63,6 +63,12 @@ def create_overlay(path: Path, backing: Path, size: int) -> None:
         "-b", str(backing), "-F", "qcow2", str(path), str(size))
 
 
+def copy_chain(chain: Chain, path: Path, thin: bool = True) -> None:
+    """A new standalone qcow2 image holding what `chain` reads as (holes stay holes)."""
+    opts = f"compat=1.1,cluster_size={CLUSTER}" + ("" if thin else ",preallocation=falloc")
+    run("convert", "-q", "-O", "qcow2", "-o", opts, chain_filename(chain), str(path))
+
+
 def info(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(run("info", "-U", "--output=json", str(path)))
     return out

@@ -29,7 +29,7 @@ CHANGES: dict[str, Handler] = {
     "update-vm-volume": vm_ops.update_vm_volume, "update-vm-nic": vm_ops.update_vm_nic,
     "add-vm-nic": vm_ops.add_vm_nic, "remove-vm-nic": vm_ops.remove_vm_nic,
     "create-vm-snapshot": snapshot_ops.create_vm_snapshot, "delete-vm-snapshot": snapshot_ops.delete_vm_snapshot,
-    "rollback-vm": snapshot_ops.rollback_vm,
+    "rollback-vm": snapshot_ops.rollback_vm, "rebuild-vm-from-snapshot": vm_ops.rebuild_vm_from_snapshot,
     "export-vm-volume": export_ops.export_vm_volume, "delete-vm-export-file": export_ops.delete_vm_export_file,
 }
 

@@ -129,6 +129,18 @@ class Storage:
             st.active[volume], st.backing[str(f)] = str(f), None
             v.save(st)
 
+    def clone_volume(self, src_vm: str, snap_id: str, src_volume: str, vm_id: str, volume: str, thin: bool) -> None:
+        """A new volume of `vm_id` holding a snapshot's view of another VM's volume. ACOS
+        clones copy-on-write; the simulator copies the data, so the clone shares no file with
+        the snapshot and deleting either never touches the other."""
+        with self.changing(src_vm, "none", reading=True) as (_sv, src):
+            top, _size = self.view(src_vm, src, src_volume, snap_id)
+            with self.changing(vm_id, "none") as (v, st):
+                f = self._new_file(v, st, volume)
+                images.copy_chain(src.chain(top), f, thin=thin)
+                st.active[volume], st.backing[str(f)] = str(f), None
+                v.save(st)
+
     def resize_volume(self, vm_id: str, volume: str, size: int) -> None:
         with self.changing(vm_id, "live") as (v, st):
             images.resize(st.chain(st.active[volume]), size)

@@ -3,6 +3,7 @@ asked for, then runs as a task holding the VM (or returns ResourceLocked)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starter.simulators.aoc.errors import bad
@@ -56,37 +57,74 @@ def _create_volumes(sim: Sim, vm_id: str, pairs: list[tuple[Row, Row]]) -> None:
 def create_vm(sim: Sim, body: Any) -> Result:
     out = []
     for p in body if isinstance(body, list) else [body]:
-        with sim.store.lock:
-            c = sim.cluster(p.get("cluster_id"))
-            name = p.get("name")
-            if not isinstance(name, str) or not name:
-                raise bad("InvalidName", "a VM needs a name")
-            sim.name_taken(c["id"], name)
-            vm: Row = {"id": new_id(), "name": name, "description": p.get("description", ""),
-                       "cluster": {"id": c["id"], "name": c["name"]}, "status": "STOPPED",
-                       "vcpu": int(p.get("vcpu", 1)), "cpu": {"cores": int(p.get("cpu_cores", 1)),
-                                                                "sockets": int(p.get("cpu_sockets", 1))},
-                       "memory": int(p.get("memory", 1 << 30)), "firmware": p.get("firmware", "BIOS"),
-                       "ha": bool(p.get("ha", False)), "guest_os_type": p.get("guest_os_type", "LINUX"),
-                       "vm_tools_status": "NOT_INSTALLED", "in_recycle_bin": False, "entityAsyncStatus": "CREATING",
-                       "local_created_at": now(), "vm_nics": [], "vm_disks": []}
-            vm["vm_nics"] = [_nic(sim, n, c["id"]) for n in p.get("vm_nics") or []]
-            pairs = _new_disks(sim, vm, (p.get("vm_disks") or {}).get("mount_new_create_disks") or [], 0)
-            vm["vm_disks"] = [d for d, _ in pairs]
-            sim.store.put("vms", vm)
-            vm_id = vm["id"]
-
-            def work(vm_id: str = vm_id, pairs: list[tuple[Row, Row]] = pairs) -> None:
-                _create_volumes(sim, vm_id, pairs)
-                sim.update("vms", vm_id, entityAsyncStatus=None)
-
-            def undo(vm_id: str = vm_id) -> None:
-                sim.storage.delete_vm(vm_id)
-                sim.drop_vm(vm_id)
-
-            task = sim.engine.submit("create-vm", [vm_id], c["id"], work, undo)
-            out.append({"task_id": task["id"], "data": public(vm)})
+        disks = (p.get("vm_disks") or {}).get("mount_new_create_disks") or []
+        out.append(_new_vm(sim, p, disks, "create-vm", lambda vm_id, pairs: _create_volumes(sim, vm_id, pairs)))
     return out
+
+
+def rebuild_vm_from_snapshot(sim: Sim, body: Any) -> Result:
+    """A new VM from a VM snapshot (VmRebuildParams): the snapshot's volumes, copied, with
+    the name, description and NICs asked for (the rest as the snapshot had it)."""
+    out = []
+    for p in body if isinstance(body, list) else [body]:
+        snap = next((s for s in sim.store.rows("vm_snapshots") if s["id"] == p.get("rebuild_from_snapshot_id")), None)
+        if snap is None or snap.get("entityAsyncStatus"):
+            raise bad("NotFound", f"no VM snapshot {p.get('rebuild_from_snapshot_id')!r} to rebuild from")
+        src_vm = snap["vm"]["id"]
+        disks = [{"boot": d["boot"], "bus": d["bus"], "vm_volume": {
+            "name": d["name"], "size": d["size"], "elf_storage_policy": d["elf_storage_policy"]}}
+            for d in sorted(snap["vm_disks"], key=lambda d: d["boot"])]
+        sources = [d["vm_volume_id"] for d in sorted(snap["vm_disks"], key=lambda d: d["boot"])]
+        params = {k: snap[k] for k in ("vcpu", "memory", "firmware", "ha", "guest_os_type")}
+        params.update(cpu_cores=snap["cpu"]["cores"], cpu_sockets=snap["cpu"]["sockets"], cluster_id=snap["cluster"]["id"])
+        params.update({k: v for k, v in p.items() if v is not None})
+
+        def fill(vm_id: str, pairs: list[tuple[Row, Row]], snap_id: str = snap["id"], src_vm: str = src_vm,
+                 sources: list[str] = sources) -> None:
+            for (_, vol), source in zip(pairs, sources):
+                sim.storage.clone_volume(src_vm, snap_id, source, vm_id, vol["id"], vol["elf_storage_policy"] != THICK)
+                sim.store.put("vm_volumes", vol)
+
+        # the snapshot is held (not the VM: its replication and drills go on) so it is not deleted mid-copy
+        out.append(_new_vm(sim, params, disks, "rebuild-vm-from-snapshot", fill, also_holds=[snap["id"]]))
+    return out
+
+
+def _new_vm(sim: Sim, p: Body, disk_params: list[Body], op: str, fill: Any,
+            also_holds: Sequence[str] = ()) -> Row:
+    """A VM row stored now (CREATING), its volumes made by `fill(vm_id, pairs)` in a task
+    that also holds `also_holds`."""
+    with sim.store.lock:
+        sim.engine.check_free(*also_holds)
+        c = sim.cluster(p.get("cluster_id"))
+        name = p.get("name")
+        if not isinstance(name, str) or not name:
+            raise bad("InvalidName", "a VM needs a name")
+        sim.name_taken(c["id"], name)
+        vm: Row = {"id": new_id(), "name": name, "description": p.get("description", ""),
+                   "cluster": {"id": c["id"], "name": c["name"]}, "status": "STOPPED",
+                   "vcpu": int(p.get("vcpu", 1)), "cpu": {"cores": int(p.get("cpu_cores", 1)),
+                                                            "sockets": int(p.get("cpu_sockets", 1))},
+                   "memory": int(p.get("memory", 1 << 30)), "firmware": p.get("firmware", "BIOS"),
+                   "ha": bool(p.get("ha", False)), "guest_os_type": p.get("guest_os_type", "LINUX"),
+                   "vm_tools_status": "NOT_INSTALLED", "in_recycle_bin": False, "entityAsyncStatus": "CREATING",
+                   "local_created_at": now(), "vm_nics": [], "vm_disks": []}
+        vm["vm_nics"] = [_nic(sim, n, c["id"]) for n in p.get("vm_nics") or []]
+        pairs = _new_disks(sim, vm, disk_params, 0)
+        vm["vm_disks"] = [d for d, _ in pairs]
+        sim.store.put("vms", vm)
+        vm_id = vm["id"]
+
+        def work(vm_id: str = vm_id, pairs: list[tuple[Row, Row]] = pairs) -> None:
+            fill(vm_id, pairs)
+            sim.update("vms", vm_id, entityAsyncStatus=None)
+
+        def undo(vm_id: str = vm_id) -> None:
+            sim.storage.delete_vm(vm_id)
+            sim.drop_vm(vm_id)
+
+        task = sim.engine.submit(op, [vm_id, *also_holds], c["id"], work, undo)
+        return {"task_id": task["id"], "data": public(vm)}
 
 
 def delete_vm(sim: Sim, body: Body) -> Result:
