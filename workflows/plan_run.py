@@ -113,6 +113,8 @@ class BackupPlanRunWorkflow(PlanRun[PlanRunInput, ResolvedPlan, ResolvedVM, VMBa
                 by_site.setdefault(c.arg.vm.site, []).append((i, c.arg))
         out: dict[int, VMBackupResult] = {}
         for site, args in sorted(by_site.items()):
+            if self._closing or (deadline is not None and workflow.now() >= deadline):
+                break  # cancelled or the window closed: no more batches (their VMs are not started)
             batch = CarryBatchInput(
                 plan=plan.plan, repository=plan.repository, repository_path=plan.repository_path,
                 creation=args[0][1].creation, consistency=plan.consistency, compression=plan.compression,

@@ -286,6 +286,7 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
             if carrying is not None:
                 # Shielded: a cancel waits for the batch (seconds, no data read), whose points are made.
                 self._done.extend((await asyncio.shield(carrying)).values())
+                late = page.deadline is not None and workflow.now() >= page.deadline  # the window closed meanwhile
             window = Fanout(self, plan, inp, stamp, items, max_jobs, children, carrying)
             if late:
                 self._closing = True

@@ -14,8 +14,8 @@ from datetime import timedelta
 
 import pytest
 from temporalio import activity, workflow
-from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -53,6 +53,7 @@ from workflows.replication_plan import ReplicationPlanRunWorkflow
 PLANS: dict[str, ResolvedPlan | ResolvedReplicationPlan] = {}
 RECORDED: defaultdict[str, list[RunResult]] = defaultdict(list)  # each plan's set_*_result calls
 LOG: list[str] = []  # "+vm" when a stub child starts its work, "-vm" when it ends
+HOLD = asyncio.Event()  # lets a batch holding a `*slow*` VM end
 RUN_VMS: defaultdict[tuple[str, str], list[tuple[int, str, bool]]] = defaultdict(list)  # record_run_vms rows
 
 
@@ -97,6 +98,10 @@ async def carry_unchanged(inp: CarryBatchInput) -> CarryBatchResult:
     `boom` fails (then every VM gets its child)."""
     names = [v.vm.vm for v in inp.vms]
     LOG.append("batch " + ",".join(names))
+    if any("slow" in n for n in names):  # held until the test lets it go
+        while not HOLD.is_set():
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
     if "boom" in names:
         raise ApplicationError("the batch failed on purpose", type="OnPurpose", non_retryable=True)
     return CarryBatchResult(carried=[CarriedVM(index=v.index, point_id=v.point_id, reason="nothing changed")
@@ -323,3 +328,25 @@ async def test_a_full_run_starts_no_batch(client: Client) -> None:
                                            id=plan_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
     assert result.result == RunResult.SUCCESS and not [e for e in LOG if e.startswith("batch")]
     assert sorted(e for e in LOG if e.startswith("+")) == ["+b1", "+same0"]
+
+
+async def test_a_run_cancelled_during_its_batch_keeps_the_carried_points_and_starts_no_child(
+        client: Client) -> None:
+    """The batch is in flight when the run is cancelled: the batch is waited for (its VMs
+    have their points and count as done), no child starts, the run ends CANCELLED."""
+    HOLD.clear()
+    plan = backup_plan([vm("same0"), vm("b1"), vm("sameslow2")], max_parallel=2)
+    handle = await client.start_workflow(BackupPlanRunWorkflow.run, PlanRunInput(plan=plan, manual=True),
+                                         id=plan_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    while not any(e.startswith("batch") for e in LOG):
+        await asyncio.sleep(0.1)
+    await handle.cancel()
+    await asyncio.sleep(1)  # the cancel reaches the workflow while the batch holds
+    HOLD.set()
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert isinstance(failed.value.cause, CancelledError)
+    assert not [e for e in LOG if e.startswith("+")]
+    rows = RUN_VMS[(plan_run_id(plan), handle.first_execution_run_id)]
+    assert rows == [(0, "c/same0", True), (1, "c/b1", False), (2, "c/sameslow2", True)]
+    assert RECORDED[plan] == [RunResult.RUNNING, RunResult.PARTIAL_SUCCESS]
