@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from temporalio import activity
 
+from activities.carry import carry_batch, unchanged_reason
 from activities.catalog import record_point
 from activities.errors import translate_errors
 from activities.heartbeat import Progress, resume_details
@@ -24,6 +26,8 @@ from models.activity_api import BackupApi
 from models.inventory import SnapshotInfo
 from models.jobs import (
     BackupBase,
+    CarryBatchInput,
+    CarryBatchResult,
     CleanupInput,
     DiskTransferStats,
     FinishBackupInput,
@@ -89,7 +93,7 @@ class BackupActivities(BackupApi):
                                        base=BackupBase(point_id=base.point_id))
         if inp.consistency is not None and snap.consistency == inp.consistency and unchanged_since(driver, vm_id, snap):
             return PrepareBackupResult(vm_id=vm_id, type=PointType.INCREMENTAL, base=base,
-                                       reason=f"nothing changed since point {base.point_id}",
+                                       reason=unchanged_reason(base.point_id),
                                        unchanged=SnapshotRef(cluster=inp.vm.cluster, vm_id=vm_id,
                                                              snapshot_id=snap.id, config=snap.config))
         return PrepareBackupResult(vm_id=vm_id, type=PointType.INCREMENTAL,
@@ -123,6 +127,13 @@ class BackupActivities(BackupApi):
     @translate_errors
     @holds_slot(lambda inp: SlotRequest(TransferKind.BACKUP, inp.snapshot.cluster, inp.plan))
     def transfer_backup(self, inp: TransferInput) -> TransferResult:
+        resumed = resume_details(TransferProgress)
+        if resumed is not None:
+            activity.logger.info("resuming transfer of %s at disk %d chunk %d (%d bytes confirmed)",
+                                 inp.point_id, resumed.disk_index, resumed.chunk_index, resumed.bytes_done)
+        return self._transfer(inp, Progress().report)  # the writer reports only what its staging journal holds
+
+    def _transfer(self, inp: TransferInput, report: Callable[[TransferProgress], None]) -> TransferResult:
         driver = self.res.driver(inp.snapshot.cluster)
         repo = self.res.repository(inp.repository_path)
         snap = inp.snapshot
@@ -131,11 +142,6 @@ class BackupActivities(BackupApi):
         session = repo.begin_backup(vm_id=snap.vm_id, vm_config=snap.config, plan=inp.plan, creation=inp.creation,
                                     base_point=base_point.id if base_point else None, point_id=inp.point_id,
                                     created_at=inp.created_at)
-        resumed = resume_details(TransferProgress)
-        if resumed is not None:
-            activity.logger.info("resuming transfer of %s at disk %d chunk %d (%d bytes confirmed)",
-                                 inp.point_id, resumed.disk_index, resumed.chunk_index, resumed.bytes_done)
-        durable = Progress()  # the writer reports only what its staging journal holds
         total = sum(d.size_bytes for d in snap.config.disks)
         done_before = 0
         stats: list[DiskTransferStats] = []
@@ -147,7 +153,7 @@ class BackupActivities(BackupApi):
                     if in_base else {"allocated": driver.allocated_extents(snap.vm_id, disk.name, snap.snapshot_id)})
 
                 def progress(p: object, index: int = index, offset: int = done_before) -> None:
-                    durable.report(TransferProgress(disk_index=index, chunk_index=p.chunk_index,  # type: ignore[attr-defined]
+                    report(TransferProgress(disk_index=index, chunk_index=p.chunk_index,  # type: ignore[attr-defined]
                                                     bytes_done=offset + p.bytes_done, bytes_total=total))  # type: ignore[attr-defined]
 
                 with driver.open_disk(snap.vm_id, disk.name, snap.snapshot_id) as handle:
@@ -204,6 +210,13 @@ class BackupActivities(BackupApi):
             self._release(inp.release)
         if inp.retention is not None:
             self._retention(inp.retention)
+
+    @activity.defn(name="carry_unchanged")
+    @translate_errors
+    def carry_unchanged(self, inp: CarryBatchInput) -> CarryBatchResult:
+        """A page's VMs of this site: each unchanged one gets its point from its base
+        snapshot here, as its child would (activities/carry.py); the rest get children."""
+        return carry_batch(self, inp)
 
     @activity.defn(name="release_snapshot")
     @translate_errors

@@ -5,7 +5,7 @@ it), an orchestration worker (`worker.py --no-site`) and a site worker (`worker.
 written) on the local driver is run twice through the client: the first run (full
 backups), then a run with nothing changed since. Per run: wall time (start to result),
 CPU seconds of each process per VM (from /proc/<pid>/stat), the plan-run workflow's
-history length (every run of its chain) and one VM's child (events and activities), and
+history length (every run of its chain), the child workflows it started and one of them (events and activities), and
 the snapshots and points the run left. A sample of VMs is restored from each run's points
 and compared with the bytes written."""
 
@@ -37,8 +37,20 @@ async def _histories(client: Any, wf_id: str, since: datetime) -> list[int]:
     return [w.history_length async for w in client.list_workflows(q)]
 
 
-async def _child_profile(client: Any, wf_id: str) -> dict[str, int]:
-    events = [e async for e in client.get_workflow_handle(wf_id).fetch_history_events()]
+async def _children(client: Any, wf_id: str, since: datetime) -> list[str]:
+    """The child workflow ids the runs of a chain started since `since` (their histories' record)."""
+    q = f"WorkflowId = '{wf_id}' AND StartTime >= '{since.isoformat()}'"
+    return [e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+            async for w in client.list_workflows(q)
+            async for e in client.get_workflow_handle(w.id, run_id=w.run_id).fetch_history_events()
+            if e.HasField("start_child_workflow_execution_initiated_event_attributes")]
+
+
+async def _child_profile(client: Any, children: list[str]) -> dict[str, int]:
+    """One child's events and activities (zeros when the run started none: no VM had one)."""
+    if not children:
+        return {"events": 0, "activities": 0}
+    events = [e async for e in client.get_workflow_handle(children[0]).fetch_history_events()]
     return {"events": len(events), "activities": sum(e.HasField("activity_task_scheduled_event_attributes")
                                                      for e in events)}
 
@@ -46,7 +58,7 @@ async def _child_profile(client: Any, wf_id: str) -> dict[str, int]:
 async def scale_bench(work: Path, nvms: int, parallel: int) -> dict[str, Any]:
     from drivers.catalog.store import Catalog
     from drivers.local import LocalDriver
-    from models.ids import plan_run_id, vm_backup_id
+    from models.ids import plan_run_id
     from models.inventory import DiskSpec, Site, VMConfig
     from models.plans import BackupPlanSpec, RunResult
     from models.requests import RestoreMode, RestoreRequest
@@ -97,13 +109,14 @@ async def scale_bench(work: Path, nvms: int, parallel: int) -> dict[str, Any]:
             if res.result != RunResult.SUCCESS:
                 raise BenchError(f"plan run {label}: {res.result}: {[v.error for v in res.vms if not v.ok][:5]}")
             hist = await _histories(temporal, plan_run_id("scale"), since)
-            child = await _child_profile(temporal, vm_backup_id("scale", "ca", "s00000"))
+            children = await _children(temporal, plan_run_id("scale"), since)
+            child = await _child_profile(temporal, children)
             snaps = sum(len(drv.list_snapshots(v)) for v in ids.values())
             points = len(catalog.list_restore_points(plan="scale"))
             out["runs"].append({
                 "run": label, "wall_s": round(wall, 2), "per_vm_ms": round(1000 * wall / nvms, 1),
                 "cpu_s_per_vm": {k: round((cpu1[k] - cpu0[k]) / nvms, 4) for k in pids},
-                "plan_run_histories": hist, "child_events": child["events"],
+                "plan_run_histories": hist, "children": len(children), "child_events": child["events"],
                 "child_activities": child["activities"], "snapshots_kept": snaps, "points_total": points})
             await _check_sample(client, catalog, drv, ids, RestoreMode, RestoreRequest)
     finally:
@@ -139,10 +152,10 @@ def bench_scale(work: Path, vms: int, parallel: int) -> dict[str, Any]:
     out = asyncio.run(scale_bench(work, vms, parallel))
     rows = [[r["run"], f"{r['wall_s']:.1f}", f"{r['per_vm_ms']:.0f}",
              *(f"{v:.3f}" for v in r["cpu_s_per_vm"].values()), max(r["plan_run_histories"]),
-             len(r["plan_run_histories"]), r["child_events"], r["child_activities"], r["snapshots_kept"],
+             len(r["plan_run_histories"]), r["children"], r["child_events"], r["child_activities"], r["snapshots_kept"],
              r["points_total"]] for r in out["runs"]]
     heads = ["run", "wall s", "ms/VM", *(f"CPU s/VM {k}" for k in out["runs"][0]["cpu_s_per_vm"]),
-             "longest history", "runs in chain", "child events", "child activities", "snapshots kept", "points"]
+             "longest history", "runs in chain", "children", "child events", "child activities", "snapshots kept", "points"]
     print(f"\nplan run of {vms} VMs ({TINY >> 10} KiB each), {parallel} at a time\n" + table(heads, rows), flush=True)
     write_results(work, "scale", out)
     return out

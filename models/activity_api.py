@@ -20,6 +20,8 @@ from temporalio import activity
 from models.health import ClusterHealth, HealthCheckInput, SiteWorkerInfo
 from models.inventory import GuestSigns
 from models.jobs import (
+    CarryBatchInput,
+    CarryBatchResult,
     CleanupInput,
     CreateVMInput,
     FinishBackupInput,
@@ -115,6 +117,10 @@ class BackupApi(ABC):
     @activity.defn(name="apply_retention")
     @abstractmethod
     def apply_retention(self, inp: RetentionInput) -> ExpiredPoints: ...
+
+    @activity.defn(name="carry_unchanged")
+    @abstractmethod
+    def carry_unchanged(self, inp: CarryBatchInput) -> CarryBatchResult: ...
 
 
 class RestoreApi(ABC):

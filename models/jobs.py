@@ -241,6 +241,49 @@ class FinishBackupInput(Strict):
                                   "holds (an unchanged VM's point, made from it): only its catalog link goes.")
 
 
+class CarryVM(Strict):
+    """One VM of a page's no-change batch: its index in the page and the point id it gets."""
+
+    index: int = Field(ge=0)
+    vm: VMRef
+    point_id: str
+
+
+class CarryBatchInput(Strict):
+    """A page's VMs of one site, checked for no change and, where unchanged, given their
+    point from the base snapshot in one site activity (ids only: a page is <= 500 VMs)."""
+
+    plan: Name
+    repository: Name
+    repository_path: str
+    creation: PointCreation
+    consistency: Consistency
+    compression: bool = True
+    retention: Retention | None = None
+    created_at: datetime
+    deadline: datetime | None = Field(default=None, description="The window's end: no VM starts after it.")
+    vms: list[CarryVM] = Field(max_length=500)
+
+
+class CarriedVM(Strict):
+    index: int
+    point_id: str
+    reason: str
+    disks: list[DiskTransferStats] = Field(default_factory=list)
+
+
+class CarryBatchResult(Strict):
+    """The VMs that got their point; every other VM of the batch gets a child workflow."""
+
+    carried: list[CarriedVM] = Field(default_factory=list)
+
+
+class CarryProgress(Strict):
+    """Heartbeat details of a batch: the first `vms_done` VMs are recorded or left to a child."""
+
+    vms_done: int = 0
+
+
 class PlanResultInput(Strict):
     plan: Name
     result: RunResult

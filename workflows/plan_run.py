@@ -7,14 +7,17 @@ the window-close stop of `delay_option` STOP_BACKUP."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from models.activity_api import CatalogApi
+    from models.activity_api import BackupApi, CatalogApi
     from models.ids import plan_run_id, vm_backup_id
     from models.jobs import (
+        CarryBatchInput,
+        CarryVM,
         Operation,
         PlanResultInput,
         PlanRunInput,
@@ -26,11 +29,12 @@ with workflow.unsafe.imports_passed_through():
         VMBackupResult,
     )
     from models.plans import BackupDelayOption, RunResult, VMRef
-    from models.restore_points import PointCreation
+    from models.queues import site_task_queue
+    from models.restore_points import PointCreation, PointType
 
 from workflows import v1_plan_runs
-from workflows.backup import VMBackupWorkflow
-from workflows.common import catalog, scheduled_time
+from workflows.backup import SITE_HEARTBEAT, VMBackupWorkflow, failure_text
+from workflows.common import catalog, retry, scheduled_time
 from workflows.plan_runs import SKELETON, Child, Gate, PlanRun, tick
 
 
@@ -95,3 +99,38 @@ class BackupPlanRunWorkflow(PlanRun[PlanRunInput, ResolvedPlan, ResolvedVM, VMBa
 
     def failed(self, vm: VMRef, error: str, cancelled: bool) -> VMBackupResult:
         return VMBackupResult(vm=vm, ok=False, error=error, cancelled=cancelled)
+
+    def carries(self, plan: ResolvedPlan, inp: PlanRunInput) -> bool:
+        return not (inp.full or plan.full_due)  # a full backup reads every VM: each its child
+
+    async def carry(self, plan: ResolvedPlan, children: Sequence[Child | str],
+                    deadline: datetime | None) -> dict[int, VMBackupResult]:
+        """The page's unchanged VMs get their points from one site activity per site, in
+        turn (one VM at a time: within any job limit); the rest get children."""
+        by_site: dict[str, list[tuple[int, VMBackupInput]]] = {}
+        for i, c in enumerate(children):
+            if isinstance(c, Child):
+                by_site.setdefault(c.arg.vm.site, []).append((i, c.arg))
+        out: dict[int, VMBackupResult] = {}
+        for site, args in sorted(by_site.items()):
+            if self._closing or (deadline is not None and workflow.now() >= deadline):
+                break  # cancelled or the window closed: no more batches (their VMs are not started)
+            batch = CarryBatchInput(
+                plan=plan.plan, repository=plan.repository, repository_path=plan.repository_path,
+                creation=args[0][1].creation, consistency=plan.consistency, compression=plan.compression,
+                retention=plan.retention, created_at=workflow.now(), deadline=deadline,
+                vms=[CarryVM(index=i, vm=a.vm.ref, point_id=a.point_id) for i, a in args])
+            try:
+                done = await workflow.execute_activity_method(
+                    BackupApi.carry_unchanged, batch, task_queue=site_task_queue(site),
+                    summary=f"carry_unchanged: {len(args)} VMs of site {site}",
+                    start_to_close_timeout=timedelta(hours=1), heartbeat_timeout=SITE_HEARTBEAT,
+                    retry_policy=retry(plan.max_retries, plan.retry_interval_s))
+            except ActivityError as e:  # every VM of the batch not carried gets its child
+                workflow.logger.warning("no-change batch of site %s failed: %s", site, failure_text(e))
+                continue
+            refs = {i: a.vm.ref for i, a in args}
+            for d in done.carried:
+                out[d.index] = VMBackupResult(vm=refs[d.index], ok=True, point_id=d.point_id, type=PointType.INCREMENTAL,
+                                              full_reason=d.reason, disks=d.disks)
+        return out

@@ -40,6 +40,10 @@ CANCEL_STOPS_VMS = "plan-run-cancel-stops-vms"
 # result written to the catalog, its own result a bounded summary (models/plan_pages.py).
 # Runs before this marker held every VM in one history and returned every result.
 PAGES = "plan-run-pages"
+# A page's VMs a plan kind can give their point without a child workflow (backup: the
+# unchanged ones, `carry`) are done first, in one activity per site; only the others get
+# children. Runs before this marker started a child for every VM.
+CARRY = "plan-run-carry-unchanged"
 STOPPED = "stopped at the window's end"
 NOT_STARTED = "not started: the window closed"
 CANCELLED = "stopped: the run was cancelled"
@@ -169,6 +173,15 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
     @abstractmethod
     def failed(self, vm: VMRef, error: str, cancelled: bool) -> ResT: ...
 
+    def carries(self, plan: PlanT, inp: InT) -> bool:
+        """Whether `carry` may give some of this run's VMs their result without a child."""
+        return False
+
+    async def carry(self, plan: PlanT, children: Sequence[Child | str], deadline: datetime | None) -> dict[int, ResT]:
+        """The page's VMs (by index) done without a child; it never raises (the others get
+        children). None starts after `deadline`."""
+        return {}
+
     def gated(self, inp: InT, gate: Gate, now: datetime) -> tuple[Any, datetime | None]:
         """(the skipped run's result, or None; when the window closes, or None). Only a
         scheduled run is gated: a manual one runs paused and outside its window."""
@@ -260,11 +273,22 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
         phase(self.phase_name, f"{page.total} VMs, {max_jobs} at a time"
               + (f", VMs {page.offset + 1}-{page.offset + len(items)} in this run" if page.total > size else "")
               + (f", window closes {page.deadline:%Y-%m-%d %H:%M} UTC" if page.deadline else ""))
-        job = partial(self._one, plan, inp, page.started_at.strftime("%Y%m%dT%H%M%SZ"))
-        window = SlidingWindow(items, max_jobs, job, self._not_started)
+        stamp = page.started_at.strftime("%Y%m%dT%H%M%SZ")
+        late = page.deadline is not None and now >= page.deadline  # a later page, after the window's end
+        children: list[Child | str] | None = None
+        carrying: asyncio.Future[dict[int, ResT]] | None = None
+        if not late and items and self.carries(plan, inp) and workflow.patched(CARRY):
+            children = [self.child(plan, item, inp, stamp) for item in items]
+            carrying = asyncio.ensure_future(self.carry(plan, children, page.deadline))
+        window: Fanout[ItemT, ResT] | None = None
         cancelled = False
         try:
-            if page.deadline is not None and now >= page.deadline:  # a later page, after the window's end
+            if carrying is not None:
+                # Shielded: a cancel waits for the batch (seconds, no data read), whose points are made.
+                self._done.extend((await asyncio.shield(carrying)).values())
+                late = page.deadline is not None and workflow.now() >= page.deadline  # the window closed meanwhile
+            window = Fanout(self, plan, inp, stamp, items, max_jobs, children, carrying)
+            if late:
                 self._closing = True
                 idle = window.stop()
             else:
@@ -279,6 +303,9 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
             cancelled, self._closing = True, True
             self._stopped, self._not_started_why = CANCELLED, NOT_STARTED_CANCELLED
             phase("cancelled", f"stopping the running {self.noun}s (each cleans up after itself)")
+            if carrying is not None and not carrying.done():
+                self._done.extend((await carrying).values())
+            window = window or Fanout(self, plan, inp, stamp, items, max_jobs, children, carrying)
             await window.stop()
         results = window.results()
         await self._keep(inp.plan, page, results)
@@ -320,7 +347,10 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
         return final
 
     async def _one(self, plan: PlanT, inp: InT, stamp: str, item: ItemT) -> ResT:
-        result = await self._run_child(self.vm(item), self.child(plan, item, inp, stamp))
+        return await self._listed(item, self.child(plan, item, inp, stamp))
+
+    async def _listed(self, item: ItemT, child: Child | str) -> ResT:
+        result = await self._run_child(self.vm(item), child)
         self._done.append(result)
         return result
 
@@ -342,3 +372,37 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
 
     def _not_started(self, item: ItemT) -> ResT:
         return self.failed(self.vm(item), self._not_started_why, True)
+
+
+class Fanout(Generic[ItemT, ResT]):
+    """A page's sliding window of children. With `children` (the carry marker) only over the
+    VMs `carrying` did not do, each with the child made for it before the batch; its results
+    are the page's, in the page's order, the carried VMs' among them."""
+
+    def __init__(self, run: PlanRun[Any, Any, ItemT, ResT], plan: Any, inp: Any, stamp: str, items: Sequence[ItemT],
+                 size: int, children: Sequence[Child | str] | None,
+                 carrying: asyncio.Future[dict[int, ResT]] | None) -> None:
+        self._items = items
+        self._carried = carrying.result() if carrying is not None else {}
+        self._rest = [i for i in range(len(items)) if i not in self._carried]
+        if children is None:
+            self._window: SlidingWindow[Any, ResT] = SlidingWindow(items, size, partial(run._one, plan, inp, stamp),
+                                                                   run._not_started)
+        else:
+            listed = children
+            self._window = SlidingWindow(self._rest, size, lambda i: run._listed(items[i], listed[i]),
+                                         lambda i: run._not_started(items[i]))
+        self._children = children
+
+    def start(self) -> asyncio.Future[None]:
+        return self._window.start()
+
+    def stop(self) -> asyncio.Future[None]:
+        return self._window.stop()
+
+    def results(self) -> list[ResT]:
+        if self._children is None:
+            return self._window.results()
+        merged = dict(self._carried)
+        merged.update(zip(self._rest, self._window.results(), strict=True))
+        return [merged[i] for i in range(len(self._items))]

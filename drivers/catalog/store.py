@@ -285,6 +285,12 @@ class Catalog(ReplicaObjects):
         with self.session() as s:
             return self._get(s, RestorePointRow, point_id, f"restore point {point_id!r}").snapshot_id
 
+    def point_links(self, point_id: str) -> tuple[str | None, str | None] | None:
+        """(base point id, snapshot id) of a recorded point; None when it is not recorded."""
+        with self.session() as s:
+            row = s.get(RestorePointRow, point_id)
+            return (row.base_id, row.snapshot_id) if row is not None else None
+
     def release_point_snapshot(self, point_id: str) -> None:
         with self.session() as s:
             row = s.get(RestorePointRow, point_id)

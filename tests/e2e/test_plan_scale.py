@@ -157,10 +157,18 @@ async def activity_types(client: AbdrClient, workflow_id: str) -> list[str]:
             if e.HasField("activity_task_scheduled_event_attributes")]
 
 
+async def child_starts(client: AbdrClient, workflow_id: str) -> list[str]:
+    """The child workflow ids the newest run of `workflow_id` started (its history's own record)."""
+    return [e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+            async for e in client.client.get_workflow_handle(workflow_id).fetch_history_events()
+            if e.HasField("start_child_workflow_execution_initiated_event_attributes")]
+
+
 async def test_a_vm_unchanged_since_its_base_gets_its_point_without_a_new_snapshot(stack: Stack) -> None:
     """A run after no change: every VM still gets a point of its own (restorable to the same
-    bytes), made from the base snapshot: no snapshot taken or deleted, the new point holds
-    the base snapshot now. A VM changed afterwards backs up incrementally from it again."""
+    bytes), made from the base snapshot in the page's batch, with no child workflow: no
+    snapshot taken or deleted, the new point holds the base snapshot now. A VM changed
+    afterwards backs up incrementally from it again, through its child."""
     disks = tiny_vms(stack.driver, 3, prefix="u")
     await stack.client.create_backup_plan(plan_spec("same", sorted(disks)))
     first = await stack.client.plan_run_result(await stack.client.run_backup_plan("same"))
@@ -169,10 +177,12 @@ async def test_a_vm_unchanged_since_its_base_gets_its_point_without_a_new_snapsh
     assert all(len(s) == 1 for s in snaps.values())
     second = await stack.client.plan_run_result(await stack.client.run_backup_plan("same"))
     assert second.result == RunResult.SUCCESS
-    await export_chain(stack.client.client, vm_backup_id("same", "c1", "u001"), "unchanged")  # replay histories
     assert all(v.full_reason.startswith("nothing changed since point") for v in second.vms), second.vms
     assert {n: [s.id for s in stack.driver.list_snapshots(i)] for n, i in ids.items()} == snaps  # none taken or deleted
-    assert "create_snapshot" not in await activity_types(stack.client, vm_backup_id("same", "c1", "u000"))
+    assert await child_starts(stack.client, plan_run_id("same")) == []  # Temporal's record: no child at all
+    assert "carry_unchanged" in await activity_types(stack.client, plan_run_id("same"))
+    for name in disks:
+        assert await runs_of(stack.client, vm_backup_id("same", "c1", name)) == 1, name  # the first run's only
     for old, new in zip(first.vms, second.vms, strict=True):
         assert new.point_id != old.point_id
         assert stack.catalog.backup_base(old.vm, "same") == (new.point_id, snaps[old.vm.vm][0])
@@ -181,6 +191,8 @@ async def test_a_vm_unchanged_since_its_base_gets_its_point_without_a_new_snapsh
     changed = hashlib.shake_256(b"changed").digest(TINY // 2)
     stack.driver.write(ids["u000"], "disk0", TINY // 2, changed)
     third = await stack.client.plan_run_result(await stack.client.run_backup_plan("same"))
+    await export_chain(stack.client.client, plan_run_id("same"), "carry")  # replay histories
+    assert await child_starts(stack.client, plan_run_id("same")) == [vm_backup_id("same", "c1", "u000")]
     by_vm = {v.vm.vm: v for v in third.vms}
     assert by_vm["u000"].full_reason.startswith("changes since point") and by_vm["u000"].disks[0].read_bytes > 0
     assert by_vm["u001"].full_reason.startswith("nothing changed since point")
@@ -188,3 +200,75 @@ async def test_a_vm_unchanged_since_its_base_gets_its_point_without_a_new_snapsh
     await restores_exactly(stack.client, stack.driver, by_vm["u000"].point_id or "",
                            disks["u000"][:TINY // 2] + changed, "u000-r3")
     await restores_exactly(stack.client, stack.driver, second.vms[0].point_id or "", disks["u000"], "u000-r2b")
+
+
+async def test_a_no_change_run_of_tens_of_vms_starts_a_child_only_for_the_changed_one(stack: Stack) -> None:
+    """20 tiny VMs, one of them changed before the second run: the plan run's history starts
+    one child (the changed VM's); every VM gets a new point, the repository verifies all of
+    them, and every new point restores to the bytes its VM holds (the oracle)."""
+    disks = tiny_vms(stack.driver, 20, prefix="n")
+    await stack.client.create_backup_plan(plan_spec("tens", sorted(disks)))
+    first = await stack.client.plan_run_result(await stack.client.run_backup_plan("tens"))
+    assert first.result == RunResult.SUCCESS and len(await child_starts(stack.client, plan_run_id("tens"))) == 20
+    changed = hashlib.shake_256(b"n007 changed").digest(TINY // 4)
+    stack.driver.write(stack.driver.find_vm("n007").id, "disk0", TINY // 2, changed)  # type: ignore[union-attr]
+    disks["n007"] = disks["n007"][:TINY // 2] + changed + disks["n007"][TINY // 2 + len(changed):]
+    second = await stack.client.plan_run_result(await stack.client.run_backup_plan("tens"))
+    assert (second.result, second.vms_ok) == (RunResult.SUCCESS, 20), [v.error for v in second.vms if not v.ok]
+    assert await child_starts(stack.client, plan_run_id("tens")) == [vm_backup_id("tens", "c1", "n007")]
+    for name in disks:
+        assert await runs_of(stack.client, vm_backup_id("tens", "c1", name)) == (2 if name == "n007" else 1), name
+    by_vm = {v.vm.vm: v for v in second.vms}
+    assert by_vm["n007"].full_reason.startswith("changes since point") and by_vm["n007"].disks[0].read_bytes > 0
+    olds = {v.vm.vm: v.point_id for v in first.vms}
+    points = stack.catalog.list_restore_points(plan="tens")
+    assert len(points) == 40 and {p.id for p in points} == set(olds.values()) | {v.point_id for v in second.vms}
+    rows, total = stack.catalog.run_vms(plan_run_id("tens"), second.run_id, 0, 100)
+    assert total == 20 and [r.vm for r in rows] == [f"c1/{n}" for n in sorted(disks)] and all(r.ok for r in rows)
+    verify = await stack.client.result(await stack.client.maintain_repository("r1"))
+    assert verify.verified_points == 40 and verify.findings == 0, verify
+    for name in sorted(disks):
+        assert by_vm[name].point_id != olds[name]
+        await restores_exactly(stack.client, stack.driver, by_vm[name].point_id or "", disks[name], f"{name}-r")
+
+
+async def test_site_worker_killed_mid_batch_loses_no_point_and_doubles_none(world: KillableStack) -> None:
+    """60 VMs, nothing changed since their first run: the site worker is SIGKILLed while the
+    page's batch has given some VMs their points and not others; another one takes over (the
+    batch is retried after its heartbeat times out). Every VM ends with exactly two points,
+    no child was started for any of them in the second run, the retried batch found the
+    points the killed one had made, and the points restore to the bytes written."""
+    site = world.worker("site")
+    world.worker("orchestration")
+    client = await world.client()
+    world.catalog.put_service(BackupService(name="default", site="default", max_parallel_backups=4))
+    disks = {f"m{i:02d}": world.make_vm(f"m{i:02d}", MiB) for i in range(60)}
+    await world.backup_plan(client, sorted(disks))
+    first = await client.plan_run_result(await client.run_backup_plan("p"))
+    assert first.result == RunResult.SUCCESS, first
+    handle = await client.run_backup_plan("p")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 300
+    while (made := len(world.catalog.list_restore_points(plan="p"))) == 60:
+        assert loop.time() < deadline, world.logs()
+        await asyncio.sleep(0.02)
+    site.kill()
+    assert made < 120, "the batch ended before the kill: nothing was killed mid-batch"
+    world.worker("site")
+    result = await client.plan_run_result(handle)
+    assert (result.result, result.vms_ok) == (RunResult.SUCCESS, 60), [v.error for v in result.vms if not v.ok]
+    assert await child_starts(client, plan_run_id("p")) == []
+    attempts = [e.activity_task_started_event_attributes.attempt
+                async for e in client.client.get_workflow_handle(plan_run_id("p")).fetch_history_events()
+                if e.HasField("activity_task_started_event_attributes")]
+    assert max(attempts) >= 2, attempts  # the batch ran again
+    points = world.catalog.list_restore_points(plan="p")
+    assert sorted(p.vm for p in points) == sorted([*disks, *disks])  # none lost, none doubled
+    assert {v.point_id for v in result.vms} == {p.id for p in points} - {v.point_id for v in first.vms}
+    for name in sorted(disks):
+        base = world.catalog.backup_base(VMRef(cluster="c1", vm=name), "p")
+        [new] = [v.point_id for v in result.vms if v.vm.vm == name]
+        assert base is not None and base[0] == new, name  # the snapshot was handed over once
+    for name in ("m00", "m29", "m59"):
+        [new] = [v.point_id for v in result.vms if v.vm.vm == name]
+        await restores_exactly(client, world.driver, new or "", disks[name], f"{name}-r")

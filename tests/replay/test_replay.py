@@ -5,7 +5,8 @@ The histories were recorded by running the e2e suite with ABDR_RECORD_HISTORIES 
 (tests/e2e/histories.py; `*.skeleton-logic.json` from tests/workflows/test_plan_runs_workflow_logic.py,
 stub children; `BackupPlanRun.cancelled.json`, a run `abdr job cancel` stopped, saved from
 tests/e2e/test_cli_operations.py's cancel test by hand, since only completed runs are recorded; `BackupPlanRun.pages-*.json`, the first and last runs of a chain in pages, and
-`VMBackup.finish-in-one.json` / `VMBackup.skip-unchanged.json`, from tests/e2e/test_plan_scale.py via
+`VMBackup.finish-in-one.json` / `VMBackup.skip-unchanged.json` and `BackupPlanRun.carry.json` (a page's
+no-change batch and one changed VM's child), from tests/e2e/test_plan_scale.py via
 tests/e2e/histories.py's export_chain; `AdminService.json`, a run of the admin service that continued as
 new, from tests/e2e/test_admin_service.py; `FailoverTest.asks-the-guest.json`, `Failback.careful-undo.json`,
 `ReplicationPlanRun.pages.json`, `PermanentFailover.reprotect-undo.json` and `Restore.rebuild-undo.json`, the

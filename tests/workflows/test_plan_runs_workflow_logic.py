@@ -14,14 +14,17 @@ from datetime import timedelta
 
 import pytest
 from temporalio import activity, workflow
-from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from models.ids import plan_run_id, replication_run_id, vm_backup_id
 from models.inventory import Consistency
 from models.jobs import (
+    CarriedVM,
+    CarryBatchInput,
+    CarryBatchResult,
     JobRecord,
     PlanResultInput,
     PlanRunInput,
@@ -33,7 +36,7 @@ from models.jobs import (
 )
 from models.plan_pages import RunVMResults
 from models.plans import BackupDelayOption, RunResult, VMRef
-from models.queues import WORKFLOW_TASK_QUEUE
+from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
 from models.replication import ReplicationObject, ReplicationPlanSpec
 from models.replication_jobs import (
     ReplicateInput,
@@ -50,6 +53,7 @@ from workflows.replication_plan import ReplicationPlanRunWorkflow
 PLANS: dict[str, ResolvedPlan | ResolvedReplicationPlan] = {}
 RECORDED: defaultdict[str, list[RunResult]] = defaultdict(list)  # each plan's set_*_result calls
 LOG: list[str] = []  # "+vm" when a stub child starts its work, "-vm" when it ends
+HOLD = asyncio.Event()  # lets a batch holding a `*slow*` VM end
 RUN_VMS: defaultdict[tuple[str, str], list[tuple[int, str, bool]]] = defaultdict(list)  # record_run_vms rows
 
 
@@ -86,6 +90,22 @@ async def record_job(rec: JobRecord) -> None:
 async def record_run_vms(inp: RunVMResults) -> None:
     for row in inp.rows:
         RUN_VMS[(inp.workflow_id, inp.run_id)].append((row.index, row.vm, row.ok))
+
+
+@activity.defn(name="carry_unchanged")
+async def carry_unchanged(inp: CarryBatchInput) -> CarryBatchResult:
+    """The site's no-change batch: `same*` VMs are unchanged ("=vm"); a batch holding
+    `boom` fails (then every VM gets its child)."""
+    names = [v.vm.vm for v in inp.vms]
+    LOG.append("batch " + ",".join(names))
+    if any("slow" in n for n in names):  # held until the test lets it go
+        while not HOLD.is_set():
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
+    if "boom" in names:
+        raise ApplicationError("the batch failed on purpose", type="OnPurpose", non_retryable=True)
+    return CarryBatchResult(carried=[CarriedVM(index=v.index, point_id=v.point_id, reason="nothing changed")
+                                     for v in inp.vms if v.vm.vm.startswith("same")])
 
 
 @activity.defn(name="track")
@@ -135,7 +155,8 @@ async def client(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
                       workflows=[BackupPlanRunWorkflow, ReplicationPlanRunWorkflow, StubVMBackup, StubReplicate],
                       activities=[resolve_plan, resolve_replication_plan, set_plan_result,
                                   set_replication_plan_result, record_job, record_run_vms, track],
-                      workflow_runner=UnsandboxedWorkflowRunner()):
+                      workflow_runner=UnsandboxedWorkflowRunner()), \
+            Worker(temporal_env.client, task_queue=site_task_queue("default"), activities=[carry_unchanged]):
         yield temporal_env.client
 
 
@@ -168,6 +189,8 @@ def vm(name: str, error: str = "") -> ResolvedVM:
 def most_in_flight(log: list[str]) -> int:
     now = peak = 0
     for event in log:
+        if event[0] not in "+-":  # a batch, not a child
+            continue
         now += 1 if event.startswith("+") else -1
         peak = max(peak, now)
     return peak
@@ -264,3 +287,66 @@ async def test_replication_runs_go_in_pages_too(client: Client) -> None:
     assert result.result == RunResult.SUCCESS and (result.vms_total, result.vms_ok, result.runs) == (5, 5, 3)
     assert [r[1] for r in RUN_VMS[(replication_run_id(plan), handle.first_execution_run_id)]] == [
         f"ca/{v}" for v in vms]
+
+
+async def vm_runs(client: Client, plan: str, name: str) -> int:
+    return len([w async for w in client.list_workflows(f"WorkflowId = '{vm_backup_id(plan, 'c', name)}'")])
+
+
+async def test_unchanged_vms_get_their_points_from_the_batch_and_only_the_others_get_children(
+        client: Client) -> None:
+    """Pages of 3 over 6 VMs, 1 at a time: each page's VMs go to one batch first; the `same*`
+    ones it carries have no child workflow, the others do, and the results stay in the
+    plan's order, each with the point id the workflow gave it."""
+    names = ["same0", "b1", "same2", "same3", "lost4", "b5"]
+    plan = backup_plan([vm(n, error="cluster 'x' is unknown" if n == "lost4" else "") for n in names],
+                       max_parallel=1)
+    handle = await client.start_workflow(BackupPlanRunWorkflow.run, PlanRunInput(plan=plan, manual=True, page_size=3),
+                                         id=plan_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    result: PlanRunResult = await handle.result()
+    assert (result.result, result.vms_total, result.vms_ok, result.runs) == (RunResult.PARTIAL_SUCCESS, 6, 5, 2)
+    assert [e for e in LOG if e.startswith("batch")] == ["batch same0,b1,same2", "batch same3,b5"]  # lost4: no VM
+    assert sorted(e for e in LOG if e.startswith("+")) == ["+b1", "+b5"]
+    for name, children in [("same0", 0), ("b1", 1), ("same2", 0), ("same3", 0), ("lost4", 0), ("b5", 1)]:
+        assert await vm_runs(client, plan, name) == children, name
+    rows = RUN_VMS[(plan_run_id(plan), handle.first_execution_run_id)]
+    assert rows == [(i, f"c/{n}", n != "lost4") for i, n in enumerate(names)]
+
+
+async def test_a_failed_batch_leaves_every_vm_to_its_child(client: Client) -> None:
+    plan = backup_plan([vm("same0"), vm("boom"), vm("same2")], max_parallel=2)
+    result = await client.execute_workflow(BackupPlanRunWorkflow.run, PlanRunInput(plan=plan, manual=True),
+                                           id=plan_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    assert result.result == RunResult.SUCCESS
+    assert [(v.vm.vm, v.ok) for v in result.vms] == [("same0", True), ("boom", True), ("same2", True)]
+    assert sorted(e for e in LOG if e.startswith("+")) == ["+boom", "+same0", "+same2"]
+
+
+async def test_a_full_run_starts_no_batch(client: Client) -> None:
+    plan = backup_plan([vm("same0"), vm("b1")], max_parallel=2)
+    result = await client.execute_workflow(BackupPlanRunWorkflow.run, PlanRunInput(plan=plan, manual=True, full=True),
+                                           id=plan_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    assert result.result == RunResult.SUCCESS and not [e for e in LOG if e.startswith("batch")]
+    assert sorted(e for e in LOG if e.startswith("+")) == ["+b1", "+same0"]
+
+
+async def test_a_run_cancelled_during_its_batch_keeps_the_carried_points_and_starts_no_child(
+        client: Client) -> None:
+    """The batch is in flight when the run is cancelled: the batch is waited for (its VMs
+    have their points and count as done), no child starts, the run ends CANCELLED."""
+    HOLD.clear()
+    plan = backup_plan([vm("same0"), vm("b1"), vm("sameslow2")], max_parallel=2)
+    handle = await client.start_workflow(BackupPlanRunWorkflow.run, PlanRunInput(plan=plan, manual=True),
+                                         id=plan_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    while not any(e.startswith("batch") for e in LOG):
+        await asyncio.sleep(0.1)
+    await handle.cancel()
+    await asyncio.sleep(1)  # the cancel reaches the workflow while the batch holds
+    HOLD.set()
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert isinstance(failed.value.cause, CancelledError)
+    assert not [e for e in LOG if e.startswith("+")]
+    rows = RUN_VMS[(plan_run_id(plan), handle.first_execution_run_id)]
+    assert rows == [(0, "c/same0", True), (1, "c/b1", False), (2, "c/sameslow2", True)]
+    assert RECORDED[plan] == [RunResult.RUNNING, RunResult.PARTIAL_SUCCESS]
