@@ -262,8 +262,8 @@ class BackupActivities(BackupApi):
         """The newest point of a VM keeps its snapshot as the next backup's base; without the
         point nothing builds on it, and left on the cluster it would grow with every write."""
         snapshot_id = self.res.catalog.point_snapshot(point_id)
-        if not snapshot_id:
-            return
+        if not snapshot_id or self.res.catalog.snapshot_users(point_id):
+            return  # none, or another point builds on it still
         point = self.res.catalog.get_restore_point(point_id)
         driver = self.res.driver(point.cluster)
         vm = driver.find_vm(point.vm)

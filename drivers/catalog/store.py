@@ -291,6 +291,18 @@ class Catalog(ReplicaObjects):
             row = s.get(RestorePointRow, point_id)
             return (row.base_id, row.snapshot_id) if row is not None else None
 
+    def snapshot_users(self, point_id: str) -> list[str]:
+        """The other points of the same VM that name this point's snapshot (between a backup's
+        record and its hand-over, the new point and its base both do)."""
+        with self.session() as s:
+            row = self._get(s, RestorePointRow, point_id, f"restore point {point_id!r}")
+            if row.snapshot_id is None:
+                return []
+            q = select(RestorePointRow.id).where(
+                RestorePointRow.cluster == row.cluster, RestorePointRow.vm == row.vm,
+                RestorePointRow.snapshot_id == row.snapshot_id, RestorePointRow.id != point_id)
+            return list(s.exec(q))
+
     def release_point_snapshot(self, point_id: str) -> None:
         with self.session() as s:
             row = s.get(RestorePointRow, point_id)

@@ -97,6 +97,20 @@ def test_restore_points_are_tz_aware_and_idempotent(catalog: Catalog) -> None:
     assert [p.id for p in catalog.list_restore_points(plan="gold")] == ["p0", "p2"]
 
 
+def test_a_snapshot_two_points_name_is_known_to_be_shared(catalog: Catalog) -> None:
+    """Between a backup's record and its hand-over the new point and its base name one
+    snapshot: deleting either must not delete it (activities/backup.py)."""
+    seed(catalog)
+    for i, snap in enumerate(["s1", "s1", None]):
+        p = RestorePointSummary(id=f"p{i}", plan="gold", cluster="c1", vm="web", repository="repo1",
+                                type=PointType.FULL, creation=PointCreation.AUTO, created_at=T0 + timedelta(hours=i))
+        catalog.add_restore_point(p, snapshot_id=snap)
+    assert catalog.snapshot_users("p0") == ["p1"] and catalog.snapshot_users("p1") == ["p0"]
+    assert catalog.snapshot_users("p2") == []
+    catalog.release_point_snapshot("p0")  # the hand-over
+    assert catalog.snapshot_users("p1") == [] and catalog.snapshot_users("p0") == []
+
+
 def test_inventory_cache(catalog: Catalog) -> None:
     seed(catalog)
     vm = VM(id="vm-1", cluster="c1", config=VMConfig(name="web"))
