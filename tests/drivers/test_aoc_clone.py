@@ -1,6 +1,7 @@
-"""A VM made from a snapshot by the AOC itself (rebuild-vm-from-snapshot, what a failover
-test's copy uses on the aoc driver): it reads as the snapshot did, byte for byte against
-the bytes written before it was taken, and shares nothing with its source afterwards."""
+"""The simulated AOC's inventory (a host per cluster), and a VM made from a snapshot by the
+AOC itself (rebuild-vm-from-snapshot, what a failover test's copy uses on the aoc driver):
+it reads as the snapshot did, byte for byte against the bytes written before it was taken,
+and shares nothing with its source afterwards."""
 
 from __future__ import annotations
 
@@ -60,3 +61,11 @@ def test_a_rebuild_from_a_snapshot_that_is_not_there_changes_nothing(aoc: AocDri
     with pytest.raises(NotFound):
         aoc.clone_from_snapshot(vm.id, snap.id, snap.config.model_copy(update={"name": "copy"}))
     assert aoc.find_vm("copy") is None
+
+
+def test_each_cluster_has_a_host_its_vms_name(aoc: AocDriver) -> None:
+    vm = make_vm(aoc, "placed")
+    [host] = aoc.c.read("get-hosts", {"cluster": {"id": aoc.cluster_id}})
+    assert host["status"] == "CONNECTED_HEALTHY" and host["cluster"]["id"] == aoc.cluster_id
+    [row] = aoc.c.read("get-vms", {"id": vm.id})
+    assert row["host"] == {"id": host["id"], "name": host["name"]}

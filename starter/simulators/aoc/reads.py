@@ -7,7 +7,7 @@ from typing import Any
 from starter.simulators.aoc.filters import select
 from starter.simulators.aoc.sim import Sim, public
 
-TABLE_OF = {"get-clusters": "clusters", "get-vlans": "vlans", "get-vms": "vms", "get-vm-volumes": "vm_volumes",
+TABLE_OF = {"get-clusters": "clusters", "get-hosts": "hosts", "get-vlans": "vlans", "get-vms": "vms", "get-vm-volumes": "vm_volumes",
             "get-vm-snapshots": "vm_snapshots", "get-tasks": "tasks",
             "get-vm-export-files": "vm_export_files"}
 

@@ -43,6 +43,10 @@ class Sim:
         self._tok_lock = threading.Lock()
         if not self.store.rows("clusters"):
             self.add_cluster("cluster-1", list(cfg.vlans))
+        hosted = {h["cluster"]["id"] for h in self.store.rows("hosts")}
+        for c in self.store.rows("clusters"):
+            if c["id"] not in hosted:  # state written before hosts were modelled
+                self._add_host(c)
 
     # ------------------------------------------------------------------ logins
     def login(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -71,10 +75,17 @@ class Sim:
         with self.store.lock:
             c = self.store.put("clusters", {"id": new_id(), "name": name, "type": "SMTX_OS", "version": "simulator",
                                             "local_created_at": now()})
+            self._add_host(c)
             vds = {"id": new_id(), "name": f"{name}-vds", "cluster": {"id": c["id"], "name": name}}
             for v in vlans:
                 self.store.put("vlans", {"id": new_id(), "name": v, "vlan_id": 0, "type": "VM", "vds": vds})
             return c
+
+    def _add_host(self, c: Row) -> None:
+        """One host per cluster: abdr places nothing, but a VM row names the host it is on."""
+        self.store.put("hosts", {"id": new_id(), "name": f"{c['name']}-host-1",
+                                 "cluster": {"id": c["id"], "name": c["name"]}, "status": "CONNECTED_HEALTHY",
+                                 "management_ip": "127.0.0.1", "local_created_at": now()})
 
     def remove_cluster(self, cluster_id: str) -> None:
         for vm in [v for v in self.store.rows("vms") if v["cluster"]["id"] == cluster_id]:
@@ -82,6 +93,8 @@ class Sim:
             self.drop_vm(vm["id"])
         for v in [v for v in self.store.rows("vlans") if v["vds"]["cluster"]["id"] == cluster_id]:
             self.store.delete("vlans", v["id"])
+        for h in [h for h in self.store.rows("hosts") if h["cluster"]["id"] == cluster_id]:
+            self.store.delete("hosts", h["id"])
         self.store.delete("clusters", cluster_id)
 
     def drop_vm(self, vm_id: str) -> None:
@@ -98,6 +111,13 @@ class Sim:
         if c is None:
             raise not_found(f"cluster {cluster_id}")
         return c
+
+    def host_of(self, cluster_id: str) -> Row:
+        """The host a new VM of the cluster runs on (its one host)."""
+        h = next((h for h in self.store.rows("hosts") if h["cluster"]["id"] == cluster_id), None)
+        if h is None:
+            raise not_found(f"a host of cluster {cluster_id}")
+        return {"id": h["id"], "name": h["name"]}
 
     def vm(self, vm_id: object) -> Row:
         vm = self.store.get("vms", vm_id)

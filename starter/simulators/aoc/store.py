@@ -13,7 +13,7 @@ from typing import Any
 
 from drivers.fsio import atomic_write_json
 
-TABLES = ("clusters", "vlans", "vms", "vm_volumes", "vm_snapshots", "tasks", "vm_export_files")
+TABLES = ("clusters", "hosts", "vlans", "vms", "vm_volumes", "vm_snapshots", "tasks", "vm_export_files")
 Row = dict[str, Any]
 
 

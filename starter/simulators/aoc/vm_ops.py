@@ -102,7 +102,7 @@ def _new_vm(sim: Sim, p: Body, disk_params: list[Body], op: str, fill: Any,
             raise bad("InvalidName", "a VM needs a name")
         sim.name_taken(c["id"], name)
         vm: Row = {"id": new_id(), "name": name, "description": p.get("description", ""),
-                   "cluster": {"id": c["id"], "name": c["name"]}, "status": "STOPPED",
+                   "cluster": {"id": c["id"], "name": c["name"]}, "host": sim.host_of(c["id"]), "status": "STOPPED",
                    "vcpu": int(p.get("vcpu", 1)), "cpu": {"cores": int(p.get("cpu_cores", 1)),
                                                             "sockets": int(p.get("cpu_sockets", 1))},
                    "memory": int(p.get("memory", 1 << 30)), "firmware": p.get("firmware", "BIOS"),
