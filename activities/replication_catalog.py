@@ -7,7 +7,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.errors import InvalidRequest, translate_errors
-from drivers.catalog.store import AlreadyExists, Catalog
+from drivers.catalog.store import AlreadyExists, Catalog, NotFound
 from models.activity_api import ReplicationCatalogApi
 from models.jobs import PlanResultInput
 from models.plans import PlanStatus
@@ -134,7 +134,10 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
         the Web UI still shows it and why (idempotent: pausing a paused schedule is no change)."""
         from starter.runtime import schedules
 
-        spec = self.catalog.get_replication_plan(ref.plan)
+        try:
+            spec = self.catalog.get_replication_plan(ref.plan)
+        except NotFound:
+            return  # the plan was deleted meanwhile: nothing left to leave
         keep = [v for v in spec.vms if v.vm != ref.vm]
         if keep:
             self.catalog.update_replication_plan(spec.model_copy(update={"vms": keep}))

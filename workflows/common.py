@@ -29,6 +29,13 @@ def retry(max_retries: int = 3, interval_s: int = 30) -> RetryPolicy:
                        non_retryable_error_types=NON_RETRYABLE)
 
 
+# Bookkeeping that must follow a decision already made (the replica is production): tried
+# until it succeeds, each wait at most a minute, the pending attempt visible in the Web UI.
+UNTIL_DONE = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                         maximum_interval=timedelta(seconds=60), maximum_attempts=0,
+                         non_retryable_error_types=NON_RETRYABLE)
+
+
 A = TypeVar("A")  # an activity's argument
 R = TypeVar("R")  # and its result, both read from its interface method (models/activity_api.py)
 
@@ -37,15 +44,18 @@ CATALOG_TIMEOUT, CATALOG_HEARTBEAT, CATALOG_RETRY = timedelta(minutes=2), timede
 
 
 @overload
-async def catalog(activity: Callable[[Any, A], Awaitable[R]], arg: A, summary: str | None = None) -> R: ...
+async def catalog(activity: Callable[[Any, A], Awaitable[R]], arg: A, summary: str | None = None,
+                  retry_policy: RetryPolicy = CATALOG_RETRY) -> R: ...
 @overload
-async def catalog(activity: Callable[[Any, A], R], arg: A, summary: str | None = None) -> R: ...
-async def catalog(activity: Callable[[Any, Any], Any], arg: Any, summary: str | None = None) -> Any:
+async def catalog(activity: Callable[[Any, A], R], arg: A, summary: str | None = None,
+                  retry_policy: RetryPolicy = CATALOG_RETRY) -> R: ...
+async def catalog(activity: Callable[[Any, Any], Any], arg: Any, summary: str | None = None,
+                  retry_policy: RetryPolicy = CATALOG_RETRY) -> Any:
     """Run a catalog activity (they live on the workflow queue: the catalog is central, and
     they must work while a site is down), e.g. `catalog(CatalogApi.record_job, job)`."""
     return await workflow.execute_activity_method(
         activity, arg, task_queue=WORKFLOW_TASK_QUEUE, summary=summary or activity_name(activity),
-        start_to_close_timeout=CATALOG_TIMEOUT, heartbeat_timeout=CATALOG_HEARTBEAT, retry_policy=CATALOG_RETRY)
+        start_to_close_timeout=CATALOG_TIMEOUT, heartbeat_timeout=CATALOG_HEARTBEAT, retry_policy=retry_policy)
 
 
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")

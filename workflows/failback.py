@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows import v1
 from workflows.backup import failure_text
-from workflows.common import catalog, phase, record_job, tag
+from workflows.common import CATALOG_RETRY, UNTIL_DONE, catalog, phase, record_job, tag
 from workflows.replica_state import change, claim_or_refuse, hold, release, require_state
 from workflows.sites import Sites, refuse
 
@@ -53,6 +53,10 @@ FAILBACK_SWITCH_UNDO = "failback-undo-after-sync"
 # A permanent failover names its phases (check, done) like every DR operation, so the Web UI
 # and the AbdrPhase filter show where it is; runs recorded before had none and replay so.
 PERMANENT_PHASES = "permanent-failover-phases"
+# The original leaves the plan however long the catalog is down: the failover is permanent
+# already, and a VM left in the plan would be refused by every later run. Runs recorded
+# before gave up after the catalog's usual five retries.
+EXCLUDE_UNTIL_DONE = "permanent-failover-excludes-until-done"
 
 
 async def ensure_stopped(sites: Sites, site: str, at: VMAt, what: str) -> None:
@@ -210,7 +214,8 @@ class PermanentFailoverWorkflow:
             await release(req.plan, req.vm, reason=f"permanent failover failed: {failure_text(e)}"[:1000])
             raise
         obj = await release(req.plan, req.vm, ReplicaState.PERMANENT_FAILOVER, "permanent failover")
-        await catalog(ReplicationCatalogApi.exclude_from_plan, ObjectRef(plan=req.plan, vm=req.vm))
+        await catalog(ReplicationCatalogApi.exclude_from_plan, ObjectRef(plan=req.plan, vm=req.vm),
+                      retry_policy=UNTIL_DONE if workflow.patched(EXCLUDE_UNTIL_DONE) else CATALOG_RETRY)
         result = DrOperationResult(operation="permanent_failover", plan=req.plan, vm=req.vm, state=obj.state,
                                    details=details)
         await record_job(Operation.PERMANENT_FAILOVER, "SUCCESS", plan=req.plan, vm=req.vm,

@@ -236,6 +236,18 @@ async def test_permanent_failover_runbook(client: Client, reprotect: bool, runbo
             READY, "replica.s1", "replica", "source")
 
 
+async def test_a_permanent_failover_leaves_the_plan_however_long_the_catalog_fails(client: Client) -> None:
+    """The failover is permanent once released as such: the original's exclusion from the
+    plan is retried until it succeeds (here past the catalog's usual five retries), never
+    given up with the VM still in the plan."""
+    w = world(FAILOVER)
+    w.on("exclude_from_plan", fail("OperationalError", retryable=True, attempts=9))  # the database down
+    assert await execute(client, w, *permanent(w, reprotect=False)) is None
+    assert w.attempts("exclude_from_plan") == 10 and w.excluded == ["web"]
+    assert (w.obj.state, w.obj.owner) == (ReplicaState.PERMANENT_FAILOVER, None)
+    assert w.trace()[-1] == "record_job SUCCESS"
+
+
 SEED_DROPPED = ["b:drop_snapshot replica.s1"]
 RSNAP_DROPPED = ["a:drop_snapshot source.s1"]
 
