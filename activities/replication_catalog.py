@@ -68,7 +68,14 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
         spec = self.catalog.get_replication_plan(inp.plan)
         status, _, _ = self.catalog.replication_plan_state(inp.plan)
         svc = self.catalog.site_replication_service(spec.target_site)
-        return ResolvedReplicationPlan(spec=spec, objects=self.catalog.replication_objects(inp.plan),
+        objects, count = self.catalog.replication_objects(inp.plan), None
+        if inp.page_size is not None:  # a page of a run that goes in pages: only it travels
+            wanted = {v.vm for v in spec.vms}
+            objects = [o for o in objects if o.source.vm in wanted]  # the order the run pages in
+            count, start = len(objects), inp.page.offset if inp.page else 0
+            objects = objects[start:start + inp.page_size]
+            spec = spec.model_copy(update={"vms": [o.source for o in objects]})
+        return ResolvedReplicationPlan(spec=spec, objects=objects, object_count=count,
                                        paused=status != PlanStatus.WORKING, max_jobs=svc.max_replication_jobs,
                                        bandwidth_mbps=svc.replication_bandwidth_mbps, max_retries=svc.max_retries,
                                        retry_interval_s=svc.retry_interval_s)
@@ -83,7 +90,10 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
     def get_replica(self, ref: ObjectRef) -> ResolvedObject:
         spec = self.catalog.get_replication_plan(ref.plan)
         svc = self.catalog.site_replication_service(spec.target_site)
-        return ResolvedObject(spec=spec, obj=self.catalog.replication_object(ref.plan, ref.vm),
+        obj = self.catalog.replication_object(ref.plan, ref.vm)
+        # the plan's settings, not its VM list: it would ride along in every DR step's history
+        spec = spec.model_copy(update={"vms": [v for v in spec.vms if v.vm == ref.vm]})
+        return ResolvedObject(spec=spec, obj=obj,
                               bandwidth_mbps=svc.replication_bandwidth_mbps,
                               failback_bandwidth_mbps=svc.failback_bandwidth_mbps)
 

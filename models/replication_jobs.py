@@ -36,6 +36,8 @@ class ResolvedReplicationPlan(Strict):
     bandwidth_mbps: int | None = None
     max_retries: int = 3
     retry_interval_s: int = 30
+    object_count: int | None = Field(default=None, description="Set when only a page was read: `objects` "
+                                     "(and `spec.vms`) hold that page, this counts the plan's VMs.")
 
 
 class ReplicateInput(Strict):

@@ -75,12 +75,19 @@ class ReplicationPlanRunWorkflow(
         wanted = {v.vm for v in plan.spec.vms}
         return [o for o in plan.objects if o.source.vm in wanted]
 
+    def page(self, plan: ResolvedReplicationPlan, offset: int, size: int) -> tuple[Sequence[ReplicationObject], int]:
+        if plan.object_count is None:  # resolved whole (an activity of before pages)
+            return super().page(plan, offset, size)
+        return self.items(plan), plan.object_count  # resolve read only this page
+
     def vm(self, item: ReplicationObject) -> VMRef:
         return item.source
 
     def child(self, plan: ResolvedReplicationPlan, item: ReplicationObject, inp: ReplicationRunInput,
               stamp: str) -> Child:
         spec, vm = plan.spec, item.source.vm
+        # the child gets the plan's settings and its own VM, not the page's VM list
+        spec = spec.model_copy(update={"vms": [v for v in spec.vms if v.vm == vm]})
         arg = ReplicateInput(spec=spec, vm=vm, point_id=f"{vm}.r{stamp}.{workflow.uuid4().hex[:6]}",
                              creation=PointCreation.MANUAL if inp.manual else PointCreation.AUTO,
                              bandwidth_mbps=plan.bandwidth_mbps, max_retries=plan.max_retries,

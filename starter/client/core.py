@@ -381,9 +381,11 @@ class AbdrClient:
         await schedules.delete(self.client, name, kind="replication")
         return await self.admin("delete_replication_plan", {"name": name})
 
-    async def run_replication_plan(self, name: str) -> WorkflowHandle:
+    async def run_replication_plan(self, name: str, page_size: int | None = None) -> WorkflowHandle:
+        """`page_size`: VMs per workflow run before the run continues as new (None: the default)."""
         await self.get_replication_plan(name)
-        return await self._start(ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=name, manual=True),
+        return await self._start(ReplicationPlanRunWorkflow.run,
+                                 ReplicationRunInput(plan=name, manual=True, page_size=page_size),
                                  replication_run_id(name), f"replication plan {name!r} is already running",
                                  f"manual run of replication plan {name}", plan=name)
 

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from drivers.local.tools import rewrite_fraction
+from models.ids import replicate_id, replication_run_id
 from starter.runtime.schedules import schedule_id
 from tests.e2e.test_plan_options import abdr
 from tests.e2e.test_replication import DR, dr, make_vm, plan, server  # noqa: F401 (fixtures)
@@ -37,3 +38,44 @@ async def test_seed_is_full_and_a_stopped_plan_stops_its_schedule(dr: DR) -> Non
     assert shown["status"] == "STOPPED", shown
     state = (await handle.describe()).schedule.state
     assert state.paused and "permanently" in state.note, state
+
+
+async def test_a_paged_replication_run_carries_only_its_page_and_each_child_its_own_vm(dr: DR) -> None:  # noqa: F811
+    """Ten VMs in pages of 4: three workflow runs; each run's resolve result holds only its
+    page's objects and VMs (not the plan's), each Replicate child's input names only its own
+    VM and so does its view of the plan; every replica equals its source."""
+    assert dr.client is not None
+    names = [f"vm{i}" for i in range(10)]
+    for n in names:
+        make_vm(dr.a, n, 1 << 20)
+    await dr.client.create_replication_plan(plan(vms=[{"cluster": "ca", "vm": n} for n in names]))
+    summary = await dr.client.result(await dr.client.run_replication_plan("dr", page_size=4))
+    assert (summary.vms_total, summary.vms_ok, summary.runs) == (10, 10, 3), summary
+    for n in names:
+        dr.same(dr.b, f"{n}-replica", dr.disk(dr.a, n), f"replica of {n}")
+    temporal = dr.client.client
+    runs = [w async for w in temporal.list_workflows(f"WorkflowId = '{replication_run_id('dr')}'")]
+    assert len(runs) == 3
+    for run in runs:
+        events = (await temporal.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()).events
+        [page] = [r for r in completed(events) if isinstance(r, dict) and "objects" in r]
+        assert page["object_count"] == 10 and 1 <= len(page["objects"]) <= 4
+        assert {v["vm"] for v in page["spec"]["vms"]} == {o["source"]["vm"] for o in page["objects"]}
+        for e in events:
+            if e.HasField("start_child_workflow_execution_initiated_event_attributes"):
+                child = json.loads(e.start_child_workflow_execution_initiated_event_attributes.input.payloads[0].data)
+                assert [v["vm"] for v in child["spec"]["vms"]] == [child["vm"]]
+    child_events = (await temporal.get_workflow_handle(replicate_id("dr", "vm3")).fetch_history()).events
+    [replica] = [r for r in completed(child_events) if isinstance(r, dict) and "obj" in r]
+    assert [v["vm"] for v in replica["spec"]["vms"]] == ["vm3"]
+
+
+def completed(events: Any) -> list[Any]:
+    """The decoded results of a history's completed activities."""
+    out = []
+    for e in events:
+        if e.HasField("activity_task_completed_event_attributes"):
+            for p in e.activity_task_completed_event_attributes.result.payloads:
+                if p.metadata.get("encoding") == b"json/plain":  # not binary/null (a None result)
+                    out.append(json.loads(p.data))
+    return out
