@@ -137,6 +137,8 @@ async def test_intra_site_failover_and_its_refusal_with_the_aoc_down(aoc_intra: 
     [r1] = (await replicate(dr)).vms
     assert r1.seeded and r1.moved_bytes == WRITTEN
     dr.same(dr.b, "web-replica", seed, "intra-site replica after the seed")
+    during = await drill_beside_replication(dr, src_id, seed, r1.point_id)
+    dr.same(dr.b, "web-replica", during, "intra-site replica after the drill's cleanup")
     changed = rewrite_fraction(dr.a, src_id, "disk0", 0.05, seed=3)
     at_point = dr.disk(dr.a, "web")
     [r2] = (await replicate(dr)).vms
@@ -153,6 +155,14 @@ async def test_intra_site_failover_and_its_refusal_with_the_aoc_down(aoc_intra: 
     assert undone.state == "READY" and undone.point_id == r2.point_id
     dr.same(dr.b, "web-replica", at_point, "intra-site replica after the undo")
 
+    await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web")))
+    rewrite_fraction(dr.b, dr.b.find_vm("web-replica").id, "disk0", 0.03, seed=7)
+    served = dr.disk(dr.b, "web-replica")
+    fb = await dr_result(await dr.client.failback(FailbackRequest(plan="dr", vm="web")))
+    assert fb.state == "READY" and 0 < fb.moved_bytes < fb.disk_bytes / 5
+    dr.same(dr.a, "web", served, "original after an intra-site failback")
+    assert dr.power(dr.a, "web") == "RUNNING" and dr.power(dr.b, "web-replica") == "STOPPED"
+
     before, history = await replica(dr), dr.transitions()
     own_sim.kill()  # the site's one AOC is gone: the product says an intra-site plan cannot fail over
     with pytest.raises(AbdrError, match=r"intra-site failover of ca/web is not possible, nothing was changed: "
@@ -161,3 +171,7 @@ async def test_intra_site_failover_and_its_refusal_with_the_aoc_down(aoc_intra: 
     after = await replica(dr)  # the catalog holds what it held (the RPO lag grows with time)
     assert after.state == "READY" and after.owner is None and dr.transitions() == history
     assert after.model_dump(exclude={"rpo_lag_s"}) == before.model_dump(exclude={"rpo_lag_s"})
+
+
+async def test_intra_site_permanent_failover_with_reprotect(aoc_intra: DR[AocDriver]) -> None:
+    await permanent_failover_with_reprotect(aoc_intra, plan(kind="INTRA_SITE", target_site="a"))

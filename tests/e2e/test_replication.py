@@ -339,12 +339,12 @@ async def test_unplanned_failover_with_the_source_site_down(dr: DR) -> None:
     dr.same(dr.b, "web-replica", expected, "replica after an unplanned failover")
 
 
-async def permanent_failover_with_reprotect(dr: DR) -> None:
-    """Web replicated and failed over to its replica, which serves and changes; a permanent
-    failover with reprotect makes the original the replica of a reverse plan, seeded by a
-    delta, which then replicates."""
+async def permanent_failover_with_reprotect(dr: DR, spec: ReplicationPlanSpec | None = None) -> None:
+    """Web replicated (by `spec`, default `plan()`) and failed over to its replica, which
+    serves and changes; a permanent failover with reprotect makes the original the replica
+    of a reverse plan, seeded by a delta, which then replicates."""
     src_id = make_vm(dr.a, "web")
-    await dr.client.create_replication_plan(plan())
+    await dr.client.create_replication_plan(spec or plan())
     await replicate(dr)
     dr.a.power_off(src_id)
     await dr_result(await dr.client.failover(FailoverRequest(plan="dr", vm="web")))
