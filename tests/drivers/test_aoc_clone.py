@@ -5,26 +5,15 @@ and shares nothing with its source afterwards."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from drivers.aoc.driver import AocDriver
 from drivers.base import ClonesFromSnapshot, NotFound
 from models.inventory import NIC, PowerState
-from tests.drivers.aoc_sim import SIM
 from tests.drivers.helpers import BS, data, make_vm, read_all
+from tests.drivers.test_aoc_faults import aoc  # noqa: F401 (the fixture: a fresh cluster)
 
 SIZE = 16 * BS
-
-
-@pytest.fixture
-def aoc() -> Iterator[AocDriver]:
-    ep = SIM.fresh_cluster()
-    try:
-        yield AocDriver(ep, "c1")
-    finally:
-        SIM.remove_cluster(ep)
 
 
 def test_a_vm_rebuilt_from_a_snapshot_reads_as_the_snapshot_and_stands_alone(aoc: AocDriver) -> None:
