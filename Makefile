@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test bench install clean-state
+.PHONY: up test test-testbed bench install clean-state
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ test: install
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-hypervisor.sh $(VENV)
 	bash scripts/ensure-browser.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=40
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=40 -m 'not testbed'
+
+# QEMU's own mechanisms under the libvirt driver (tests/hypervisor/test_testbed.py)
+test-testbed: install
+	bash scripts/ensure-hypervisor.sh $(VENV)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m testbed
 
 bench: install
 	bash scripts/ensure-hypervisor.sh $(VENV)

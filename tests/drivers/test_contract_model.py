@@ -7,9 +7,11 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from drivers import DRIVERS
 from drivers.base import ClusterDriver, blocks_to_extents, extents_to_blocks
 from tests.drivers.helpers import BS, blocks_of, make_vm, read_all
 
@@ -47,9 +49,31 @@ class Model:
         return out
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Examples per run: each of a process-backed driver (libvirt: qemu-img and qemu-nbd per step;
+# aoc: HTTP round trips to the simulator) costs tens of times a local one. Hypothesis draws
+# new programs every run, so the runs of the suite add up to more than one run's count.
+EXAMPLES = {"local": 100}
+PROCESS_BACKED_EXAMPLES = 30
+QUICK = sorted(EXAMPLES)
+PROCESS_BACKED = sorted(set(DRIVERS) - set(QUICK))
+SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+
+
+@pytest.mark.parametrize("driver_spec", QUICK, indirect=True)
+@settings(max_examples=EXAMPLES["local"], **SETTINGS)  # type: ignore[arg-type]
 @given(ops=program)
 def test_matches_model(driver: ClusterDriver, ops: list[Phase]) -> None:
+    run_program(driver, ops)
+
+
+@pytest.mark.parametrize("driver_spec", PROCESS_BACKED, indirect=True)
+@settings(max_examples=PROCESS_BACKED_EXAMPLES, **SETTINGS)  # type: ignore[arg-type]
+@given(ops=program)
+def test_process_backed_driver_matches_model(driver: ClusterDriver, ops: list[Phase]) -> None:
+    run_program(driver, ops)
+
+
+def run_program(driver: ClusterDriver, ops: list[Phase]) -> None:
     vm = make_vm(driver, f"m{next(_names)}", ("disk0", SIZE))
     m = Model()
     for writes, last in ops:
