@@ -46,6 +46,7 @@ SITE_ACTIVITIES = {
     "admin_start_vm", "admin_stop_vm",  # added since: `abdr vm start|stop` (Admin operations, by name)
     "admin_export_disk",  # added since: `abdr vm export` (an Admin operation, by name)
     "finish_backup",  # added since: a backup's record + release + retention in one call (issue 13)
+    "carry_unchanged",  # added since: a page's unchanged VMs' points in one call per site (issue 13)
 }
 CATALOG_ACTIVITIES = {
     "admin_add_backup_plan", "admin_add_cluster", "admin_add_replication_plan", "admin_add_site",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from drivers.local import LocalDriver
 from drivers.repository import RepoKey
+from tests.quiet import quiet_time
 from tests.test_cli_commands import Up, cli_json, free_port, run, run_plan_now
 
 
@@ -67,7 +68,7 @@ def test_encrypted_repository_and_verify_through_the_cli(tmp_path: Path) -> None
         assert not key_file.is_relative_to(vault)
 
         cli_json(env, "backup-plan", "create", "enc", "--vm", "local/web", "--repository", "vault",
-                 "--retention", "count:5", "--schedule", "daily 03:00")
+                 "--retention", "count:5", "--schedule", f"daily {quiet_time()}")
         cli_json(env, "backup-plan", "pause", "enc")
         r = run_plan_now(env, "enc")
         assert r.returncode == 0, r.stderr

@@ -22,6 +22,7 @@ from models.services import RepositorySpec
 from starter.client import AbdrClient
 from starter.runtime.settings import Settings
 from tests.e2e.processes import DevServer, WorkerProcess
+from tests.quiet import quiet_time
 
 MiB = 1 << 20
 # worker.py's flags per role: both roles, only site default's activities, or only the
@@ -74,7 +75,7 @@ class KillableStack:
         await client.create_repository(RepositorySpec(name="r1", path=str(self.tmp / "repo"), site="default"))
         await client.create_backup_plan(BackupPlanSpec.model_validate({
             "name": "p", "vms": [{"cluster": "c1", "vm": v} for v in vms], "repository": "r1",
-            "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "FOREVER"}}))
+            "schedule": {"kind": "DAILY", "times": [quiet_time()]}, "retention": {"kind": "FOREVER"}}))
 
     def logs(self) -> str:
         return "\n".join(f"{w.log.name}: {w.log.read_text()[-1500:]}" for w in self.workers)

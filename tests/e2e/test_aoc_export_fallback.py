@@ -22,6 +22,7 @@ from models.restore_points import PointType
 from tests.drivers.aoc_sim import SIM_BARE
 from tests.e2e.conftest import MiB, Stack, running_stack
 from tests.e2e.oracle import assert_image
+from tests.quiet import quiet_time
 
 SIZE = 1 * MiB
 BLOCK = 64 << 10
@@ -55,7 +56,7 @@ async def test_backups_without_storage_access_read_whole_volumes_and_say_why(bar
     guest_writes(vm.id, oracle, {"disk0": [0, 3, 9], "disk1": [15]}, seed=1)
     at_first = {d: bytes(b) for d, b in oracle.items()}
     await stack.cli("backup-plan", "create", "gold", "--vm", "c1/web", "--repository", "r1",
-                    "--schedule", "daily 03:00", "--retention", "count:10")
+                    "--schedule", f"daily {quiet_time()}", "--retention", "count:10")
 
     first = await stack.cli_json("backup-plan", "run", "gold", "--wait")
     assert first["result"] == RunResult.SUCCESS, first

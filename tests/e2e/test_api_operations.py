@@ -28,6 +28,7 @@ from tests.e2e.test_api import finished
 from tests.e2e.test_backup_restore import plan_spec
 from tests.e2e.test_plans import repo_point_ids
 from tests.e2e.test_repository_integrity import chunk_files, flip
+from tests.quiet import quiet_time
 
 TOKEN = "operations-" + "o" * 24
 
@@ -173,7 +174,7 @@ async def test_restore_points_shown_exported_verified_and_deleted(stack: Stack) 
 
 REPLICATION = {"name": "dr", "kind": "INTRA_SITE", "source_site": "default", "source_cluster": "c1",
                "target_site": "default", "target_cluster": "c2", "vms": [{"cluster": "c1", "vm": "web"}],
-               "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "COUNT", "value": 5}}
+               "schedule": {"kind": "DAILY", "times": [quiet_time()]}, "retention": {"kind": "COUNT", "value": 5}}
 
 
 async def test_replication_plan_life_and_failover_test_cleanup(stack: Stack, transport: None) -> None:

@@ -13,12 +13,13 @@ from models.requests import RestoreMode, RestoreRequest
 from models.restore_points import PointCreation, PointType
 from tests.e2e.conftest import MiB, Stack
 from tests.e2e.oracle import assert_image, assert_point_restores_to, capture, touched_chunk_bytes
+from tests.quiet import quiet_time
 
 
 def plan_spec(name: str, vms: list[str], **over: Any) -> BackupPlanSpec:
     data: dict[str, Any] = {
         "name": name, "vms": [{"cluster": "c1", "vm": v} for v in vms], "repository": "r1",
-        "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "COUNT", "value": 10}}
+        "schedule": {"kind": "DAILY", "times": [quiet_time()]}, "retention": {"kind": "COUNT", "value": 10}}
     data.update(over)
     return BackupPlanSpec.model_validate(data)
 

@@ -16,6 +16,7 @@ from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_image, capture
 from tests.e2e.test_backup_restore import plan_spec
 from tests.e2e.test_plans import repo_point_ids
+from tests.quiet import quiet_time
 
 
 async def test_vm_start_stop_and_forced_stop(stack: Stack) -> None:
@@ -77,7 +78,7 @@ async def test_replica_points_newest_first_and_failover_to_one(stack: Stack, tra
     stack.make_vm("web", size=2 * MiB)
     await stack.client.add_cluster("c2", "default", "local", str(stack.tmp / "clusters" / "c2"))
     await stack.cli("replication-plan", "create", "dr", "--vm", "c1/web", "--source-site", "default",
-                    "--target-site", "default", "--target-cluster", "c2", "--schedule", "daily 03:00",
+                    "--target-site", "default", "--target-cluster", "c2", "--schedule", f"daily {quiet_time()}",
                     "--retention", "count:5")
     for _ in range(3):
         await stack.cli("replication-plan", "run", "dr", "--wait")

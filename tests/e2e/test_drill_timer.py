@@ -23,6 +23,7 @@ from models.requests import FailoverTestRequest
 from models.restore_points import PointCreation, PointType, RestorePointSummary
 from starter.client import AbdrClient
 from starter.runtime.settings import Settings
+from tests.quiet import quiet_time
 from worker import build_workers
 
 MiB = 1 << 20
@@ -45,7 +46,7 @@ def replica_with_a_point(catalog: Catalog, driver: LocalDriver) -> None:
     spec = ReplicationPlanSpec.model_validate({
         "name": "dr", "kind": "CROSS_SITE", "source_site": "a", "source_cluster": "ca", "target_site": "b",
         "target_cluster": "cb", "vms": [{"cluster": "ca", "vm": "web"}], "schedule": {"kind": "DAILY",
-        "times": ["03:00"]}, "retention": {"kind": "COUNT", "value": 3}})
+        "times": [quiet_time()]}, "retention": {"kind": "COUNT", "value": 3}})
     catalog.add_replication_plan(spec)
     vm = driver.create_vm(VMConfig(name="web-replica", disks=[DiskSpec(name="disk0", size_bytes=4 * MiB)]))
     with driver.open_disk(vm.id, "disk0", writable=True) as h:

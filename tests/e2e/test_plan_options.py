@@ -22,6 +22,7 @@ from tests.e2e.conftest import MiB, Stack
 from tests.e2e.oracle import read_disk
 from tests.e2e.test_plans import trigger_and_wait
 from tests.e2e.test_replication import DR, dr, plan, server  # noqa: F401 (fixtures)
+from tests.quiet import quiet_time
 
 ABDR = str(Path(sys.executable).parent / "abdr")
 CHUNK_HEADER = struct.Struct("<4sBBHII")  # magic, version, flags, reserved, raw_len, payload_len (docs/repository-format.md)
@@ -77,7 +78,7 @@ async def test_backup_compression_is_per_plan(stack: Stack) -> None:
         data[tag] = compressible_vm(stack.driver, f"vm-{tag}")
         await stack.client.create_backup_plan(BackupPlanSpec.model_validate({
             "name": f"p-{tag}", "vms": [{"cluster": "c1", "vm": f"vm-{tag}"}], "repository": f"r-{tag}",
-            "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "FOREVER"}, "compression": on}))
+            "schedule": {"kind": "DAILY", "times": [quiet_time()]}, "retention": {"kind": "FOREVER"}, "compression": on}))
         result = await stack.client.plan_run_result(await stack.client.run_backup_plan(f"p-{tag}"))
         assert result.result == RunResult.SUCCESS, result
         chunks = chunk_files(repo)

@@ -42,6 +42,7 @@ from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_same_bytes, read_disk
 from tests.e2e.processes import WORKER_ROLES, DevServer, WorkerProcess
 from tests.e2e.test_plans import trigger_and_wait
+from tests.quiet import quiet_time
 
 MiB = 1 << 20
 SIZE = 16 * MiB
@@ -145,7 +146,7 @@ def plan(name: str = "dr", **over: Any) -> ReplicationPlanSpec:
     data: dict[str, Any] = {
         "name": name, "kind": "CROSS_SITE", "source_site": "a", "source_cluster": "ca", "target_site": "b",
         "target_cluster": "cb", "vms": [{"cluster": "ca", "vm": "web"}],
-        "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "COUNT", "value": 5},
+        "schedule": {"kind": "DAILY", "times": [quiet_time()]}, "retention": {"kind": "COUNT", "value": 5},
         "network_mapping": [{"source": "prod", "target": "dr-net"}], "keep_mac": False}
     data.update(over)
     return ReplicationPlanSpec.model_validate(data)

@@ -19,6 +19,7 @@ from models.services import (
 )
 from tests.e2e.oracle import read_disk
 from tests.e2e.test_replication import DR, dr, make_vm, plan, server  # noqa: F401 (fixtures)
+from tests.quiet import quiet_time
 
 LIMIT = 2
 RUNS = 6
@@ -57,7 +58,7 @@ async def one_vm_plans(dr: DR, count: int) -> dict[str, bytes]:
         oracle[f"vm{i}"] = read_disk(dr.a, f"vm{i}")
         await dr.client.create_backup_plan(BackupPlanSpec.model_validate({
             "name": f"p{i}", "vms": [{"cluster": "ca", "vm": f"vm{i}"}], "repository": "r1",
-            "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "FOREVER"}}))
+            "schedule": {"kind": "DAILY", "times": [quiet_time()]}, "retention": {"kind": "FOREVER"}}))
     return oracle
 
 

@@ -50,6 +50,7 @@ from tests.e2e.processes import WORKER_ROLES, DevServer, WorkerProcess
 from tests.e2e.test_replication import server  # noqa: F401  (the module's dev server fixture)
 from tests.guest.domain import MEMORY_MIB, Guest
 from tests.hypervisor.bed import fresh_cluster_dir, remove_cluster_dir
+from tests.quiet import quiet_time
 
 pytestmark = pytest.mark.hypervisor
 DISK = 32 * 1024 * 1024
@@ -150,7 +151,7 @@ def guest_state(image: bytes, what: str) -> int:
 def plan_spec(vm: str) -> BackupPlanSpec:
     return BackupPlanSpec.model_validate({
         "name": "gold", "vms": [{"cluster": "ka", "vm": vm}], "repository": "r1",
-        "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "COUNT", "value": 10}})
+        "schedule": {"kind": "DAILY", "times": [quiet_time()]}, "retention": {"kind": "COUNT", "value": 10}})
 
 
 async def run_plan(kvm: KVM) -> Any:
@@ -225,7 +226,7 @@ def replication_plan(vm: str, **over: Any) -> ReplicationPlanSpec:
     data: dict[str, Any] = {
         "name": "dr", "kind": "CROSS_SITE", "source_site": "a", "source_cluster": "ka", "target_site": "b",
         "target_cluster": "kb", "vms": [{"cluster": "ka", "vm": vm}],
-        "schedule": {"kind": "DAILY", "times": ["03:00"]}, "retention": {"kind": "COUNT", "value": 5}}
+        "schedule": {"kind": "DAILY", "times": [quiet_time()]}, "retention": {"kind": "COUNT", "value": 5}}
     data.update(over)
     return ReplicationPlanSpec.model_validate(data)
 
