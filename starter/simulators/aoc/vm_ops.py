@@ -71,10 +71,10 @@ def rebuild_vm_from_snapshot(sim: Sim, body: Any) -> Result:
         if snap is None or snap.get("entityAsyncStatus"):
             raise bad("NotFound", f"no VM snapshot {p.get('rebuild_from_snapshot_id')!r} to rebuild from")
         src_vm = snap["vm"]["id"]
+        snap_disks = sorted(snap["vm_disks"], key=lambda d: d["boot"])
         disks = [{"boot": d["boot"], "bus": d["bus"], "vm_volume": {
-            "name": d["name"], "size": d["size"], "elf_storage_policy": d["elf_storage_policy"]}}
-            for d in sorted(snap["vm_disks"], key=lambda d: d["boot"])]
-        sources = [d["vm_volume_id"] for d in sorted(snap["vm_disks"], key=lambda d: d["boot"])]
+            "name": d["name"], "size": d["size"], "elf_storage_policy": d["elf_storage_policy"]}} for d in snap_disks]
+        sources = [d["vm_volume_id"] for d in snap_disks]
         params = {k: snap[k] for k in ("vcpu", "memory", "firmware", "ha", "guest_os_type")}
         params.update(cpu_cores=snap["cpu"]["cores"], cpu_sockets=snap["cpu"]["sockets"], cluster_id=snap["cluster"]["id"])
         params.update({k: v for k, v in p.items() if v is not None})
