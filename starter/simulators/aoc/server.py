@@ -21,8 +21,10 @@ def serve(cfg: SimConfig, host: str = "127.0.0.1", port: int = 8090, ssl_certfil
     log.info("AOC simulator (a test double, not a real AOC) on %s://%s:%d, state in %s; clusters: %s",
              scheme, host, port, cfg.state, ", ".join(f"{c['name']}={c['id']}" for c in sim.store.rows("clusters")))
     try:
+        # A client that dropped mid-handshake (an untrusted certificate) leaves a connection
+        # uvicorn would otherwise wait on for ever when told to stop.
         uvicorn.run(build_app(sim), host=host, port=port, log_level="warning",
-                    ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+                    ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=3)
     finally:
         sim.storage.stop_all()
         sim.engine.pool.shutdown(wait=False, cancel_futures=True)
