@@ -18,13 +18,15 @@ install: $(STAMP)
 up: install
 	$(BIN)/abdr up
 
+# Two test processes (pytest-xdist), each with its own dev server and fixtures; a module stays
+# on one process (--dist loadfile), so module-scoped stacks are built once.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-hypervisor.sh $(VENV)
 	bash scripts/ensure-browser.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=40 -m 'not testbed'
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=40 -m 'not testbed' -n 2 --dist loadfile
 
 # QEMU's own mechanisms under the libvirt driver (tests/hypervisor/test_testbed.py)
 test-testbed: install
