@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -124,23 +125,24 @@ def restore(a: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- replication
-class _Catalog:
-    """The two catalog reads pull_extents and Resources make: a site's transport address and
-    a cluster's driver settings."""
+def _catalog(sites: dict[str, str], clusters: dict[str, list[str]]) -> Any:
+    """A real catalog (SQLite, in a scratch directory) holding just the sites and clusters a
+    step names: the reads pull_extents, Resources and the transfer slots make are the
+    catalog's own, not a stand-in's that falls behind it."""
+    import atexit
+    import tempfile
 
-    def __init__(self, sites: dict[str, str], clusters: dict[str, tuple[str, str]]) -> None:
-        self.sites, self.clusters = sites, clusters
+    from drivers.catalog.store import Catalog
+    from models.inventory import Cluster, Site
 
-    def get_site(self, name: str) -> Any:
-        from models.inventory import Site
-
-        return Site(name=name, transport_url=self.sites[name])
-
-    def get_cluster(self, name: str) -> Any:
-        from models.inventory import Cluster
-
-        site, path = self.clusters[name]
-        return Cluster(name=name, site=site, driver="local", endpoint=path)
+    d = tempfile.mkdtemp(prefix="abdr-bench-catalog-")
+    atexit.register(shutil.rmtree, d, True)
+    catalog = Catalog(f"sqlite:///{d}/catalog.db")
+    for site in {*sites, *(site for site, _ in clusters.values())}:
+        catalog.add_site(Site(name=site, transport_url=sites.get(site, "")))
+    for name, (site, path) in clusters.items():
+        catalog.add_cluster(Cluster(name=name, site=site, driver="local", endpoint=path))
+    return catalog
 
 
 def pull(a: dict[str, Any]) -> dict[str, Any]:
@@ -151,8 +153,8 @@ def pull(a: dict[str, Any]) -> dict[str, Any]:
     from activities.resources import Resources
     from models.replication_jobs import PullInput
 
-    catalog = _Catalog(a["sites"], {k: tuple(v) for k, v in a["clusters"].items()})
-    acts = ReplicationActivities(Resources(catalog, a["local_site"]), a["token"])  # type: ignore[arg-type]
+    catalog = _catalog(a["sites"], a["clusters"])
+    acts = ReplicationActivities(Resources(catalog, a["local_site"]), a["token"])
     inp = PullInput.model_validate(a["input"])
     env = ActivityEnvironment()
     beats: list[Any] = []
@@ -171,8 +173,8 @@ def serve(a: dict[str, Any]) -> None:
     from activities.resources import Resources
     from drivers.transport.server import TransportServer, make_app
 
-    catalog = _Catalog({}, {k: tuple(v) for k, v in a["clusters"].items()})
-    res = Resources(catalog, a["site"])  # type: ignore[arg-type]
+    catalog = _catalog({}, a["clusters"])
+    res = Resources(catalog, a["site"])
     server = TransportServer(make_app(res.driver, a["token"], a["site"]), "127.0.0.1", 0).start()
     port = server.server.servers[0].sockets[0].getsockname()[1]
     stop = threading.Event()
