@@ -85,7 +85,7 @@ def _timed(abdr: Abdr, server: DevServer, name: str, *args: str) -> Measured:
 
 def run_userpath(work: Path, img: Any) -> dict[str, Any]:
     d = fresh_dir(work / "userpath" / "abdr")
-    logs, cdir, repo = d / "logs", d / "cluster", d / "repo"
+    logs, cdir, repo = d / "logs", d / CLUSTER, d / "repo"  # the directory names the cluster
     logs.mkdir()
     out: dict[str, Any] = {}
     server = DevServer(d / "temporal.db", logs / "temporal.log")
