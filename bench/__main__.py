@@ -1,4 +1,4 @@
-"""`python -m bench [backup|replication|libvirt|scale|all]` (default all). See README.md, "Benchmarks"."""
+"""`python -m bench [backup|userpath|replication|libvirt|scale|all]` (default all). See README.md, "Benchmarks"."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from bench.common import ROOT, SIZE, BenchError, log
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description="abdr benchmarks (never part of the tests)")
-    p.add_argument("which", nargs="?", default="all", choices=["all", "backup", "replication", "libvirt", "scale"])
+    p.add_argument("which", nargs="?", default="all", choices=["all", "backup", "userpath", "replication", "libvirt", "scale"])
     p.add_argument("--work-dir", type=Path, default=ROOT / "bench" / "out",
                    help="images, scratch space and results-<name>.json (default bench/out, gitignored)")
     p.add_argument("--repeat", type=int, default=5, help="backup: runs per tool, medians reported (default 5)")
     p.add_argument("--vms", type=int, default=50, help="replication: VMs failed over at once (default 50)")
     p.add_argument("--image-size", default=SIZE,
-                   help=f"libvirt: the image's size (default {SIZE}; anything else is a trial run, not the figures)")
+                   help=f"libvirt, userpath: the image's size (default {SIZE}; anything else is a trial run, not the figures)")
     p.add_argument("--scale-vms", type=int, default=200, help="scale: VMs in the plan (default 200)")
     p.add_argument("--scale-parallel", type=int, default=4, help="scale: backups at a time (default 4)")
     args = p.parse_args(argv)
@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.backup import bench_backup
 
             bench_backup(work, repeat=args.repeat)
+        if args.which in ("all", "userpath"):
+            from bench.userpath import bench_userpath
+
+            bench_userpath(work, size=args.image_size)
         if args.which in ("all", "replication"):
             from bench.replication import bench_replication
 

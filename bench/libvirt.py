@@ -201,8 +201,8 @@ class Abdr:
     def cli(self, *args: str) -> str:
         return run([ABDR, *args], env={**os.environ, **self.env, "COLUMNS": "250"}).stdout
 
-    def step(self, name: str, *args: str, qemu: int) -> Measured:
-        pids = {"worker": self.worker.proc.pid, "dev server": self.server.proc.pid, "qemu": qemu}
+    def step(self, name: str, *args: str, qemu: int | None = None) -> Measured:
+        pids = {"worker": self.worker.proc.pid, "dev server": self.server.proc.pid, **({"qemu": qemu} if qemu else {})}
         with Meter(pids, peak=self.worker.proc.pid) as m:
             res = measure(name, [ABDR, *args, "--json"], self.logs, {**self.env, "COLUMNS": "250"})
         res.result = json.loads((self.logs / f"{name}.out").read_text())

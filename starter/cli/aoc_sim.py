@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from starter.runtime.settings import get_settings
-
 
 def aoc_sim(
     port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 8090,
@@ -30,6 +28,7 @@ def aoc_sim(
     """Run the AOC SIMULATOR (not a real AOC): the AOC REST API on loopback, VMs on qcow2
     volumes, a task engine, a storage data plane over NBD and fault injection (/sim/...).
     It serves until stopped (Ctrl-C)."""
+    from starter.runtime.settings import get_settings
     from starter.simulators.aoc.server import serve
     from starter.simulators.aoc.sim import SimConfig
 

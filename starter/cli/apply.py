@@ -5,7 +5,7 @@ rest. Applying the same file twice changes nothing the second time."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import BaseModel
@@ -14,8 +14,9 @@ from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt
 from starter.cli.plan_files import ApplyFile, load_apply_file
 from starter.cli.render import emit, say, table
-from starter.client import AbdrClient, AbdrError, NotFound
-from starter.runtime.settings import get_settings
+
+if TYPE_CHECKING:
+    from starter.client import AbdrClient
 
 CANNOT_UPDATE = "differs from the catalog ({}); abdr cannot change a {} in place: left as is"
 
@@ -30,6 +31,8 @@ async def check_file(c: AbdrClient, f: ApplyFile) -> None:
     on clusters the catalog has exist, before anything is changed: the first wrong entry is
     named with why, and nothing is applied. (VMs on clusters the file adds are checked when
     their plan is created: abdr can ask a cluster only once it knows it.)"""
+    from starter.client import AbdrError, NotFound
+
     sites = {s.name for s in f.sites} | {s.name for s in await c.list_sites()}
     known = {x.name: x.site for x in await c.list_clusters()}
     clusters = {**{x.name: x.site for x in f.clusters}, **known}  # an existing cluster keeps its site
@@ -125,6 +128,8 @@ def apply(
 ) -> None:
     """Create what the file declares and is missing; update plans that differ (idempotent)."""
     with cli_errors():
+        from starter.runtime.settings import get_settings
+
         declared = load_apply_file(file, get_settings().data_dir)
         done: list[dict[str, Any]] = []
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -35,7 +35,9 @@ from starter.cli.plan_options import (
 )
 from starter.cli.progress import plan_run_with_progress
 from starter.cli.render import emit, render_backup_run, say, show_workflow, table, when
-from starter.client import AbdrClient
+
+if TYPE_CHECKING:
+    from starter.client import AbdrClient
 
 app = typer.Typer(help="Backup plans: VMs, repository, schedule, window, retention.", no_args_is_help=True)
 
@@ -70,8 +72,8 @@ async def _current(c: AbdrClient, name: str) -> dict:
 
 
 BACKUP = PlanKind("backup plan", load_plan_file, plan_from_options, _current,
-                  AbdrClient.create_backup_plan, AbdrClient.update_backup_plan,
-                  AbdrClient.set_backup_plan_paused)
+                  lambda c, spec: c.create_backup_plan(spec), lambda c, spec: c.update_backup_plan(spec),
+                  lambda c, name, paused: c.set_backup_plan_paused(name, paused))
 
 
 def _save(update: bool) -> Callable[..., None]:

@@ -14,8 +14,6 @@ from starter.cli.common import cli_errors, with_client
 from starter.cli.options import JsonOpt, NameArg, SiteOpt
 from starter.cli.plan_files import default_endpoint
 from starter.cli.render import emit, say, table
-from starter.client import Invalid
-from starter.runtime.settings import get_settings
 
 app = typer.Typer(help="Clusters: sets of VMs reached through a driver.", no_args_is_help=True)
 # --driver's choices: the registry's names (built at run time, which mypy cannot follow).
@@ -40,8 +38,12 @@ def cluster_add(
         try:
             endpoint = join_cluster_id(driver.value, join_endpoint(driver.value, endpoint, path), cluster_id)
         except DriverError as e:
+            from starter.client import Invalid
+
             raise Invalid(str(e)) from None
         if not endpoint:
+            from starter.runtime.settings import get_settings
+
             endpoint = default_endpoint(driver.value, get_settings().data_dir, name)
         cluster = with_client(lambda c: c.add_cluster(name, site, driver.value, endpoint))
         emit(cluster, as_json, lambda r: say(

@@ -1,5 +1,7 @@
 """What every `abdr` command shares: the errors shown as one line (with an exit code per
-kind of failure) and running a coroutine with a connected AbdrClient."""
+kind of failure) and running a coroutine with a connected AbdrClient. The client, Temporal
+and the drivers are imported when a command first needs them, never at import: `abdr
+--help` and the command tree load none of them (tests/test_cli_imports.py)."""
 
 from __future__ import annotations
 
@@ -8,78 +10,83 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
-from temporalio.service import RPCError
 
-from drivers.base import DriverError
-from drivers.catalog.errors import CatalogError
-from models.inventory import Cluster
 from starter.cli.grammar import UsageError
 from starter.cli.render import err_console, validation_message
-from starter.client import AbdrClient, AbdrError, Busy, Conflict, Damaged, Invalid, NotFound, Unavailable
-from starter.stack.errors import StackError
 
-KNOWN_ERRORS: tuple[type[BaseException], ...] = (AbdrError, CatalogError, DriverError, StackError, RPCError,
-                                                 RuntimeError, OSError, ValueError)
+if TYPE_CHECKING:
+    from models.inventory import Cluster
+    from starter.client import AbdrClient, AbdrError
+
 T = TypeVar("T")
-# Exit codes (README, "CLI reference"): 2 is bad input whoever found it (the CLI before
-# contacting anything, or a worker); a client exception's class gives the rest; 1 is any
-# other failure.
-EXIT_CODES: dict[type[AbdrError], int] = {AbdrError: 1, Invalid: 2, NotFound: 3, Conflict: 4, Busy: 5,
-                                          Unavailable: 6, Damaged: 7}
+
+
+@cache
+def known_errors() -> tuple[type[BaseException], ...]:
+    """The failures a command reports as one line (the rest are bugs)."""
+    from temporalio.service import RPCError
+
+    from drivers.base import DriverError
+    from drivers.catalog.errors import CatalogError
+    from drivers.repository.errors import RepositoryError
+    from starter.client import AbdrError
+    from starter.stack.errors import StackError
+
+    return (AbdrError, CatalogError, DriverError, StackError, RPCError, RuntimeError, OSError, ValueError,
+            RepositoryError)
+
+
+@cache
+def exit_codes() -> dict[type[AbdrError], int]:
+    """Exit codes (README, "CLI reference"): 2 is bad input whoever found it (the CLI before
+    contacting anything, or a worker); a client exception's class gives the rest; 1 is any
+    other failure."""
+    from starter.client import AbdrError, Busy, Conflict, Damaged, Invalid, NotFound, Unavailable
+
+    return {AbdrError: 1, Invalid: 2, NotFound: 3, Conflict: 4, Busy: 5, Unavailable: 6, Damaged: 7}
 
 
 def exit_code(e: BaseException) -> int:
     """The exit code of an expected failure: by its client exception class, else 1."""
-    return next((EXIT_CODES[c] for c in type(e).__mro__ if c in EXIT_CODES), 1)
-
-
-def _repository_errors() -> tuple[type[BaseException], ...]:
-    from drivers.repository.errors import RepositoryError
-
-    return (RepositoryError,)
-
-
-@contextmanager
-def user_errors(*known: type[BaseException]) -> Iterator[None]:
-    """Turn expected failures into one line on stderr and their exit code (`exit_code`)."""
-    try:
-        yield
-    except ValidationError as e:
-        err_console.print(f"[red]error:[/red] {escape(validation_message(e))}", highlight=False)
-        raise typer.Exit(2) from None
-    except known as e:
-        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
-        raise typer.Exit(exit_code(e)) from None
+    codes = exit_codes()
+    return next((codes[c] for c in type(e).__mro__ if c in codes), 1)
 
 
 @contextmanager
 def cli_errors() -> Iterator[None]:
     """Expected failures: one line on stderr; exit 2 for bad input, a code per kind of client
-    failure (`EXIT_CODES`), 1 for everything else.
-    A command's own `typer.Exit` passes through (it is a RuntimeError, which
-    `user_errors` would otherwise report as "error: 1")."""
+    failure (`exit_codes`), 1 for everything else.
+    A command's own `typer.Exit` passes through (it is a RuntimeError, which would otherwise
+    be reported as "error: 1"). The known failures' classes are imported only once one
+    was raised: a command that fails on its input never loads the client for it."""
     code: int | None = None
-    known = (*KNOWN_ERRORS, *_repository_errors())
-    with user_errors(*known):
-        try:
-            yield
-        except typer.Exit as e:
-            code = e.exit_code
-        except UsageError as e:
+    try:
+        yield
+    except typer.Exit as e:
+        code = e.exit_code
+    except UsageError as e:
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        code = 2
+    except ValidationError as e:
+        err_console.print(f"[red]error:[/red] {escape(validation_message(e))}", highlight=False)
+        code = 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted (a workflow already started keeps running; see `abdr job list`)",
+                          highlight=False)
+        code = 130
+    except Exception as e:
+        if isinstance(e, known_errors()):
             err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
-            code = 2
-        except KeyboardInterrupt:
-            err_console.print("interrupted (a workflow already started keeps running; see `abdr job list`)",
-                              highlight=False)
-            code = 130
-        except Exception as e:  # a bug: still one line; ABDR_TRACEBACK=1 shows where
-            if isinstance(e, (*known, ValidationError)) or os.environ.get("ABDR_TRACEBACK"):
-                raise
+            code = exit_code(e)
+        elif os.environ.get("ABDR_TRACEBACK"):  # a bug: ABDR_TRACEBACK=1 shows where
+            raise
+        else:  # a bug: still one line
             err_console.print(f"[red]error:[/red] unexpected {type(e).__name__}: {escape(str(e))} "
                               "(a bug in abdr; ABDR_TRACEBACK=1 shows the traceback)", highlight=False)
             code = 1
@@ -88,6 +95,7 @@ def cli_errors() -> Iterator[None]:
 
 
 async def _connect() -> AbdrClient:
+    from starter.client import AbdrClient, AbdrError
     from starter.runtime.settings import get_settings
 
     settings = get_settings()
@@ -112,6 +120,8 @@ def with_client(fn: Callable[[AbdrClient], Awaitable[T]]) -> T:
 
 
 async def find_cluster(client: AbdrClient, name: str) -> Cluster:
+    from starter.client import NotFound
+
     for c in await client.list_clusters():
         if c.name == name:
             return c

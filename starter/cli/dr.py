@@ -4,18 +4,23 @@ with --wait its result (a failure names the workflow to look at)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-
-from temporalio.client import WorkflowHandle
+from typing import TYPE_CHECKING
 
 from models.replication_jobs import DrOperationResult
 from starter.cli.common import with_client
 from starter.cli.progress import with_spinner
 from starter.cli.render import emit, say, show_workflow
-from starter.client import AbdrClient, AbdrError
+
+if TYPE_CHECKING:
+    from temporalio.client import WorkflowHandle
+
+    from starter.client import AbdrClient
 
 
 async def outcome(client: AbdrClient, handle: WorkflowHandle) -> DrOperationResult:
     """The operation's result; a failure names the workflow to look at."""
+    from starter.client import AbdrError
+
     try:
         return await client.result(handle)
     except AbdrError as e:

@@ -4,11 +4,10 @@ isolated network while replication goes on."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from models.ids import drill_id
 from models.replication_jobs import DrOperationResult
@@ -19,8 +18,11 @@ from starter.cli.grammar import parse_duration
 from starter.cli.options import JsonOpt, PlanArg, VmArg
 from starter.cli.progress import POLL_S, with_spinner
 from starter.cli.render import emit, say, show_workflow
-from starter.client import AbdrClient
-from workflows.drill import FailoverTestWorkflow
+
+if TYPE_CHECKING:
+    from temporalio.client import WorkflowHandle
+
+    from starter.client import AbdrClient
 
 app = typer.Typer(help="Failover tests: a copy of a replica at a point, started on an isolated network.",
                   no_args_is_help=True)
@@ -93,6 +95,10 @@ def _health(e: dict) -> str:
 
 async def _evidence(client: AbdrClient, handle: WorkflowHandle) -> dict:
     """The drill's health check, once it has one; a drill that ended first reports why."""
+    from temporalio.client import WorkflowExecutionStatus
+
+    from workflows.drill import FailoverTestWorkflow
+
     while True:
         d = await handle.describe()
         if d.status != WorkflowExecutionStatus.RUNNING:

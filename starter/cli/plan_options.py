@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import typer
 
@@ -33,7 +33,9 @@ from starter.cli.grammar import (
 )
 from starter.cli.options import JsonOpt
 from starter.cli.render import emit, say
-from starter.client import AbdrClient
+
+if TYPE_CHECKING:
+    from starter.client import AbdrClient
 
 
 @dataclass

@@ -1,22 +1,22 @@
 """Waiting on long work from the CLI: a rich progress bar of a plan run's VMs, or a
 spinner, drawn on stderr so stdout keeps only the results. Ctrl-C stops the waiting,
-never the workflow."""
+never the workflow. The result is awaited as Temporal gives it (the SDK's long poll of the
+workflow's close); the bar's polls run beside it and never hold the result back."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
-
-from models.ids import replicate_id
-from models.jobs import PlanRunResult
-from models.replication_jobs import ReplicationRunResult
 from starter.cli.render import err_console
-from starter.client import AbdrClient
-from workflows.plan_runs import PlanRun
+
+if TYPE_CHECKING:
+    from temporalio.client import WorkflowHandle
+
+    from models.jobs import PlanRunResult
+    from models.replication_jobs import ReplicationRunResult
+    from starter.client import AbdrClient
 
 POLL_S = 0.5
 T = TypeVar("T")
@@ -60,13 +60,19 @@ async def _with_bar(work: Awaitable[R], label: str, total: int | None,
     result = asyncio.ensure_future(work)
     if not show:
         return await result
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("VMs"), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as bar:
         task = bar.add_task(label, total=total)
         while not result.done():
-            polled = await counts()
-            if polled is not None:
+            poll = asyncio.ensure_future(counts())
+            await asyncio.wait({result, poll}, return_when=asyncio.FIRST_COMPLETED)
+            if not poll.done():  # the run ended first: its result is the count
+                poll.cancel()
+                break
+            if (polled := poll.result()) is not None:
                 bar.update(task, total=polled[0], completed=polled[1])
             await asyncio.wait({result}, timeout=POLL_S)
         if not result.exception():
@@ -76,6 +82,8 @@ async def _with_bar(work: Awaitable[R], label: str, total: int | None,
 
 
 async def _query(handle: WorkflowHandle) -> dict[str, Any] | None:
+    from workflows.plan_runs import PlanRun
+
     try:
         return await asyncio.wait_for(handle.query(PlanRun.progress), timeout=5)
     except Exception:  # not started yet, or between tasks: the next poll will tell
@@ -90,6 +98,10 @@ async def with_spinner(work: Awaitable[T], label: str, show: bool) -> T:
 
 
 async def _child_closed(client: AbdrClient, parent: WorkflowHandle, plan: str, vm: str) -> bool:
+    from temporalio.client import WorkflowExecutionStatus
+
+    from models.ids import replicate_id
+
     try:
         d = await asyncio.wait_for(client.client.get_workflow_handle(replicate_id(plan, vm)).describe(), timeout=5)
     except Exception:  # not started yet: the next poll will tell

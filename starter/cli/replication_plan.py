@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from temporalio.client import WorkflowHandle
 
 from models.admin import ReplicationPlanView
 from models.plans import RunResult
@@ -43,7 +42,11 @@ from starter.cli.plan_options import (
 )
 from starter.cli.progress import replication_run_with_progress
 from starter.cli.render import emit, human_bytes, say, show_workflow, table, when
-from starter.client import AbdrClient
+
+if TYPE_CHECKING:
+    from temporalio.client import WorkflowHandle
+
+    from starter.client import AbdrClient
 
 app = typer.Typer(help="Replication plans: VMs replicated to another cluster or site on a schedule.",
                   no_args_is_help=True)
@@ -94,8 +97,9 @@ async def _current(c: AbdrClient, name: str) -> dict:
 
 
 REPLICATION = PlanKind("replication plan", load_replication_plan_file, replication_plan_from_options, _current,
-                       AbdrClient.create_replication_plan, AbdrClient.update_replication_plan,
-                       AbdrClient.set_replication_plan_paused)
+                       lambda c, spec: c.create_replication_plan(spec),
+                       lambda c, spec: c.update_replication_plan(spec),
+                       lambda c, name, paused: c.set_replication_plan_paused(name, paused))
 
 
 def _save(update: bool) -> Callable[..., None]:

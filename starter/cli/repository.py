@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,7 +15,9 @@ from starter.cli.grammar import UsageError
 from starter.cli.options import JsonOpt
 from starter.cli.progress import with_spinner
 from starter.cli.render import emit, human_bytes, say, show_workflow, table
-from starter.client import AbdrClient
+
+if TYPE_CHECKING:
+    from starter.client import AbdrClient
 
 app = typer.Typer(help="Backup repositories: where restore points live.", no_args_is_help=True)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,7 +13,9 @@ from starter.cli.grammar import UsageError, parse_network_map
 from starter.cli.options import JsonOpt
 from starter.cli.progress import with_spinner
 from starter.cli.render import emit, human_bytes, say, show_workflow
-from starter.client import AbdrClient
+
+if TYPE_CHECKING:
+    from starter.client import AbdrClient
 
 
 def restore(

@@ -4,7 +4,7 @@ jobs, IOPS, bandwidth, retries), which hold across all plans and manual runs."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,7 +14,9 @@ from starter.cli.common import cli_errors, with_client
 from starter.cli.grammar import UsageError
 from starter.cli.options import JsonOpt
 from starter.cli.render import emit, say, table
-from starter.client import AbdrClient
+
+if TYPE_CHECKING:
+    from starter.client import AbdrClient
 
 app = typer.Typer(help="Services: each site's backup and replication limits.", no_args_is_help=True)
 

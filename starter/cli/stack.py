@@ -4,22 +4,32 @@ foreground, and check that Temporal, the catalog and the site workers answer."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from starter.cli.common import cli_errors
 from starter.cli.options import JsonOpt
 from starter.cli.render import console, emit
-from starter.runtime.logging import configure_logging
-from starter.runtime.settings import get_settings
+
+if TYPE_CHECKING:
+    from starter.runtime.settings import Settings
+
+
+def _settings() -> Settings:
+    """The settings, with logging configured as they say (the stack and the API log)."""
+    from starter.runtime.logging import configure_logging
+    from starter.runtime.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
 
 
 def up() -> None:
     """Run abdr in the foreground: Temporal dev server + Web UI, catalog, workers."""
     with cli_errors():
-        settings = get_settings()
-        configure_logging(settings.log_level, settings.log_format)
+        settings = _settings()
         from starter.stack.up import run_stack
 
         asyncio.run(run_stack(settings))
@@ -35,8 +45,7 @@ def api(
 
         from starter.api.main import make_api
 
-        settings = get_settings()
-        configure_logging(settings.log_level, settings.log_format)
+        settings = _settings()
         uvicorn.run(make_api(settings, settings.api_token), host=host, port=port, log_level="warning")
 
 
@@ -48,9 +57,10 @@ def status(
     """Is Temporal reachable, which workers poll which queues, is the catalog reachable, does
     each site's worker reach its clusters (and their versions)."""
     with cli_errors():
-        settings = get_settings()
+        from starter.runtime.settings import get_settings
         from starter.stack.status import gather_status
 
+        settings = get_settings()
         report = asyncio.run(gather_status(settings, site or [settings.site, *settings.extra_sites], probe))
         emit(report, as_json, _render_status)
         if not report["healthy"]:

@@ -13,8 +13,6 @@ from starter.cli.common import cli_errors, find_cluster, with_client
 from starter.cli.options import JsonOpt
 from starter.cli.plan_files import local_cluster_dir
 from starter.cli.render import emit, human_bytes, say, table
-from starter.client import Invalid, NotFound
-from starter.runtime.settings import get_settings
 
 app = typer.Typer(help="VMs of a cluster; import and write are local data-loading tools.", no_args_is_help=True)
 
@@ -77,6 +75,8 @@ def vm_export(cluster: ClusterArg, vm: VMArg,
     (--point; the VM need not exist any more), or of a stopped VM's disk. Holes stay holes."""
     with cli_errors():
         if not file.startswith("/"):
+            from starter.client import Invalid
+
             raise Invalid(f"FILE {file!r} must be an absolute path (as the site's worker sees it)")
         out = with_client(lambda c: c.export_disk(cluster, vm, disk, file, point))
         emit(out, as_json, lambda o: say(f"{cluster}/{vm} {disk}" + (f" at {point}" if point else "")
@@ -87,6 +87,8 @@ def vm_export(cluster: ClusterArg, vm: VMArg,
 def local_driver(cluster: str) -> Any:
     """The local driver of a cluster, opened in this process (its directory must be here)."""
     from drivers.local import LocalDriver
+    from starter.client import Invalid
+    from starter.runtime.settings import get_settings
 
     info = with_client(lambda c: find_cluster(c, cluster))
     if info.driver != "local":
@@ -130,6 +132,8 @@ def vm_write(
         driver = local_driver(cluster)
         vm = driver.find_vm(name)
         if vm is None:
+            from starter.client import NotFound
+
             raise NotFound(f"VM {name!r} not found in cluster {cluster!r}")
         extents = rewrite_fraction(driver, vm.id, disk, fraction, seed)
         out = {"vm": f"{cluster}/{name}", "disk": disk, "extents": len(extents),
