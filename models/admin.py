@@ -245,6 +245,7 @@ ADMIN_OPS: dict[str, AdminOp] = {
     "set_replication_plan_status": AdminOp(SetPlanStatus, ReplicationPlanView),
     "delete_replication_plan": AdminOp(ByName, DeletedPlan),
     "list_replicas": AdminOp(PlanFilter, list[ReplicaView]),
+    "get_replica": AdminOp(ReplicaRef, ReplicaView),
     "replica_history": AdminOp(HistoryQuery, HistoryPage),
     "list_replica_points": AdminOp(ReplicaRef, list[RestorePointSummary]),
     # On the site's worker: they need its disks, repositories or clusters.

@@ -51,7 +51,8 @@ SITE_ACTIVITIES = {
 CATALOG_ACTIVITIES = {
     "admin_add_backup_plan", "admin_add_cluster", "admin_add_replication_plan", "admin_add_site",
     "admin_delete_backup_plan", "admin_delete_replication_plan", "admin_get_backup_plan",
-    "admin_get_replication_plan", "admin_get_restore_point", "admin_list_backup_plans", "admin_list_clusters",
+    "admin_get_replica", "admin_get_replication_plan", "admin_get_restore_point", "admin_list_backup_plans",
+    "admin_list_clusters",
     "admin_list_jobs", "admin_list_replicas", "admin_list_replication_plans", "admin_list_repositories",
     "admin_list_restore_points", "admin_list_sites", "admin_put_backup_service", "admin_replica_history",
     "admin_set_backup_plan_status", "admin_set_replication_plan_status", "admin_update_backup_plan",

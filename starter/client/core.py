@@ -8,6 +8,7 @@ as their workflows, plans as Temporal Schedules.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -76,6 +77,7 @@ from workflows.replication_plan import ReplicationPlanRunWorkflow
 from workflows.restore import RestoreWorkflow
 
 ADMIN_TIMEOUT = timedelta(seconds=60)
+ADMIN_IN_FLIGHT = 8  # below the 10 Updates Temporal takes in flight per workflow, leaving room for other clients
 # An export copies a whole disk in one Admin activity (5 minutes to a try, at most 10 in all).
 EXPORT_TIMEOUT = timedelta(minutes=10)
 # The jobs a cancel leaves clean: a plan run stops its VMs as at its window's end, and a
@@ -92,6 +94,10 @@ class AbdrClient:
     def __init__(self, client: Client, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        # Temporal takes 10 Updates in flight per workflow and turns the rest away: calls
+        # beyond that wait here, in order, rather than all retrying against the server
+        # (200 failovers at once did, and their checks timed out).
+        self._admin_slots = asyncio.Semaphore(ADMIN_IN_FLIGHT)
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> "AbdrClient":
@@ -107,7 +113,8 @@ class AbdrClient:
         call = AdminCall(operation=operation, payload=payload or {}, site=site,
                          timeout_s=int(timeout.total_seconds()))
         try:
-            return await call_admin_service(self.client, call, ADMIN_OPS[operation].response)
+            async with self._admin_slots:
+                return await call_admin_service(self.client, call, ADMIN_OPS[operation].response)
         except AdminServiceUnanswered:
             raise Unavailable(f"{operation}: no abdr orchestration worker answered within "
                               f"{int(timeout.total_seconds())} s (is it running? `abdr status`)") from None
@@ -403,11 +410,8 @@ class AbdrClient:
     async def require_replica(self, plan: str, vm: str) -> ReplicaView:
         """The replica of `vm` in `plan`; NotFound for an unknown plan or VM, so a DR request
         naming nothing is refused at once instead of starting a workflow that fails later."""
-        await self.get_replication_plan(plan)  # unknown plan: NotFound, it names the plan
-        found = next((r for r in await self.list_replicas(plan) if r.source.vm == vm), None)
-        if found is None:
-            raise NotFound(f"VM {vm!r} is not protected by replication plan {plan!r}")
-        return found
+        replica: ReplicaView = await self.admin("get_replica", {"plan": plan, "vm": vm})
+        return replica
 
     async def _dr(self, workflow: Callable[[Any, Any], Awaitable[DrOperationResult]], req: Any,
                   what: str) -> WorkflowHandle[Any, DrOperationResult]:
