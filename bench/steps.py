@@ -179,7 +179,9 @@ def serve(a: dict[str, Any]) -> None:
     port = server.server.servers[0].sockets[0].getsockname()[1]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    Path(a["url_file"]).write_text(f"http://127.0.0.1:{port}")
+    tmp = Path(a["url_file"] + ".tmp")  # renamed into place: the bench never reads it half-written
+    tmp.write_text(f"http://127.0.0.1:{port}")
+    tmp.rename(a["url_file"])
     parent = os.getppid()
     while not stop.wait(0.5):
         if os.getppid() != parent:  # the bench died without stopping us
