@@ -115,11 +115,7 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
     @activity.defn(name="record_replica_point")
     @translate_errors
     def record_replica_point(self, r: ReplicaPointRecord) -> None:
-        self.catalog.add_restore_point(
-            RestorePointSummary(id=r.point_id, plan=r.plan, cluster=r.replica.cluster, vm=r.replica.vm,
-                                type=r.type, creation=r.creation, created_at=r.created_at,
-                                logical_bytes=r.logical_bytes, stored_bytes=r.stored_bytes),
-            snapshot_id=r.snapshot_id, vm_config=r.config)
+        add_replica_point(self.catalog, r)
 
     @activity.defn(name="find_replica_point")
     @translate_errors
@@ -156,3 +152,12 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
         if self.client is not None:
             await schedules.pause_if_present(self.client, ref.plan, "replication",
                                              f"STOPPED: its last VM, {ref.vm}, was failed over permanently")
+
+
+def add_replica_point(catalog: Catalog, r: ReplicaPointRecord) -> None:
+    """A replica point's catalog row (idempotent: a retry records it once)."""
+    catalog.add_restore_point(
+        RestorePointSummary(id=r.point_id, plan=r.plan, cluster=r.replica.cluster, vm=r.replica.vm,
+                            type=r.type, creation=r.creation, created_at=r.created_at,
+                            logical_bytes=r.logical_bytes, stored_bytes=r.stored_bytes),
+        snapshot_id=r.snapshot_id, vm_config=r.config)

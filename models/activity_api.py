@@ -59,6 +59,10 @@ from models.replication_jobs import (
     PowerStateReply,
     PullInput,
     PullResult,
+    ReplicaCarryInput,
+    ReplicaCarryResult,
+    ReplicaCheckInput,
+    ReplicaCheckResult,
     ReplicaPoint,
     ReplicaPointRecord,
     ReplicaRetentionInput,
@@ -189,6 +193,14 @@ class ReplicationApi(ABC):
     @activity.defn(name="replica_retention")
     @abstractmethod
     def replica_retention(self, inp: ReplicaRetentionInput) -> ExpiredPoints: ...
+
+    @activity.defn(name="check_sources_unchanged")
+    @abstractmethod
+    def check_sources_unchanged(self, inp: ReplicaCheckInput) -> ReplicaCheckResult: ...
+
+    @activity.defn(name="carry_replicas")
+    @abstractmethod
+    def carry_replicas(self, inp: ReplicaCarryInput) -> ReplicaCarryResult: ...
 
 
 class SiteAdminApi(ABC):

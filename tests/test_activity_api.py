@@ -47,6 +47,8 @@ SITE_ACTIVITIES = {
     "admin_export_disk",  # added since: `abdr vm export` (an Admin operation, by name)
     "finish_backup",  # added since: a backup's record + release + retention in one call (issue 13)
     "carry_unchanged",  # added since: a page's unchanged VMs' points in one call per site (issue 13)
+    "check_sources_unchanged",  # added since: a replication page's no-change check on the source site (issue 13)
+    "carry_replicas",  # added since: that page's unchanged VMs' replica points in one call (issue 13)
 }
 CATALOG_ACTIVITIES = {
     "admin_add_backup_plan", "admin_add_cluster", "admin_add_replication_plan", "admin_add_site",
