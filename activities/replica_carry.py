@@ -28,7 +28,7 @@ from temporalio import activity
 from activities.backup import take_snapshot, unchanged_since
 from activities.batch import each_vm
 from activities.replication_catalog import add_replica_point
-from drivers.base import full_read_reason
+from drivers.base import ClusterDriver, NotFound, full_read_reason
 from models.replication import REPLICABLE, ReplicaState, ReplicationObject
 from models.replication_jobs import (
     CarriedReplica,
@@ -63,11 +63,11 @@ def source_unchanged(acts: ReplicationActivities, inp: ReplicaCheckInput, item: 
         if not carriable(obj) or obj.source_snapshot is None:
             return None
         driver = acts.res.driver(obj.source.cluster)
-        found = driver.find_vm(obj.source.vm)
-        if found is None or full_read_reason(driver):
+        if not is_vm(driver, obj.source_vm_id, obj.source.vm) or full_read_reason(driver):
             return None
-        snap = driver.get_snapshot(found.id, obj.source_snapshot)
-        if snap.consistency != inp.consistency or not unchanged_since(driver, found.id, snap):
+        vm_id = obj.source_vm_id or ""
+        snap = driver.get_snapshot(vm_id, obj.source_snapshot)
+        if snap.consistency != inp.consistency or not unchanged_since(driver, vm_id, snap):
             return None
     except Exception as e:  # noqa: BLE001 - undecided: its child tries and reports the error
         activity.logger.warning("no-change check of %s failed, left to its child: %s", item.vm, e)
@@ -78,6 +78,17 @@ def source_unchanged(acts: ReplicationActivities, inp: ReplicaCheckInput, item: 
 def carriable(obj: ReplicationObject) -> bool:
     """A replica a run may sync, unclaimed, with a point and a base pair to build on."""
     return obj.state in REPLICABLE and obj.owner is None and bool(obj.replica_point and obj.replica_vm_id)
+
+
+def is_vm(driver: ClusterDriver, vm_id: str | None, name: str) -> bool:
+    """Whether the VM the catalog names by id is still there under its name: read by id, not
+    found by name (a search reads the whole cluster's inventory, once per VM of the page)."""
+    if not vm_id:
+        return False
+    try:
+        return driver.get_vm(vm_id).config.name == name
+    except NotFound:
+        return False
 
 
 def carry_replicas(acts: ReplicationActivities, inp: ReplicaCarryInput) -> ReplicaCarryResult:
@@ -95,8 +106,7 @@ def carry_one(acts: ReplicationActivities, inp: ReplicaCarryInput, item: Replica
     if obj.owner != item.owner:  # else: our claim, taken by an earlier attempt
         if not carriable(obj) or obj.source_snapshot != item.source_snapshot:
             return None  # changed since the check: the child decides
-        found = acts.res.driver(obj.replica.cluster).find_vm(obj.replica.vm)
-        if found is None or found.id != obj.replica_vm_id:
+        if not is_vm(acts.res.driver(obj.replica.cluster), obj.replica_vm_id, obj.replica.vm):
             return None  # the replica VM is gone or another: the child's ensure_replica deals with it
         busy = ReplicaState.REPLICATING if obj.state in (ReplicaState.READY, ReplicaState.NOT_READY) else None
         try:
