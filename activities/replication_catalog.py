@@ -3,21 +3,26 @@ resolve plans and objects, move objects through the replica state machine, recor
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio import activity
 from temporalio.client import Client
 
 from activities.errors import InvalidRequest, translate_errors
+from drivers.catalog.errors import StateConflict
 from drivers.catalog.store import AlreadyExists, Catalog, NotFound
 from models.activity_api import ReplicationCatalogApi
 from models.jobs import PlanResultInput
 from models.plans import PlanStatus
-from models.replication import IllegalTransition, ReplicationObject, ReplicationPlanSpec
+from models.replication import IllegalTransition, ReplicaState, ReplicationObject, ReplicationPlanSpec
 from models.replication_jobs import (
+    Claim,
     HistoryPage,
     HistoryQuery,
     ObjectChange,
     ObjectRef,
     PointQuery,
+    ReplicaCarryInput,
     ReplicaPoint,
     ReplicaPointRecord,
     ReplicationRunInput,
@@ -104,6 +109,28 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
             return self.catalog.change_replication_object(ch)
         except (IllegalTransition, ValueError) as e:
             raise InvalidRequest(str(e)) from None
+
+    @activity.defn(name="release_batch_claims")
+    @translate_errors
+    def release_batch_claims(self, inp: ReplicaCarryInput) -> None:
+        """Let go of every claim a failed replica batch may still hold (a worker killed with
+        its retries spent runs no undo): a replica held by a batch nothing will finish
+        would stay REPLICATING, and refuse every later run and failover. Compare-and-set on
+        the owner: a replica someone else holds is not touched."""
+        for item in inp.vms:
+            try:
+                obj = self.catalog.replication_object(inp.plan, item.vm)
+            except NotFound:
+                continue
+            if obj.owner != item.owner:
+                continue
+            try:
+                self.catalog.change_replication_object(ObjectChange(
+                    plan=inp.plan, vm=item.vm, at=datetime.now(UTC), owner=item.owner, claim=Claim.RELEASE,
+                    to=ReplicaState.READY if obj.state == ReplicaState.REPLICATING else None,
+                    reason="no-change batch failed", change_id=f"{item.owner}/{item.point_id}/release-after-batch"))
+            except StateConflict:  # let go meanwhile (its owner's own retry): nothing left to do
+                continue
 
     @activity.defn(name="replica_history")
     @translate_errors

@@ -300,6 +300,10 @@ class ReplicationCatalogApi(ABC):
     @abstractmethod
     async def exclude_from_plan(self, ref: ObjectRef) -> None: ...
 
+    @activity.defn(name="release_batch_claims")
+    @abstractmethod
+    def release_batch_claims(self, inp: ReplicaCarryInput) -> None: ...
+
 
 # Which worker serves each interface: a site's (its queue) or the catalog's (the workflow queue).
 SITE_APIS: list[type] = [BackupApi, RestoreApi, ReplicationApi, SiteAdminApi, HealthApi, ClusterHealthApi]

@@ -59,6 +59,7 @@ CATALOG_ACTIVITIES = {
     "admin_set_backup_plan_status", "admin_set_replication_plan_status", "admin_update_backup_plan",
     "admin_update_replication_plan", "change_replica", "create_reverse_plan", "exclude_from_plan",
     "find_replica_point", "get_replica", "get_repository", "record_job", "record_point", "record_replica_point",
+    "release_batch_claims",
     "replica_history", "resolve_plan", "resolve_replication_plan", "resolve_restore", "set_plan_result",
     "set_replication_plan_result",
     "admin_list_replica_points",  # added since: `abdr replica points` (an Admin operation, by name)

@@ -11,6 +11,7 @@ from datetime import datetime
 from functools import partial
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import ReplicationApi, ReplicationCatalogApi
@@ -33,7 +34,8 @@ with workflow.unsafe.imports_passed_through():
     from models.restore_points import PointCreation
 
 from workflows import v1_plan_runs
-from workflows.common import catalog, scheduled_time
+from workflows.backup import failure_text
+from workflows.common import UNTIL_DONE, catalog, scheduled_time
 from workflows.plan_runs import SKELETON, Child, Gate, PlanRun, batch_call, tick
 from workflows.replication import ReplicateWorkflow
 
@@ -132,8 +134,18 @@ class ReplicationPlanRunWorkflow(
             plan=spec.name, creation=group[0][1].arg.creation, consistency=spec.consistency, deadline=deadline,
             vms=[ReplicaCarryVM(index=u.index, vm=args[u.index].arg.vm, point_id=args[u.index].arg.point_id,
                                 owner=args[u.index].id, source_snapshot=u.source_snapshot) for u in found.unchanged])
-        done = await batch_call(ReplicationApi.carry_replicas, batch, site,
-                                f"carry_replicas: {len(batch.vms)} VMs to site {site}",
-                                plan.max_retries, plan.retry_interval_s)
+        try:
+            done = await batch_call(ReplicationApi.carry_replicas, batch, site,
+                                    f"carry_replicas: {len(batch.vms)} VMs to site {site}",
+                                    plan.max_retries, plan.retry_interval_s)
+        except ActivityError as e:
+            # Its retries spent, the batch may still hold claims (a killed worker runs no
+            # undo): let them go, or those replicas stay REPLICATING and refuse every later
+            # run and failover. Its VMs get no child in this run: a child with the batch's
+            # point id would take the replica snapshot the batch made, found by its name, for
+            # its own. The next run gives them new ids.
+            await catalog(ReplicationCatalogApi.release_batch_claims, batch, retry_policy=UNTIL_DONE)
+            why = f"no-change batch to site {site} failed: {failure_text(e)}"
+            return {u.index: self.failed(VMRef(cluster=spec.source_cluster, vm=u.vm), why, False) for u in batch.vms}
         return {d.index: ReplicateResult(vm=VMRef(cluster=spec.source_cluster, vm=args[d.index].arg.vm), ok=True,
                                          point_id=d.point_id, disk_bytes=d.disk_bytes) for d in done.carried}

@@ -146,6 +146,11 @@ async def carry_replicas(inp: ReplicaCarryInput) -> ReplicaCarryResult:
                                        for v in inp.vms])
 
 
+@activity.defn(name="release_batch_claims")
+async def release_batch_claims(inp: ReplicaCarryInput) -> None:
+    LOG.append("release " + ",".join(f"{v.vm}@{v.owner}" for v in inp.vms))
+
+
 @activity.defn(name="track")
 async def track(event: str) -> None:
     LOG.append(event)
@@ -192,7 +197,8 @@ async def client(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
     async with Worker(temporal_env.client, task_queue=WORKFLOW_TASK_QUEUE,
                       workflows=[BackupPlanRunWorkflow, ReplicationPlanRunWorkflow, StubVMBackup, StubReplicate],
                       activities=[resolve_plan, resolve_replication_plan, set_plan_result,
-                                  set_replication_plan_result, record_job, record_run_vms, track],
+                                  set_replication_plan_result, record_job, record_run_vms, release_batch_claims,
+                                  track],
                       workflow_runner=UnsandboxedWorkflowRunner()), \
             Worker(temporal_env.client, task_queue=site_task_queue("default"), activities=[carry_unchanged]), \
             Worker(temporal_env.client, task_queue=site_task_queue("a"), activities=[check_sources_unchanged]), \
@@ -423,14 +429,32 @@ async def test_replication_carries_unchanged_vms_in_one_batch_per_page_and_child
     assert rows == [(i, f"ca/{n}", True) for i, n in enumerate(names)]
 
 
-@pytest.mark.parametrize("failing", ["nocheck", "sameboom"])
-async def test_a_failed_replication_check_or_batch_leaves_every_vm_to_its_child(client: Client, failing: str) -> None:
-    """Workflow logic, a site activity failing on purpose: the check or the replica batch."""
-    plan = replication_plan(["same0", failing], max_jobs=2)
+async def test_a_failed_replication_check_leaves_every_vm_to_its_child(client: Client) -> None:
+    """Workflow logic, the source check failing on purpose: nothing was claimed, so every VM
+    gets its child."""
+    plan = replication_plan(["same0", "nocheck"], max_jobs=2)
     result = await client.execute_workflow(ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=plan, manual=True),
                                            id=replication_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
     assert result.result == RunResult.SUCCESS
-    assert sorted(e for e in LOG if e.startswith("+")) == sorted(["+same0", f"+{failing}"])
+    assert sorted(e for e in LOG if e.startswith("+")) == ["+nocheck", "+same0"]
+    assert not [e for e in LOG if e.startswith("release")]
+
+
+async def test_a_failed_replica_batch_lets_its_claims_go_and_gives_its_vms_no_child(client: Client) -> None:
+    """Workflow logic, the replica batch failing on purpose (its retries spent): the claims it
+    may hold are let go (release_batch_claims, with the children's owners), and its VMs fail
+    this run without a child (one with the batch's point id would take the replica snapshot
+    the batch made for its own); the changed VM still gets its child."""
+    plan = replication_plan(["same0", "sameboom", "c2"], max_jobs=2)
+    result = await client.execute_workflow(ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=plan, manual=True),
+                                           id=replication_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    assert (result.result, result.vms_ok, result.vms_failed) == (RunResult.PARTIAL_SUCCESS, 1, 2)
+    assert sorted(e for e in LOG if e.startswith("+")) == ["+c2"]
+    assert [e for e in LOG if e.startswith("release")] == [
+        f"release same0@{replicate_id(plan, 'same0')},sameboom@{replicate_id(plan, 'sameboom')}"]
+    failed = {v.vm.vm: v.error for v in result.vms if not v.ok}
+    assert set(failed) == {"same0", "sameboom"} and all("no-change batch to site b failed" in e
+                                                         for e in failed.values()), failed
 
 
 async def test_a_replication_run_cancelled_during_its_batch_keeps_the_carried_points_and_starts_no_child(
