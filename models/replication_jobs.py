@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from models.inventory import Consistency, Name, ShutdownMode, Strict, VMConfig
-from models.plan_pages import RunPage, RunSummary
+from models.plan_pages import MAX_PAGE_SIZE, RunPage, RunSummary
 from models.plans import RunResult, VMRef
 from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec, StateChange
 from models.restore_points import PointCreation, PointType
@@ -23,8 +23,8 @@ class ReplicationRunInput(Strict):
     plan: Name
     manual: bool = False
     scheduled_at: datetime | None = None
-    page_size: int | None = Field(default=None, ge=1, description="VMs per workflow run before it continues "
-                                  "as new (default models.plan_pages.DEFAULT_PAGE_SIZE).")
+    page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE_SIZE, description="VMs per workflow run before it continues "
+                                  "as new (default models.plan_pages.DEFAULT_PAGE_SIZE, at most MAX_PAGE_SIZE).")
     page: RunPage | None = Field(default=None, description="Set by the run itself when it continues as new.")
 
 
@@ -76,7 +76,7 @@ class ReplicaCheckInput(Strict):
 
     plan: Name
     consistency: Consistency
-    vms: list[ReplicaCheckVM] = Field(max_length=500)
+    vms: list[ReplicaCheckVM] = Field(max_length=MAX_PAGE_SIZE)
 
 
 class UnchangedSource(Strict):
@@ -107,7 +107,7 @@ class ReplicaCarryInput(Strict):
     creation: PointCreation
     consistency: Consistency
     deadline: datetime | None = Field(default=None, description="The window's end: no VM starts after it.")
-    vms: list[ReplicaCarryVM] = Field(max_length=500)
+    vms: list[ReplicaCarryVM] = Field(max_length=MAX_PAGE_SIZE)
 
 
 class CarriedReplica(Strict):
