@@ -23,7 +23,7 @@ from drivers.repository import Repository
 from drivers.repository.errors import PointBusy, PointNotFound, RepositoryLocked
 from drivers.repository.manifest import check_point_id
 from models.activity_api import BackupApi
-from models.inventory import SnapshotInfo
+from models.inventory import Consistency, SnapshotInfo
 from models.jobs import (
     BackupBase,
     CarryBatchInput,
@@ -116,11 +116,7 @@ class BackupActivities(BackupApi):
     @activity.defn(name="create_snapshot")
     @translate_errors
     def create_snapshot(self, inp: SnapshotInput) -> SnapshotRef:
-        driver = self.res.driver(inp.cluster)
-        try:
-            snap = driver.create_snapshot(inp.vm_id, inp.name, inp.consistency)
-        except AlreadyExists:  # a retry after the snapshot was taken: use it
-            snap = next(s for s in driver.list_snapshots(inp.vm_id) if s.name == inp.name)
+        snap = take_snapshot(self.res.driver(inp.cluster), inp.vm_id, inp.name, inp.consistency)
         return SnapshotRef(cluster=inp.cluster, vm_id=inp.vm_id, snapshot_id=snap.id, config=snap.config)
 
     @activity.defn(name="transfer_backup")
@@ -273,6 +269,14 @@ class BackupActivities(BackupApi):
             driver.delete_snapshot(vm.id, snapshot_id)
         except NotFound:
             pass
+
+
+def take_snapshot(driver: ClusterDriver, vm_id: str, name: str, consistency: Consistency) -> SnapshotInfo:
+    """The VM's snapshot of that name: taken now, or found (a retry after it was taken)."""
+    try:
+        return driver.create_snapshot(vm_id, name, consistency)
+    except AlreadyExists:
+        return next(s for s in driver.list_snapshots(vm_id) if s.name == name)
 
 
 def unchanged_since(driver: ClusterDriver, vm_id: str, snap: SnapshotInfo) -> bool:

@@ -13,18 +13,15 @@ second point of it."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from temporalio import activity
 
-from activities.heartbeat import Progress, resume_details
+from activities.batch import each_vm
 from models.jobs import (
     CarriedVM,
     CarryBatchInput,
     CarryBatchResult,
-    CarryProgress,
     CarryVM,
     DiskTransferStats,
     FinishBackupInput,
@@ -39,23 +36,8 @@ if TYPE_CHECKING:
 
 
 def carry_batch(acts: BackupActivities, inp: CarryBatchInput) -> CarryBatchResult:
-    resumed = resume_details(CarryProgress)
-    if resumed is not None:
-        activity.logger.info("batch of plan %s resumed: %d of %d VMs were done", inp.plan, resumed.vms_done,
-                             len(inp.vms))
-    progress = Progress()  # the ticker heartbeats it by elapsed time
-    carried: list[CarriedVM] = []
-    started = time.monotonic()
-    for n, item in enumerate(inp.vms):
-        if inp.deadline is not None and datetime.now(UTC) >= inp.deadline:
-            break  # the window closed: the rest are left to the runbook (not started)
-        done = carry_one(acts, inp, item)
-        if done is not None:
-            carried.append(done)
-        progress.report(CarryProgress(vms_done=n + 1))  # VM n is recorded or left to a child: durable
-    activity.logger.info("batch of plan %s: %d of %d VMs unchanged, carried in %.1f s", inp.plan, len(carried),
-                         len(inp.vms), time.monotonic() - started)
-    return CarryBatchResult(carried=carried)
+    return CarryBatchResult(carried=each_vm(f"no-change batch of plan {inp.plan}", inp.vms,
+                                            lambda item: carry_one(acts, inp, item), inp.deadline))
 
 
 def carry_one(acts: BackupActivities, inp: CarryBatchInput, item: CarryVM) -> CarriedVM | None:

@@ -14,6 +14,7 @@ from typing import TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import replica_carry
 from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Checkpoint, resume_details
 from activities.resources import Resources
@@ -30,6 +31,10 @@ from models.replication_jobs import (
     PullInput,
     PullProgress,
     PullResult,
+    ReplicaCarryInput,
+    ReplicaCarryResult,
+    ReplicaCheckInput,
+    ReplicaCheckResult,
     ReplicaRetentionInput,
     ShutdownInput,
     SnapshotDrop,
@@ -295,3 +300,15 @@ class ReplicationActivities(ReplicationApi):
                     pass
             catalog.delete_restore_point(pid)
         return ExpiredPoints.of(expired)
+
+    @activity.defn(name="check_sources_unchanged")
+    @translate_errors
+    def check_sources_unchanged(self, inp: ReplicaCheckInput) -> ReplicaCheckResult:
+        """A page's VMs whose source has not changed since its replica's base (activities/replica_carry.py)."""
+        return replica_carry.check_sources(self, inp)
+
+    @activity.defn(name="carry_replicas")
+    @translate_errors
+    def carry_replicas(self, inp: ReplicaCarryInput) -> ReplicaCarryResult:
+        """A page's unchanged VMs given their replica points here, as their children would."""
+        return replica_carry.carry_replicas(self, inp)

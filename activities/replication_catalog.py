@@ -3,21 +3,26 @@ resolve plans and objects, move objects through the replica state machine, recor
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio import activity
 from temporalio.client import Client
 
 from activities.errors import InvalidRequest, translate_errors
+from drivers.catalog.errors import StateConflict
 from drivers.catalog.store import AlreadyExists, Catalog, NotFound
 from models.activity_api import ReplicationCatalogApi
 from models.jobs import PlanResultInput
 from models.plans import PlanStatus
-from models.replication import IllegalTransition, ReplicationObject, ReplicationPlanSpec
+from models.replication import IllegalTransition, ReplicaState, ReplicationObject, ReplicationPlanSpec
 from models.replication_jobs import (
+    Claim,
     HistoryPage,
     HistoryQuery,
     ObjectChange,
     ObjectRef,
     PointQuery,
+    ReplicaCarryInput,
     ReplicaPoint,
     ReplicaPointRecord,
     ReplicationRunInput,
@@ -105,6 +110,28 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
         except (IllegalTransition, ValueError) as e:
             raise InvalidRequest(str(e)) from None
 
+    @activity.defn(name="release_batch_claims")
+    @translate_errors
+    def release_batch_claims(self, inp: ReplicaCarryInput) -> None:
+        """Let go of every claim a failed replica batch may still hold (a worker killed with
+        its retries spent runs no undo): a replica held by a batch nothing will finish
+        would stay REPLICATING, and refuse every later run and failover. Compare-and-set on
+        the owner: a replica someone else holds is not touched."""
+        for item in inp.vms:
+            try:
+                obj = self.catalog.replication_object(inp.plan, item.vm)
+            except NotFound:
+                continue
+            if obj.owner != item.owner:
+                continue
+            try:
+                self.catalog.change_replication_object(ObjectChange(
+                    plan=inp.plan, vm=item.vm, at=datetime.now(UTC), owner=item.owner, claim=Claim.RELEASE,
+                    to=ReplicaState.READY if obj.state == ReplicaState.REPLICATING else None,
+                    reason="no-change batch failed", change_id=f"{item.owner}/{item.point_id}/release-after-batch"))
+            except StateConflict:  # let go meanwhile (its owner's own retry): nothing left to do
+                continue
+
     @activity.defn(name="replica_history")
     @translate_errors
     def replica_history(self, q: HistoryQuery) -> HistoryPage:
@@ -115,11 +142,7 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
     @activity.defn(name="record_replica_point")
     @translate_errors
     def record_replica_point(self, r: ReplicaPointRecord) -> None:
-        self.catalog.add_restore_point(
-            RestorePointSummary(id=r.point_id, plan=r.plan, cluster=r.replica.cluster, vm=r.replica.vm,
-                                type=r.type, creation=r.creation, created_at=r.created_at,
-                                logical_bytes=r.logical_bytes, stored_bytes=r.stored_bytes),
-            snapshot_id=r.snapshot_id, vm_config=r.config)
+        add_replica_point(self.catalog, r)
 
     @activity.defn(name="find_replica_point")
     @translate_errors
@@ -156,3 +179,12 @@ class ReplicationCatalogActivities(ReplicationCatalogApi):
         if self.client is not None:
             await schedules.pause_if_present(self.client, ref.plan, "replication",
                                              f"STOPPED: its last VM, {ref.vm}, was failed over permanently")
+
+
+def add_replica_point(catalog: Catalog, r: ReplicaPointRecord) -> None:
+    """A replica point's catalog row (idempotent: a retry records it once)."""
+    catalog.add_restore_point(
+        RestorePointSummary(id=r.point_id, plan=r.plan, cluster=r.replica.cluster, vm=r.replica.vm,
+                            type=r.type, creation=r.creation, created_at=r.created_at,
+                            logical_bytes=r.logical_bytes, stored_bytes=r.stored_bytes),
+        snapshot_id=r.snapshot_id, vm_config=r.config)

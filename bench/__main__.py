@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", default=SIZE,
                    help=f"libvirt, userpath: the image's size (default {SIZE}; anything else is a trial run, not the figures)")
     p.add_argument("--scale-vms", type=int, default=200, help="scale: VMs in the plan (default 200)")
-    p.add_argument("--scale-parallel", type=int, default=4, help="scale: backups at a time (default 4)")
+    p.add_argument("--scale-parallel", type=int, default=4, help="scale: backups (replications) at a time (default 4)")
+    p.add_argument("--scale-kind", choices=["backup", "replication"], default="backup",
+                   help="scale: the plan measured (default backup)")
     args = p.parse_args(argv)
     work = args.work_dir.absolute()
     t0 = time.monotonic()
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.which in ("all", "scale"):
             from bench.scale import bench_scale
 
-            bench_scale(work, vms=args.scale_vms, parallel=args.scale_parallel)
+            bench_scale(work, vms=args.scale_vms, parallel=args.scale_parallel, kind=args.scale_kind)
     except BenchError as e:
         print(f"\nBENCHMARK FAILED: {e}", file=sys.stderr, flush=True)
         return 1

@@ -59,6 +59,10 @@ from models.replication_jobs import (
     PowerStateReply,
     PullInput,
     PullResult,
+    ReplicaCarryInput,
+    ReplicaCarryResult,
+    ReplicaCheckInput,
+    ReplicaCheckResult,
     ReplicaPoint,
     ReplicaPointRecord,
     ReplicaRetentionInput,
@@ -190,6 +194,14 @@ class ReplicationApi(ABC):
     @abstractmethod
     def replica_retention(self, inp: ReplicaRetentionInput) -> ExpiredPoints: ...
 
+    @activity.defn(name="check_sources_unchanged")
+    @abstractmethod
+    def check_sources_unchanged(self, inp: ReplicaCheckInput) -> ReplicaCheckResult: ...
+
+    @activity.defn(name="carry_replicas")
+    @abstractmethod
+    def carry_replicas(self, inp: ReplicaCarryInput) -> ReplicaCarryResult: ...
+
 
 class SiteAdminApi(ABC):
     """activities/site_admin.py (its `admin_*` activities run by name: workflows/admin.py)"""
@@ -287,6 +299,10 @@ class ReplicationCatalogApi(ABC):
     @activity.defn(name="exclude_from_plan")
     @abstractmethod
     async def exclude_from_plan(self, ref: ObjectRef) -> None: ...
+
+    @activity.defn(name="release_batch_claims")
+    @abstractmethod
+    def release_batch_claims(self, inp: ReplicaCarryInput) -> None: ...
 
 
 # Which worker serves each interface: a site's (its queue) or the catalog's (the workflow queue).

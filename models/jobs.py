@@ -9,7 +9,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from models.inventory import Consistency, Name, Strict, VMConfig
-from models.plan_pages import RunPage, RunSummary
+from models.plan_pages import MAX_PAGE_SIZE, RunPage, RunSummary
 from models.plans import BackupDelayOption, RunResult, VMRef
 from models.replication import NetworkMapping
 from models.requests import RestoreRequest
@@ -47,8 +47,8 @@ class PlanRunInput(Strict):
     manual: bool = False
     full: bool = False
     scheduled_at: datetime | None = None
-    page_size: int | None = Field(default=None, ge=1, description="VMs per workflow run before it continues "
-                                  "as new (default models.plan_pages.DEFAULT_PAGE_SIZE).")
+    page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE_SIZE, description="VMs per workflow run before it continues "
+                                  "as new (default models.plan_pages.DEFAULT_PAGE_SIZE, at most MAX_PAGE_SIZE).")
     page: RunPage | None = Field(default=None, description="Set by the run itself when it continues as new.")
 
 
@@ -262,7 +262,7 @@ class CarryBatchInput(Strict):
     retention: Retention | None = None
     created_at: datetime
     deadline: datetime | None = Field(default=None, description="The window's end: no VM starts after it.")
-    vms: list[CarryVM] = Field(max_length=500)
+    vms: list[CarryVM] = Field(max_length=MAX_PAGE_SIZE)
 
 
 class CarriedVM(Strict):

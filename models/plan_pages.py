@@ -15,6 +15,7 @@ from models.inventory import Strict
 # ~400 bytes of result per VM keep a page at ~5,000 events and ~200 KB, far from Temporal's
 # 51,200 events and 2 MB (its warning is at 256 KB).
 DEFAULT_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 500  # and at most: a page's no-change batch names each of its VMs in one activity input
 RESULTS_BATCH = 100  # per-VM results written to the catalog per activity call (~40 KB)
 
 

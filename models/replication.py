@@ -138,6 +138,8 @@ class ReplicaState(StrEnum):
 
 
 S = ReplicaState
+# The states a replication run may start from (a drill runs beside replication).
+REPLICABLE = (ReplicaState.NOT_READY, ReplicaState.READY, ReplicaState.FAILOVER_TEST)
 # Allowed transitions. A drill (FAILOVER_TEST) runs beside replication, so syncs may run
 # and finish in that state; a real failover may interrupt a drill.
 TRANSITIONS: dict[ReplicaState, frozenset[ReplicaState]] = {

@@ -7,8 +7,8 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from models.inventory import Name, ShutdownMode, Strict, VMConfig
-from models.plan_pages import RunPage, RunSummary
+from models.inventory import Consistency, Name, ShutdownMode, Strict, VMConfig
+from models.plan_pages import MAX_PAGE_SIZE, RunPage, RunSummary
 from models.plans import RunResult, VMRef
 from models.replication import ReplicaState, ReplicationObject, ReplicationPlanSpec, StateChange
 from models.restore_points import PointCreation, PointType
@@ -23,8 +23,8 @@ class ReplicationRunInput(Strict):
     plan: Name
     manual: bool = False
     scheduled_at: datetime | None = None
-    page_size: int | None = Field(default=None, ge=1, description="VMs per workflow run before it continues "
-                                  "as new (default models.plan_pages.DEFAULT_PAGE_SIZE).")
+    page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE_SIZE, description="VMs per workflow run before it continues "
+                                  "as new (default models.plan_pages.DEFAULT_PAGE_SIZE, at most MAX_PAGE_SIZE).")
     page: RunPage | None = Field(default=None, description="Set by the run itself when it continues as new.")
 
 
@@ -61,6 +61,65 @@ class ReplicateResult(Strict):
     wire_bytes: int = 0
     disk_bytes: int = 0
     error: str = ""
+
+
+class ReplicaCheckVM(Strict):
+    """One VM of a page's no-change check: its index in the page."""
+
+    index: int = Field(ge=0)
+    vm: Name
+
+
+class ReplicaCheckInput(Strict):
+    """A page's VMs of a replication plan, checked on the source site for no change since
+    their replica's base snapshot (ids only: a page is <= 500 VMs)."""
+
+    plan: Name
+    consistency: Consistency
+    vms: list[ReplicaCheckVM] = Field(max_length=MAX_PAGE_SIZE)
+
+
+class UnchangedSource(Strict):
+    index: int
+    source_snapshot: str = Field(description="The base snapshot the source is unchanged since.")
+
+
+class ReplicaCheckResult(Strict):
+    """The VMs whose source is as their base snapshot holds it; the others get children."""
+
+    unchanged: list[UnchangedSource] = Field(default_factory=list)
+
+
+class ReplicaCarryVM(Strict):
+    """One unchanged VM of a page's replica batch, with the ids its Replicate child would have."""
+
+    index: int = Field(ge=0)
+    vm: Name
+    point_id: str
+    owner: str = Field(description="The claim's owner: the VM's Replicate child's workflow id.")
+    source_snapshot: str
+
+
+class ReplicaCarryInput(Strict):
+    """A page's unchanged VMs given their replica point on the target site in one activity."""
+
+    plan: Name
+    creation: PointCreation
+    consistency: Consistency
+    deadline: datetime | None = Field(default=None, description="The window's end: no VM starts after it.")
+    vms: list[ReplicaCarryVM] = Field(max_length=MAX_PAGE_SIZE)
+
+
+class CarriedReplica(Strict):
+    index: int
+    point_id: str
+    disk_bytes: int = 0
+
+
+class ReplicaCarryResult(Strict):
+    """The VMs that got their replica point; every other VM of the batch gets a child workflow."""
+
+    carried: list[CarriedReplica] = Field(default_factory=list)
 
 
 class ReplicationRunResult(RunSummary):

@@ -47,6 +47,8 @@ SITE_ACTIVITIES = {
     "admin_export_disk",  # added since: `abdr vm export` (an Admin operation, by name)
     "finish_backup",  # added since: a backup's record + release + retention in one call (issue 13)
     "carry_unchanged",  # added since: a page's unchanged VMs' points in one call per site (issue 13)
+    "check_sources_unchanged",  # added since: a replication page's no-change check on the source site (issue 13)
+    "carry_replicas",  # added since: that page's unchanged VMs' replica points in one call (issue 13)
 }
 CATALOG_ACTIVITIES = {
     "admin_add_backup_plan", "admin_add_cluster", "admin_add_replication_plan", "admin_add_site",
@@ -58,6 +60,7 @@ CATALOG_ACTIVITIES = {
     "admin_set_backup_plan_status", "admin_set_replication_plan_status", "admin_update_backup_plan",
     "admin_update_replication_plan", "change_replica", "create_reverse_plan", "exclude_from_plan",
     "find_replica_point", "get_replica", "get_repository", "record_job", "record_point", "record_replica_point",
+    "release_batch_claims",
     "replica_history", "resolve_plan", "resolve_replication_plan", "resolve_restore", "set_plan_result",
     "set_replication_plan_result",
     "admin_list_replica_points",  # added since: `abdr replica points` (an Admin operation, by name)

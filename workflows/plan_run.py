@@ -7,10 +7,10 @@ the window-close stop of `delay_option` STOP_BACKUP."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
+from functools import partial
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import BackupApi, CatalogApi
@@ -29,13 +29,12 @@ with workflow.unsafe.imports_passed_through():
         VMBackupResult,
     )
     from models.plans import BackupDelayOption, RunResult, VMRef
-    from models.queues import site_task_queue
     from models.restore_points import PointCreation, PointType
 
 from workflows import v1_plan_runs
-from workflows.backup import SITE_HEARTBEAT, VMBackupWorkflow, failure_text
-from workflows.common import catalog, retry, scheduled_time
-from workflows.plan_runs import SKELETON, Child, Gate, PlanRun, tick
+from workflows.backup import VMBackupWorkflow
+from workflows.common import catalog, scheduled_time
+from workflows.plan_runs import SKELETON, Child, Gate, PlanRun, batch_call, tick
 
 
 @workflow.defn(name="BackupPlanTick")
@@ -107,30 +106,19 @@ class BackupPlanRunWorkflow(PlanRun[PlanRunInput, ResolvedPlan, ResolvedVM, VMBa
                     deadline: datetime | None) -> dict[int, VMBackupResult]:
         """The page's unchanged VMs get their points from one site activity per site, in
         turn (one VM at a time: within any job limit); the rest get children."""
-        by_site: dict[str, list[tuple[int, VMBackupInput]]] = {}
-        for i, c in enumerate(children):
-            if isinstance(c, Child):
-                by_site.setdefault(c.arg.vm.site, []).append((i, c.arg))
-        out: dict[int, VMBackupResult] = {}
-        for site, args in sorted(by_site.items()):
-            if self._closing or (deadline is not None and workflow.now() >= deadline):
-                break  # cancelled or the window closed: no more batches (their VMs are not started)
-            batch = CarryBatchInput(
-                plan=plan.plan, repository=plan.repository, repository_path=plan.repository_path,
-                creation=args[0][1].creation, consistency=plan.consistency, compression=plan.compression,
-                retention=plan.retention, created_at=workflow.now(), deadline=deadline,
-                vms=[CarryVM(index=i, vm=a.vm.ref, point_id=a.point_id) for i, a in args])
-            try:
-                done = await workflow.execute_activity_method(
-                    BackupApi.carry_unchanged, batch, task_queue=site_task_queue(site),
-                    summary=f"carry_unchanged: {len(args)} VMs of site {site}",
-                    start_to_close_timeout=timedelta(hours=1), heartbeat_timeout=SITE_HEARTBEAT,
-                    retry_policy=retry(plan.max_retries, plan.retry_interval_s))
-            except ActivityError as e:  # every VM of the batch not carried gets its child
-                workflow.logger.warning("no-change batch of site %s failed: %s", site, failure_text(e))
-                continue
-            refs = {i: a.vm.ref for i, a in args}
-            for d in done.carried:
-                out[d.index] = VMBackupResult(vm=refs[d.index], ok=True, point_id=d.point_id, type=PointType.INCREMENTAL,
-                                              full_reason=d.reason, disks=d.disks)
-        return out
+        return await self.site_batches(children, lambda c: c.arg.vm.site, partial(self._carry_site, plan, deadline),
+                                       deadline)
+
+    async def _carry_site(self, plan: ResolvedPlan, deadline: datetime | None, site: str,
+                          group: list[tuple[int, Child]]) -> dict[int, VMBackupResult]:
+        args: list[tuple[int, VMBackupInput]] = [(i, c.arg) for i, c in group]
+        batch = CarryBatchInput(
+            plan=plan.plan, repository=plan.repository, repository_path=plan.repository_path,
+            creation=args[0][1].creation, consistency=plan.consistency, compression=plan.compression,
+            retention=plan.retention, created_at=workflow.now(), deadline=deadline,
+            vms=[CarryVM(index=i, vm=a.vm.ref, point_id=a.point_id) for i, a in args])
+        done = await batch_call(BackupApi.carry_unchanged, batch, site, f"carry_unchanged: {len(args)} VMs of site {site}",
+                                plan.max_retries, plan.retry_interval_s)
+        refs = {i: a.vm.ref for i, a in args}
+        return {d.index: VMBackupResult(vm=refs[d.index], ok=True, point_id=d.point_id, type=PointType.INCREMENTAL,
+                                        full_reason=d.reason, disks=d.disks) for d in done.carried}

@@ -9,26 +9,37 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import CatalogApi
     from models.jobs import Operation
     from models.plan_pages import DEFAULT_PAGE_SIZE, RESULTS_BATCH, RunPage, RunVMResults, RunVMRow
     from models.plans import RunResult, VMRef, Window
-    from models.queues import WORKFLOW_TASK_QUEUE
+    from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
     from models.schedule import window_close
 
-from workflows.backup import failure_text
-from workflows.common import SKIPPED_BUSY, before_deadline, catalog, phase, record_job, start_plan_run, tag
+from workflows.backup import SITE_HEARTBEAT, failure_text
+from workflows.common import (
+    SKIPPED_BUSY,
+    A,
+    R,
+    before_deadline,
+    catalog,
+    phase,
+    record_job,
+    retry,
+    start_plan_run,
+    tag,
+)
 from workflows.window import SlidingWindow
 
 SKELETON = "plan-run-skeleton"
@@ -91,6 +102,14 @@ InT = TypeVar("InT", bound=RunInput)
 PlanT = TypeVar("PlanT")
 ItemT = TypeVar("ItemT")
 ResT = TypeVar("ResT", bound=VMResult)
+
+
+async def batch_call(activity: Callable[[Any, A], R], arg: A, site: str,
+                     summary: str, max_retries: int, retry_interval_s: int) -> R:
+    """One site activity of a page's batch (seconds per hundred VMs; it heartbeats)."""
+    return await workflow.execute_activity_method(
+        activity, arg, task_queue=site_task_queue(site), summary=summary, start_to_close_timeout=timedelta(hours=1),
+        heartbeat_timeout=SITE_HEARTBEAT, retry_policy=retry(max_retries, retry_interval_s))
 
 
 def outcome(results: Sequence[VMResult]) -> RunResult:
@@ -181,6 +200,26 @@ class PlanRun(ABC, Generic[InT, PlanT, ItemT, ResT]):
         """The page's VMs (by index) done without a child; it never raises (the others get
         children). None starts after `deadline`."""
         return {}
+
+    async def site_batches(self, children: Sequence[Child | str], site: Callable[[Child], str],
+                           batch: Callable[[str, list[tuple[int, Child]]], Awaitable[dict[int, ResT]]],
+                           deadline: datetime | None) -> dict[int, ResT]:
+        """`carry` by site: the page's VMs that have a child, grouped by the site whose
+        `batch` does them, one site in turn; no batch starts after a cancel or the window's
+        end (their VMs are not started), and a failed one leaves its VMs to their children."""
+        by_site: dict[str, list[tuple[int, Child]]] = {}
+        for i, c in enumerate(children):
+            if isinstance(c, Child):
+                by_site.setdefault(site(c), []).append((i, c))
+        out: dict[int, ResT] = {}
+        for name, group in sorted(by_site.items()):
+            if self._closing or (deadline is not None and workflow.now() >= deadline):
+                break
+            try:
+                out.update(await batch(name, group))
+            except ActivityError as e:  # every VM of the batch not carried gets its child
+                workflow.logger.warning("no-change batch of site %s failed: %s", name, failure_text(e))
+        return out
 
     def gated(self, inp: InT, gate: Gate, now: datetime) -> tuple[Any, datetime | None]:
         """(the skipped run's result, or None; when the window closes, or None). Only a

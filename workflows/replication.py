@@ -13,7 +13,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import BackupApi, ReplicationApi, ReplicationCatalogApi
     from models.jobs import Operation, SnapshotRef
-    from models.replication import ReplicaState, ReplicationObject
+    from models.replication import REPLICABLE, ReplicaState, ReplicationObject
     from models.replication_jobs import (
         EnsureReplicaInput,
         ObjectRef,
@@ -31,8 +31,6 @@ from workflows.backup import failure_text
 from workflows.common import catalog, phase, tag
 from workflows.replica_state import claim, hold, me, release
 from workflows.sites import Sites, refuse
-
-REPLICABLE = {ReplicaState.NOT_READY, ReplicaState.READY, ReplicaState.FAILOVER_TEST}
 
 
 @workflow.defn(name="Replicate")

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from models.ids import plan_run_id, replication_run_id, vm_backup_id
+from models.ids import plan_run_id, replicate_id, replication_run_id, vm_backup_id
 from models.inventory import Consistency
 from models.jobs import (
     CarriedVM,
@@ -39,11 +39,17 @@ from models.plans import BackupDelayOption, RunResult, VMRef
 from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
 from models.replication import ReplicationObject, ReplicationPlanSpec
 from models.replication_jobs import (
+    CarriedReplica,
+    ReplicaCarryInput,
+    ReplicaCarryResult,
+    ReplicaCheckInput,
+    ReplicaCheckResult,
     ReplicateInput,
     ReplicateResult,
     ReplicationRunInput,
     ReplicationRunResult,
     ResolvedReplicationPlan,
+    UnchangedSource,
 )
 from models.retention import Retention, RetentionKind
 from workflows.plan_run import BackupPlanRunWorkflow
@@ -54,6 +60,7 @@ PLANS: dict[str, ResolvedPlan | ResolvedReplicationPlan] = {}
 RECORDED: defaultdict[str, list[RunResult]] = defaultdict(list)  # each plan's set_*_result calls
 LOG: list[str] = []  # "+vm" when a stub child starts its work, "-vm" when it ends
 HOLD = asyncio.Event()  # lets a batch holding a `*slow*` VM end
+REPLICA_BATCHES: list[ReplicaCarryInput] = []
 RUN_VMS: defaultdict[tuple[str, str], list[tuple[int, str, bool]]] = defaultdict(list)  # record_run_vms rows
 
 
@@ -108,6 +115,42 @@ async def carry_unchanged(inp: CarryBatchInput) -> CarryBatchResult:
                                      for v in inp.vms if v.vm.vm.startswith("same")])
 
 
+@activity.defn(name="check_sources_unchanged")
+async def check_sources_unchanged(inp: ReplicaCheckInput) -> ReplicaCheckResult:
+    """The replication page's source check: `same*` VMs are unchanged; `nocheck` fails it."""
+    names = [v.vm for v in inp.vms]
+    LOG.append("check " + ",".join(names))
+    if any("slowcheck" in n for n in names):
+        while not HOLD.is_set():
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
+    if "nocheck" in names:
+        raise ApplicationError("the check failed on purpose", type="OnPurpose", non_retryable=True)
+    return ReplicaCheckResult(unchanged=[UnchangedSource(index=v.index, source_snapshot=f"base-{v.vm}")
+                                         for v in inp.vms if v.vm.startswith("same")])
+
+
+@activity.defn(name="carry_replicas")
+async def carry_replicas(inp: ReplicaCarryInput) -> ReplicaCarryResult:
+    """The replica batch (as carry_unchanged above): `slow` holds it, `sameboom` fails it."""
+    names = [v.vm for v in inp.vms]
+    LOG.append("replicas " + ",".join(names))
+    REPLICA_BATCHES.append(inp)
+    if any("slow" in n for n in names):
+        while not HOLD.is_set():
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
+    if "sameboom" in names:
+        raise ApplicationError("the batch failed on purpose", type="OnPurpose", non_retryable=True)
+    return ReplicaCarryResult(carried=[CarriedReplica(index=v.index, point_id=v.point_id, disk_bytes=1)
+                                       for v in inp.vms])
+
+
+@activity.defn(name="release_batch_claims")
+async def release_batch_claims(inp: ReplicaCarryInput) -> None:
+    LOG.append("release " + ",".join(f"{v.vm}@{v.owner}" for v in inp.vms))
+
+
 @activity.defn(name="track")
 async def track(event: str) -> None:
     LOG.append(event)
@@ -154,9 +197,12 @@ async def client(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
     async with Worker(temporal_env.client, task_queue=WORKFLOW_TASK_QUEUE,
                       workflows=[BackupPlanRunWorkflow, ReplicationPlanRunWorkflow, StubVMBackup, StubReplicate],
                       activities=[resolve_plan, resolve_replication_plan, set_plan_result,
-                                  set_replication_plan_result, record_job, record_run_vms, track],
+                                  set_replication_plan_result, record_job, record_run_vms, release_batch_claims,
+                                  track],
                       workflow_runner=UnsandboxedWorkflowRunner()), \
-            Worker(temporal_env.client, task_queue=site_task_queue("default"), activities=[carry_unchanged]):
+            Worker(temporal_env.client, task_queue=site_task_queue("default"), activities=[carry_unchanged]), \
+            Worker(temporal_env.client, task_queue=site_task_queue("a"), activities=[check_sources_unchanged]), \
+            Worker(temporal_env.client, task_queue=site_task_queue("b"), activities=[carry_replicas]):
         yield temporal_env.client
 
 
@@ -225,7 +271,8 @@ async def test_replication_partial_failure_one_at_a_time(client: Client) -> None
     assert isinstance(result, ReplicationRunResult) and result.result == RunResult.PARTIAL_SUCCESS
     assert [(v.vm.vm, v.ok, v.error) for v in result.vms] == [
         ("web", True, ""), ("bad", False, "bad failed on purpose"), ("db", True, "")]
-    assert most_in_flight(LOG) == 1 and LOG[:2] == ["+web", "-web"]
+    children = [e for e in LOG if e[0] in "+-"]  # after the page's no-change check (none unchanged)
+    assert most_in_flight(LOG) == 1 and children[:2] == ["+web", "-web"] and LOG[0] == "check web,bad,db"
     assert RECORDED[plan] == [RunResult.RUNNING, RunResult.PARTIAL_SUCCESS]
 
 
@@ -350,3 +397,101 @@ async def test_a_run_cancelled_during_its_batch_keeps_the_carried_points_and_sta
     rows = RUN_VMS[(plan_run_id(plan), handle.first_execution_run_id)]
     assert rows == [(0, "c/same0", True), (1, "c/b1", False), (2, "c/sameslow2", True)]
     assert RECORDED[plan] == [RunResult.RUNNING, RunResult.PARTIAL_SUCCESS]
+
+
+async def replicate_runs(client: Client, plan: str, name: str) -> int:
+    return len([w async for w in client.list_workflows(f"WorkflowId = '{replicate_id(plan, name)}'")])
+
+
+async def test_replication_carries_unchanged_vms_in_one_batch_per_page_and_children_do_the_rest(
+        client: Client) -> None:
+    """Workflow logic with stub site activities. Pages of 3 over 6 VMs: each page is checked on the
+    source site, its `same*` VMs go to one batch on the target site with the ids their
+    children would have had (point id, claim owner = the child's workflow id), and have no
+    child; the others do; results in the plan's order."""
+    REPLICA_BATCHES.clear()
+    names = ["same0", "c1", "same2", "same3", "same4", "c5"]
+    plan = replication_plan(names, max_jobs=1)
+    handle = await client.start_workflow(ReplicationPlanRunWorkflow.run,
+                                         ReplicationRunInput(plan=plan, manual=True, page_size=3),
+                                         id=replication_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    result: ReplicationRunResult = await handle.result()
+    assert (result.result, result.vms_total, result.vms_ok, result.runs) == (RunResult.SUCCESS, 6, 6, 2)
+    assert [e for e in LOG if e.startswith(("check", "replicas"))] == [
+        "check same0,c1,same2", "replicas same0,same2", "check same3,same4,c5", "replicas same3,same4"]
+    assert sorted(e for e in LOG if e.startswith("+")) == ["+c1", "+c5"]
+    for name in names:
+        assert await replicate_runs(client, plan, name) == (0 if name.startswith("same") else 1), name
+    first = REPLICA_BATCHES[0].vms[0]
+    assert (first.index, first.owner, first.source_snapshot) == (0, replicate_id(plan, "same0"), "base-same0")
+    assert first.point_id.startswith("same0.r")
+    rows = RUN_VMS[(replication_run_id(plan), handle.first_execution_run_id)]
+    assert rows == [(i, f"ca/{n}", True) for i, n in enumerate(names)]
+
+
+async def test_a_failed_replication_check_leaves_every_vm_to_its_child(client: Client) -> None:
+    """Workflow logic, the source check failing on purpose: nothing was claimed, so every VM
+    gets its child."""
+    plan = replication_plan(["same0", "nocheck"], max_jobs=2)
+    result = await client.execute_workflow(ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=plan, manual=True),
+                                           id=replication_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    assert result.result == RunResult.SUCCESS
+    assert sorted(e for e in LOG if e.startswith("+")) == ["+nocheck", "+same0"]
+    assert not [e for e in LOG if e.startswith("release")]
+
+
+async def test_a_failed_replica_batch_lets_its_claims_go_and_gives_its_vms_no_child(client: Client) -> None:
+    """Workflow logic, the replica batch failing on purpose (its retries spent): the claims it
+    may hold are let go (release_batch_claims, with the children's owners), and its VMs fail
+    this run without a child (one with the batch's point id would take the replica snapshot
+    the batch made for its own); the changed VM still gets its child."""
+    plan = replication_plan(["same0", "sameboom", "c2"], max_jobs=2)
+    result = await client.execute_workflow(ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=plan, manual=True),
+                                           id=replication_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    assert (result.result, result.vms_ok, result.vms_failed) == (RunResult.PARTIAL_SUCCESS, 1, 2)
+    assert sorted(e for e in LOG if e.startswith("+")) == ["+c2"]
+    assert [e for e in LOG if e.startswith("release")] == [
+        f"release same0@{replicate_id(plan, 'same0')},sameboom@{replicate_id(plan, 'sameboom')}"]
+    failed = {v.vm.vm: v.error for v in result.vms if not v.ok}
+    assert set(failed) == {"same0", "sameboom"} and all("no-change batch to site b failed" in e
+                                                         for e in failed.values()), failed
+
+
+async def test_a_replication_run_cancelled_during_its_batch_keeps_the_carried_points_and_starts_no_child(
+        client: Client) -> None:
+    """Workflow logic: the replica batch holds when the run is cancelled; it is waited for,
+    its VMs count as done, the changed VM is never started, the run ends CANCELLED."""
+    HOLD.clear()
+    plan = replication_plan(["same0", "c1", "sameslow2"], max_jobs=2)
+    handle = await client.start_workflow(ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=plan, manual=True),
+                                         id=replication_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    while not any(e.startswith("replicas") for e in LOG):
+        await asyncio.sleep(0.1)
+    await handle.cancel()
+    await asyncio.sleep(1)
+    HOLD.set()
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert isinstance(failed.value.cause, CancelledError)
+    assert not [e for e in LOG if e.startswith("+")]
+    rows = RUN_VMS[(replication_run_id(plan), handle.first_execution_run_id)]
+    assert rows == [(0, "ca/same0", True), (1, "ca/c1", False), (2, "ca/sameslow2", True)]
+
+
+async def test_a_replication_run_cancelled_during_its_check_starts_no_batch_and_no_child(client: Client) -> None:
+    """Workflow logic: a cancel that reaches the run during the source check: no replica
+    batch starts after it (as no backup batch starts after one), no child either."""
+    HOLD.clear()
+    plan = replication_plan(["same0", "slowcheck"], max_jobs=2)
+    handle = await client.start_workflow(ReplicationPlanRunWorkflow.run, ReplicationRunInput(plan=plan, manual=True),
+                                         id=replication_run_id(plan), task_queue=WORKFLOW_TASK_QUEUE)
+    while not any(e.startswith("check") for e in LOG):
+        await asyncio.sleep(0.1)
+    await handle.cancel()
+    await asyncio.sleep(1)
+    HOLD.set()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert not [e for e in LOG if e.startswith(("replicas", "+"))]
+    rows = RUN_VMS[(replication_run_id(plan), handle.first_execution_run_id)]
+    assert [r[2] for r in rows] == [False, False]

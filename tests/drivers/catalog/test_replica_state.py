@@ -164,3 +164,34 @@ def test_the_migration_moves_inline_history_into_the_table(catalog_url: str) -> 
         assert page[0][1].at == datetime(2026, 11, 30, 1, 1, tzinfo=timezone.utc)
     finally:
         c.close()
+
+
+def test_a_failed_batchs_claims_are_let_go_and_no_one_elses(catalog: Catalog) -> None:
+    """release_batch_claims (the plan run's undo after a replica batch that failed for good,
+    on the real catalog): the replica the batch's owner holds goes back to READY, unclaimed;
+    a replica another owner holds, or none, is not touched; calling it again changes nothing."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.replication_catalog import ReplicationCatalogActivities
+    from models.inventory import Consistency
+    from models.replication_jobs import ReplicaCarryInput, ReplicaCarryVM
+    from models.restore_points import PointCreation
+
+    ready(catalog)
+    catalog.change_replication_object(ch(S.REPLICATING, owner="Replicate/dr/web", claim=Claim.TAKE))
+    acts = ReplicationCatalogActivities(catalog)
+
+    def release(owner: str) -> None:
+        ActivityEnvironment().run(acts.release_batch_claims, ReplicaCarryInput(
+            plan="dr", creation=PointCreation.AUTO, consistency=Consistency.CRASH_CONSISTENT,
+            vms=[ReplicaCarryVM(index=0, vm="web", point_id="p2", owner=owner, source_snapshot="s1")]))
+
+    release("someone-else")
+    obj = catalog.replication_object("dr", "web")
+    assert (obj.state, obj.owner) == (S.REPLICATING, "Replicate/dr/web")
+    release("Replicate/dr/web")
+    obj = catalog.replication_object("dr", "web")
+    assert (obj.state, obj.owner, obj.replica_point) == (S.READY, None, "p1")
+    version = obj.version
+    release("Replicate/dr/web")
+    assert catalog.replication_object("dr", "web").version == version
