@@ -62,7 +62,7 @@ from bench.common import (
     warm,
     write_results,
 )
-from bench.stack import DevServer, WorkerProcess
+from bench.stack import DevServer, WorkerProcess, one_worker_env
 
 URI = "qemu:///system"
 CLUSTER, REPO, PLAN, SITE = "kvm", "r1", "vnb", "default"
@@ -270,9 +270,7 @@ def _run(work: Path, img: Any) -> dict[str, Any]:
         import asyncio
 
         asyncio.run(server.connect())  # up and answering
-        env = {"ABDR_TEMPORAL_ADDRESS": server.address, "ABDR_DATA_DIR": str(d / "state"),
-               "ABDR_DATABASE_URL": f"sqlite:///{d / 'catalog.db'}", "ABDR_SHUTDOWN_GRACE_S": "1",
-               "ABDR_EMBEDDED_TEMPORAL": "false", "ABDR_SITE": SITE}
+        env = one_worker_env(d, server.address, SITE)
         worker = WorkerProcess("default", env, logs / "worker.log", "--site", SITE)
         abdr = Abdr(env, logs, server, worker)
         abdr.cli("cluster", "add", CLUSTER, "--site", SITE, "--driver", "libvirt", "--endpoint", URI,

@@ -97,6 +97,14 @@ class DevServer:
         stop(self.proc)
 
 
+def one_worker_env(d: Path, address: str, site: str) -> dict[str, str]:
+    """The environment of a stack with one worker process for everything (workflows, catalog
+    and `site`'s activities), its state and SQLite catalog under `d`."""
+    return {"ABDR_TEMPORAL_ADDRESS": address, "ABDR_DATA_DIR": str(d / "state"),
+            "ABDR_DATABASE_URL": f"sqlite:///{d / 'catalog.db'}", "ABDR_SHUTDOWN_GRACE_S": "1",
+            "ABDR_EMBEDDED_TEMPORAL": "false", "ABDR_SITE": site}
+
+
 def cpu_times() -> tuple[int, int]:
     """(busy, total) jiffies of all CPUs, from /proc/stat."""
     f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]  # user..steal

@@ -49,7 +49,7 @@ from bench.common import (
     write_results,
 )
 from bench.libvirt import ABDR, Abdr, _check_run, _slowest, activity_seconds
-from bench.stack import DevServer, WorkerProcess
+from bench.stack import DevServer, WorkerProcess, one_worker_env
 
 CLUSTER, REPO, PLAN, SITE, VM_NAME = "c1", "r1", "bench", "default", "bench"
 HELP_RUNS = 5  # `abdr --help` runs, median reported: the CLI's fixed start-up cost
@@ -92,9 +92,7 @@ def run_userpath(work: Path, img: Any) -> dict[str, Any]:
     worker: WorkerProcess | None = None
     try:
         asyncio.run(server.connect())  # up and answering
-        env = {"ABDR_TEMPORAL_ADDRESS": server.address, "ABDR_DATA_DIR": str(d / "state"),
-               "ABDR_DATABASE_URL": f"sqlite:///{d / 'catalog.db'}", "ABDR_SHUTDOWN_GRACE_S": "1",
-               "ABDR_EMBEDDED_TEMPORAL": "false", "ABDR_SITE": SITE}
+        env = one_worker_env(d, server.address, SITE)
         worker = WorkerProcess(SITE, env, logs / "worker.log", "--site", SITE)
         abdr = Abdr(env, logs, server, worker)
         out["help"] = [measure(f"abdr-help-{i}", [ABDR, "--help"], logs, env) for i in range(HELP_RUNS)]
