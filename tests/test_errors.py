@@ -19,7 +19,7 @@ from activities.errors import _translated, as_application_error, error_type
 from models.errors import ERRORS, Meaning, non_retryable_types
 from starter.api.errors import _WHY, STATUS, ErrorBody, status_of
 from starter.cli.app import EXIT_CODES_HELP
-from starter.cli.common import EXIT_CODES, exit_code
+from starter.cli.common import exit_code, exit_codes
 from starter.client.errors import BY_MEANING, AbdrError, Busy, Conflict, NotFound, Unavailable, failure_error
 from workflows.common import NON_RETRYABLE, retry
 
@@ -131,12 +131,12 @@ def test_every_client_exception_has_a_status_and_an_exit_code() -> None:
         e = cls("x")
         assert status_of(e) in _WHY, meaning  # declared in the OpenAPI document
         assert ErrorBody(error="x", kind=meaning.value).kind == meaning.value  # the REST body names its kind
-        assert exit_code(e) == EXIT_CODES[cls]
+        assert exit_code(e) == exit_codes()[cls]
     assert status_of(NotFound("x")) == 404 and status_of(Conflict("x")) == status_of(Busy("x")) == 409
     assert status_of(Unavailable("x")) == 503 and status_of(AbdrError("x")) == 400
     assert set(STATUS) == set(BY_MEANING.values())
-    codes = list(EXIT_CODES.values())
-    assert len(set(codes)) == len(codes) and EXIT_CODES[AbdrError] == 1
+    codes = list(exit_codes().values())
+    assert len(set(codes)) == len(codes) and exit_codes()[AbdrError] == 1
     assert exit_code(RuntimeError("other")) == 1
     for code in codes:
         assert f"{code} " in EXIT_CODES_HELP
