@@ -57,10 +57,12 @@ def test_two_processes_write_and_snapshot_one_vm(driver: ClusterDriver, driver_s
     regions = {"a": (11, 0, half), "b": (22, half, SIZE)}  # tag: (seed, lo, hi)
     procs = [
         spawn("writer", driver_spec.to_json(), vm.id, str(seed), str(lo), str(hi), tag, str(steps), "4", "9",
-              str(tmp_path / f"progress-{tag}"), str(tmp_path / "go"))
-        for tag, (seed, lo, hi) in regions.items()
+              str(tmp_path / f"progress-{tag}"), str(tmp_path / "go"), str(tmp_path / f"progress-{peer}"))
+        for (tag, (seed, lo, hi)), peer in zip(regions.items(), ["b", "a"])
     ]
-    deadline = time.monotonic() + 60  # start both at once, so their steps really interleave
+    # Both start at once and go in lockstep (each starts step k once the other started k-1):
+    # on a loaded machine one writer could otherwise finish before the other began.
+    deadline = time.monotonic() + 60
     while not all((tmp_path / f"go.ready-{t}").exists() for t in regions) and time.monotonic() < deadline:
         time.sleep(0.001)
     (tmp_path / "go").touch()

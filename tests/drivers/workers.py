@@ -1,6 +1,6 @@
 """Child-process workloads for the multi-process and crash tests, plus the replay the parent
 uses to know what every snapshot must contain. Run as
-    python -m tests.drivers.workers writer SPEC_JSON VM_ID SEED LO HI TAG STEPS SNAP_EVERY DELETE_EVERY PROGRESS [GO]
+    python -m tests.drivers.workers writer SPEC_JSON VM_ID SEED LO HI TAG STEPS SNAP_EVERY DELETE_EVERY PROGRESS [GO [PEER]]
     python -m tests.drivers.workers create SPEC_JSON PREFIX COUNT
     python -m tests.drivers.workers rollback SPEC_JSON VM_ID SNAP_ID
 A writer's step k is a deterministic function of (seed, k), so any state it reached can be
@@ -59,8 +59,21 @@ def read_progress(path: str) -> int:
     return struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0
 
 
+# How long a writer in lockstep waits for its peer before going on alone (a dead peer fails
+# the test through its exit code; this only keeps the survivor from hanging).
+PEER_PATIENCE_S = 300.0
+
+
+def wait_for_peer(peer: str, step: int) -> None:
+    """Lockstep: start step k only once the peer has started step k-1, so the two writers'
+    steps interleave however the machine schedules the processes."""
+    deadline = time.monotonic() + PEER_PATIENCE_S
+    while read_progress(peer) < step - 1 and time.monotonic() < deadline:
+        time.sleep(0.0005)
+
+
 def writer(spec: DriverSpec, vm_id: str, seed: int, lo: int, hi: int, tag: str, steps: int,
-           snap_every: int, delete_every: int, progress: str, go: str = "") -> None:
+           snap_every: int, delete_every: int, progress: str, go: str = "", peer: str = "") -> None:
     drv = spec.open()
     pfd = os.open(progress, os.O_WRONLY | os.O_CREAT, 0o644)
     if go:  # start barrier: say we are ready, wait for the parent's go
@@ -69,6 +82,8 @@ def writer(spec: DriverSpec, vm_id: str, seed: int, lo: int, hi: int, tag: str, 
             time.sleep(0.001)
     with drv.open_disk(vm_id, "disk0", writable=True) as h:
         for k in range(1, steps + 1):
+            if peer:
+                wait_for_peer(peer, k)
             os.pwrite(pfd, struct.pack("<Q", k), 0)  # "step k may have started"
             h.write_many(step_writes(seed, k, lo, hi))
             if k % snap_every == 0:
