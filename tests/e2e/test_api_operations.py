@@ -256,8 +256,11 @@ async def test_a_running_job_is_cancelled_and_cleans_up(stack: Stack) -> None:
         ended = ok(await http.post(f"/v1/jobs/{job}/cancel", params={"wait": True}))
         assert (ended["workflow_id"], ended["status"]) == (job, "CANCELLED"), ended
         assert ok(await http.get(f"/v1/jobs/{job}"))["status"] == "CANCELLED"
-        [row] = [j for j in await stack.cli_json("job", "list", "--plan", "slow") if j["workflow_id"] == job]
-        assert row["status"] == "CANCELLED", row
+        listed = await stack.cli_json("job", "list", "--plan", "slow")
+        rows = [j for j in listed if j["workflow_id"] == job]
+        # Failed once (stop 17) with no row at all, never reproduced: say what was there.
+        assert len(rows) == 1, (listed, await stack.cli_json("job", "list", "--limit", "200"))
+        assert rows[0]["status"] == "CANCELLED", rows
         assert ok(await http.get("/v1/restore-points", params={"plan": "slow"})) == []
         assert repo_point_ids(stack) == set() and stack.driver.list_snapshots(vm_id) == []  # the backup cleaned up
         assert_image(stack.driver, "big", source, "source after the cancelled backup")
