@@ -59,17 +59,20 @@ def read_progress(path: str) -> int:
     return struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0
 
 
-# How long a writer in lockstep waits for its peer before going on alone (a dead peer fails
-# the test through its exit code; this only keeps the survivor from hanging).
-PEER_PATIENCE_S = 300.0
+# How long a writer in lockstep waits for its peer before going on alone for good (a dead
+# peer fails the test through its exit code; this only keeps the survivor from hanging).
+PEER_PATIENCE_S = 120.0
 
 
-def wait_for_peer(peer: str, step: int) -> None:
+def wait_for_peer(peer: str, step: int) -> bool:
     """Lockstep: start step k only once the peer has started step k-1, so the two writers'
-    steps interleave however the machine schedules the processes."""
+    steps interleave however the machine schedules the processes. False: the peer is gone."""
     deadline = time.monotonic() + PEER_PATIENCE_S
-    while read_progress(peer) < step - 1 and time.monotonic() < deadline:
+    while read_progress(peer) < step - 1:
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.0005)
+    return True
 
 
 def writer(spec: DriverSpec, vm_id: str, seed: int, lo: int, hi: int, tag: str, steps: int,
@@ -82,8 +85,8 @@ def writer(spec: DriverSpec, vm_id: str, seed: int, lo: int, hi: int, tag: str, 
             time.sleep(0.001)
     with drv.open_disk(vm_id, "disk0", writable=True) as h:
         for k in range(1, steps + 1):
-            if peer:
-                wait_for_peer(peer, k)
+            if peer and not wait_for_peer(peer, k):
+                peer = ""  # waited once in vain: wait no more
             os.pwrite(pfd, struct.pack("<Q", k), 0)  # "step k may have started"
             h.write_many(step_writes(seed, k, lo, hi))
             if k % snap_every == 0:
