@@ -8,7 +8,9 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -36,20 +38,26 @@ def temporal_ui_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-@pytest.fixture(scope="session")
-async def temporal_env(temporal_ui_url: str) -> AsyncIterator[WorkflowEnvironment]:
+@asynccontextmanager
+async def dev_server(**options: Any) -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server with abdr's search attributes, shut down afterwards."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=_binary("temporal"),
         data_converter=pydantic_data_converter,
         search_attributes=list(search_attributes.ALL),
-        ui=True,
-        ui_port=int(temporal_ui_url.rsplit(":", 1)[1]),
         dev_server_log_level="error",
+        **options,
     )
     try:
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(temporal_ui_url: str) -> AsyncIterator[WorkflowEnvironment]:
+    async with dev_server(ui=True, ui_port=int(temporal_ui_url.rsplit(":", 1)[1])) as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

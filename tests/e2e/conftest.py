@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from drivers import DRIVERS
@@ -105,10 +107,14 @@ async def running_stack(temporal_env: WorkflowEnvironment, tmp_path: Path, drive
                         shutdown_grace_s=1)
     catalog = Catalog(settings.catalog_url)
     catalog.add_site(Site(name="default"))
-    client = AbdrClient(temporal_env.client, settings)
+    # A connection of the stack's own, named after its test: a history then says which
+    # stack's worker ran each activity (every stack of a test process shares its dev server).
+    temporal = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter,
+                                    identity=f"stack:{tmp_path.name}@{os.getpid()}")
+    client = AbdrClient(temporal, settings)
     async with AsyncExitStack() as stack:
         executor = stack.enter_context(ThreadPoolExecutor(16))
-        for w in build_workers(temporal_env.client, settings, catalog, site="default", run_workflows=True,
+        for w in build_workers(temporal, settings, catalog, site="default", run_workflows=True,
                                executor=executor):
             await stack.enter_async_context(w)
         endpoint = endpoint or str(tmp_path / "clusters" / "c1")

@@ -45,3 +45,17 @@ async def quiesce(client: Client) -> None:
     async for wf in client.list_workflows("ExecutionStatus = 'Running'"):
         if wf.status == WorkflowExecutionStatus.RUNNING:
             await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("test finished")
+
+
+async def who_ran(client: Client, workflow_id: str) -> list[tuple[str, str]]:
+    """(activity type, identity of the worker that started it) for each activity of the
+    workflow's latest run, oldest first: says which stack's worker served it."""
+    scheduled: dict[int, str] = {}
+    out: list[tuple[str, str]] = []
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+        elif event.HasField("activity_task_started_event_attributes"):
+            a = event.activity_task_started_event_attributes
+            out.append((scheduled.get(a.scheduled_event_id, "?"), a.identity))
+    return out

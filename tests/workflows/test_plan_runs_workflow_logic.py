@@ -1,4 +1,4 @@
-"""Workflow-logic tests of the plan-run skeleton (workflows/plan_runs.py) on the dev server:
+"""Workflow-logic tests of the plan-run skeleton (workflows/plan_runs.py) on a dev server of their own:
 the real BackupPlanRun and ReplicationPlanRun against stub catalog activities and stub
 child workflows that hold or fail on purpose, to reach what the end-to-end tests cannot
 arrange: a VM held in flight while the others slide through the window, an empty plan,
@@ -52,6 +52,7 @@ from models.replication_jobs import (
     UnchangedSource,
 )
 from models.retention import Retention, RetentionKind
+from tests.conftest import dev_server
 from workflows.plan_run import BackupPlanRunWorkflow
 from workflows.plan_runs import NOTHING_TO_PROTECT
 from workflows.replication_plan import ReplicationPlanRunWorkflow
@@ -191,19 +192,28 @@ class StubReplicate:
         return ReplicateResult(vm=VMRef(cluster=inp.spec.source_cluster, vm=inp.vm), ok=True, point_id=inp.point_id)
 
 
+@pytest.fixture(scope="module")
+async def own_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server of this module's own: its stub workers register the real workflow names
+    and a `record_job` that writes nowhere on abdr's real queues, so on the session's shared
+    server a poller of theirs (or a run they left going) could serve another test's stack."""
+    async with dev_server() as env:
+        yield env
+
+
 @pytest.fixture
-async def client(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
+async def client(own_server: WorkflowEnvironment) -> AsyncIterator[Client]:
     LOG.clear()
-    async with Worker(temporal_env.client, task_queue=WORKFLOW_TASK_QUEUE,
+    async with Worker(own_server.client, task_queue=WORKFLOW_TASK_QUEUE,
                       workflows=[BackupPlanRunWorkflow, ReplicationPlanRunWorkflow, StubVMBackup, StubReplicate],
                       activities=[resolve_plan, resolve_replication_plan, set_plan_result,
                                   set_replication_plan_result, record_job, record_run_vms, release_batch_claims,
                                   track],
                       workflow_runner=UnsandboxedWorkflowRunner()), \
-            Worker(temporal_env.client, task_queue=site_task_queue("default"), activities=[carry_unchanged]), \
-            Worker(temporal_env.client, task_queue=site_task_queue("a"), activities=[check_sources_unchanged]), \
-            Worker(temporal_env.client, task_queue=site_task_queue("b"), activities=[carry_replicas]):
-        yield temporal_env.client
+            Worker(own_server.client, task_queue=site_task_queue("default"), activities=[carry_unchanged]), \
+            Worker(own_server.client, task_queue=site_task_queue("a"), activities=[check_sources_unchanged]), \
+            Worker(own_server.client, task_queue=site_task_queue("b"), activities=[carry_replicas]):
+        yield own_server.client
 
 
 def backup_plan(vms: list[ResolvedVM], max_parallel: int) -> str:
