@@ -145,11 +145,13 @@ class _Inbound(ActivityInboundInterceptor):
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         token = _state.set(self.state)  # copied into the executor thread by the SDK
-        ticker = asyncio.create_task(self._tick())
+        # A local activity has no heartbeat (its workflow task is its liveness): no ticker.
+        ticker = None if activity.info().is_local else asyncio.create_task(self._tick())
         try:
             return await super().execute_activity(input)
         finally:
-            ticker.cancel()
+            if ticker is not None:
+                ticker.cancel()
             _state.reset(token)
 
 

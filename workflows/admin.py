@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from models.inventory import Strict
     from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
 
-from workflows.common import retry
+from workflows.common import as_activity_failure, retry
 
 CLOSED_OPERATIONS_PATCH = "admin-closed-operations"
 
@@ -58,11 +58,25 @@ def queue_of(call: AdminCall) -> str:
     return site_task_queue(call.site) if call.site else WORKFLOW_TASK_QUEUE
 
 
+# New runs make a catalog call (no site) a local activity of the orchestration worker that
+# runs the admin service, where the catalog's activities live: one marker instead of a round
+# trip through Temporal for each of the many checks a burst of DR requests makes. A site's
+# call needs that site's worker; `list_jobs` asks Temporal for runs' ends, which may take
+# long: both stay normal activities.
+LOCAL_ADMIN = "admin-catalog-calls-are-local-activities"
+NOT_LOCAL = frozenset({"list_jobs"})
+
+
 async def run_admin_activity(call: AdminCall, payload: dict[str, Any]) -> Any:
     """The one activity of an admin call (`payload`: its validated request), on the queue
     that owns the I/O; given up after `call.timeout_s` when no worker there answers."""
+    name, reach, policy = f"admin_{call.operation}", timedelta(seconds=call.timeout_s), retry(3, 1)
+    if call.site is None and call.operation not in NOT_LOCAL and workflow.patched(LOCAL_ADMIN):
+        return await as_activity_failure(name, workflow.execute_local_activity(
+            name, payload, summary=call.operation, start_to_close_timeout=timedelta(minutes=5),
+            schedule_to_close_timeout=reach, retry_policy=policy))
     return await workflow.execute_activity(
-        f"admin_{call.operation}", payload, task_queue=queue_of(call), summary=call.operation,
-        start_to_close_timeout=timedelta(minutes=5), schedule_to_close_timeout=timedelta(seconds=call.timeout_s),
+        name, payload, task_queue=queue_of(call), summary=call.operation,
+        start_to_close_timeout=timedelta(minutes=5), schedule_to_close_timeout=reach,
         heartbeat_timeout=timedelta(seconds=30),  # the worker's ticker beats: a killed worker costs 30 s
-        retry_policy=retry(3, 1))
+        retry_policy=policy)

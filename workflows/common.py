@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, CancelledError, FailureError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
@@ -43,18 +43,46 @@ R = TypeVar("R")  # and its result, both read from its interface method (models/
 CATALOG_TIMEOUT, CATALOG_HEARTBEAT, CATALOG_RETRY = timedelta(minutes=2), timedelta(seconds=30), retry(5, 1)
 
 
+async def as_activity_failure(name: str, call: Awaitable[R]) -> R:
+    """A local activity's result; its failure in the shape a normal activity's has, an
+    ActivityError caused by what the activity raised, which the runbooks' handlers catch:
+    the SDK raises a local activity's failure bare (the ApplicationError or TimeoutError
+    itself; seen on the dev and the test server). A cancel stays a cancel."""
+    try:
+        return await call
+    except CancelledError:
+        raise
+    except FailureError as e:
+        raise ActivityError(f"local activity {name} failed", scheduled_event_id=0, started_event_id=0, identity="",
+                            activity_type=name, activity_id="", retry_state=None) from e
+
+
+# New runs call the catalog as local activities: run by the orchestration worker that runs
+# the workflow (the catalog's activities live there), one marker event each instead of a
+# task-queue round trip through Temporal (scheduled, started, completed): at 200 failovers at
+# once those round trips were most of the dev server's work (docs/scale.md). Runs recorded
+# before it replay their activities.
+LOCAL_CATALOG = "catalog-calls-are-local-activities"
+
+
 @overload
 async def catalog(activity: Callable[[Any, A], Awaitable[R]], arg: A, summary: str | None = None,
-                  retry_policy: RetryPolicy = CATALOG_RETRY) -> R: ...
+                  retry_policy: RetryPolicy = CATALOG_RETRY, local: bool = True) -> R: ...
 @overload
 async def catalog(activity: Callable[[Any, A], R], arg: A, summary: str | None = None,
-                  retry_policy: RetryPolicy = CATALOG_RETRY) -> R: ...
+                  retry_policy: RetryPolicy = CATALOG_RETRY, local: bool = True) -> R: ...
 async def catalog(activity: Callable[[Any, Any], Any], arg: Any, summary: str | None = None,
-                  retry_policy: RetryPolicy = CATALOG_RETRY) -> Any:
+                  retry_policy: RetryPolicy = CATALOG_RETRY, local: bool = True) -> Any:
     """Run a catalog activity (they live on the workflow queue: the catalog is central, and
-    they must work while a site is down), e.g. `catalog(CatalogApi.record_job, job)`."""
+    they must work while a site is down), e.g. `catalog(CatalogApi.record_job, job)`; as a
+    local activity unless `local` is False (a call that may run long, e.g. a batch's claims,
+    stays a normal activity, visible while pending and heartbeating)."""
+    summary = summary or activity_name(activity)
+    if local and workflow.patched(LOCAL_CATALOG):
+        return await as_activity_failure(summary, workflow.execute_local_activity_method(
+            activity, arg, summary=summary, start_to_close_timeout=CATALOG_TIMEOUT, retry_policy=retry_policy))
     return await workflow.execute_activity_method(
-        activity, arg, task_queue=WORKFLOW_TASK_QUEUE, summary=summary or activity_name(activity),
+        activity, arg, task_queue=WORKFLOW_TASK_QUEUE, summary=summary,
         start_to_close_timeout=CATALOG_TIMEOUT, heartbeat_timeout=CATALOG_HEARTBEAT, retry_policy=retry_policy)
 
 

@@ -215,7 +215,8 @@ class PermanentFailoverWorkflow:
             raise
         obj = await release(req.plan, req.vm, ReplicaState.PERMANENT_FAILOVER, "permanent failover")
         await catalog(ReplicationCatalogApi.exclude_from_plan, ObjectRef(plan=req.plan, vm=req.vm),
-                      retry_policy=UNTIL_DONE if workflow.patched(EXCLUDE_UNTIL_DONE) else CATALOG_RETRY)
+                      retry_policy=UNTIL_DONE if workflow.patched(EXCLUDE_UNTIL_DONE) else CATALOG_RETRY,
+                      local=False)  # it pauses the plan's schedule in Temporal
         result = DrOperationResult(operation="permanent_failover", plan=req.plan, vm=req.vm, state=obj.state,
                                    details=details)
         await record_job(Operation.PERMANENT_FAILOVER, "SUCCESS", plan=req.plan, vm=req.vm,
@@ -246,7 +247,7 @@ class PermanentFailoverWorkflow:
             rsnap = await sites.snapshot(spec.source_site, original, f"abdr-rp-rp-{stamp}", spec.consistency)
             unneeded.append((spec.source_site, original, rsnap.snapshot_id))
             reverse = await catalog(ReplicationCatalogApi.create_reverse_plan,
-                                    ObjectRef(plan=r.spec.name, vm=obj.source.vm))
+                                    ObjectRef(plan=r.spec.name, vm=obj.source.vm), local=False)  # and its schedule
             point_id = f"{obj.replica.vm}.rp{stamp}"
             await catalog(ReplicationCatalogApi.record_replica_point, ReplicaPointRecord(
                 plan=reverse, replica=obj.source, point_id=point_id, snapshot_id=rsnap.snapshot_id,

@@ -144,7 +144,7 @@ class ReplicationPlanRunWorkflow(
             # run and failover. Its VMs get no child in this run: a child with the batch's
             # point id would take the replica snapshot the batch made, found by its name, for
             # its own. The next run gives them new ids.
-            await catalog(ReplicationCatalogApi.release_batch_claims, batch, retry_policy=UNTIL_DONE)
+            await catalog(ReplicationCatalogApi.release_batch_claims, batch, retry_policy=UNTIL_DONE, local=False)
             why = f"no-change batch to site {site} failed: {failure_text(e)}"
             return {u.index: self.failed(VMRef(cluster=spec.source_cluster, vm=u.vm), why, False) for u in batch.vms}
         return {d.index: ReplicateResult(vm=VMRef(cluster=spec.source_cluster, vm=args[d.index].arg.vm), ok=True,

@@ -92,6 +92,7 @@ class Call:
     arg: Any
     attempt: int
     nth: int = 1  # the how-manieth call with this label
+    rerun: bool = False  # a local activity run again: its workflow task's completion was not recorded
 
 
 Action = Callable[[Call], Awaitable[None] | None]
@@ -143,6 +144,7 @@ class World:
     calls: list[Call] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)  # of every replica change applied
+    applied: set[str] = field(default_factory=set)  # the change ids applied (a retried change applies once)
     violations: list[str] = field(default_factory=list)  # two running copies, ever
     unread_power_ons: list[str] = field(default_factory=list)  # a copy started without reading the other's state
     excluded: list[str] = field(default_factory=list)
@@ -152,7 +154,8 @@ class World:
     let_go: asyncio.Event = field(default_factory=asyncio.Event)  # held calls may answer now
     held: list[tuple[str, str]] = field(default_factory=list)  # (workflow id, activity id) of held calls
     _seen: Counter[str] = field(default_factory=Counter)
-    _nth: dict[tuple[str, str], int] = field(default_factory=dict)
+    _nth: dict[tuple[str, str, str, bool], int] = field(default_factory=dict)
+    _done: dict[tuple[str, str, str, bool], Any] = field(default_factory=dict)  # each call's first result
     _last_site_call: dict[str, str] = field(default_factory=dict)
     _names: dict[tuple[str, str], str] = field(default_factory=dict)
     _reached: defaultdict[str, asyncio.Event] = field(default_factory=lambda: defaultdict(asyncio.Event))
@@ -174,7 +177,7 @@ class World:
 
     def trace(self) -> list[str]:
         """Every call, once (retries of a call are not repeated)."""
-        return [c.label for c in self.calls if c.attempt == 1]
+        return [c.label for c in self.calls if c.attempt == 1 and not c.rerun]
 
     def attempts(self, label: str, occurrence: int = 1) -> int:
         return sum(1 for c in self.calls if c.label == label and c.nth == occurrence)
@@ -191,7 +194,13 @@ class World:
         info = activity.info()
         site = info.task_queue.removeprefix(SITE_QUEUE) if info.task_queue != WORKFLOW_TASK_QUEUE else ""
         label = STAMP.sub("*", " ".join(filter(None, [f"{site}:{name}" if site else name, detail])))
-        key = (info.workflow_id, info.activity_id)
+        key = (info.workflow_id, info.workflow_run_id, info.activity_id, info.is_local)
+        if info.is_local and info.attempt == 1 and key in self._done:
+            # Local activities run at least once: one whose workflow task's completion the
+            # server turned away (an event came in meanwhile) runs again on the replay. The
+            # catalog applies each change once (change ids, upserts): so does the double.
+            self.calls.append(Call(label, arg, info.attempt, self._nth[key], rerun=True))
+            return self._done[key]
         if info.attempt == 1 or key not in self._nth:
             self._seen[label] += 1
             self._nth[key] = self._seen[label]
@@ -213,6 +222,7 @@ class World:
                 await _run(f.action, call)
         if site:
             self._last_site_call[info.workflow_id] = label
+        self._done[key] = result
         return result
 
     async def _let_go_of_held_calls(self) -> None:
@@ -249,6 +259,8 @@ class World:
         obj = self.objects.get((ch.plan, ch.vm))
         if obj is None:
             raise InvalidRequest(f"VM {ch.vm!r} is not protected by replication plan {ch.plan!r}")
+        if ch.change_id and ch.change_id in self.applied:
+            return obj
         try:
             check_change(obj, ch)
         except ValueError as e:  # as the real activity says it
@@ -264,6 +276,8 @@ class World:
             values["owner"] = None
         self.objects[(ch.plan, ch.vm)] = obj.model_copy(update=values)
         self.reasons.append(ch.reason)
+        if ch.change_id:
+            self.applied.add(ch.change_id)
         return self.objects[(ch.plan, ch.vm)]
 
     def taken_by(self, owner: str, to: ReplicaState | None = None) -> Action:

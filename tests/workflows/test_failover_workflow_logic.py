@@ -157,6 +157,14 @@ async def test_the_runbook_in_order(client: Client) -> None:
     assert w.trace() == RUNBOOK
     check_left(w, SERVING)
     assert w.obj.failover_snapshot == "replica.p1" and w.unread_power_ons == []
+    # Its catalog calls were local activities (markers), its site calls normal ones (scheduled).
+    scheduled, markers = set(), 0
+    async for e in client.get_workflow_handle(failover(w)[2]).fetch_history_events():
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            scheduled.add(e.activity_task_scheduled_event_attributes.activity_type.name)
+        markers += e.HasField("marker_recorded_event_attributes")
+    assert scheduled == {"power_state", "shutdown_vm", "set_power", "rollback_vm"}, scheduled
+    assert markers >= sum(1 for c in RUNBOOK if ":" not in c.split()[0])  # one per catalog call (and patches)
 
 
 BEFORE_THE_POINT = ["source.base"]  # the sync's source snapshot dropped, the base pair as it was
