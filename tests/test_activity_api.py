@@ -215,17 +215,27 @@ def test_the_registry_lists_bound_activities_only() -> None:
 
 # -- recorded results -------------------------------------------------------------------------
 
+def _payload(p: dict[str, Any]) -> Payload:
+    return Payload(metadata={k: base64.b64decode(v) for k, v in p["metadata"].items()},
+                   data=base64.b64decode(p.get("data", "")))
+
+
 def recorded_results(path: Path) -> Iterator[tuple[str, Payload]]:
-    """(activity type, result payload) of every completed activity in a recorded history."""
+    """(activity type, result payload) of every completed activity in a recorded history:
+    normal ones, and local ones (a marker whose data names the activity, the catalog's calls)."""
     scheduled: dict[str, str] = {}
     for event in json.loads(path.read_text())["events"]:
         if attrs := event.get("activityTaskScheduledEventAttributes"):
             scheduled[event["eventId"]] = attrs["activityType"]["name"]
         if attrs := event.get("activityTaskCompletedEventAttributes"):
             for p in (attrs.get("result") or {}).get("payloads", []):
-                yield scheduled[attrs["scheduledEventId"]], Payload(
-                    metadata={k: base64.b64decode(v) for k, v in p["metadata"].items()},
-                    data=base64.b64decode(p.get("data", "")))
+                yield scheduled[attrs["scheduledEventId"]], _payload(p)
+        marker = event.get("markerRecordedEventAttributes") or {}
+        if marker.get("markerName") == "core_local_activity" and "result" in marker["details"]:
+            [meta] = marker["details"]["data"]["payloads"]
+            name = json.loads(base64.b64decode(meta["data"]))["activity_type"]
+            for p in marker["details"]["result"].get("payloads", []):
+                yield name, _payload(p)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

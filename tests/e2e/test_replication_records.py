@@ -74,11 +74,18 @@ async def test_a_paged_replication_run_carries_only_its_page_and_each_child_its_
 
 
 def completed(events: Any) -> list[Any]:
-    """The decoded results of a history's completed activities."""
+    """The decoded results of a history's completed activities, local ones (a marker holding
+    the result: the catalog's calls) and normal ones."""
     out = []
     for e in events:
         if e.HasField("activity_task_completed_event_attributes"):
-            for p in e.activity_task_completed_event_attributes.result.payloads:
-                if p.metadata.get("encoding") == b"json/plain":  # not binary/null (a None result)
-                    out.append(json.loads(p.data))
+            payloads = e.activity_task_completed_event_attributes.result.payloads
+        elif e.HasField("marker_recorded_event_attributes") and \
+                e.marker_recorded_event_attributes.marker_name == "core_local_activity":
+            payloads = e.marker_recorded_event_attributes.details["result"].payloads
+        else:
+            continue
+        for p in payloads:
+            if p.metadata.get("encoding") == b"json/plain":  # not binary/null (a None result)
+                out.append(json.loads(p.data))
     return out
