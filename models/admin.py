@@ -217,37 +217,41 @@ class AdminOp(NamedTuple):
     request: type[BaseModel]
     response: Any  # a model, or a list of one (the client reads the answer as this type)
     on_site: bool = False
+    # A read of the catalog alone: safe to run as a local activity, which runs at least once
+    # (a workflow task the server turns away runs it again). A creating or changing call
+    # would answer a re-run with AlreadyExists or NotFound, so it stays a normal activity.
+    reads: bool = False
 
 
 ADMIN_OPS: dict[str, AdminOp] = {
     "add_site": AdminOp(Site, Site),
-    "list_sites": AdminOp(NoArgs, list[Site]),
+    "list_sites": AdminOp(NoArgs, list[Site], reads=True),
     "add_cluster": AdminOp(Cluster, Cluster),
-    "list_clusters": AdminOp(SiteFilter, list[Cluster]),
+    "list_clusters": AdminOp(SiteFilter, list[Cluster], reads=True),
     "put_backup_service": AdminOp(BackupService, BackupService),
     "put_replication_service": AdminOp(ReplicationService, ReplicationService),
-    "list_services": AdminOp(SiteFilter, Services),
-    "list_repositories": AdminOp(NoArgs, list[RepositorySpec]),
+    "list_services": AdminOp(SiteFilter, Services, reads=True),
+    "list_repositories": AdminOp(NoArgs, list[RepositorySpec], reads=True),
     "add_backup_plan": AdminOp(BackupPlanSpec, BackupPlanSpec),
     "update_backup_plan": AdminOp(BackupPlanSpec, BackupPlanSpec),
-    "get_backup_plan": AdminOp(ByName, BackupPlanView),
-    "list_backup_plans": AdminOp(NoArgs, list[BackupPlanView]),
+    "get_backup_plan": AdminOp(ByName, BackupPlanView, reads=True),
+    "list_backup_plans": AdminOp(NoArgs, list[BackupPlanView], reads=True),
     "set_backup_plan_status": AdminOp(SetPlanStatus, BackupPlanView),
     "delete_backup_plan": AdminOp(ByName, DeletedBackupPlan),
-    "list_restore_points": AdminOp(PointFilter, list[RestorePointSummary]),
-    "get_restore_point": AdminOp(PointId, RestorePointDetail),
+    "list_restore_points": AdminOp(PointFilter, list[RestorePointSummary], reads=True),
+    "get_restore_point": AdminOp(PointId, RestorePointDetail, reads=True),
     "list_jobs": AdminOp(JobFilter, list[Job]),
-    "list_run_vms": AdminOp(RunVMQuery, RunVMPage),
+    "list_run_vms": AdminOp(RunVMQuery, RunVMPage, reads=True),
     "add_replication_plan": AdminOp(ReplicationPlanSpec, ReplicationPlanSpec),
     "update_replication_plan": AdminOp(ReplicationPlanSpec, ReplicationPlanSpec),
-    "get_replication_plan": AdminOp(ByName, ReplicationPlanView),
-    "list_replication_plans": AdminOp(NoArgs, list[ReplicationPlanView]),
+    "get_replication_plan": AdminOp(ByName, ReplicationPlanView, reads=True),
+    "list_replication_plans": AdminOp(NoArgs, list[ReplicationPlanView], reads=True),
     "set_replication_plan_status": AdminOp(SetPlanStatus, ReplicationPlanView),
     "delete_replication_plan": AdminOp(ByName, DeletedPlan),
-    "list_replicas": AdminOp(PlanFilter, list[ReplicaView]),
-    "get_replica": AdminOp(ReplicaRef, ReplicaView),
-    "replica_history": AdminOp(HistoryQuery, HistoryPage),
-    "list_replica_points": AdminOp(ReplicaRef, list[RestorePointSummary]),
+    "list_replicas": AdminOp(PlanFilter, list[ReplicaView], reads=True),
+    "get_replica": AdminOp(ReplicaRef, ReplicaView, reads=True),
+    "replica_history": AdminOp(HistoryQuery, HistoryPage, reads=True),
+    "list_replica_points": AdminOp(ReplicaRef, list[RestorePointSummary], reads=True),
     # On the site's worker: they need its disks, repositories or clusters.
     "create_repository": AdminOp(RepositoryCreate, CreatedRepository, on_site=True),
     "add_repository_key": AdminOp(RepositoryKeyFile, InstalledKey, on_site=True),

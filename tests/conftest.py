@@ -18,7 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from models import search_attributes
-from tests.e2e.processes import free_port
+from tests.ports import dev_server_port_flags, free_port
 
 BIN = Path(sys.executable).parent
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -46,6 +46,8 @@ async def dev_server(**options: Any) -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         search_attributes=list(search_attributes.ALL),
         dev_server_log_level="error",
+        port=free_port(),
+        dev_server_extra_args=dev_server_port_flags(),
         **options,
     )
     try:

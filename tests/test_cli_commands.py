@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from starter.cli.grammar import (
 )
 from starter.cli.plan_files import load_apply_file, load_plan_file
 from starter.cli.plan_options import PlanOptions, plan_from_options
+from tests.ports import free_port
 
 ABDR = str(Path(sys.executable).parent / "abdr")
 runner = CliRunner()
@@ -344,11 +344,6 @@ def test_bad_names_are_one_line_in_words_exit_2(tmp_path: Path, argv: list[str],
 
 
 # -- one smoke test of the whole CLI on `abdr up` with the demo seed ------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Up:

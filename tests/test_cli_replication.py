@@ -36,7 +36,8 @@ from starter.cli.plan_options import ReplicationOptions, replication_plan_from_o
 from starter.cli.render import human_duration
 from starter.runtime.settings import Settings
 from starter.stack.sites import extra_sites, site_settings
-from tests.test_cli_commands import Up, cli_json, free_port, one_line_error, run
+from tests.ports import free_port
+from tests.test_cli_commands import Up, cli_json, one_line_error, run
 
 runner = CliRunner()
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from drivers.local import LocalDriver
 from drivers.repository import RepoKey
+from tests.ports import free_port
 from tests.quiet import quiet_time
-from tests.test_cli_commands import Up, cli_json, free_port, run, run_plan_now
+from tests.test_cli_commands import Up, cli_json, run, run_plan_now
 
 
 def disk_bytes(cluster_dir: Path, vm: str) -> bytes:

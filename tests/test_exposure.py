@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 from pathlib import Path
 
 import httpx
@@ -17,14 +16,10 @@ from drivers.secrets import WeakSecret, redact_url
 from drivers.transport.server import TransportServer, make_app
 from models.inventory import DiskSpec, VMConfig
 from starter.runtime.settings import Settings
+from tests.ports import free_port
 
 TOKEN = "a-real-transport-secret"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_transport_serves_snapshots_never_live_disks(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from models.jobs import (
 )
 from models.plans import VMRef
 from models.replication_jobs import PullInput, PullProgress, PullResult, VMAt
-from tests.e2e.processes import free_port
+from tests.ports import free_port
 
 MiB = 1 << 20
 TOKEN = "heartbeat-test-token"

@@ -16,13 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ports import free_port
+
 ABDR = str(Path(sys.executable).parent / "abdr")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def descendants(pid: int) -> set[int]:
@@ -152,6 +148,30 @@ def test_a_dev_server_that_dies_is_reported_with_its_log(stack_env: dict[str, st
     r = subprocess.run([ABDR, "up"], env=stack_env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stderr
     assert "the Temporal dev server exited with code" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_port_another_process_holds_is_an_error_not_a_foreign_temporal(tmp_path: Path) -> None:
+    """Between `abdr up`'s check that its ports are free and its dev server's bind, another
+    process can take the gRPC port. The dev server then exits; the listener that answers on
+    the port is not ours, and `abdr up` must say so, not hand its workers that process."""
+    import asyncio
+
+    from starter.runtime.settings import Settings
+    from starter.stack.errors import StackError
+    from starter.stack.up import dev_server_command, wait_for_dev_server
+
+    settings = Settings(data_dir=tmp_path, temporal_address=f"127.0.0.1:{free_port()}", ui_port=free_port())
+    with socket.socket() as holder:  # the other process: it listens on our gRPC port
+        holder.bind(("127.0.0.1", settings.temporal_port))
+        holder.listen()
+        with open(tmp_path / "temporal.log", "ab") as log:
+            server = subprocess.Popen(dev_server_command(settings), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            with pytest.raises(StackError, match="exited with code .*address already in use"):
+                asyncio.run(wait_for_dev_server(server, settings, asyncio.Event(), timeout_s=120))
+        finally:
+            server.kill()
+            server.wait()
 
 
 # -- secrets stay secret ------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from drivers.aoc import AocDriver
 from tests.e2e.oracle import read_disk
-from tests.test_stack import ABDR, Up, alive, descendants, free_port, stack_env  # noqa: F401  (the fixture)
+from tests.ports import free_port
+from tests.test_stack import ABDR, Up, alive, descendants, stack_env  # noqa: F401  (the fixture)
 
 
 def abdr(env: dict[str, str], *args: str) -> dict | list:

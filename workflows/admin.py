@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import Field
 
-    from models.admin import AdminRefused, admin_request
+    from models.admin import ADMIN_OPS, AdminRefused, admin_request
     from models.inventory import Strict
     from models.queues import WORKFLOW_TASK_QUEUE, site_task_queue
 
@@ -58,20 +58,34 @@ def queue_of(call: AdminCall) -> str:
     return site_task_queue(call.site) if call.site else WORKFLOW_TASK_QUEUE
 
 
-# New runs make a catalog call (no site) a local activity of the orchestration worker that
-# runs the admin service, where the catalog's activities live: one marker instead of a round
-# trip through Temporal for each of the many checks a burst of DR requests makes. A site's
-# call needs that site's worker; `list_jobs` asks Temporal for runs' ends, which may take
-# long: both stay normal activities.
+# A catalog call (no site) can be a local activity of the orchestration worker that runs the
+# admin service, where the catalog's activities live: one marker instead of a round trip
+# through Temporal for each of the many checks a burst of DR requests makes. A site's call
+# needs that site's worker; `list_jobs` asks Temporal for runs' ends, which may take long:
+# both stay normal activities. A local activity runs at least once (a workflow task the
+# server turns away runs it again), so only reads are local (`models.admin.AdminOp.reads`);
+# creating and changing calls stay activities, which run again only when they fail.
 LOCAL_ADMIN = "admin-catalog-calls-are-local-activities"
+# Runs recorded under LOCAL_ADMIN before this patch ran every site-less call but `list_jobs`
+# locally, writes too; replaying them must do the same.
+ONLY_READS_LOCAL = "admin-only-reads-are-local-activities"
 NOT_LOCAL = frozenset({"list_jobs"})
+
+
+def runs_locally(call: AdminCall) -> bool:
+    """Whether this call's activity is a local one (the order of the patch checks is part of
+    the recorded histories: keep it)."""
+    if call.site is not None or call.operation in NOT_LOCAL or not workflow.patched(LOCAL_ADMIN):
+        return False
+    op = ADMIN_OPS.get(call.operation)
+    return (op is not None and op.reads) or not workflow.patched(ONLY_READS_LOCAL)
 
 
 async def run_admin_activity(call: AdminCall, payload: dict[str, Any]) -> Any:
     """The one activity of an admin call (`payload`: its validated request), on the queue
     that owns the I/O; given up after `call.timeout_s` when no worker there answers."""
     name, reach, policy = f"admin_{call.operation}", timedelta(seconds=call.timeout_s), retry(3, 1)
-    if call.site is None and call.operation not in NOT_LOCAL and workflow.patched(LOCAL_ADMIN):
+    if runs_locally(call):
         return await as_activity_failure(name, workflow.execute_local_activity(
             name, payload, summary=call.operation, start_to_close_timeout=timedelta(minutes=5),
             schedule_to_close_timeout=reach, retry_policy=policy))

@@ -90,14 +90,41 @@ def log_tail(path: Path, lines: int = 8) -> str:
         return "(no log)"
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a listening TCP socket on `port` (Linux: /proc). A port
+    that answers is not enough: another process may have taken it before our server bound it."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            local, state, inode = (f := row.split())[1], f[3], f[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{inode}]")
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except (FileNotFoundError, PermissionError):
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) in inodes:
+                return True
+        except OSError:
+            continue  # closed meanwhile
+    return False
+
+
 async def wait_for_dev_server(server: subprocess.Popen[bytes], settings: Settings, stop: asyncio.Event,
                               timeout_s: float = DEV_SERVER_START_S) -> None:
-    """Wait until the dev server accepts connections on its gRPC port, or say why not: it
-    exited (with its log's last lines), or it did not listen within `timeout_s`."""
-    host = settings.temporal_address.rsplit(":", 1)[0]
+    """Wait until *our* dev server listens on its gRPC port, or say why not: it exited (with
+    its log's last lines; a port taken by another process after our check ends it so), or it
+    did not listen within `timeout_s`. Another process's listener never counts: the workers
+    must not connect to a foreign Temporal."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while not port_in_use(host, settings.temporal_port) and not stop.is_set():
+    while not listens(server.pid, settings.temporal_port) and not stop.is_set():
         if server.poll() is not None:
             raise StackError(f"the Temporal dev server exited with code {server.returncode}: "
                              f"{log_tail(settings.data_dir / 'temporal.log')}")

@@ -10,7 +10,6 @@ import base64
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +19,8 @@ import uuid
 from pathlib import Path
 
 import httpx
+
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,9 +36,7 @@ class SimProcess:
     def ensure(self, *extra: str) -> str:
         if self.proc is not None and self.proc.poll() is None:
             return self.url
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         self.state = Path(tempfile.mkdtemp(prefix="abdr-aoc-sim-"))
         self.url = f"{'https' if '--tls-cert' in self.args else 'http'}://127.0.0.1:{port}"
         log = (self.state / "sim.log").open("wb")

@@ -4,7 +4,6 @@ never a half result (a snapshot listed that its task did not make, a VM half cre
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from drivers.base import ANSWER_WITHIN, ClusterUnreachable, DriverError, NotFoun
 from models.inventory import PowerState
 from tests.drivers.aoc_sim import SIM
 from tests.drivers.helpers import BS, data, make_vm, read_all
+from tests.ports import free_port
 
 
 @pytest.fixture
@@ -101,9 +101,7 @@ def test_a_slow_answer_past_the_client_timeout_is_asked_again(aoc: AocDriver) ->
 def test_wrong_credentials_and_an_aoc_that_is_down(aoc: AocDriver) -> None:
     with pytest.raises(DriverError, match="login as 'root' failed: username, password or source is wrong"):
         AocClient(aoc.base_url, Credentials("root", "nope")).read("get-clusters", {})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens there once closed
+    port = free_port()  # nothing listens there
     with pytest.raises(ClusterUnreachable, match=f"AOC http://127.0.0.1:{port} does not answer /v2/api/get-vms"):
         AocClient(f"http://127.0.0.1:{port}", Credentials("root", "root"), retry_s=1.0).read("get-vms", {})
     # A caller that needs an answer soon (a DR probe) is told at its own patience, not the client's.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,14 +13,10 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.conftest import Stack
+from tests.ports import free_port
 
 ABDR = str(Path(sys.executable).parent / "abdr")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:

@@ -4,6 +4,7 @@ they ran, one JSON file per workflow type (the newest wins)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -58,4 +59,21 @@ async def who_ran(client: Client, workflow_id: str) -> list[tuple[str, str]]:
         elif event.HasField("activity_task_started_event_attributes"):
             a = event.activity_task_started_event_attributes
             out.append((scheduled.get(a.scheduled_event_id, "?"), a.identity))
+    return out
+
+
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
+async def activities_run(client: Client, workflow_id: str, run_id: str | None = None) -> list[tuple[str, bool]]:
+    """(activity type, whether it ran as a local activity) for each activity of a run, oldest
+    first: a normal one from its scheduled event, a local one from its marker."""
+    out: list[tuple[str, bool]] = []
+    async for event in client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            out.append((event.activity_task_scheduled_event_attributes.activity_type.name, False))
+        elif event.HasField("marker_recorded_event_attributes") and \
+                event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER:
+            [data] = event.marker_recorded_event_attributes.details["data"].payloads
+            out.append((json.loads(data.data)["activity_type"], True))
     return out

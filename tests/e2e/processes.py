@@ -12,15 +12,11 @@ import time
 from pathlib import Path
 
 from models import search_attributes
+from tests.ports import dev_server_port_flags, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 60) -> None:
@@ -44,7 +40,8 @@ class DevServer:
 
     def start(self) -> "DevServer":
         cmd = [str(BIN / "temporal"), "server", "start-dev", "--db-filename", str(self.db), "--ip", "127.0.0.1",
-               "--port", str(self.port), "--headless", "--log-level", "error", *search_attributes.dev_server_flags()]
+               "--port", str(self.port), *dev_server_port_flags(), "--headless", "--log-level", "error",
+               *search_attributes.dev_server_flags()]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
         return self

@@ -18,6 +18,7 @@ from models.queues import WORKFLOW_TASK_QUEUE
 from starter.client import AbdrError
 from starter.client.admin_service import call_admin_service
 from tests.e2e.conftest import Stack
+from tests.e2e.histories import activities_run
 from workflows.admin import AdminCall
 from workflows.admin_service import ADMIN_SERVICE_ID, AdminServiceState, AdminServiceWorkflow
 
@@ -45,6 +46,11 @@ async def test_listings_leave_no_workflow_per_call(stack: Stack) -> None:
     assert len(running) == 1 and running[0].id == ADMIN_SERVICE_ID
     updates = (await event_types(client)).count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED)
     assert updates >= 16
+    # Reads of the catalog are local activities of the worker that runs the service.
+    ran = [a async for wf in client.list_workflows(f"WorkflowId = '{ADMIN_SERVICE_ID}'")
+           for a in await activities_run(client, ADMIN_SERVICE_ID, wf.run_id)]
+    listings = [local for name, local in ran if name.startswith("admin_list_")]
+    assert len(listings) >= 15 and all(listings), ran
 
 
 async def refused(client: Client, call: AdminCall) -> ApplicationError:
@@ -89,6 +95,10 @@ async def test_the_service_continues_as_new_and_answers_every_call(stack: Stack)
     assert all(isinstance(e, AbdrError) and "exists" in str(e) for e in again), again  # none was doubled
     first_run = client.get_workflow_handle(ADMIN_SERVICE_ID, run_id=first.first_execution_run_id)
     assert (await first_run.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    # A creating call is a normal activity: a local one would run again when a workflow task
+    # is turned away, and its second run would answer "already exists" to the caller.
+    ran = await activities_run(client, ADMIN_SERVICE_ID, first.first_execution_run_id)
+    assert ran and all(name == "admin_add_site" and not local for name, local in ran), ran
     if target := os.environ.get("ABDR_RECORD_HISTORIES"):  # the service never completes: record a run that moved on
         Path(target, "AdminService.json").write_text((await first_run.fetch_history()).to_json())
     began = (await first_run.describe()).start_time

@@ -5,7 +5,6 @@ compared byte for byte with the disk the test captured before the run)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from starter.runtime.settings import Settings
 from tests.e2e.conftest import MiB, Stack
 from tests.e2e.oracle import assert_image, capture
 from tests.e2e.processes import DevServer
+from tests.ports import free_port
 
 TOKEN = "s3cret-token"
 
@@ -28,9 +28,7 @@ TOKEN = "s3cret-token"
 @asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """`app` on a real uvicorn server on loopback; a client with the token."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -20,7 +20,7 @@ from starter.client import AbdrClient
 from tests.e2e.killable import KillableStack, MiB, killable_stack
 from tests.e2e.observe import wait_heartbeat
 from tests.e2e.oracle import assert_same_bytes
-from tests.e2e.processes import free_port
+from tests.ports import free_port
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ snapshots and of changed extents, request batching, and TLS with a CA the client
 from __future__ import annotations
 
 import random
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,15 +18,11 @@ from drivers.transport.client import TransportClient, TransportError, batches
 from drivers.transport.protocol import MAX_READ_BYTES, ExtentsRequest, ReadRequest
 from drivers.transport.server import TransportServer, make_app
 from models.inventory import DiskSpec, VMConfig
+from tests.ports import free_port
 
 TOKEN = "t0ken"
 MiB = 1 << 20
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from drivers.transport.protocol import DIGEST_HEADER, ReadRequest
 from drivers.transport.server import TransportServer, make_app
 from models.inventory import Cluster, DiskSpec, Site, VMConfig
 from models.replication_jobs import PullInput, VMAt
-from tests.e2e.processes import free_port
+from tests.ports import free_port
 
 TOKEN = "retry-test-token"
 MiB = 1 << 20
