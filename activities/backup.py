@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from temporalio import activity
 
 from activities.carry import carry_batch, unchanged_reason
-from activities.catalog import record_point
+from activities.catalog import point_summary, record_point
 from activities.errors import translate_errors
 from activities.heartbeat import Progress, resume_details
 from activities.resources import Resources
@@ -25,6 +25,7 @@ from drivers.repository.manifest import check_point_id
 from models.activity_api import BackupApi
 from models.inventory import Consistency, SnapshotInfo
 from models.jobs import (
+    AbandonBackupInput,
     BackupBase,
     CarryBatchInput,
     CarryBatchResult,
@@ -189,10 +190,7 @@ class BackupActivities(BackupApi):
         if not committed:
             shutil.rmtree(repo.layout.staging / check_point_id(inp.point_id), ignore_errors=True)
         if inp.snapshot_id and not committed:
-            try:
-                self.res.driver(inp.cluster).delete_snapshot(inp.vm_id, inp.snapshot_id)
-            except NotFound:
-                pass
+            self._drop_snapshot(inp)
 
     @activity.defn(name="finish_backup")
     @translate_errors
@@ -206,6 +204,25 @@ class BackupActivities(BackupApi):
             self._release(inp.release)
         if inp.retention is not None:
             self._retention(inp.retention)
+
+    @activity.defn(name="abandon_backup")
+    @translate_errors
+    def abandon_backup(self, inp: AbandonBackupInput) -> bool:
+        """finish_backup gave up. If the catalog did not record the point, it now never will
+        (`Catalog.abandon_point`, compare-and-set), and the point's files and its new snapshot
+        go, as if the backup had not run; if it did, everything stays (the point is real, and
+        the next backup builds on it). True when abandoned."""
+        if not self.res.catalog.abandon_point(point_summary(inp.record)):
+            return False
+        c = inp.cleanup
+        repo = self.res.repository(c.repository_path)
+        if not remove_manifest(repo, c.point_id):
+            raise PointBusy(f"restore point {c.point_id!r} is the base of a running backup: abandoned, "
+                            "its files are left for a retry")
+        shutil.rmtree(repo.layout.staging / check_point_id(c.point_id), ignore_errors=True)
+        if c.snapshot_id:
+            self._drop_snapshot(c)
+        return True
 
     @activity.defn(name="carry_unchanged")
     @translate_errors
@@ -224,6 +241,10 @@ class BackupActivities(BackupApi):
         so the catalog never names a snapshot that is gone."""
         if inp.point_id:
             self.res.catalog.release_point_snapshot(inp.point_id)
+        self._drop_snapshot(inp)
+
+    def _drop_snapshot(self, inp: CleanupInput) -> None:
+        """Delete the snapshot `inp` names; one already gone (a retry) is no error."""
         try:
             self.res.driver(inp.cluster).delete_snapshot(inp.vm_id, inp.snapshot_id or "")
         except NotFound:

@@ -27,14 +27,17 @@ from models.restore_points import PointState, RestorePointSummary, unrestorable
 from models.services import RepositorySpec
 
 
+def point_summary(inp: RecordPointInput) -> RestorePointSummary:
+    return RestorePointSummary(id=inp.point_id, plan=inp.plan, cluster=inp.vm.cluster, vm=inp.vm.vm,
+                               type=inp.type, creation=inp.creation, created_at=inp.created_at,
+                               repository=inp.repository, logical_bytes=inp.logical_bytes,
+                               stored_bytes=inp.stored_bytes)
+
+
 def record_point(catalog: Catalog, inp: RecordPointInput) -> None:
     """A committed point into the catalog (idempotent: a retry records it once)."""
-    catalog.add_restore_point(
-        RestorePointSummary(id=inp.point_id, plan=inp.plan, cluster=inp.vm.cluster, vm=inp.vm.vm,
-                            type=inp.type, creation=inp.creation, created_at=inp.created_at,
-                            repository=inp.repository, logical_bytes=inp.logical_bytes,
-                            stored_bytes=inp.stored_bytes),
-        base_id=inp.base_point_id, snapshot_id=inp.snapshot_id, vm_config=inp.vm_config)
+    catalog.add_restore_point(point_summary(inp), base_id=inp.base_point_id, snapshot_id=inp.snapshot_id,
+                              vm_config=inp.vm_config)
 
 
 class CatalogActivities(CatalogApi):

@@ -20,6 +20,7 @@ from temporalio import activity
 from models.health import ClusterHealth, HealthCheckInput, SiteWorkerInfo
 from models.inventory import GuestSigns
 from models.jobs import (
+    AbandonBackupInput,
     CarryBatchInput,
     CarryBatchResult,
     CleanupInput,
@@ -117,6 +118,10 @@ class BackupApi(ABC):
     @activity.defn(name="finish_backup")
     @abstractmethod
     def finish_backup(self, inp: FinishBackupInput) -> None: ...
+
+    @activity.defn(name="abandon_backup")
+    @abstractmethod
+    def abandon_backup(self, inp: AbandonBackupInput) -> bool: ...
 
     @activity.defn(name="apply_retention")
     @abstractmethod

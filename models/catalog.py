@@ -121,6 +121,17 @@ class RestorePointRow(SQLModel, table=True):
     vm_config: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class AbandonedPointRow(SQLModel, table=True):
+    """A point id whose backup gave up after its transfer, before the catalog recorded it
+    (`Catalog.abandon_point`): its files and snapshot are deleted, and the id can never be
+    recorded afterwards, so a late record from a worker that lost touch with Temporal
+    cannot name a point whose data is gone."""
+
+    __tablename__ = "abandoned_points"
+    id: str = Field(primary_key=True, max_length=128)
+    abandoned_at: datetime = _ts(nullable=False)
+
+
 class ServiceRow(SQLModel, table=True):
     """A site's backup or replication service and its limits (the model's JSON)."""
 

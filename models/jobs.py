@@ -241,6 +241,14 @@ class FinishBackupInput(Strict):
                                   "holds (an unchanged VM's point, made from it): only its catalog link goes.")
 
 
+class AbandonBackupInput(Strict):
+    """A backup whose end (finish_backup) failed: the point to abandon unless the catalog
+    recorded it, and what to delete then (`cleanup.snapshot_id` None: a carried base, kept)."""
+
+    record: RecordPointInput
+    cleanup: CleanupInput
+
+
 class CarryVM(Strict):
     """One VM of a page's no-change batch: its index in the page and the point id it gets."""
 

@@ -36,7 +36,7 @@ HISTORIES = sorted((ROOT / "tests/replay/histories").glob("*.json"))
 # (worker.py's hand lists and the `.all()` methods): the registry must not change it.
 SITE_ACTIVITIES = {
     "admin_add_repository_key", "admin_check_vms", "admin_create_repository", "admin_delete_restore_points",
-    "admin_list_vms", "admin_repository_findings", "apply_config", "apply_retention", "cleanup_backup",
+    "abandon_backup", "admin_list_vms", "admin_repository_findings", "apply_config", "apply_retention", "cleanup_backup",
     "clone_vm_at", "create_snapshot", "create_vm_for_restore", "delete_vm", "disk_digest", "drop_snapshot",
     "ensure_replica", "find_vm", "maintain_repository", "power_state", "prepare_backup", "pull_extents",
     "release_snapshot", "replica_retention", "restore_disks", "rollback_vm", "set_power", "shutdown_vm",

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from models.activity_api import BackupApi, CatalogApi, activity_name
     from models.jobs import (
+        AbandonBackupInput,
         CleanupInput,
         FinishBackupInput,
         Operation,
@@ -37,6 +38,9 @@ FINISH_IN_ONE = "backup-finish-in-one"
 # A VM unchanged since its base (prepare_backup says so) gets its point from the base
 # snapshot: no create_snapshot, and the base point hands the snapshot to the new one.
 SKIP_UNCHANGED = "backup-skip-unchanged"
+# A backup whose finish_backup failed abandons its point unless the catalog recorded it
+# (abandon_backup); runs before this marker left the point's files and snapshot, unrecorded.
+ABANDON_UNRECORDED = "backup-abandons-an-unrecorded-point"
 TRANSFER_HEARTBEAT = timedelta(seconds=10)  # the SDK sends at most every 8 s
 # Every site activity heartbeats every few seconds (activities/heartbeat.py): a worker that
 # dies is noticed after this, not after the activity's start-to-close timeout.
@@ -119,8 +123,20 @@ class VMBackupWorkflow:
                                    repository_path=inp.repository_path, retention=inp.retention) \
             if inp.retention is not None else None
         if workflow.patched(FINISH_IN_ONE):
-            await site(BackupApi.finish_backup, FinishBackupInput(record=record, release=release, retention=retention,
-                                                                  hand_over=prep.base.point_id if carried else None))
+            try:
+                await site(BackupApi.finish_backup, FinishBackupInput(record=record, release=release,
+                                                                      retention=retention,
+                                                                      hand_over=prep.base.point_id if carried else None))
+            except BaseException:
+                # Failed or stopped at its end: the point may or may not be recorded. The site
+                # asks the catalog, compare-and-set: unrecorded, it is abandoned for good and its
+                # files and new snapshot go; recorded, everything stays.
+                if workflow.patched(ABANDON_UNRECORDED):
+                    self._enter("cleanup")
+                    await site(BackupApi.abandon_backup, AbandonBackupInput(record=record, cleanup=CleanupInput(
+                        cluster=vm.cluster, vm_id=prep.vm_id, snapshot_id=None if carried else snap.snapshot_id,
+                        repository_path=inp.repository_path, point_id=inp.point_id)))
+                raise
         else:
             await catalog(CatalogApi.record_point, record)
             if release is not None:

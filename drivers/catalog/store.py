@@ -23,6 +23,7 @@ from drivers.catalog.errors import (  # noqa: F401  (re-exported: callers import
 )
 from drivers.catalog.replicas import ReplicaObjects
 from models.catalog import (
+    AbandonedPointRow,
     BackupPlanRow,
     ClusterRow,
     JobRow,
@@ -257,11 +258,39 @@ class Catalog(ReplicaObjects):
 
     def add_restore_point(self, point: RestorePointSummary, base_id: str | None = None,
                           snapshot_id: str | None = None, vm_config: VMConfig | None = None) -> None:
-        """Idempotent: recording the same point twice (an activity retry) is not an error."""
+        """Idempotent: recording the same point twice (an activity retry) is not an error. An
+        abandoned id (`abandon_point`) is refused with StateConflict, recording nothing."""
         with self.session() as s:
             if s.get(RestorePointRow, point.id) is None:
                 s.add(RestorePointRow(**point.model_dump(), base_id=base_id, snapshot_id=snapshot_id,
                                       vm_config=vm_config.model_dump(mode="json") if vm_config else {}))
+                s.flush()  # takes the id; an abandon of it at the same moment commits first or fails
+                if s.get(AbandonedPointRow, point.id) is not None:  # read after the id was ours
+                    raise StateConflict(f"restore point {point.id!r} was abandoned (its backup gave up before "
+                                        "recording it, and its files are deleted): not recorded")
+
+    def abandon_point(self, point: RestorePointSummary) -> bool:
+        """Compare-and-set for a backup that gave up after its transfer: True when the catalog
+        has not recorded `point` and now never will (`add_restore_point` refuses the id), so
+        its files and snapshot may go; False when it is recorded (keep everything: it is a
+        real point). A record of the same id at the same moment is serialised by the id's
+        primary key in restore_points: this takes the id with a placeholder row, swaps it for
+        the tombstone in one transaction, and a record waiting on the id then finds the
+        tombstone; a record that got the id first makes this fail and answer False."""
+        try:
+            with self.session() as s:
+                if s.get(AbandonedPointRow, point.id) is not None:
+                    return True  # a retry of an abandon that committed
+                if s.get(RestorePointRow, point.id) is not None:
+                    return False
+                placeholder = RestorePointRow(**{**point.model_dump(), "state": PointState.DELETING})
+                s.add(placeholder)
+                s.flush()
+                s.add(AbandonedPointRow(id=point.id, abandoned_at=utcnow()))
+                s.delete(placeholder)
+            return True
+        except IntegrityError:
+            return False  # recorded at the same moment
 
     def point_config(self, point_id: str) -> VMConfig:
         with self.session() as s:

@@ -10,7 +10,7 @@ no-change batch and one changed VM's child), from tests/e2e/test_plan_scale.py v
 tests/e2e/histories.py's export_chain; `AdminService.json`, a run of the admin service that continued as
 new, from tests/e2e/test_admin_service.py; `FailoverTest.asks-the-guest.json`, `Failback.careful-undo.json`,
 `ReplicationPlanRun.pages.json`, `PermanentFailover.reprotect-undo.json` and `Restore.rebuild-undo.json`, the
-runs of tests/e2e/test_replication.py and test_backup_restore.py that pass those patch markers; `*.local-catalog.json` and `AdminService.local-admin.json`, runs whose catalog calls were local activities, from test_backup_restore.py, test_replication.py and test_admin_service.py; `AdminService.only-reads-local.json`, a run whose creating calls are normal activities again, from test_admin_service.py); re-record them only for a deliberate, versioned change. A file
+runs of tests/e2e/test_replication.py and test_backup_restore.py that pass those patch markers; `*.local-catalog.json` and `AdminService.local-admin.json`, runs whose catalog calls were local activities, from test_backup_restore.py, test_replication.py and test_admin_service.py; `AdminService.only-reads-local.json`, a run whose creating calls are normal activities again, from test_admin_service.py; `VMBackup.abandon-logic.json`, a backup whose point could not be recorded, from tests/workflows/test_backup_restore_workflow_logic.py, doubles); re-record them only for a deliberate, versioned change. A file
 is `<type>.json`, or `<type>.<version>.json` for a run of a later, patched version of
 its type, kept beside the older one so both branches stay replayed."""
 

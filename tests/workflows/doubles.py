@@ -36,6 +36,7 @@ from drivers.catalog.replicas import check_change
 from models import search_attributes
 from models.inventory import GuestSigns, VMConfig
 from models.jobs import (
+    AbandonBackupInput,
     BackupBase,
     CleanupInput,
     CreateVMInput,
@@ -496,6 +497,13 @@ class SiteDoubles(Doubles):
         self.world.backup_points.append(f.record.point_id)
         if f.release is not None:
             self.world.drop(f.release.vm_id, f.release.snapshot_id)
+
+    @double("abandon_backup", lambda self, a: f"{a.cleanup.snapshot_id or '-'} {a.record.point_id}")
+    def abandon_backup(self, a: AbandonBackupInput) -> bool:
+        if a.record.point_id in self.world.backup_points:
+            return False  # recorded: a real point, kept
+        self.world.drop(a.cleanup.vm_id, a.cleanup.snapshot_id)
+        return True
 
     @double("release_snapshot", lambda self, c: c.snapshot_id or "")
     def release_snapshot(self, c: CleanupInput) -> None:

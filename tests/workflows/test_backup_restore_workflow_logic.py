@@ -8,6 +8,9 @@ test_durability.py and test_restore_durability.py."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from temporalio.client import Client
 
@@ -77,24 +80,40 @@ async def test_a_backup_failed_or_stopped_before_its_point_leaves_nothing(
     assert w.snapshots["web"] == ["web.b1"] and w.backup_points == []  # the old base kept, no point
 
 
-async def test_a_failure_after_the_transfer_keeps_the_new_snapshot(client: Client) -> None:
-    """finish_backup records the point before it releases or prunes anything: a failure in
-    it must not clean the new snapshot up (the point may be recorded and build on it)."""
+async def test_a_failure_after_the_point_was_recorded_keeps_it_and_its_snapshot(client: Client) -> None:
+    """finish_backup records the point before it releases or prunes anything: a failure
+    after the record (here: the old base's release) leaves a real point, which the next
+    backup builds on, so the abandon step finds it recorded and deletes nothing."""
     w = world()
-    w.on("a:finish_backup bk1 web.b1", fail())
+    w.on("a:finish_backup bk1 web.b1", fail(), after=True)
     assert_failed(await execute(client, w, *backup(w)), "DriverError")
-    assert w.trace() == BACKUP
-    assert "web.s1" in w.snapshots["web"]
+    assert w.trace() == [*BACKUP, "a:abandon_backup web.s1 bk1"]
+    assert w.backup_points == ["bk1"] and "web.s1" in w.snapshots["web"]
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (docs/operations.md, 'Known gap'): a failure of record_point after "
-                   "the transfer is outside VMBackup's cleanup, so the new snapshot and the point's files stay, "
-                   "unrecorded; cleaning them up safely first needs proof the catalog did not commit the point")
-async def test_a_backup_whose_point_cannot_be_recorded_cleans_up(client: Client) -> None:
+@pytest.mark.parametrize("kind", ["CatalogError", "DriverError"])
+async def test_a_backup_whose_point_cannot_be_recorded_cleans_up(client: Client, kind: str) -> None:
+    """The record itself failed: the point is abandoned (the catalog will never take it) and
+    its new snapshot goes, leaving the VM as it was before the backup."""
     w = world()
-    w.on("a:finish_backup bk1 web.b1", fail("CatalogError"))
-    assert_failed(await execute(client, w, *backup(w)), "CatalogError")
-    assert w.trace()[-1] == "a:cleanup_backup web.s1 bk1" and w.snapshots["web"] == ["web.b1"]
+    w.on("a:finish_backup bk1 web.b1", fail(kind))
+    run, inp, wf_id = backup(w)
+    assert_failed(await execute(client, w, run, inp, wf_id), kind)
+    assert w.trace() == [*BACKUP, "a:abandon_backup web.s1 bk1"]
+    assert w.snapshots["web"] == ["web.b1"] and w.backup_points == []
+    if (target := os.environ.get("ABDR_RECORD_HISTORIES")) and kind == "CatalogError":  # the patch's replay history
+        history = await client.get_workflow_handle(wf_id).fetch_history()
+        Path(target, "VMBackup.abandon-logic.json").write_text(history.to_json())
+
+
+async def test_a_backup_stopped_at_its_end_abandons_or_keeps_by_the_catalog(client: Client) -> None:
+    """A cancel (the window closed) while finish_backup runs: the abandon step still runs
+    after the cancel and the catalog decides; this double had not recorded the point yet."""
+    w = world()
+    w.on("a:finish_backup bk1 web.b1", hang)
+    assert_cancelled(await execute(client, w, *backup(w), cancel_at="a:finish_backup bk1 web.b1"))
+    assert w.trace() == [*BACKUP, "a:abandon_backup web.s1 bk1"]
+    assert w.snapshots["web"] == ["web.b1"] and w.backup_points == []
 
 
 # -- restore -----------------------------------------------------------------------------

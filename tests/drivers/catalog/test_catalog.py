@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
 from drivers.catalog.engine import alembic_config
-from drivers.catalog.store import AlreadyExists, Catalog, InUse, NotFound
+from drivers.catalog.store import AlreadyExists, Catalog, InUse, NotFound, StateConflict
 from models.inventory import VM, Cluster, Site, VMConfig
 from models.plans import BackupPlanSpec, PlanStatus, RunResult, VMRef
-from models.restore_points import PointCreation, PointType, RestorePointSummary
+from models.restore_points import PointCreation, PointState, PointType, RestorePointSummary
 from models.services import RepositorySpec
 
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc)
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -95,6 +101,69 @@ def test_restore_points_are_tz_aware_and_idempotent(catalog: Catalog) -> None:
     assert points[1].created_at == T0 + timedelta(hours=1) and points[1].created_at.tzinfo is not None
     catalog.delete_restore_point("p1")
     assert [p.id for p in catalog.list_restore_points(plan="gold")] == ["p0", "p2"]
+
+
+def point(pid: str, hour: int = 0) -> RestorePointSummary:
+    return RestorePointSummary(id=pid, plan="gold", cluster="c1", vm="web", repository="repo1", type=PointType.FULL,
+                               creation=PointCreation.AUTO, created_at=T0 + timedelta(hours=hour))
+
+
+def test_an_abandoned_point_is_never_recorded_and_a_recorded_one_never_abandoned(catalog: Catalog) -> None:
+    """A backup whose end failed asks the catalog (activities/backup.py::abandon_backup):
+    a recorded point is kept; an unrecorded one is abandoned for good, so a late record of
+    it (a worker that lost touch with Temporal) cannot name files that are gone."""
+    seed(catalog)
+    catalog.add_restore_point(point("p0"))
+    assert catalog.abandon_point(point("p0")) is False
+    assert [(p.id, p.state) for p in catalog.list_restore_points(plan="gold")] == [("p0", PointState.READY)]
+    assert catalog.abandon_point(point("p1", 1)) is True
+    assert catalog.abandon_point(point("p1", 1)) is True  # a retried abandon
+    with pytest.raises(StateConflict, match="restore point 'p1' was abandoned"):
+        catalog.add_restore_point(point("p1", 1))
+    assert [p.id for p in catalog.list_restore_points(plan="gold")] == ["p0"]  # no placeholder, no p1
+
+
+def until_answered(call: Callable[[], T]) -> T:
+    """Ask again while the database is busy, as the activity's retry policy would."""
+    for _ in range(200):
+        try:
+            return call()
+        except OperationalError:  # SQLite: a write after a read while another writer committed
+            time.sleep(0.01)
+    raise AssertionError("the catalog stayed busy")
+
+
+def test_a_record_and_an_abandon_at_the_same_moment_never_both_win(catalog_url: str) -> None:
+    """Two workers, two engines, the same point id at the same instant: either the point is
+    recorded and the abandon keeps it, or it is abandoned and the record is refused."""
+    recorder, abandoner = Catalog(catalog_url), Catalog(catalog_url, upgrade=False)
+    seed(recorder)
+    try:
+        for i in range(30):
+            p, start, outcome = point(f"race{i}", i), threading.Barrier(2), {}
+
+            def record() -> None:
+                start.wait()
+                try:
+                    until_answered(lambda: recorder.add_restore_point(p))
+                    outcome["recorded"] = True
+                except StateConflict:
+                    outcome["recorded"] = False
+
+            def abandon() -> None:
+                start.wait()
+                outcome["abandoned"] = until_answered(lambda: abandoner.abandon_point(p))
+
+            threads = [threading.Thread(target=record), threading.Thread(target=abandon)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            assert outcome["recorded"] != outcome["abandoned"], (i, outcome)
+            assert (p.id in {q.id for q in recorder.list_restore_points(plan="gold")}) == outcome["recorded"]
+    finally:
+        recorder.close()
+        abandoner.close()
 
 
 def test_a_snapshot_two_points_name_is_known_to_be_shared(catalog: Catalog) -> None:
