@@ -18,7 +18,7 @@ from activities.backup import BackupActivities
 from activities.errors import InvalidRequest, translate_errors
 from activities.heartbeat import Progress
 from activities.resources import Resources
-from drivers.base import InvalidState, OperationTimeout
+from drivers.base import InvalidState, NotFound, OperationTimeout
 from drivers.catalog.errors import StateConflict
 from drivers.repository.progress import MaintenanceProgress
 from models.activity_api import SiteAdminApi
@@ -250,7 +250,16 @@ class SiteAdminActivities(SiteAdminApi):
     def check_vms(self, p: dict) -> list[str]:
         """Every VM named exists on its cluster (a plan over a VM that is not there is refused)."""
         refs = [VMRef.model_validate(v) for v in p["vms"]]
-        return [self.backup.vm_id(ref) for ref in refs]
+        if len(refs) == 1:
+            return [self.backup.vm_id(refs[0])]
+        ids: dict[str, dict[str, str]] = {}  # a plan of thousands: one listing per cluster, not a lookup per VM
+        for cluster in dict.fromkeys(ref.cluster for ref in refs):
+            ids[cluster] = {vm.name: vm.id for vm in self.res.driver(cluster).list_vms()}
+        missing = [ref for ref in refs if ref.vm not in ids[ref.cluster]]
+        if missing:
+            raise NotFound(f"VM {missing[0].vm!r} not found on cluster {missing[0].cluster!r}"
+                           + (f" (and {len(missing) - 1} more VMs of the plan)" if len(missing) > 1 else ""))
+        return [ids[ref.cluster][ref.vm] for ref in refs]
 
     @activity.defn(name="admin_delete_restore_points")
     @translate_errors

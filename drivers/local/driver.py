@@ -41,6 +41,7 @@ from drivers.local.layout import (
     safe_name,
 )
 from drivers.local.meta import VMRecord, load_record, save_record
+from drivers.local.names import NameIndex
 from drivers.local.recovery import repair
 from drivers.local.undo import merge_into
 from models.inventory import VM, Consistency, Extent, GuestSigns, PowerState, SnapshotInfo, VMConfig
@@ -55,6 +56,7 @@ class LocalDriver:
     def __init__(self, root: str | os.PathLike[str], cluster: str | None = None, *,
                  lock_timeout_s: float = 120.0) -> None:
         self.paths = ClusterPaths(Path(root).absolute())
+        self.names = NameIndex(self.paths)
         self.lock_timeout_s = lock_timeout_s
         meta = self._open_or_init(cluster)
         self.cluster: str = meta["name"]
@@ -107,10 +109,10 @@ class LocalDriver:
         return check_config(config)
 
     def _name_taken(self, name: str, except_id: str | None = None) -> str | None:
-        for r in self._scan():
-            if r.config.name == name and r.id != except_id:
-                return r.id
-        return None
+        """The id of another VM named `name`. Under the cluster lock: the index is complete."""
+        self.names.ensure_complete(self._scan)
+        rec = self.names.lookup(name)
+        return rec.id if rec is not None and rec.id != except_id else None
 
     @staticmethod
     def _new_id(prefix: str) -> str:
@@ -125,7 +127,11 @@ class LocalDriver:
 
     def find_vm(self, name: str) -> VM | None:
         safe_name(name, "VM name")
-        for r in self._scan():
+        if (rec := self.names.lookup(name)) is not None:
+            return rec.to_vm(self.cluster)
+        if self.names.complete():
+            return None  # every VM has its entry
+        for r in self._scan():  # a cluster from before the index, not yet filled by a writer
             if r.config.name == name:
                 return r.to_vm(self.cluster)
         return None
@@ -151,6 +157,7 @@ class LocalDriver:
                 fsync_dir(d)
             rec = VMRecord(id=vm_id, config=config)
             save_record(stage.meta, rec)
+            self.names.point(config.name, vm_id)  # before the VM appears: the index stays complete
             os.rename(stage.dir, self.paths.vms / vm_id)  # the VM exists from here on
             fsync_dir(self.paths.vms)
             fsync_dir(self.paths.tmp)
@@ -164,6 +171,7 @@ class LocalDriver:
                 trash = self.paths.tmp / f"deleted-{vm_id}"
                 os.rename(p.dir, trash)  # gone from here on; the rest is cleanup
                 fsync_dir(self.paths.vms)
+                self.names.forget(rec.config.name, vm_id)
             shutil.rmtree(trash, ignore_errors=True)
 
     def update_vm_config(self, vm_id: str, config: VMConfig) -> VM:
@@ -187,8 +195,13 @@ class LocalDriver:
                     if not d.thin and chain.live_fd is not None:
                         os.posix_fallocate(chain.live_fd, 0, d.size_bytes)
             dropped = set(old) - {d.name for d in config.disks}
+            renamed_from = rec.config.name if config.name != rec.config.name else None
+            if renamed_from is not None:
+                self.names.point(config.name, vm_id)  # before the record says so: the index stays complete
             rec.config = config
             save_record(p.meta, rec)
+            if renamed_from is not None:
+                self.names.forget(renamed_from, vm_id)
             for name in sorted(dropped):  # a kill here is finished by repair()
                 with writable_chain(p, rec, name, self.block_size) as chain:
                     chain.remove_live()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from drivers import get_driver
-from drivers.base import DriverError, InvalidState, OperationTimeout, Unsupported, extents_to_blocks
+from drivers.base import AlreadyExists, DriverError, InvalidState, OperationTimeout, Unsupported, extents_to_blocks
 from drivers.local import LocalDriver
 from drivers.local.meta import load_record, save_record
 from drivers.local.tools import export_disk, import_image, rewrite_fraction
@@ -242,3 +242,36 @@ def test_get_driver(tmp_path: Path) -> None:
         get_driver(Cluster.model_construct(name="x", site="s1", driver="vmware", endpoint=""))
     with pytest.raises(DriverError, match="is not https://HOST"):  # aoc is implemented: its endpoint is checked
         get_driver(Cluster(name="x", site="s1", driver="aoc"))
+
+
+# ------------------------------------------------------------------ the name index
+
+def test_a_cluster_from_before_the_name_index_is_found_by_name_and_keeps_names_unique(tmp_path: Path) -> None:
+    """A cluster made before names/ existed: lookups scan until a writer fills the index,
+    and a create then still refuses a taken name."""
+    d = LocalDriver(tmp_path / "cluster", "c1")
+    vms = [make_vm(d, f"vm{i}") for i in range(5)]
+    for p in (d.paths.root / "names").iterdir():
+        p.unlink()
+    (d.paths.root / "names").rmdir()  # as an older abdr left it
+    d = LocalDriver(tmp_path / "cluster", "c1")
+    assert d.find_vm("vm3").id == vms[3].id and d.find_vm("nope") is None
+    with pytest.raises(AlreadyExists, match="already has a VM named 'vm2'"):
+        make_vm(d, "vm2")
+    assert d.names.complete()
+    assert {d.find_vm(f"vm{i}").id for i in range(5)} == {v.id for v in vms}
+
+
+def test_stale_and_dangling_name_entries_read_as_absent(local: LocalDriver) -> None:
+    """An entry is a hint checked against the record it names: a rename leaves none for the
+    old name, a crash between the entry and the VM (here: a link to no VM) hides nothing."""
+    a = make_vm(local, "a")
+    os.symlink("vm-000000000000", local.paths.root / "names" / "ghost")  # a create killed before its rename
+    assert local.find_vm("ghost") is None
+    assert make_vm(local, "ghost").id != "vm-000000000000"
+    local.update_vm_config(a.id, local.get_vm(a.id).config.model_copy(update={"name": "b"}))
+    assert local.find_vm("a") is None and local.find_vm("b").id == a.id
+    assert make_vm(local, "a").id != a.id  # the old name is free again
+    local.delete_vm(a.id)
+    assert local.find_vm("b") is None
+    assert make_vm(local, "b").id != a.id
