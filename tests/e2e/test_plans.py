@@ -225,6 +225,8 @@ async def test_bad_inputs_are_refused_and_change_nothing(stack: Stack) -> None:
 
     with pytest.raises(AbdrError, match="VM 'ghost' not found on cluster 'c1'"):
         await stack.client.create_backup_plan(plan_spec("silver", ["ghost"]))
+    with pytest.raises(AbdrError, match="VM 'ghost' not found on cluster 'c1' \\(and 1 more VMs of the plan\\)"):
+        await stack.client.create_backup_plan(plan_spec("silver", ["a", "ghost", "b", "ghost2"]))
     with pytest.raises(AbdrError, match="cluster 'nowhere' not found"):
         await stack.client.create_backup_plan(plan_spec("silver", ["a"]).model_copy(
             update={"vms": [VMRef(cluster="nowhere", vm="a")]}))
