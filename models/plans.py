@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from models.inventory import Consistency, Name, Strict
+from models.inventory import Consistency, Name, Strict, repeated
 from models.retention import Retention
 from models.schedule import Schedule, Window
 
@@ -48,8 +48,7 @@ class VMRef(Strict):
 def check_unique_vms(vms: list[VMRef]) -> None:
     if not vms:
         raise ValueError("vms: a plan protects at least one VM")
-    seen = [str(v) for v in vms]
-    dup = sorted({s for s in seen if seen.count(s) > 1})
+    dup = repeated(str(v) for v in vms)
     if dup:
         raise ValueError(f"vms: each VM appears once in a plan; repeated: {dup}")
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from drivers import DRIVERS, join_cluster_id, join_endpoint
 from drivers.base import DriverError
-from models.inventory import Cluster, Consistency, Site
+from models.inventory import Cluster, Consistency, Site, repeated
 from models.plans import BackupDelayOption, BackupPlanSpec
 from models.replication import ReplicationKind, ReplicationPlanSpec
 from models.services import RepositorySpec
@@ -248,7 +248,7 @@ def load_apply_file(path: str | Path, data_dir: Path) -> ApplyFile:
     )
     for section in SECTIONS:
         names = [x.name for x in getattr(out, section)]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = repeated(names)
         if dup:
             raise UsageError(f"{path}: {section} names repeat: {dup}")
         out.where.update({(section, n): where(section, i, item) for i, (n, item) in enumerate(zip(names, lists[section]))})
