@@ -1,6 +1,6 @@
 """The local cluster's name index: `names/<VM name>` is a symlink to the VM's id, so finding
 a VM by name (every backup's prepare, a plan's check of its VMs) reads one link and one
-record instead of every VM's record (at 10,000 VMs a scan took 0.15-0.6 s a lookup).
+record instead of every VM's record (at 10,000 VMs one scan took 0.15 s).
 
 Every entry is a hint, checked against the record it names: a dangling or stale entry (a
 crash between writing it and creating the VM, a rename) reads as absent. The index is
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from drivers.base import NotFound
 from drivers.fsio import fsync_dir
@@ -36,7 +35,7 @@ class NameIndex:
         try:
             vm_id = os.readlink(self.dir / name)
             rec = load_record(self.paths.vm(vm_id).meta)
-        except (FileNotFoundError, NotFound, ValueError, OSError):
+        except (OSError, NotFound, ValueError):  # no entry, or it names no VM
             return None
         return rec if rec.config.name == name else None
 
@@ -56,7 +55,7 @@ class NameIndex:
         try:
             if os.readlink(self.dir / name) == vm_id:
                 (self.dir / name).unlink()
-        except (FileNotFoundError, OSError):
+        except OSError:  # no entry
             pass
 
     def ensure_complete(self, scan: Callable[[], Iterable[VMRecord]]) -> None:
@@ -68,6 +67,5 @@ class NameIndex:
         for rec in scan():
             self.point(rec.config.name, rec.id, durable=False)
         fsync_dir(self.dir)
-        marker = Path(self.dir / COMPLETE)
-        marker.touch()
+        (self.dir / COMPLETE).touch()
         fsync_dir(self.dir)
