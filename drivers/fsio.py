@@ -5,14 +5,20 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import mmap
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from drivers.base import NotFound, ResourceLocked
+from drivers.base import Bytes, NotFound, ResourceLocked
+
+# Bulk writes (BulkWriter): pieces this large and this aligned go around the page cache.
+DIRECT_ALIGN = 4096  # O_DIRECT's offset, length and buffer alignment on every Linux fs we use
+DIRECT_MIN = 64 << 10  # smaller ones stay buffered: a direct write waits for the device
+DIRECT_SPAN = 8 << 20  # one direct write at most: the size of the aligned staging buffer
 
 
 def fsync_dir(path: Path) -> None:
@@ -74,3 +80,104 @@ def locked(path: Path, exclusive: bool, timeout_s: float, what: str) -> Iterator
         yield fd
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def pwrite_all(fd: int, data: Bytes, offset: int) -> None:
+    """pwrite until everything is written (a regular file may take less per call)."""
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def reopen_direct(fd: int) -> int | None:
+    """A write-only O_DIRECT descriptor of the file `fd` is open on (the same inode, even if
+    its name has moved since), or None where that is refused (no O_DIRECT, or tmpfs)."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return None
+    try:
+        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | flag)
+    except OSError:
+        return None
+
+
+class BulkWriter:
+    """Writes gigabytes into one regular file (a restore, a replica's pull, an import):
+    adjacent pieces are joined into runs of up to DIRECT_SPAN, and an aligned run of at least
+    DIRECT_MIN goes through an O_DIRECT descriptor, copied into a page-aligned buffer; the
+    rest is written buffered through `fd`. Nothing reads these bytes back soon, so caching
+    them only evicts what a host does need, and on the benchmark machine a buffered write of
+    new data cost ~6x a direct one (512 MiB: 1.63 s, 1.47 s of it system time, against 0.38 s).
+
+    Durability is the caller's, as before: an fsync of `fd` covers the direct writes too (it
+    is the same inode), and a direct write leaves no dirty page behind. Reads through any
+    descriptor stay coherent: Linux writes back and drops the cached pages a direct write
+    covers. Where the file system refuses O_DIRECT (at open or at the first write), every
+    write is buffered. The direct descriptor is opened at the first bulk run, so a handle
+    that writes a few bytes costs no more than before. Not thread-safe: callers serialise writes (the local driver holds the
+    VM's lock)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._direct: int | None = None
+        self._tried = False  # opened the direct descriptor yet (on the first bulk run)
+        self._buf: mmap.mmap | None = None
+        self.direct_bytes = 0  # written around the page cache (for tests and benchmarks)
+
+    def write_many(self, writes: Iterable[tuple[int, Bytes]]) -> None:
+        run: list[Bytes] = []
+        start = end = 0
+        for off, data in writes:
+            n = len(data)
+            if run and (off != end or end - start + n > DIRECT_SPAN):
+                self._write_run(start, end - start, run)
+                run = []
+            if not run:
+                start = end = off
+            run.append(data)
+            end += n
+        if run:
+            self._write_run(start, end - start, run)
+
+    def _write_run(self, start: int, length: int, pieces: list[Bytes]) -> None:
+        bulk = DIRECT_MIN <= length <= DIRECT_SPAN and start % DIRECT_ALIGN == 0 and length % DIRECT_ALIGN == 0
+        if bulk and not self._tried:
+            self._tried = True
+            self._direct = reopen_direct(self.fd)
+        if bulk and self._direct is not None:
+            if self._buf is None:
+                self._buf = mmap.mmap(-1, DIRECT_SPAN)  # anonymous: page-aligned
+            pos = 0
+            for p in pieces:
+                self._buf[pos : pos + len(p)] = p
+                pos += len(p)
+            try:
+                written = os.pwrite(self._direct, memoryview(self._buf)[:length], start)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                self._stop_direct()  # this file system takes O_DIRECT at open but not for writes
+            else:
+                self.direct_bytes += written
+                if written == length:
+                    return
+                # a short direct write (rare): the rest buffered, from where it stopped
+                pwrite_all(self.fd, memoryview(self._buf)[written:length], start + written)
+                return
+        pos = start
+        for p in pieces:
+            pwrite_all(self.fd, p, pos)
+            pos += len(p)
+
+    def _stop_direct(self) -> None:
+        if self._direct is not None:
+            os.close(self._direct)
+            self._direct = None
+
+    def close(self) -> None:
+        self._stop_direct()
+        if self._buf is not None:
+            self._buf.close()
+            self._buf = None

@@ -21,7 +21,8 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from drivers.base import Bytes, InvalidState, NotFound, OutOfRange
-from drivers.local.layout import VMPaths, acquire, fsync_dir, pwrite_all
+from drivers.fsio import BulkWriter
+from drivers.local.layout import VMPaths, acquire, fsync_dir
 from drivers.local.meta import VMRecord, load_record_fd
 from drivers.local.undo import UndoStore
 
@@ -40,6 +41,7 @@ class DiskChain:
         self.snap_ids = [s.id for s in rec.snapshots[first:]]
         self.stores: list[UndoStore | None] = [self._open_store(s) for s in self.snap_ids]
         self.live_fd: int | None = None
+        self.bulk: BulkWriter | None = None  # writes into the live file (writable chains)
         self._open_live()
 
     # -- opening
@@ -56,9 +58,19 @@ class DiskChain:
 
     def _open_live(self) -> None:
         try:
-            self.live_fd = os.open(self.paths.live(self.disk), os.O_RDWR if self.writable else os.O_RDONLY)
+            self._set_live(os.open(self.paths.live(self.disk), os.O_RDWR if self.writable else os.O_RDONLY))
         except FileNotFoundError:
-            self.live_fd = None  # a removed disk reads as zeros
+            self._set_live(None)  # a removed disk reads as zeros
+
+    def _set_live(self, fd: int | None) -> None:
+        if self.bulk is not None:
+            self.bulk.close()
+            self.bulk = None
+        if self.live_fd is not None and self.live_fd != fd:
+            os.close(self.live_fd)
+        self.live_fd = fd
+        if fd is not None and self.writable:
+            self.bulk = BulkWriter(fd)
 
     def refresh(self) -> None:
         """See stores created and records appended by others since we last looked."""
@@ -75,9 +87,7 @@ class DiskChain:
             if st is not None:
                 st.close()
         self.stores = []
-        if self.live_fd is not None:
-            os.close(self.live_fd)
-            self.live_fd = None
+        self._set_live(None)
 
     # -- reading
     def live_read(self, offset: int, length: int) -> bytes:
@@ -138,9 +148,8 @@ class DiskChain:
         self.preserve(
             b for off, data in writes if data for b in range(off // bs, (off + len(data) - 1) // bs + 1)
         )
-        assert self.live_fd is not None
-        for off, data in writes:
-            pwrite_all(self.live_fd, data, off)
+        assert self.bulk is not None
+        self.bulk.write_many(writes)
 
     def create_live(self, size: int) -> None:
         path = self.paths.live(self.disk)
@@ -148,9 +157,7 @@ class DiskChain:
         if os.fstat(fd).st_size < size:
             os.ftruncate(fd, size)
         fsync_dir(path.parent)
-        if self.live_fd is not None:
-            os.close(self.live_fd)
-        self.live_fd = fd
+        self._set_live(fd)
 
     def resize_live(self, size: int) -> None:
         """Set the live size; bytes cut off are preserved first (newer snapshots may show them)."""
@@ -170,8 +177,7 @@ class DiskChain:
         if self.live_fd is None:
             return
         self.preserve(b for s, e in self.live_runs() for b in range(s, e))
-        os.close(self.live_fd)
-        self.live_fd = None
+        self._set_live(None)
         self.paths.live(self.disk).unlink(missing_ok=True)
         fsync_dir(self.paths.disks)
 

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from drivers.base import DriverError, NotFound, validate_name
-from drivers.fsio import acquire, atomic_write_json, fsync_dir, locked  # noqa: F401  (re-exported)
+from drivers.fsio import acquire, atomic_write_json, fsync_dir, locked, pwrite_all  # noqa: F401  (re-exported)
 
 safe_name = validate_name  # user names become file names here: see validate_name
 
@@ -106,15 +106,6 @@ class VMPaths:
 
     def snap(self, snap_id: str) -> Path:
         return self.snaps / snap_id
-
-
-def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
-    """pwrite until everything is written (a regular file may take less per call)."""
-    view = memoryview(data).cast("B")
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
 
 
 def remove_tmp_files(d: Path) -> None:
