@@ -18,6 +18,7 @@ import struct
 import zlib
 from pathlib import Path
 
+from drivers.fsio import BulkWriter
 from drivers.local.layout import fsync_dir, pwrite_all
 
 REC = struct.Struct("<QII")
@@ -43,6 +44,7 @@ class UndoStore:
         except BaseException:
             os.close(self._data_fd)
             raise
+        self._data = BulkWriter(self._data_fd)  # preserved blocks are written once, read rarely
         self.index: dict[int, int] = {}
         self._valid = 0  # bytes of the index file parsed and valid
         self._next_slot = 0
@@ -92,7 +94,7 @@ class UndoStore:
         if not recs:
             return
         if payload:
-            pwrite_all(self._data_fd, b"".join(payload), self._next_slot * bs)
+            self._data.write_many((self._next_slot * bs + i * bs, data) for i, data in enumerate(payload))
             os.fdatasync(self._data_fd)
         if os.fstat(self._idx_fd).st_size != self._valid:
             os.ftruncate(self._idx_fd, self._valid)  # drop a torn tail before appending
@@ -105,6 +107,7 @@ class UndoStore:
         self._next_slot += len(payload)
 
     def close(self) -> None:
+        self._data.close()
         for fd in (self._data_fd, self._idx_fd):
             try:
                 os.close(fd)
