@@ -91,6 +91,25 @@ def pwrite_all(fd: int, data: Bytes, offset: int) -> None:
         offset += n
 
 
+def adjacent_runs(writes: Iterable[tuple[int, Bytes]], limit: int) -> Iterator[tuple[int, int, list[Bytes]]]:
+    """The writes, in order, as (offset, length, pieces): each run of adjacent ones (each
+    starting where the one before ended) joined up to `limit` bytes; a write larger than
+    that on its own is a run of its own. Later writes still land after earlier ones."""
+    run: list[Bytes] = []
+    start = end = 0
+    for offset, data in writes:
+        n = memoryview(data).nbytes
+        if run and offset == end and end - start + n <= limit:
+            run.append(data)
+            end += n
+            continue
+        if run:
+            yield start, end - start, run
+        run, start, end = [data], offset, offset + n
+    if run:
+        yield start, end - start, run
+
+
 def reopen_direct(fd: int) -> int | None:
     """A write-only O_DIRECT descriptor of the file `fd` is open on (the same inode, even if
     its name has moved since), or None where that is refused (no O_DIRECT, or tmpfs)."""
@@ -127,19 +146,8 @@ class BulkWriter:
         self.direct_bytes = 0  # written around the page cache (for tests and benchmarks)
 
     def write_many(self, writes: Iterable[tuple[int, Bytes]]) -> None:
-        run: list[Bytes] = []
-        start = end = 0
-        for off, data in writes:
-            n = len(data)
-            if run and (off != end or end - start + n > DIRECT_SPAN):
-                self._write_run(start, end - start, run)
-                run = []
-            if not run:
-                start = end = off
-            run.append(data)
-            end += n
-        if run:
-            self._write_run(start, end - start, run)
+        for start, length, pieces in adjacent_runs(writes, DIRECT_SPAN):
+            self._write_run(start, length, pieces)
 
     def _write_run(self, start: int, length: int, pieces: list[Bytes]) -> None:
         bulk = DIRECT_MIN <= length <= DIRECT_SPAN and start % DIRECT_ALIGN == 0 and length % DIRECT_ALIGN == 0

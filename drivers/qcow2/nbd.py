@@ -18,6 +18,7 @@ from pathlib import Path
 import nbd
 
 from drivers.base import Bytes, OutOfRange
+from drivers.fsio import adjacent_runs
 from drivers.qcow2.images import Chain, ImageError, chain_filename, chain_spec
 
 MAX_REQUEST = 32 * 1024 * 1024  # qemu-nbd's largest request
@@ -27,21 +28,9 @@ COALESCE_BYTES = 4 * 1024 * 1024
 
 
 def coalesced(writes: Iterable[tuple[int, Bytes]], limit: int) -> Iterator[tuple[int, Bytes]]:
-    """The same writes, in the same order, with each run of adjacent ones (each starting
-    where the one before ended) joined into one of at most `limit` bytes (a write larger
-    than that on its own stays whole). Later writes still land after earlier ones."""
-    run: list[Bytes] = []
-    start = end = 0
-    for offset, data in writes:
-        n = memoryview(data).nbytes
-        if run and offset == end and end - start + n <= limit:
-            run.append(data)
-            end += n
-            continue
-        if run:
-            yield start, run[0] if len(run) == 1 else b"".join(run)
-        run, start, end = [data], offset, offset + n
-    if run:
+    """The same writes, in the same order, each run of adjacent ones joined into one of at
+    most `limit` bytes (drivers.fsio.adjacent_runs)."""
+    for start, _, run in adjacent_runs(writes, limit):
         yield start, run[0] if len(run) == 1 else b"".join(run)
 
 
