@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 CHECKPOINT_S = 2.0  # as activities/backup.py
 
@@ -110,7 +110,7 @@ def restore(a: dict[str, Any]) -> dict[str, Any]:
     """A point's disk into a new raw file (sparse: zero chunks are skipped, as into a new
     disk), written as the local driver writes a restored disk: BatchedWrites' 8 MiB batches
     through a BulkWriter. Like `restic restore`, the file is not fsynced."""
-    from drivers.base import BatchedWrites, DiskHandle  # noqa: F401  (DiskHandle: the cast's type)
+    from drivers.base import BatchedWrites
     from drivers.fsio import BulkWriter
     from drivers.repository import Repository
 
@@ -121,7 +121,7 @@ def restore(a: dict[str, Any]) -> dict[str, Any]:
     bulk = BulkWriter(fd)
     try:
         os.ftruncate(fd, dm.size)
-        batched = BatchedWrites(cast("DiskHandle", _FileTarget(bulk)))
+        batched = BatchedWrites(_FileTarget(bulk))
         p = repo.restore_disk(point.id, dm.name, batched.write, target_is_zero=True)
         batched.drain()
     finally:
@@ -132,7 +132,8 @@ def restore(a: dict[str, Any]) -> dict[str, Any]:
 
 
 class _FileTarget:
-    """The two DiskHandle calls BatchedWrites makes, onto a plain file."""
+    """BatchedWrites' target (drivers.base.BatchTarget) on a plain file: not flushed, like
+    restic's restore."""
 
     def __init__(self, bulk: Any) -> None:
         self.write_many = bulk.write_many

@@ -202,13 +202,22 @@ class OneShotIO:
             h.flush()
 
 
+class BatchTarget(Protocol):
+    """What BatchedWrites writes to: a writable DiskHandle, or anything else with its
+    `write_many` and `flush` (the benchmark's plain restore file)."""
+
+    def write_many(self, writes: Iterable[tuple[int, Bytes]]) -> None: ...
+
+    def flush(self) -> None: ...
+
+
 class BatchedWrites:
     """Many small writes to a handle as few `write_many` batches of up to `limit` bytes: one
     lock and one durability barrier per batch, not per write (the libvirt driver's cost is
     per call). The data is copied: callers may reuse their buffers. `flush()` writes what is
     pending and flushes the handle, so progress reported after it is durable."""
 
-    def __init__(self, handle: DiskHandle, limit: int = 8 << 20) -> None:
+    def __init__(self, handle: BatchTarget, limit: int = 8 << 20) -> None:
         self.handle, self.limit = handle, limit
         self.pending: list[tuple[int, Bytes]] = []
         self.size = 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbd
 
 from drivers.base import Bytes, OutOfRange
-from drivers.fsio import adjacent_runs
+from drivers.fsio import adjacent_runs, supports_direct
 from drivers.qcow2.images import Chain, ImageError, chain_filename, chain_spec
 
 MAX_REQUEST = 32 * 1024 * 1024  # qemu-nbd's largest request
@@ -47,16 +47,6 @@ def served_filename(chain: Chain, direct: bool) -> str:
     spec = chain_spec(chain)
     spec["file"]["cache"] = {"direct": True}
     return "json:" + json.dumps(spec)
-
-
-def supports_direct(path: Path) -> bool:
-    """Can `path` be opened with O_DIRECT (not on tmpfs, for one)?"""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECT", 0))
-    except OSError:
-        return False
-    os.close(fd)
-    return hasattr(os, "O_DIRECT")
 
 
 def dies_with_this_process(argv: list[str]) -> list[str]:

@@ -9,8 +9,7 @@ import os
 import random
 from pathlib import Path
 
-from drivers.fsio import DIRECT_MIN, DIRECT_SPAN, BulkWriter
-from drivers.qcow2.nbd import supports_direct
+from drivers.fsio import DIRECT_MIN, DIRECT_SPAN, BulkWriter, supports_direct
 
 SIZE = 24 << 20
 
